@@ -1,0 +1,35 @@
+"""`fraudstream bench [NAME…]`: runs the benchmarks in bench/ (each prints its ratio)."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import typer
+
+from services.common.errors import FraudstreamError
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+
+
+def available() -> list[str]:
+    return sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def bench(
+        names: list[str] = typer.Argument(None, help="benchmarks to run (default: all)"),
+    ) -> None:
+        """Run the benchmarks in bench/; each prints a ratio against a baseline of the same run."""
+        chosen = names or available()
+        unknown = [n for n in chosen if n not in available()]
+        if unknown:
+            raise FraudstreamError(
+                f"unknown benchmark {', '.join(unknown)}; available: {', '.join(available())}"
+            )
+        for name in chosen:
+            typer.echo(f"== bench {name}")
+            sys.argv = [f"bench_{name}.py"]
+            runpy.run_path(str(BENCH_DIR / f"bench_{name}.py"), run_name="__main__")

@@ -1,0 +1,62 @@
+"""The `fraudstream` command: one sub-command group per service, mounted from each service.
+
+Each service owns its commands in `services/<service>/cli.py` with a `register(app)` function, so
+adding a command never touches another service. Heavy imports (TensorFlow) stay inside the
+commands, so `fraudstream --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from services.common.errors import FraudstreamError
+
+app = typer.Typer(
+    name="fraudstream",
+    help="Fraud detection on Apache Kafka: replay transactions, clean them with KSQL, "
+    "train a Keras autoencoder and score every transaction exactly once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_all() -> None:
+    from services.alerts import cli as alerts_cli
+    from services.bench_cli import register as register_bench
+    from services.ksql_server import cli as ksql_cli
+    from services.model_registry import cli as models_cli
+    from services.pipeline import cli as pipeline_cli
+    from services.producer import cli as producer_cli
+    from services.schema_registry import cli as registry_cli
+    from services.scorer import cli as scorer_cli
+    from services.stack import cli as stack_cli
+    from services.trainer import cli as trainer_cli
+
+    for module in (
+        stack_cli, registry_cli, ksql_cli, producer_cli, trainer_cli, models_cli,
+        scorer_cli, alerts_cli, pipeline_cli,
+    ):
+        module.register(app)
+    register_bench(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Entry point: user-facing errors become one line on stderr and exit code 1."""
+    try:
+        app()
+    except FraudstreamError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

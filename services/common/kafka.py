@@ -1,0 +1,175 @@
+"""Kafka client factories and small admin helpers shared by every service.
+
+One place decides client defaults (idempotence, compression, read-committed), so the producer,
+the trainer, the scorer and the KSQL runtime behave alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from services.common.errors import ServiceUnavailable
+from services.common.settings import get_settings
+
+Config = dict[str, Any]
+
+
+_QUIET = logging.getLogger("fraudstream.kafka.probe")
+_QUIET.setLevel(logging.CRITICAL)
+
+
+def _base(bootstrap: str | None) -> Config:
+    return {"bootstrap.servers": bootstrap or get_settings().bootstrap_servers}
+
+
+def producer_config(bootstrap: str | None = None, **overrides: Any) -> Config:
+    """An idempotent, batching, compressing producer (acks=all): no duplicates on retry."""
+    conf: Config = {
+        **_base(bootstrap),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "batch.size": 512 * 1024,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+    }
+    conf.update(overrides)
+    return conf
+
+
+def consumer_config(group: str, bootstrap: str | None = None, **overrides: Any) -> Config:
+    """A manually committing, read-committed consumer that starts at the earliest offset."""
+    conf: Config = {
+        **_base(bootstrap),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "fetch.min.bytes": 1,
+        "enable.partition.eof": False,
+    }
+    conf.update(overrides)
+    return conf
+
+
+def make_producer(bootstrap: str | None = None, **overrides: Any) -> Producer:
+    return Producer(producer_config(bootstrap, **overrides))
+
+
+def make_consumer(group: str, bootstrap: str | None = None, **overrides: Any) -> Consumer:
+    return Consumer(consumer_config(group, bootstrap, **overrides))
+
+
+def make_admin(bootstrap: str | None = None, quiet: bool = False) -> AdminClient:
+    """An admin client; `quiet` silences librdkafka's connection errors (for health probes)."""
+    conf = _base(bootstrap)
+    if quiet:
+        conf["logger"] = _QUIET
+    return AdminClient(conf)
+
+
+def wait_for_broker(bootstrap: str | None = None, timeout: float = 30.0) -> None:
+    """Block until the broker answers a metadata request, or raise ServiceUnavailable."""
+    admin = make_admin(bootstrap, quiet=True)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            last = exc
+            time.sleep(0.5)
+    where = bootstrap or get_settings().bootstrap_servers
+    raise ServiceUnavailable(f"Kafka broker at {where} did not answer within {timeout:.0f}s ({last})")
+
+
+def broker_reachable(bootstrap: str | None = None, timeout: float = 3.0) -> bool:
+    try:
+        make_admin(bootstrap, quiet=True).list_topics(timeout=timeout)
+        return True
+    except KafkaException:
+        return False
+
+
+def ensure_topic(
+    name: str,
+    partitions: int = 1,
+    bootstrap: str | None = None,
+    config: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> bool:
+    """Create the topic if it does not exist; returns True when this call created it."""
+    admin = make_admin(bootstrap)
+    if name in admin.list_topics(timeout=timeout).topics:
+        return False
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))]
+    )
+    try:
+        futures[name].result(timeout)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
+        return False
+    _wait_for_leaders(admin, name, timeout)
+    return True
+
+
+def _wait_for_leaders(admin: AdminClient, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        meta = admin.list_topics(name, timeout=timeout).topics.get(name)
+        if meta and meta.error is None and meta.partitions and all(
+            p.leader >= 0 for p in meta.partitions.values()
+        ):
+            return
+        time.sleep(0.1)
+
+
+def delete_topics(names: Iterable[str], bootstrap: str | None = None, timeout: float = 30.0) -> None:
+    names = list(names)
+    if not names:
+        return
+    for fut in make_admin(bootstrap).delete_topics(names, operation_timeout=timeout).values():
+        try:
+            fut.result(timeout)
+        except KafkaException as exc:
+            if "UNKNOWN_TOPIC_OR_PART" not in str(exc):
+                raise
+
+
+def topic_partitions(consumer: Consumer, topic: str, timeout: float = 10.0) -> list[TopicPartition]:
+    meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise ServiceUnavailable(f"topic {topic!r} does not exist")
+    return [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+
+
+def end_offsets(consumer: Consumer, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """The high watermark of every partition now: what `--stop-at-end` reads up to."""
+    ends: dict[int, int] = {}
+    for tp in topic_partitions(consumer, topic, timeout):
+        _low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        ends[tp.partition] = high
+    return ends
+
+
+def count_records(topic: str, bootstrap: str | None = None, timeout: float = 10.0) -> int:
+    """Records currently on a topic (sum of high - low watermarks; exact for non-compacted,
+    non-transactional topics)."""
+    consumer = make_consumer("fraudstream-count", bootstrap)
+    try:
+        total = 0
+        for tp in topic_partitions(consumer, topic, timeout):
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+            total += high - low
+        return total
+    finally:
+        consumer.close()

@@ -1,0 +1,1 @@
+"""ksql_server service."""

@@ -1,0 +1,82 @@
+"""The contract between the KSQL engine (parser → planner → runtime) and the REST layer.
+
+The REST layer (`rest/`) only speaks HTTP and ksqlDB's JSON envelopes; everything about
+statements, sources and queries sits behind `KsqlEngine` (`engine.py`). Keeping this seam narrow
+means a new function or clause never touches the REST code, and the REST code never parses SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class KsqlStatementError(Exception):
+    """A statement failed. `error_code` follows ksqlDB: 40001 bad statement, 40002 a query was
+    sent to /ksql (use /query), 40000 bad request, 50000 server error. `entities` are the
+    results of the statements of the same request that ran before the failing one."""
+
+    def __init__(
+        self,
+        message: str,
+        statement_text: str = "",
+        error_code: int = 40001,
+        entities: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.statement_text = statement_text
+        self.error_code = error_code
+        self.entities = entities or []
+
+
+@dataclass
+class PushQuery:
+    """A running transient query (push `EMIT CHANGES`, or a pull query's finite result)."""
+
+    query_id: str
+    column_names: list[str]
+    column_types: list[str]
+    """ksqlDB type names, e.g. 'BIGINT', 'STRING', 'DOUBLE', 'DECIMAL(10, 2)'."""
+    rows: AsyncIterator[list[Any]]
+    """Rows as JSON-ready lists in column order; ends at LIMIT, for pull queries, or on close."""
+    is_pull: bool = False
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> str:
+        """The header's schema string, e.g. "`ID` BIGINT, `USER` STRING"."""
+        return ", ".join(f"`{n}` {t}" for n, t in zip(self.column_names, self.column_types, strict=True))
+
+    async def close(self) -> None:  # overridden by the runtime
+        return None
+
+
+class KsqlEngine(Protocol):
+    """What the REST layer needs from the engine."""
+
+    service_id: str
+
+    def execute(
+        self, sql: str, properties: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run every statement of a /ksql request; return one ksqlDB entity per statement
+        (`@type`, `statementText`, `warnings`, …), or raise KsqlStatementError."""
+        ...
+
+    async def start_query(
+        self, sql: str, properties: Mapping[str, Any] | None = None
+    ) -> PushQuery:
+        """Start a push or pull query (one SELECT statement) for /query and /query-stream."""
+        ...
+
+    async def close_query(self, query_id: str) -> bool:
+        ...
+
+    async def insert_row(self, target: str, row: Mapping[str, Any]) -> None:
+        """Insert one JSON row into a stream (for /inserts-stream)."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,102 @@
+"""`fraudstream stack up|down|status`: the embedded broker, Schema Registry and KSQL server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import typer
+
+from services.common.errors import FraudstreamError
+from services.common.settings import get_settings
+from services.stack.components import Component, stack_components
+
+stack_app = typer.Typer(help="Start, stop and report the embedded stack (Kafka, registry, KSQL).")
+
+
+def _select(only: str | None) -> list[Component]:
+    components = stack_components(get_settings())
+    if not only:
+        return components
+    wanted = {n.strip() for n in only.split(",") if n.strip()}
+    names = {c.name for c in components}
+    if wanted - names:
+        raise FraudstreamError(
+            f"unknown component {', '.join(sorted(wanted - names))}; choose from {', '.join(names)}"
+        )
+    return [c for c in components if c.name in wanted]
+
+
+def _line(component: Component) -> str:
+    healthy = component.healthy()
+    rss = component.rss_bytes()
+    mem = f" rss={rss / 2**20:.0f}MB" if rss else ""
+    origin = "" if component.owned() or not healthy else " (external)"
+    state = "healthy" if healthy else "down"
+    return f"{component.name:<16} {component.address:<24} {state}{origin}{mem}"
+
+
+def up(only: str | None = None) -> list[Component]:
+    """Start every selected component in order and wait until each is healthy."""
+    components = _select(only)
+    for component in components:
+        if not component.healthy():
+            typer.echo(f"starting {component.name} …", err=True)
+            component.start()
+    return components
+
+
+def register(app: typer.Typer) -> None:
+    @stack_app.command("up")
+    def up_cmd(
+        detach: bool = typer.Option(
+            True, "--detach/--foreground",
+            help="return once healthy (default) or stay in the foreground until Ctrl-C",
+        ),
+        only: str = typer.Option(
+            None, help="comma-separated components: kafka, schema-registry, ksql-server"
+        ),
+    ) -> None:
+        """Start the embedded stack and wait until each component is healthy."""
+        components = up(only)
+        for component in components:
+            typer.echo(_line(component))
+        if not detach:
+            _wait_for_interrupt()
+            for component in reversed(components):
+                component.stop()
+
+    @stack_app.command("down")
+    def down_cmd(only: str = typer.Option(None, help="comma-separated components")) -> None:
+        """Stop the components this stack started (SIGTERM, then kill after a timeout)."""
+        for component in reversed(_select(only)):
+            stopped = component.stop()
+            typer.echo(f"{component.name:<16} {'stopped' if stopped else 'not running'}")
+
+    @stack_app.command("status")
+    def status_cmd() -> None:
+        """Report each component: name, address, healthy or down, resident memory."""
+        components = _select(None)
+        for component in components:
+            typer.echo(_line(component))
+        if not all(c.healthy() for c in components):
+            raise typer.Exit(1)
+
+    app.add_typer(stack_app, name="stack")
+
+
+def _wait_for_interrupt() -> None:
+    stop = False
+
+    def handler(_sig: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    _ = os.getpid()

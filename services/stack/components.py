@@ -1,0 +1,121 @@
+"""The embedded stack's components: the Kafka broker, the Schema Registry and the KSQL server.
+
+Each answers the same questions (healthy? running? memory?) so `stack up/down/status` can treat
+them alike. A component whose address already answers (an external service, or ours from an
+earlier `stack up`) is used as it is, never started twice.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import httpx
+
+from services.broker.launcher import KafkaBroker
+from services.common.errors import FraudstreamError
+from services.common.process import ManagedProcess, port_in_use
+from services.common.settings import Settings
+
+
+class BrokerComponent:
+    name = "kafka"
+
+    def __init__(self, settings: Settings) -> None:
+        self.broker = KafkaBroker(settings)
+        self.address = settings.bootstrap_servers
+
+    def healthy(self) -> bool:
+        return self.broker.healthy()
+
+    def owned(self) -> bool:
+        return self.broker.process.pid() is not None
+
+    def start(self) -> None:
+        self.broker.start()
+
+    def stop(self) -> bool:
+        return self.broker.stop()
+
+    def rss_bytes(self) -> int | None:
+        return self.broker.rss_bytes()
+
+
+@dataclass
+class HttpServerComponent:
+    """One of our Python HTTP servers, started as `python -m services.cli <serve_args>`."""
+
+    name: str
+    url: str
+    health_path: str
+    serve_args: tuple[str, ...]
+    settings: Settings
+    start_timeout: float = 60.0
+
+    @property
+    def address(self) -> str:
+        return self.url
+
+    @property
+    def process(self) -> ManagedProcess:
+        run, logs = self.settings.run_dir, self.settings.logs_dir
+        return ManagedProcess(self.name, run / f"{self.name}.pid", logs / f"{self.name}.log")
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + self.health_path, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def owned(self) -> bool:
+        return self.process.pid() is not None
+
+    def start(self) -> None:
+        if self.healthy():
+            return
+        parsed = urlparse(self.url)
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        if port_in_use(host, port):
+            raise FraudstreamError(
+                f"port {port} is taken by a program that does not answer as the {self.name}"
+            )
+        proc = self.process
+        proc.start([sys.executable, "-m", "services.cli", *self.serve_args])
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            code = proc.exited_early()
+            if code is not None:
+                raise FraudstreamError(
+                    f"{self.name} exited with code {code} during start-up: "
+                    f"{proc.log_tail(3).strip() or 'no output'} (log: {proc.log_file})"
+                )
+            if self.healthy():
+                return
+            time.sleep(0.3)
+        raise FraudstreamError(f"{self.name} did not become healthy within {self.start_timeout:.0f}s")
+
+    def stop(self) -> bool:
+        return self.process.stop(timeout=15.0)
+
+    def rss_bytes(self) -> int | None:
+        return self.process.rss_bytes()
+
+
+Component = BrokerComponent | HttpServerComponent
+
+
+def stack_components(settings: Settings) -> list[Component]:
+    """In start order: each later component needs the ones before it."""
+    return [
+        BrokerComponent(settings),
+        HttpServerComponent(
+            "schema-registry", settings.schema_registry_url.rstrip("/"), "/",
+            ("registry", "serve"), settings,
+        ),
+        HttpServerComponent(
+            "ksql-server", settings.ksql_url.rstrip("/"), "/healthcheck",
+            ("ksql", "serve"), settings,
+        ),
+    ]
