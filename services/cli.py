@@ -36,8 +36,15 @@ def _register_all() -> None:
     from services.trainer import cli as trainer_cli
 
     for module in (
-        stack_cli, registry_cli, ksql_cli, producer_cli, trainer_cli, models_cli,
-        scorer_cli, alerts_cli, pipeline_cli,
+        stack_cli,
+        registry_cli,
+        ksql_cli,
+        producer_cli,
+        trainer_cli,
+        models_cli,
+        scorer_cli,
+        alerts_cli,
+        pipeline_cli,
     ):
         module.register(app)
     register_bench(app)

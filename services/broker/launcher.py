@@ -118,8 +118,14 @@ class KafkaBroker:
         staging = self.root / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         cmd = [
-            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
         ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
@@ -154,12 +160,22 @@ class KafkaBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cluster_id = _cluster_id()
         result = subprocess.run(
-            [self.java(), *self._classpath_args(), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.config_file)],
-            capture_output=True, text=True,
+            [
+                self.java(),
+                *self._classpath_args(),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.config_file),
+            ],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
-            raise FraudstreamError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+            output = (result.stdout + result.stderr).strip()
+            raise FraudstreamError(f"formatting Kafka storage failed: {output}")
 
     def _classpath_args(self) -> list[str]:
         return ["-cp", str(self.libs / "*"), f"-Dlog4j2.configurationFile={self.log4j_file}"]

@@ -43,15 +43,16 @@ def parse_schema(schema: str | dict[str, Any]) -> Any:
     return fastavro.parse_schema(obj)
 
 
-def ksql_record_schema(fields: Sequence[tuple[str, str | list[Any] | dict[str, Any]]]) -> dict[str, Any]:
+AvroType = str | list[Any] | dict[str, Any]
+
+
+def ksql_record_schema(fields: Sequence[tuple[str, AvroType]]) -> dict[str, Any]:
     """A record schema the way ksqlDB writes its sinks: optional (null-first union) fields."""
     return {
         "type": "record",
         "name": KSQL_RECORD_NAME,
         "namespace": KSQL_RECORD_NAMESPACE,
-        "fields": [
-            {"name": name, "type": ["null", typ], "default": None} for name, typ in fields
-        ],
+        "fields": [{"name": name, "type": ["null", typ], "default": None} for name, typ in fields],
     }
 
 
@@ -66,7 +67,7 @@ class SchemaCache:
         parsed = self._parsed.get(schema_id)
         if parsed is None:
             schema = self._client.get_schema(schema_id)
-            parsed = parse_schema(schema.schema_str)
+            parsed = parse_schema(schema.schema_str or "")
             self._parsed[schema_id] = parsed
         return parsed
 
@@ -84,9 +85,12 @@ class AvroDecoder:
         except Exception as exc:
             raise WireFormatError(f"unknown schema id {schema_id}: {exc}") from exc
         try:
-            return fastavro.schemaless_reader(io.BytesIO(body), parsed, None)  # type: ignore[call-arg]
+            record = fastavro.schemaless_reader(io.BytesIO(body), parsed, None)
         except Exception as exc:
-            raise WireFormatError(f"cannot decode Avro body with schema {schema_id}: {exc}") from exc
+            raise WireFormatError(f"cannot decode Avro body (schema {schema_id}): {exc}") from exc
+        if not isinstance(record, dict):
+            raise WireFormatError(f"schema {schema_id} is not a record schema")
+        return record
 
     def decode_batch(
         self, values: Iterable[bytes | None]

@@ -26,7 +26,7 @@ class DeadLetter:
     service: str = ""
 
 
-def dlq_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+def dlq_headers(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     return [
         ("fraudstream.error", letter.error.encode()),
         ("fraudstream.source.topic", letter.source_topic.encode()),

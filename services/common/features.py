@@ -64,7 +64,9 @@ def extract_features(
     return FeatureBatch(out[:rows], labels[:rows], kept[:rows], rejected)
 
 
-def _fill_row(record: Mapping[str, Any] | None, fields: Sequence[str], row: np.ndarray) -> str | None:
+def _fill_row(
+    record: Mapping[str, Any] | None, fields: Sequence[str], row: np.ndarray
+) -> str | None:
     if record is None:
         return "record is null"
     for j, name in enumerate(fields):

@@ -87,7 +87,9 @@ def wait_for_broker(bootstrap: str | None = None, timeout: float = 30.0) -> None
             last = exc
             time.sleep(0.5)
     where = bootstrap or get_settings().bootstrap_servers
-    raise ServiceUnavailable(f"Kafka broker at {where} did not answer within {timeout:.0f}s ({last})")
+    raise ServiceUnavailable(
+        f"Kafka broker at {where} did not answer within {timeout:.0f}s ({last})"
+    )
 
 
 def broker_reachable(bootstrap: str | None = None, timeout: float = 3.0) -> bool:
@@ -126,14 +128,19 @@ def _wait_for_leaders(admin: AdminClient, name: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         meta = admin.list_topics(name, timeout=timeout).topics.get(name)
-        if meta and meta.error is None and meta.partitions and all(
-            p.leader >= 0 for p in meta.partitions.values()
+        if (
+            meta
+            and meta.error is None
+            and meta.partitions
+            and all(p.leader >= 0 for p in meta.partitions.values())
         ):
             return
         time.sleep(0.1)
 
 
-def delete_topics(names: Iterable[str], bootstrap: str | None = None, timeout: float = 30.0) -> None:
+def delete_topics(
+    names: Iterable[str], bootstrap: str | None = None, timeout: float = 30.0
+) -> None:
     names = list(names)
     if not names:
         return

@@ -40,6 +40,8 @@ def setup_logging(level: str = "INFO", json_lines: bool = False, file: Path | No
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
-            JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+            JsonFormatter()
+            if json_lines
+            else logging.Formatter("%(levelname)s %(name)s: %(message)s")
         )
     root.addHandler(handler)

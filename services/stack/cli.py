@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -51,7 +50,8 @@ def register(app: typer.Typer) -> None:
     @stack_app.command("up")
     def up_cmd(
         detach: bool = typer.Option(
-            True, "--detach/--foreground",
+            True,
+            "--detach/--foreground",
             help="return once healthy (default) or stay in the foreground until Ctrl-C",
         ),
         only: str = typer.Option(
@@ -99,4 +99,3 @@ def _wait_for_interrupt() -> None:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    _ = os.getpid()

@@ -94,7 +94,9 @@ class HttpServerComponent:
             if self.healthy():
                 return
             time.sleep(0.3)
-        raise FraudstreamError(f"{self.name} did not become healthy within {self.start_timeout:.0f}s")
+        raise FraudstreamError(
+            f"{self.name} did not become healthy within {self.start_timeout:.0f}s"
+        )
 
     def stop(self) -> bool:
         return self.process.stop(timeout=15.0)
@@ -111,11 +113,17 @@ def stack_components(settings: Settings) -> list[Component]:
     return [
         BrokerComponent(settings),
         HttpServerComponent(
-            "schema-registry", settings.schema_registry_url.rstrip("/"), "/",
-            ("registry", "serve"), settings,
+            "schema-registry",
+            settings.schema_registry_url.rstrip("/"),
+            "/",
+            ("registry", "serve"),
+            settings,
         ),
         HttpServerComponent(
-            "ksql-server", settings.ksql_url.rstrip("/"), "/healthcheck",
-            ("ksql", "serve"), settings,
+            "ksql-server",
+            settings.ksql_url.rstrip("/"),
+            "/healthcheck",
+            ("ksql", "serve"),
+            settings,
         ),
     ]

@@ -1,0 +1,106 @@
+"""The embedded Apache Kafka broker: configuration, clear errors, and a real restart."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer
+
+from services.broker.launcher import KafkaBroker, _server_properties, _split_bootstrap
+from services.common.errors import FraudstreamError
+from services.common.kafka import ensure_topic, make_producer
+from services.common.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _broker(tmp_path: Path, port: int = 19092) -> KafkaBroker:
+    settings = Settings(bootstrap_servers=f"127.0.0.1:{port}", home=tmp_path)
+    return KafkaBroker(settings)
+
+
+def test_server_properties_are_kraft_single_node_on_loopback(tmp_path: Path) -> None:
+    props = _server_properties(9092, tmp_path)
+    assert "process.roles=broker,controller" in props
+    assert "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in props
+    assert f"log.dirs={tmp_path}" in props
+    assert _split_bootstrap("localhost:9092,other:9094") == ("localhost", 9092)
+
+
+def test_corrupt_data_directory_is_refused(tmp_path: Path) -> None:
+    broker = _broker(tmp_path)
+    broker.data_dir.mkdir(parents=True)
+    (broker.data_dir / "junk.log").write_text("not kafka")
+    with pytest.raises(FraudstreamError, match="corrupt Kafka data directory"):
+        broker.format_storage()
+    (broker.data_dir / "meta.properties").write_text("version=1\n")
+    with pytest.raises(FraudstreamError, match="no cluster.id"):
+        broker.format_storage()
+
+
+def test_missing_java_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(FraudstreamError, match="Java not found"):
+        _broker(tmp_path).java()
+
+
+def test_missing_maven_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(FraudstreamError, match="Maven not found"):
+        _broker(tmp_path).resolve_jars()
+
+
+def test_port_taken_by_something_else_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(FraudstreamError, match=f"port {port} is taken"):
+            _broker(tmp_path, port).start()
+
+
+@pytest.mark.slow
+def test_restart_keeps_topics_and_records(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """A second broker of our own (port 19092) is stopped and started; its data survives."""
+    shared_libs = KafkaBroker.from_env().libs
+    broker = _broker(tmp_path)
+    broker.root.mkdir(parents=True)
+    broker.libs.symlink_to(shared_libs, target_is_directory=True)
+    try:
+        broker.start()
+        rss = broker.rss_bytes()
+        assert rss is not None and rss < 800 * 2**20, f"broker RSS {rss} over 800 MB"
+        ensure_topic("restart_probe", partitions=2, bootstrap=broker.address)
+        producer = make_producer(broker.address)
+        for i in range(100):
+            producer.produce("restart_probe", key=str(i).encode(), value=f"v{i}".encode())
+        assert producer.flush(30) == 0
+        assert broker.stop()
+        assert not broker.healthy()
+
+        broker.start()
+        values = _consume_all(broker.address, "restart_probe", expected=100)
+        assert sorted(values) == sorted(f"v{i}" for i in range(100))
+    finally:
+        broker.stop()
+
+
+def _consume_all(bootstrap: str, topic: str, expected: int) -> list[str]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "restart-check", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    values: list[str] = []
+    try:
+        for _ in range(200):
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                values.append((msg.value() or b"").decode())
+            if len(values) >= expected:
+                break
+    finally:
+        consumer.close()
+    return values

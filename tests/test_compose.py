@@ -1,0 +1,120 @@
+"""docker-compose.yml checked without a Docker engine: what can be checked statically is.
+
+Every project service's command must be a real `fraudstream` command with real options, every
+environment variable a project container gets must be one the settings read, and ports and topics
+must agree with DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from services.cli import app
+from services.common import topics
+from services.common.settings import ENV_DEFAULTS
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+PROJECT_SERVICES = {n: s for n, s in SERVICES.items() if s.get("build")}
+CLI = typer.main.get_command(app)
+
+
+def _fraudstream_invocations(service: dict[str, Any]) -> list[list[str]]:
+    """The argument lists passed to `fraudstream` by a service (direct or via `sh -c`)."""
+    command = service.get("command", [])
+    if service.get("entrypoint") == ["sh", "-c"]:
+        script = command[0] if isinstance(command, list) else command
+        calls = []
+        for part in script.split("&&"):
+            words = shlex.split(part)
+            assert words[0] == "fraudstream", f"shell step {part!r} is not a fraudstream command"
+            calls.append(words[1:])
+        return calls
+    return [command if isinstance(command, list) else shlex.split(command)]
+
+
+def _resolve(args: list[str]) -> tuple[Any, list[str]]:
+    """Walk command groups (typer vendors click, so groups are found by their `commands`)."""
+    command: Any = CLI
+    rest = list(args)
+    while hasattr(command, "commands") and rest and not rest[0].startswith("-"):
+        name = rest.pop(0)
+        sub = command.commands.get(name)
+        assert sub is not None, f"`fraudstream {' '.join(args)}`: no command {name!r}"
+        command = sub
+    return command, rest
+
+
+@pytest.mark.parametrize("name", sorted(PROJECT_SERVICES))
+def test_every_command_and_option_exists_in_the_cli(name: str) -> None:
+    for args in _fraudstream_invocations(PROJECT_SERVICES[name]):
+        command, rest = _resolve(args)
+        known = {opt for p in command.params for opt in getattr(p, "opts", [])}
+        known |= {opt for p in command.params for opt in getattr(p, "secondary_opts", [])}
+        for word in rest:
+            if word.startswith("--"):
+                assert word.split("=")[0] in known, f"{name}: `{word}` is not an option of {args}"
+
+
+@pytest.mark.parametrize("name", sorted(PROJECT_SERVICES))
+def test_environment_is_what_the_settings_read(name: str) -> None:
+    env = PROJECT_SERVICES[name].get("environment", {})
+    assert set(env) <= set(ENV_DEFAULTS), f"{name} sets variables no setting reads"
+    assert set(env) == set(ENV_DEFAULTS), f"{name} leaves a setting at its localhost default"
+
+
+def test_ports_agree_with_design() -> None:
+    published = {
+        name: [str(p).split(":")[0] for p in svc.get("ports", [])] for name, svc in SERVICES.items()
+    }
+    assert published["kafka"] == ["9092"]
+    assert published["schema-registry"] == ["8081"]
+    assert published["ksqldb-server"] == ["8088"]
+
+
+def test_images_are_pinned_and_infrastructure_has_health_checks() -> None:
+    for name, svc in SERVICES.items():
+        image = svc.get("image", "")
+        assert ":" in image and not image.endswith(":latest"), f"{name}: unpinned image {image}"
+    for name in ("kafka", "schema-registry", "ksqldb-server"):
+        assert "healthcheck" in SERVICES[name], f"{name} has no health check"
+
+
+def test_start_order_and_models_volume() -> None:
+    for name, svc in PROJECT_SERVICES.items():
+        assert svc.get("depends_on"), f"{name} starts without waiting for anything"
+        for dep, cond in svc["depends_on"].items():
+            assert dep in SERVICES
+            assert cond["condition"] in {
+                "service_healthy", "service_completed_successfully", "service_started",
+            }
+        assert "models:/app/models" in svc.get("volumes", []), f"{name} misses the models volume"
+        assert svc["environment"]["MODELS_DIR"] == "/app/models"
+
+
+def test_topics_agree_with_design() -> None:
+    used = set()
+    for svc in PROJECT_SERVICES.values():
+        for args in _fraudstream_invocations(svc):
+            for flag, value in zip(args, args[1:], strict=False):
+                if flag in {"--topic", "--alerts-topic"}:
+                    used.add(value)
+    design = {topics.SOURCE_TOPIC, topics.PREPROCESSED_TOPIC, topics.SCORING_TOPIC}
+    assert used <= design | {topics.ALERTS_TOPIC}
+    assert topics.ALERTS_TOPIC in used and topics.PREPROCESSED_TOPIC in used
+
+
+def test_dockerfile_is_slim_non_root_and_one_image() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert "USER fraudstream" in dockerfile
+    assert 'ENTRYPOINT ["fraudstream"]' in dockerfile
+    images = {svc["image"] for svc in PROJECT_SERVICES.values()}
+    assert len(images) == 1
