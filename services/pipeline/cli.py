@@ -1,9 +1,59 @@
-"""Command-line commands of this service (mounted by services/cli.py)."""
+"""`fraudstream run`: the whole pipeline end to end on the embedded stack."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this service's commands to the `fraudstream` app (filled in by the service)."""
+    @app.command()
+    def run(
+        rows: int = typer.Option(50_000, help="transactions to generate (ignored with --csv)"),
+        csv: Path = typer.Option(None, help="replay this CSV instead (Kaggle or extended layout)"),
+        seed: int = typer.Option(42, help="generator seed"),
+        speedup: float = typer.Option(
+            None, help="replay by the Time column, X times real time (default: as fast as possible)"
+        ),
+        epochs: int = typer.Option(10, help="autoencoder training epochs"),
+        keep: bool = typer.Option(
+            False, "--keep", help="leave the stack running when the command ends"
+        ),
+        exit_: bool = typer.Option(
+            False, "--exit", help="exit after the summary instead of scoring on until Ctrl-C"
+        ),
+    ) -> None:
+        """Start the stack, apply ksql/, replay transactions, train on the earliest 70 %,
+        score every transaction, and print a summary (records, alerts, precision/recall,
+        throughput). Without --exit, scoring goes on until Ctrl-C."""
+        from services.pipeline.run import (
+            RunOptions,
+            RunState,
+            run_pipeline,
+            stop_scorer,
+            stop_started_components,
+        )
+
+        def say(message: str) -> None:
+            typer.echo(f"· {message}", err=True)
+
+        if rows <= 0:
+            raise typer.BadParameter("--rows must be positive")
+        options = RunOptions(rows=rows, csv=csv, seed=seed, speedup=speedup, epochs=epochs)
+        state = RunState()
+        try:
+            summary = run_pipeline(options, say, state)
+            for line in summary.lines():
+                typer.echo(line)
+            if not exit_:
+                typer.echo("scoring goes on; Ctrl-C to stop", err=True)
+                while state.scorer_thread is not None and state.scorer_thread.is_alive():
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            typer.echo("stopping …", err=True)
+        finally:
+            stop_scorer(state)
+            if not keep:
+                stop_started_components(state)
