@@ -144,7 +144,8 @@ def delete_topics(
     names = list(names)
     if not names:
         return
-    for fut in make_admin(bootstrap).delete_topics(names, operation_timeout=timeout).values():
+    admin = make_admin(bootstrap)  # keep the handle alive until every future has resolved
+    for fut in admin.delete_topics(names, operation_timeout=timeout).values():
         try:
             fut.result(timeout)
         except KafkaException as exc:

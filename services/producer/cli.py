@@ -1,9 +1,148 @@
-"""Command-line commands of this service (mounted by services/cli.py)."""
+"""`fraudstream datagen` and `fraudstream produce` (mounted by services/cli.py)."""
 
 from __future__ import annotations
 
+import inspect
+import sys
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from services.common.errors import FraudstreamError
+from services.common.topics import SOURCE_TOPIC
+
+SHOWN_BAD_LINES = 20
+"""Refused lines printed one by one; beyond that only their count (all go to the DLQ)."""
+
+
+def datagen(
+    rows: int = typer.Option(..., "--rows", min=0, help="number of transactions to write"),
+    out: Path = typer.Option(..., "--out", help="CSV file to write (parent folders are created)"),
+    seed: int = typer.Option(0, "--seed", help="random seed: the same seed gives the same file"),
+    fraud_ratio: float = typer.Option(
+        0.00172, "--fraud-ratio", min=0.0, max=1.0, help="share of frauds (real data: 0.00172)"
+    ),
+    extended: bool = typer.Option(
+        False,
+        "--extended",
+        help="the demo's layout: Id,Timestamp,User in front, no header (default: Kaggle layout)",
+    ),
+) -> None:
+    """Write synthetic transactions shaped like the Kaggle credit-card data set.
+
+    Time rises over two days with a day/night rhythm, V1..V28 have the published variances and
+    heavy tails, Amount the published mean and median, and about 0.172 % of rows are frauds that
+    differ mostly in V14, V12, V10, V17, V4, V11 and V3. Rows are written in chunks, so memory
+    stays flat for any --rows.
+    """
+    from services.producer.datagen import write_csv
+
+    with _progress(rows_total=rows) as progress:
+        task = progress.add_task("datagen", total=rows)
+        try:
+            result = write_csv(
+                out,
+                rows,
+                seed=seed,
+                fraud_ratio=fraud_ratio,
+                extended=extended,
+                progress=lambda n: progress.advance(task, n),
+            )
+        except OSError as exc:
+            raise FraudstreamError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    typer.echo(f"wrote {result.rows} rows ({result.frauds} frauds) to {result.path}")
+
+
+def produce(
+    csv: Path = typer.Option(..., "--csv", help="CSV in the Kaggle or the extended layout"),
+    topic: str = typer.Option(SOURCE_TOPIC, "--topic", help="target topic (3 partitions if new)"),
+    limit: int = typer.Option(None, "--limit", min=0, help="stop after N records"),
+    rate: float = typer.Option(None, "--rate", help="at most R records per second"),
+    speedup: float = typer.Option(
+        None, "--speedup", help="replay by the Time column, X times faster than real time"
+    ),
+) -> None:
+    """Replay a CSV into creditcardfraud_source as DELIMITED values keyed by Id.
+
+    The Kaggle layout gets Id (row number), Timestamp (2013-09-01T00:00:00Z + Time) and User
+    added. Lines that cannot be parsed are printed with their line number and sent to
+    creditcardfraud_dlq with the reason in their headers; every good line goes through.
+    Ctrl-C flushes what was sent and prints the count.
+    """
+    from services.producer.csv_source import BadLine
+    from services.producer.replay import produce_csv
+
+    err = Console(stderr=True, highlight=False)
+    shown = 0
+
+    def report(line: BadLine) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= SHOWN_BAD_LINES:
+            err.print(f"line {line.line}: {line.reason} (sent to the DLQ)", markup=False)
+
+    size = csv.stat().st_size if csv.is_file() else 0
+    with _progress(bytes_total=size) as progress:
+        task = progress.add_task("produce", total=size or None)
+        result = produce_csv(
+            csv,
+            topic,
+            limit=limit,
+            rate=rate,
+            speedup=speedup,
+            on_progress=lambda _n, nbytes: progress.advance(task, nbytes),
+            on_bad=report,
+        )
+    if result.bad > SHOWN_BAD_LINES:
+        err.print(f"… {result.bad - SHOWN_BAD_LINES} more bad lines", markup=False)
+    if result.bad:
+        err.print(f"{result.bad} bad lines sent to the DLQ", markup=False)
+    if result.failed or result.dlq_failed:
+        err.print(
+            f"{result.failed} records and {result.dlq_failed} dead letters were refused by the "
+            f"broker (last error: {result.last_error})",
+            markup=False,
+        )
+    if result.interrupted:
+        err.print("interrupted: queued records were flushed", markup=False)
+    typer.echo(result.summary())
+    if result.interrupted:
+        sys.exit(130)
+    if result.failed or result.dlq_failed:
+        sys.exit(1)
+
+
+def _progress(rows_total: int | None = None, bytes_total: int | None = None) -> Progress:
+    """A progress bar on stderr (stdout keeps the summary line clean for scripts)."""
+    amount = MofNCompleteColumn() if rows_total is not None else DownloadColumn()
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        amount,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def _paragraphs(doc: str | None) -> str:
+    """A docstring as --help text: paragraphs kept, the source's line wrapping dropped."""
+    blocks = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(block.split()) for block in blocks)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this service's commands to the `fraudstream` app (filled in by the service)."""
+    """Add `datagen` and `produce` to the `fraudstream` app."""
+    app.command("datagen", help=_paragraphs(datagen.__doc__))(datagen)
+    app.command("produce", help=_paragraphs(produce.__doc__))(produce)

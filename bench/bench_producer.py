@@ -1,0 +1,96 @@
+"""Benchmark: `fraudstream produce` against a bare confluent-kafka loop, same run, same broker.
+
+Both sides send the same 200k DELIMITED values (generated rows, Kaggle layout, so `produce` also
+builds Id/Timestamp/User) to fresh 3-partition topics with the same producer settings
+(`services.common.kafka.make_producer`). The bare loop gets its keys and values pre-encoded in
+memory; `produce` reads, checks and converts the CSV as it goes. Rounds alternate and the best
+of each side is kept, so a noisy neighbour on the machine hurts both alike.
+
+    .venv/bin/python bench/bench_producer.py [--rows N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.common.kafka import delete_topics, ensure_topic, make_producer
+from services.producer.csv_source import CsvSource
+from services.producer.datagen import write_csv
+from services.producer.replay import produce_csv
+
+TARGET = 0.7
+
+
+def bare_loop(topic: str, keys: list[bytes], values: list[bytes]) -> float:
+    """Records/s of the plainest correct loop: produce, poll on a full queue, flush."""
+    producer = make_producer()
+    started = time.perf_counter()
+    for key, value in zip(keys, values, strict=True):
+        try:
+            producer.produce(topic, value, key)
+        except BufferError:
+            producer.poll(0.05)
+            producer.produce(topic, value, key)
+    producer.flush(60)
+    return len(values) / (time.perf_counter() - started)
+
+
+def run(rows: int, rounds: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.csv"
+        gen = write_csv(path, rows, seed=42)
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        for batch in CsvSource(path).batches():
+            keys += batch.keys
+            values += batch.values
+        print(f"rows: {gen.rows} ({path.stat().st_size / 2**20:.0f} MiB, Kaggle layout)")
+        best_bare = best_ours = 0.0
+        topics: list[str] = []
+        try:
+            for r in range(1, rounds + 1):
+                bare_topic = f"bench_producer_bare_{uuid.uuid4().hex[:8]}"
+                ours_topic = f"bench_producer_ours_{uuid.uuid4().hex[:8]}"
+                topics += [bare_topic, ours_topic]
+                ensure_topic(bare_topic, 3)
+                bare = bare_loop(bare_topic, keys, values)
+                result = produce_csv(path, ours_topic)
+                if result.records != len(values) or result.bad:
+                    raise SystemExit(
+                        f"produce sent {result.records} records, expected {len(values)}"
+                    )
+                ours = result.rate
+                print(
+                    f"round {r}: bare loop {bare:>9,.0f} rec/s   "
+                    f"fraudstream produce {ours:>9,.0f} rec/s"
+                )
+                best_bare, best_ours = max(best_bare, bare), max(best_ours, ours)
+        finally:
+            delete_topics(topics)
+    ratio = best_ours / best_bare
+    print(f"{'':>9}{'bare loop':>15}{'produce':>15}")
+    print(f"{'rec/s':>9}{best_bare:>15,.0f}{best_ours:>15,.0f}")
+    verdict = "meets" if ratio >= TARGET else "below"
+    print(
+        f"producer: ratio {ratio:.2f} (fraudstream produce / bare loop; {verdict} target {TARGET})"
+    )
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    run(args.rows, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

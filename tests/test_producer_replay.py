@@ -1,0 +1,187 @@
+"""`fraudstream produce` against the real broker: every good line on the topic with its key,
+bad lines in the DLQ with their reason, pacing, the CLI summary, and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException, Message, TopicPartition
+from typer.testing import CliRunner
+
+from services.cli import app
+from services.common.dlq import read_dlq_headers
+from services.common.errors import FraudstreamError
+from services.common.kafka import (
+    count_records,
+    delete_topics,
+    ensure_topic,
+    make_admin,
+    make_consumer,
+)
+from services.producer.csv_source import CsvSource
+from services.producer.datagen import write_csv
+from services.producer.replay import produce_csv
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+EXTENDED = ROOT.parent / "shared" / "data" / "creditcard_extended.csv"
+SUMMARY = re.compile(r"^produced (\d+) records in [\d.]+ s \(\d+ rec/s\)$")
+
+
+def consume_all(topic: str, expected: int, group: str, timeout: float = 30.0) -> list[Message]:
+    consumer = make_consumer(group)
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+    records: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, timeout=0.5):
+                assert msg.error() is None, msg.error()
+                records.append(msg)
+    finally:
+        consumer.close()
+    return records
+
+
+@pytest.fixture
+def topics(topic_name: str, kafka_bootstrap: str) -> Iterator[tuple[str, str]]:
+    names = (topic_name, f"{topic_name}_dlq")
+    yield names
+    delete_topics(names)
+
+
+def test_good_rows_on_topic_bad_rows_in_dlq(
+    tmp_path: Path, topics: tuple[str, str], unique: str
+) -> None:
+    topic, dlq = topics
+    path = tmp_path / "gen.csv"
+    write_csv(path, 5000, seed=21)
+    lines = path.read_bytes().splitlines()
+    lines[10] = lines[10].replace(b",", b",oops,", 1)  # 32 fields
+    lines[2000] = b",".join(
+        [b"NaN?" if i == 5 else f for i, f in enumerate(lines[2000].split(b","))]
+    )
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    expected: dict[bytes, bytes] = {}
+    for batch in CsvSource(path).batches():
+        expected.update(zip(batch.keys, batch.values, strict=True))
+    assert len(expected) == 4998
+
+    result = produce_csv(path, topic, dlq_topic=dlq)
+
+    assert (result.records, result.bad, result.failed) == (4998, 2, 0)
+    assert len(make_admin().list_topics(topic, timeout=10).topics[topic].partitions) == 3
+    got = consume_all(topic, 4998, f"test-{unique}")
+    assert len(got) == 4998 and count_records(topic) == 4998
+    assert {m.key(): m.value() for m in got} == expected
+    letters = consume_all(dlq, 2, f"test-dlq-{unique}")
+    found = [read_dlq_headers(m.headers()) for m in letters]  # type: ignore[arg-type]
+    headers = sorted(found, key=lambda h: h["error"])
+    assert [h["error"] for h in headers] == [
+        "line 11: expected 31 fields, found 32",
+        "line 2001: non-numeric V5 'NaN?'",
+    ]
+    assert {m.value() for m in letters} == {lines[10], lines[2000]}
+    assert all(h["service"] == "producer" and h["source.topic"] == f"file:{path}" for h in headers)
+
+
+def test_cli_on_shared_extended_sample_with_limit_and_rate(
+    topics: tuple[str, str], unique: str
+) -> None:
+    topic, _dlq = topics
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        app, ["produce", "--csv", str(EXTENDED), "--topic", topic, "--limit", "8", "--rate", "10"]
+    )
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert SUMMARY.match(result.output.strip().splitlines()[-1])
+    assert result.output.strip().splitlines()[-1].startswith("produced 8 records")
+    assert elapsed >= 0.65  # 8 records at 10/s: the last one is due after 0.7 s
+    got = consume_all(topic, 8, f"test-{unique}")
+    lines = EXTENDED.read_bytes().splitlines()
+    assert sorted((m.key(), m.value()) for m in got) == sorted(
+        (str(i).encode(), line) for i, line in enumerate(lines[:8], start=1)
+    )
+
+
+def test_speedup_replays_by_time_column(topics: tuple[str, str]) -> None:
+    topic, _dlq = topics
+    started = time.monotonic()
+    result = produce_csv(EXTENDED, topic, speedup=10.0)
+    elapsed = time.monotonic() - started
+    assert result.records == 10
+    assert 0.65 <= elapsed < 15  # Time spans 0..7 s: 0.7 s at 10x
+
+
+def test_ctrl_c_flushes_and_reports(tmp_path: Path, topics: tuple[str, str]) -> None:
+    topic, _dlq = topics
+    path = tmp_path / "gen.csv"
+    write_csv(path, 5000, seed=1, extended=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "produce", "--csv", str(path), "--topic", topic,
+         "--rate", "200"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # interrupt once records flow
+        try:
+            if count_records(topic) > 0:
+                break
+        except (FraudstreamError, KafkaException):
+            pass  # the topic does not exist yet
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    match = SUMMARY.match(out.strip().splitlines()[-1])
+    assert match, out
+    sent = int(match.group(1))
+    assert 0 < sent < 5000
+    assert count_records(topic) == sent
+
+
+def test_records_the_broker_refuses_are_counted_and_fail_the_command(
+    topics: tuple[str, str],
+) -> None:
+    topic, _dlq = topics
+    ensure_topic(topic, 1, config={"max.message.bytes": "300"})  # every sample line is longer
+    result = CliRunner().invoke(app, ["produce", "--csv", str(EXTENDED), "--topic", topic])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("produced 0 records")
+    assert "10 records and 0 dead letters were refused" in result.output
+    assert "MSG_SIZE_TOO_LARGE" in result.output
+
+
+def test_records_refused_before_sending_are_counted(
+    tmp_path: Path, topics: tuple[str, str]
+) -> None:
+    """Lines longer than the producer's message.max.bytes are refused by produce_batch itself."""
+    topic, dlq = topics
+    line = b",".join([b"1", *[b"0." + b"1" * 40] * 28, b"2.5", b'"0"'])
+    path = tmp_path / "long.csv"
+    path.write_bytes(b"\n".join([line] * 5 + [b"1,2"]) + b"\n")
+    result = produce_csv(path, topic, dlq_topic=dlq, producer_overrides={"message.max.bytes": 1000})
+    assert (result.records, result.failed, result.bad, result.dlq_failed) == (0, 5, 1, 0)
+    assert "MSG_SIZE_TOO_LARGE" in result.last_error
+
+
+def test_bench_producer_smoke(capsys: pytest.CaptureFixture[str], kafka_bootstrap: str) -> None:
+    """The benchmark's code runs end to end on a few rows and prints its ratio line."""
+    import runpy
+
+    bench = runpy.run_path(str(ROOT / "bench" / "bench_producer.py"))
+    ratio = bench["run"](2000, 1)
+    out = capsys.readouterr().out
+    assert ratio > 0 and re.search(r"^producer: ratio \d+\.\d\d ", out, re.MULTILINE), out
