@@ -7,6 +7,7 @@ commands, so `fraudstream --help` answers at once.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -55,6 +56,8 @@ _register_all()
 
 def main() -> None:
     """Entry point: user-facing errors become one line on stderr and exit code 1."""
+    # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise on a terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         app()
     except FraudstreamError as exc:
