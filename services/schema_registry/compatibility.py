@@ -1,0 +1,71 @@
+"""Compatibility levels and the check behind them, decided by Avro's own resolution rules.
+
+BACKWARD means the new schema can read data written with the old one (new = reader), FORWARD the
+reverse, FULL both. The plain levels compare with the latest version only; the `_TRANSITIVE` ones
+with every live version. The reader/writer check itself is `avro.compatibility`'s, which
+implements the specification's schema-resolution rules (promotions, defaults, enum symbols,
+union branches, names and aliases), so this module only decides *which* pairs to check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import avro.schema
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+
+from services.schema_registry import errors
+
+LEVELS = (
+    "NONE",
+    "BACKWARD",
+    "FORWARD",
+    "FULL",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD_TRANSITIVE",
+    "FULL_TRANSITIVE",
+)
+DEFAULT_LEVEL = "BACKWARD"
+
+
+def parse_level(value: object) -> str:
+    """A level as sent by a client (any case), or 42203."""
+    if isinstance(value, str) and value.upper() in LEVELS:
+        return value.upper()
+    raise errors.invalid_compatibility_level(value)
+
+
+def reader_writer_messages(reader: avro.schema.Schema, writer: avro.schema.Schema) -> list[str]:
+    """Why `reader` cannot read data written with `writer` (empty when it can)."""
+    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return []
+    kinds = ", ".join(sorted({i.name.upper() for i in result.incompatibilities})) or "INCOMPATIBLE"
+    where = ", ".join(sorted(result.locations))
+    detail = "; ".join(sorted(result.messages))
+    return [f"{{errorType:'{kinds}', description:'{detail}', location:'{where}'}}"]
+
+
+def check(
+    candidate: avro.schema.Schema,
+    previous: Sequence[avro.schema.Schema],
+    level: str,
+) -> list[str]:
+    """Messages saying why `candidate` breaks `level` against `previous` (oldest first)."""
+    if level == "NONE" or not previous:
+        return []
+    against = previous if level.endswith("_TRANSITIVE") else previous[-1:]
+    base = level.removesuffix("_TRANSITIVE")
+    messages: list[str] = []
+    for old in reversed(against):
+        if base in ("BACKWARD", "FULL"):
+            messages += [
+                f"{m} (new schema cannot read old data)"
+                for m in reader_writer_messages(candidate, old)
+            ]
+        if base in ("FORWARD", "FULL"):
+            messages += [
+                f"{m} (old schema cannot read new data)"
+                for m in reader_writer_messages(old, candidate)
+            ]
+    return messages

@@ -1,0 +1,351 @@
+"""The `_schemas` topic as the registry's log: a reader that folds every record into the state,
+and a single writer elected through a Kafka consumer group.
+
+Reading: every instance assigns itself the topic's one partition from the beginning and applies
+each record; it answers requests only once it has read up to the end offset it saw on start.
+
+Writing: instances join the consumer group `<group>` subscribed to `_schemas`; the member that
+is assigned the partition is the leader (cooperative-sticky keeps it there while it lives). The
+leader writes through a transactional producer with one fixed `transactional.id`, so a new leader's
+`init_transactions` fences an old one that has not noticed yet, and it reads the log to its end
+before its first write: two instances can never hand out the same id. Followers find the leader's
+URL (its `client.id`) by describing the group, and forward writes to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from services.common.errors import FraudstreamError
+from services.common.kafka import ensure_topic, wait_for_broker
+from services.schema_registry import errors
+from services.schema_registry.state import Record, RegistryState, decode, encode
+
+log = logging.getLogger("fraudstream.schema_registry.kafka")
+
+ELECTION_WAIT_S = 10.0
+TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+
+
+class NotLeader(Exception):
+    """This instance is not the writer; the HTTP layer forwards the request to `leader_url`."""
+
+    def __init__(self, leader_url: str | None) -> None:
+        super().__init__(leader_url or "unknown leader")
+        self.leader_url = leader_url
+
+
+class KafkaLog:
+    """Reads `_schemas` into `state`, and writes to it while this instance is the leader."""
+
+    def __init__(
+        self,
+        state: RegistryState,
+        lock: threading.RLock,
+        *,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        advertised_url: str,
+        write_timeout: float = 20.0,
+    ) -> None:
+        self.state = state
+        self.lock = lock
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self.advertised_url = advertised_url
+        self.write_timeout = write_timeout
+        self.position = 0
+        self.caught_up = threading.Event()
+        """Set once the reader has reached the end offset the topic had on start."""
+        self.ready = threading.Event()
+        """Set once caught up and the writer election has settled: requests are answered."""
+        self.is_leader = False
+        self.failure: str | None = None
+        self._applied = threading.Condition(threading.Lock())
+        self._stop = threading.Event()
+        self._producer: Producer | None = None
+        self._threads: list[threading.Thread] = []
+        self._leader_cache: tuple[float, str | None] = (0.0, None)
+        self._admin: AdminClient | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self, elect: bool = True) -> None:
+        """Create the topic if needed, then read (and, with `elect`, join the writer election)
+        in background threads."""
+        wait_for_broker(self.bootstrap, timeout=30)
+        ensure_topic(self.topic, 1, self.bootstrap, TOPIC_CONFIG)
+        self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        meta = self._admin.list_topics(self.topic, timeout=10).topics[self.topic]
+        if len(meta.partitions) != 1:
+            raise FraudstreamError(
+                f"topic {self.topic} has {len(meta.partitions)} partitions; the registry's "
+                "storage topic must have exactly one (record order is the registry's history)"
+            )
+        loops = [(self._read_loop, "reader")] + ([(self._elect_loop, "election")] if elect else [])
+        for target, name in loops:
+            thread = threading.Thread(
+                target=self._guard(target), name=f"registry-{name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except Exception as exc:  # the HTTP layer reports it as 50001
+                log.exception("registry %s thread failed", threading.current_thread().name)
+                self.failure = f"{type(exc).__name__}: {exc}"
+
+        return run
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"{self.group}-reader",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": False,
+            }
+        )
+        try:
+            tp = TopicPartition(self.topic, 0)
+            end = self._end_offset(consumer, tp)
+            consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+            if end <= 0:
+                self.caught_up.set()
+            while not self._stop.is_set():
+                # poll() returns as soon as a record arrives (consume() would wait for a full
+                # batch or the timeout); then drain what is already fetched.
+                first = consumer.poll(0.2)
+                if first is not None:
+                    self._apply(first)
+                    for msg in consumer.consume(500, timeout=0):
+                        self._apply(msg)
+                if not self.caught_up.is_set():
+                    # Control records (transaction markers) take offsets too: ask where we are.
+                    position = consumer.position([tp])[0].offset
+                    if max(position, self.position) >= end:
+                        self.caught_up.set()
+        finally:
+            consumer.close()
+
+    def _end_offset(self, consumer: Consumer, tp: TopicPartition) -> int:
+        """The topic's end offset now, retried while the broker is slow to answer."""
+        while True:
+            try:
+                return int(consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1])
+            except KafkaException as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("cannot read the end offset of %s yet: %s", self.topic, exc)
+
+    def _apply(self, msg: Message) -> None:
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("reading %s: %s", self.topic, error)
+            return
+        try:
+            key, value = decode(msg.key()), decode(msg.value())
+            with self.lock:
+                self.state.apply(key, value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping malformed record at offset %s: %s", msg.offset(), exc)
+        with self._applied:
+            self.position = (msg.offset() or 0) + 1
+            self._applied.notify_all()
+
+    def wait_applied(self, offset: int, timeout: float) -> None:
+        """Block until the record at `offset` is folded into the state, or 50002."""
+        deadline = time.monotonic() + timeout
+        with self._applied:
+            while self.position <= offset:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise errors.timeout(f"record {offset} of {self.topic} not read back")
+                self._applied.wait(left)
+
+    # -- leadership ---------------------------------------------------------------------------
+
+    def _elect_loop(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": self.group,
+                "client.id": self.advertised_url,
+                "enable.auto.commit": False,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 1000,
+            }
+        )
+        assigned = threading.Event()
+
+        def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
+            if any(p.topic == self.topic and p.partition == 0 for p in partitions):
+                assigned.set()
+
+        def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
+            if any(p.topic == self.topic and p.partition == 0 for p in partitions):
+                assigned.clear()
+                self._step_down()
+
+        consumer.subscribe(
+            [self.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke
+        )
+        started = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                consumer.poll(0.5)
+                if assigned.is_set():
+                    assigned.clear()
+                    consumer.pause([TopicPartition(self.topic, 0)])
+                    try:
+                        self.become_leader()
+                    except Exception as exc:  # e.g. the broker is briefly unreachable
+                        log.warning("could not become the leader, retrying: %s", exc)
+                        self._step_down()
+                        assigned.set()  # still assigned: try again on the next round
+                if not self.ready.is_set() and self.caught_up.is_set():
+                    self._maybe_ready(started)
+        finally:
+            self._step_down()
+            consumer.close()
+
+    def _maybe_ready(self, started: float) -> None:
+        """Answer requests once the election settled (we lead, or a leader is known), so the
+        first write after a start is not refused; after ELECTION_WAIT_S answer anyway."""
+        waited = time.monotonic() - started
+        if self.is_leader or waited > ELECTION_WAIT_S or (waited > 2 and self.leader_url()):
+            self.ready.set()
+
+    def become_leader(self) -> None:
+        """Fence any older writer, then read to the end before the first write."""
+        producer = Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                # One id per storage topic, whatever the group: any two writers of one topic
+                # fence each other, even if misconfigured into different groups.
+                "transactional.id": f"fraudstream-schema-registry-writer-{self.topic}",
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 0,
+            }
+        )
+        producer.init_transactions(30)
+        self.caught_up.wait(60)
+        offset = self._produce_committed(producer, [])
+        if offset is not None:
+            self.wait_applied(offset, 30)
+        self._producer = producer
+        self.is_leader = True
+        log.info("this instance (%s) is now the schema registry leader", self.advertised_url)
+
+    def _step_down(self) -> None:
+        self.is_leader = False
+        self._producer = None
+
+    def leader_url(self) -> str | None:
+        """The leader's advertised URL from the group's assignment (cached for a second)."""
+        if self.is_leader:
+            return self.advertised_url
+        checked, url = self._leader_cache
+        if url is not None and time.monotonic() - checked < 1.0:
+            return url
+        url = None
+        try:
+            if self._admin is None:
+                # Not make_admin(quiet=True): with a Python logger, results wait for poll().
+                self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            future = self._admin.describe_consumer_groups([self.group])
+            description = future[self.group].result(timeout=3)
+            for member in description.members:
+                parts = member.assignment.topic_partitions if member.assignment else []
+                if any(p.topic == self.topic and p.partition == 0 for p in parts):
+                    url = member.client_id
+        except Exception as exc:  # KafkaException, or a timeout while the group rebalances
+            log.warning("cannot describe group %s: %s", self.group, exc)
+        self._leader_cache = (time.monotonic(), url)
+        return url
+
+    def forget_leader(self) -> None:
+        self._leader_cache = (0.0, None)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, records: list[Record]) -> None:
+        """Append records in one transaction and wait until this instance has applied them."""
+        if self.failure:
+            raise errors.store_error(self.failure)
+        producer = self._producer
+        if not self.is_leader or producer is None:
+            raise NotLeader(self.leader_url())
+        try:
+            offset = self._produce_committed(producer, records)
+        except Exception as exc:  # KafkaException, fenced (fatal) errors surface oddly too
+            self._step_down()
+            raise errors.store_error(f"write to {self.topic} failed: {exc}") from None
+        if offset is not None:
+            self.wait_applied(offset, self.write_timeout)
+
+    def _produce_committed(self, producer: Producer, records: list[Record]) -> int | None:
+        """Write `records` (or one NOOP) in a transaction; the offset of the last one."""
+        batch: list[tuple[Any, Any]] = [(encode(k), encode(v)) for k, v in records] or [
+            (encode({"keytype": "NOOP", "magic": 0}), None)
+        ]
+        offsets: list[int] = []
+        failures: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            # Only keep the error here: formatting it inside librdkafka's callback after a
+            # fatal (fenced) error trips a pending exception.
+            if err is not None:
+                failures.append(err)
+            else:
+                offsets.append(msg.offset() or 0)
+
+        producer.begin_transaction()
+        try:
+            for key, value in batch:
+                producer.produce(
+                    self.topic, key=key, value=value, partition=0, on_delivery=delivered
+                )
+            producer.flush(self.write_timeout)
+            if failures:
+                raise KafkaException(failures[0])
+            producer.commit_transaction(self.write_timeout)
+        except Exception as exc:
+            fatal = isinstance(exc, KafkaException) and exc.args and exc.args[0].fatal()
+            if not fatal:  # a fenced producer cannot abort; trying only waits out the timeout
+                with contextlib.suppress(Exception):
+                    producer.abort_transaction(5)
+            raise
+        return max(offsets) if offsets else None

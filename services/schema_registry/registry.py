@@ -1,0 +1,380 @@
+"""Confluent Schema Registry semantics on top of the `_schemas` state: ids, versions, deletes,
+configs, modes and compatibility decisions.
+
+Reads look at the in-memory state; every change is a list of `_schemas` records handed to the
+`Log`, which returns once the records are applied to the state. One global id space: the same
+schema text gets the same id in every subject, re-registering returns the existing id. Writes
+are serialised by `write_lock`, and the Kafka log only accepts them on the elected writer, so an
+id is never handed out twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from services.schema_registry import compatibility, errors, schemas
+from services.schema_registry.state import (
+    Record,
+    RegistryState,
+    SchemaVersion,
+    config_key,
+    mode_key,
+    schema_key,
+    schema_value,
+)
+
+MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
+DEFAULT_MODE = "READWRITE"
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(text: str, schema_type: str) -> schemas.ParsedSchema:
+    """Parsed request schemas by their text (invalid ones raise, and are not cached)."""
+    return schemas.parse(text, schema_type)
+
+
+class Log(Protocol):
+    """Where changes go: `write` appends records and returns once they are applied."""
+
+    def write(self, records: list[Record]) -> None: ...
+
+
+class MemoryLog:
+    """Applies records straight to the state: the registry without Kafka (unit tests)."""
+
+    def __init__(self, state: RegistryState, lock: threading.RLock) -> None:
+        self.state = state
+        self.lock = lock
+        self.records: list[Record] = []
+
+    def write(self, records: list[Record]) -> None:
+        with self.lock:
+            for key, value in records:
+                self.records.append((key, value))
+                self.state.apply(key, value)
+
+
+def parse_version(raw: str, allow_latest: bool = True) -> int | None:
+    """A version path segment: a number >= 1, or None for `latest`/`-1`; else 42202."""
+    if allow_latest and raw in ("latest", "-1"):
+        return None
+    try:
+        number = int(raw)
+    except ValueError:
+        raise errors.invalid_version(raw) from None
+    if number < 1 or number > 2**31 - 1:
+        raise errors.invalid_version(raw)
+    return number
+
+
+class Registry:
+    """The registry's operations; each returns the JSON body Confluent's server would send."""
+
+    def __init__(
+        self,
+        state: RegistryState | None = None,
+        lock: threading.RLock | None = None,
+        log_factory: Callable[[RegistryState, threading.RLock], Log] | None = None,
+    ) -> None:
+        self.state = state or RegistryState()
+        self.lock = lock or threading.RLock()
+        self.log: Log = (log_factory or MemoryLog)(self.state, self.lock)
+        self.write_lock = threading.Lock()
+        self._parsed: dict[str, schemas.ParsedSchema] = {}
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _parse_stored(self, text: str) -> schemas.ParsedSchema:
+        parsed = self._parsed.get(text)
+        if parsed is None:
+            parsed = schemas.parse(text)
+            self._parsed[text] = parsed
+        return parsed
+
+    @staticmethod
+    def _parse_request(body: dict[str, Any]) -> schemas.ParsedSchema:
+        if body.get("references"):
+            raise errors.invalid_schema("schema references are not supported by this registry")
+        text, schema_type = body.get("schema"), body.get("schemaType") or "AVRO"
+        if isinstance(text, str) and isinstance(schema_type, str):
+            return _parse_cached(text, schema_type)  # producers re-send the same few schemas
+        return schemas.parse(text, schema_type)
+
+    def _same(self, entry: SchemaVersion, candidate: schemas.ParsedSchema, normalize: bool) -> bool:
+        if entry.schema == candidate.text(normalize):
+            return True
+        if normalize:
+            return self._parse_stored(entry.schema).normalized == candidate.normalized
+        return False
+
+    def _versions(self, subject: str, deleted: bool) -> list[SchemaVersion]:
+        """A subject's versions (live only unless `deleted`), or 40401 if there are none."""
+        with self.lock:
+            found = (
+                self.state.all_versions(subject) if deleted else self.state.live_versions(subject)
+            )
+        if not found:
+            raise errors.subject_not_found(subject)
+        return found
+
+    def _version(self, subject: str, raw: str, deleted: bool) -> SchemaVersion:
+        number = parse_version(raw)
+        found = self._versions(subject, deleted)
+        if number is None:
+            return found[-1]
+        for entry in found:
+            if entry.version == number:
+                return entry
+        raise errors.version_not_found(subject, number)
+
+    def level(self, subject: str | None) -> str:
+        with self.lock:
+            configs = self.state.configs
+            found = configs.get(subject) if subject is not None else None
+            return found or configs.get(None) or compatibility.DEFAULT_LEVEL
+
+    def _mode(self, subject: str | None) -> str:
+        with self.lock:
+            modes = self.state.modes
+            found = modes.get(subject) if subject is not None else None
+            return found or modes.get(None) or DEFAULT_MODE
+
+    def _check_writable(self, subject: str | None) -> None:
+        if self._mode(subject) in ("READONLY", "READONLY_OVERRIDE"):
+            raise errors.operation_not_permitted(f"Subject {subject} is in read-only mode")
+
+    @staticmethod
+    def _describe(entry: SchemaVersion) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "subject": entry.subject,
+            "version": entry.version,
+            "id": entry.schema_id,
+            "schema": entry.schema,
+        }
+        if entry.schema_type != "AVRO":
+            out["schemaType"] = entry.schema_type
+        return out
+
+    # -- schemas ------------------------------------------------------------------------------
+
+    def register(self, subject: str, body: dict[str, Any], normalize: bool) -> dict[str, Any]:
+        """POST /subjects/{subject}/versions."""
+        candidate = self._parse_request(body)
+        text = candidate.text(normalize)
+        self._check_writable(subject)
+        with self.write_lock:
+            with self.lock:
+                every = self.state.all_versions(subject)
+                live = [e for e in every if not e.deleted]
+                existing_id = self.state.id_by_schema.get(("AVRO", text))
+                next_id = self.state.max_id + 1
+            for entry in live:
+                if self._same(entry, candidate, normalize):
+                    return {"id": entry.schema_id}
+            previous = [self._parse_stored(e.schema).parsed for e in live]
+            messages = compatibility.check(candidate.parsed, previous, self.level(subject))
+            if messages:
+                raise errors.incompatible_schema(messages)
+            entry = SchemaVersion(
+                subject=subject,
+                version=(every[-1].version + 1) if every else 1,
+                schema_id=existing_id if existing_id is not None else next_id,
+                schema=text,
+            )
+            self.log.write([(schema_key(subject, entry.version), schema_value(entry))])
+            return {"id": entry.schema_id}
+
+    def lookup(
+        self, subject: str, body: dict[str, Any], normalize: bool, deleted: bool
+    ) -> dict[str, Any]:
+        """POST /subjects/{subject}: the version of `subject` that holds this schema."""
+        candidate = self._parse_request(body)
+        for entry in self._versions(subject, deleted):
+            if self._same(entry, candidate, normalize):
+                return self._describe(entry)
+        raise errors.schema_not_found()
+
+    def schema_by_id(self, schema_id: int) -> tuple[str, str]:
+        with self.lock:
+            found = self.state.schemas_by_id.get(schema_id)
+        if found is None:
+            raise errors.schema_not_found(f"Schema {schema_id} not found")
+        return found
+
+    def get_schema(self, schema_id: int) -> dict[str, Any]:
+        """GET /schemas/ids/{id}."""
+        text, schema_type = self.schema_by_id(schema_id)
+        out: dict[str, Any] = {"schema": text}
+        if schema_type != "AVRO":
+            out["schemaType"] = schema_type
+        return out
+
+    def id_usages(self, schema_id: int, deleted: bool) -> list[SchemaVersion]:
+        self.schema_by_id(schema_id)
+        with self.lock:
+            return [
+                entry
+                for subject in sorted(self.state.subjects)
+                for entry in self.state.all_versions(subject)
+                if entry.schema_id == schema_id and (deleted or not entry.deleted)
+            ]
+
+    def subjects(self, prefix: str, deleted: bool) -> list[str]:
+        """GET /subjects."""
+        with self.lock:
+            names = [
+                s
+                for s, versions in self.state.subjects.items()
+                if s.startswith(prefix)
+                and (deleted or any(not e.deleted for e in versions.values()))
+            ]
+        return sorted(names)
+
+    def versions(self, subject: str, deleted: bool) -> list[int]:
+        return [e.version for e in self._versions(subject, deleted)]
+
+    def get_version(self, subject: str, raw: str, deleted: bool) -> dict[str, Any]:
+        return self._describe(self._version(subject, raw, deleted))
+
+    def version_schema(self, subject: str, raw: str, deleted: bool) -> str:
+        return self._version(subject, raw, deleted).schema
+
+    # -- deletes ------------------------------------------------------------------------------
+
+    def delete_subject(self, subject: str, permanent: bool) -> list[int]:
+        """DELETE /subjects/{subject}: soft first, then permanent (Confluent's two steps)."""
+        self._check_writable(subject)
+        with self.write_lock:
+            every = self._versions(subject, deleted=True)
+            live = [e for e in every if not e.deleted]
+            if permanent:
+                if live:
+                    raise errors.subject_not_soft_deleted(subject)
+                records: list[Record] = [(schema_key(subject, e.version), None) for e in every]
+                with self.lock:
+                    if subject in self.state.configs:
+                        records.append((config_key(subject), None))
+                    if subject in self.state.modes:
+                        records.append((mode_key(subject), None))
+                self.log.write(records)
+                return [e.version for e in every]
+            if not live:
+                raise errors.subject_soft_deleted(subject)
+            self.log.write([self._soft_deleted(e) for e in live])
+            return [e.version for e in live]
+
+    @staticmethod
+    def _soft_deleted(entry: SchemaVersion) -> Record:
+        gone = SchemaVersion(
+            entry.subject, entry.version, entry.schema_id, entry.schema, entry.schema_type, True
+        )
+        return schema_key(entry.subject, entry.version), schema_value(gone)
+
+    def delete_version(self, subject: str, raw: str, permanent: bool) -> int:
+        """DELETE /subjects/{subject}/versions/{version}."""
+        number = parse_version(raw)
+        self._check_writable(subject)
+        with self.write_lock:
+            every = self._versions(subject, deleted=True)
+            if number is None:
+                live = [e for e in every if not e.deleted]
+                candidates = live or (every if permanent else [])
+                if not candidates:
+                    raise errors.subject_soft_deleted(subject)
+                entry = candidates[-1]
+            else:
+                matches = [e for e in every if e.version == number]
+                if not matches:
+                    raise errors.version_not_found(subject, number)
+                entry = matches[0]
+            if permanent:
+                if not entry.deleted:
+                    raise errors.version_not_soft_deleted(subject, entry.version)
+                self.log.write([(schema_key(subject, entry.version), None)])
+            else:
+                if entry.deleted:
+                    raise errors.version_soft_deleted(subject, entry.version)
+                self.log.write([self._soft_deleted(entry)])
+            return entry.version
+
+    # -- config and mode ----------------------------------------------------------------------
+
+    def get_config(self, subject: str | None, default_to_global: bool) -> dict[str, Any]:
+        with self.lock:
+            configured = subject in self.state.configs
+        if subject is not None and not configured and not default_to_global:
+            raise errors.subject_config_not_found(subject)
+        return {"compatibilityLevel": self.level(subject)}
+
+    def put_config(self, subject: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        if "compatibility" not in body and "compatibilityLevel" not in body:
+            raise errors.invalid_compatibility_level(None)
+        level = compatibility.parse_level(body.get("compatibility", body.get("compatibilityLevel")))
+        with self.write_lock:
+            self.log.write([(config_key(subject), {"compatibilityLevel": level})])
+        return {"compatibility": level}
+
+    def delete_config(self, subject: str | None) -> dict[str, Any]:
+        with self.write_lock:
+            with self.lock:
+                old = self.state.configs.get(subject)
+            if old is None:
+                if subject is not None:
+                    raise errors.subject_config_not_found(subject)
+                return {"compatibilityLevel": compatibility.DEFAULT_LEVEL}
+            self.log.write([(config_key(subject), None)])
+            return {"compatibilityLevel": old}
+
+    def get_mode(self, subject: str | None, default_to_global: bool) -> dict[str, Any]:
+        with self.lock:
+            configured = subject in self.state.modes
+        if subject is not None and not configured and not default_to_global:
+            raise errors.subject_mode_not_found(subject)
+        return {"mode": self._mode(subject)}
+
+    def put_mode(self, subject: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        mode = body.get("mode")
+        if not isinstance(mode, str) or mode.upper() not in MODES:
+            raise errors.invalid_mode(mode)
+        with self.write_lock:
+            self.log.write([(mode_key(subject), {"mode": mode.upper()})])
+        return {"mode": mode.upper()}
+
+    def delete_mode(self, subject: str) -> dict[str, Any]:
+        with self.write_lock:
+            with self.lock:
+                old = self.state.modes.get(subject)
+            if old is None:
+                raise errors.subject_mode_not_found(subject)
+            self.log.write([(mode_key(subject), None)])
+            return {"mode": old}
+
+    # -- compatibility ------------------------------------------------------------------------
+
+    def test_compatibility(
+        self,
+        subject: str,
+        raw_version: str | None,
+        body: dict[str, Any],
+        normalize: bool,
+        verbose: bool,
+    ) -> dict[str, Any]:
+        """POST /compatibility/subjects/{subject}/versions[/{version}]."""
+        candidate = self._parse_request(body)
+        level = self.level(subject)
+        if raw_version is None:
+            with self.lock:
+                live = self.state.live_versions(subject)
+            previous = [self._parse_stored(e.schema).parsed for e in live]
+        else:
+            entry = self._version(subject, raw_version, deleted=False)
+            previous = [self._parse_stored(entry.schema).parsed]
+            level = level.removesuffix("_TRANSITIVE")
+        messages = compatibility.check(candidate.parsed, previous, level)
+        out: dict[str, Any] = {"is_compatible": not messages}
+        if verbose:
+            out["messages"] = messages
+        return out
