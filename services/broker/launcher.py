@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,19 +200,10 @@ class KafkaBroker:
         self.format_storage()
         proc = self.process
         proc.start([java, *JVM_OPTS, *self._classpath_args(), "kafka.Kafka", str(self.config_file)])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = proc.exited_early()
-            if code is not None:
-                raise FraudstreamError(
-                    f"Kafka broker exited with code {code} during start-up; "
-                    f"see {self.settings.logs_dir / 'kafka.log'}: {_last_error(proc.log_tail(40))}"
-                )
-            if self.healthy():
-                wait_for_broker(self.address, timeout=10)
-                return
-            time.sleep(0.5)
-        raise FraudstreamError(f"Kafka broker did not answer within {timeout:.0f}s")
+        proc.wait_healthy(
+            self.healthy, timeout, lambda: _last_error(proc.log_tail(40)), interval=0.5
+        )
+        wait_for_broker(self.address, timeout=10)
 
     def stop(self, timeout: float = 30.0) -> bool:
         return self.process.stop(timeout)

@@ -11,9 +11,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.common.errors import FraudstreamError
 
 
 @dataclass
@@ -57,6 +59,28 @@ class ManagedProcess:
         """The exit code if the process we just started has already died, else None."""
         proc = getattr(self, "_popen", None)
         return None if proc is None else proc.poll()
+
+    def wait_healthy(
+        self,
+        healthy: Callable[[], bool],
+        timeout: float,
+        describe_exit: Callable[[], str] | None = None,
+        interval: float = 0.3,
+    ) -> None:
+        """Poll `healthy` until it answers True; fail at once if the process died meanwhile."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.exited_early()
+            if code is not None:
+                why = describe_exit() if describe_exit else self.log_tail(3).strip()
+                raise FraudstreamError(
+                    f"{self.name} exited with code {code} during start-up: "
+                    f"{why or 'no output'} (log: {self.log_file})"
+                )
+            if healthy():
+                return
+            time.sleep(interval)
+        raise FraudstreamError(f"{self.name} did not become healthy within {timeout:.0f}s")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM, wait up to `timeout`, then SIGKILL. Returns True if something was stopped."""

@@ -8,7 +8,6 @@ earlier `stack up`) is used as it is, never started twice.
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -83,20 +82,7 @@ class HttpServerComponent:
             )
         proc = self.process
         proc.start([sys.executable, "-m", "services.cli", *self.serve_args])
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            code = proc.exited_early()
-            if code is not None:
-                raise FraudstreamError(
-                    f"{self.name} exited with code {code} during start-up: "
-                    f"{proc.log_tail(3).strip() or 'no output'} (log: {proc.log_file})"
-                )
-            if self.healthy():
-                return
-            time.sleep(0.3)
-        raise FraudstreamError(
-            f"{self.name} did not become healthy within {self.start_timeout:.0f}s"
-        )
+        proc.wait_healthy(self.healthy, self.start_timeout)
 
     def stop(self) -> bool:
         return self.process.stop(timeout=15.0)
