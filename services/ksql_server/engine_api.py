@@ -80,3 +80,19 @@ class KsqlEngine(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class ServedEngine(KsqlEngine, Protocol):
+    """How `server.py` and the REST layer drive an engine (added by the REST side; optional parts
+    are looked up with getattr, so an engine without them still serves):
+
+    - built as `Engine(bootstrap_servers=..., schema_registry_url=..., service_id=...,
+      properties=...)` (server-wide properties from `fraudstream ksql serve --property`);
+    - `start()` (optional, sync or async) runs once on the server's event loop before the first
+      request (e.g. command-topic replay); `/healthcheck` answers 200 only after it returned;
+    - `execute()` runs in a worker thread (never on the event loop), one request at a time;
+      `start_query`, `close_query` and `insert_row` are awaited on the event loop;
+    - `healthy()` (optional, sync or async → bool) backs `/healthcheck` (503 when False);
+    - `kafka_cluster_id` (optional attribute) is reported by `/info`;
+    - `close()` runs at shutdown, in a worker thread.
+    """

@@ -1,0 +1,235 @@
+"""Benchmark: the KSQL server's preprocessing query against a bare confluent-kafka pass-through.
+
+Both sides read the same DELIMITED records (the demo's 34 fields, every tenth one unlabelled)
+from the same source topic on the same broker, in the same run:
+- bare: one confluent-kafka consumer → producer loop copying each value unchanged to a topic;
+- KSQL: the pipeline's preprocessing statement (`WHERE Class IS NOT NULL`, DELIMITED → AVRO with
+  the Schema Registry) as a persistent query on the KSQL server at KSQL_URL.
+Rates run from the first output record to the last, so consumer-group start-up counts for
+neither side. Then the produce-to-push-query-row latency: records produced one by one while a
+push query (`/query-stream`, HTTP/2) is open; p50/p99 of the time until each row arrives.
+
+    .venv/bin/python bench/bench_ksql.py [--rows N] [--latency-records M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import Consumer
+
+from services.common.kafka import (
+    delete_topics,
+    end_offsets,
+    ensure_topic,
+    make_consumer,
+    make_producer,
+)
+from services.common.settings import get_settings
+from services.ksql_server.rest.client import KsqlClient
+from services.producer.csv_source import CsvSource
+from services.producer.datagen import write_csv
+
+TARGET = 0.5
+COLUMNS = (
+    "Id BIGINT, `TIMESTAMP` VARCHAR, `USER` VARCHAR, `TIME` INT, "
+    + ", ".join(f"V{i} DOUBLE" for i in range(1, 29))
+    + ", Amount DOUBLE, Class VARCHAR"
+)
+SELECTED = "Id, `TIMESTAMP`, `USER`, `TIME`, " + ", ".join(f"V{i}" for i in range(1, 29))
+
+
+def source_values(rows: int) -> list[bytes]:
+    """Generated rows in the extended layout; every tenth has an empty (NULL) Class."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.csv"
+        write_csv(path, rows, seed=7, extended=True)
+        values = [v for batch in CsvSource(path).batches() for v in batch.values]
+    return [v.rsplit(b",", 1)[0] + b"," if i % 10 == 9 else v for i, v in enumerate(values)]
+
+
+def produce_all(topic: str, values: list[bytes]) -> None:
+    producer = make_producer()
+    for value in values:
+        try:
+            producer.produce(topic, value)
+        except BufferError:
+            producer.poll(0.05)
+            producer.produce(topic, value)
+    producer.flush(60)
+
+
+def end_offset(consumer: Consumer, topic: str) -> int:
+    """Records written to `topic` so far (sum of the partitions' end offsets)."""
+    return sum(end_offsets(consumer, topic, timeout=10).values())
+
+
+def bare_pass_through(source: str, sink: str, count: int) -> float:
+    """Records/s of consume → produce, copying each value unchanged."""
+    consumer = make_consumer(f"bench-ksql-bare-{uuid.uuid4().hex[:8]}")
+    producer = make_producer()
+    consumer.subscribe([source])
+    seen, started = 0, 0.0
+    try:
+        while seen < count:
+            for message in consumer.consume(1000, 1.0):
+                if message.error():
+                    continue
+                if not started:
+                    started = time.perf_counter()
+                try:
+                    producer.produce(sink, message.value(), message.key())
+                except BufferError:
+                    producer.poll(0.05)
+                    producer.produce(sink, message.value(), message.key())
+                seen += 1
+            producer.poll(0)
+        producer.flush(60)
+        return (seen - 1) / (time.perf_counter() - started)
+    finally:
+        consumer.close()
+
+
+def ksql_preprocessing(
+    client: KsqlClient, source: str, sink: str, count: int, expected: int
+) -> float:
+    """Records/s (source records) of the preprocessing query, first sink record to last."""
+    suffix = uuid.uuid4().hex[:8]
+    stream, sink_stream = f"bench_src_{suffix}", f"bench_pre_{suffix}"
+    client.ksql(
+        f"CREATE STREAM {stream} ({COLUMNS}) "
+        f"WITH (KAFKA_TOPIC='{source}', VALUE_FORMAT='DELIMITED');"
+    )
+    watcher = make_consumer(f"bench-ksql-watch-{suffix}")
+    try:
+        client.ksql(
+            f"CREATE STREAM {sink_stream} WITH (KAFKA_TOPIC='{sink}', VALUE_FORMAT='AVRO') AS "
+            f"SELECT {SELECTED}, Amount, Class FROM {stream} WHERE Class IS NOT NULL EMIT CHANGES;",
+            {"auto.offset.reset": "earliest"},
+        )
+        first_at = last_at = 0.0
+        last_seen, deadline = 0, time.monotonic() + 300
+        while last_seen < expected and time.monotonic() < deadline:
+            try:
+                seen = end_offset(watcher, sink)
+            except Exception:
+                seen = 0
+            now = time.perf_counter()
+            if seen and not first_at:
+                first_at = now
+            if seen > last_seen:
+                last_seen, last_at = seen, now
+            time.sleep(0.02)
+        if last_seen < expected:
+            raise SystemExit(f"KSQL wrote {last_seen} of {expected} records within 300 s")
+        return count * (last_seen - 1) / last_seen / max(last_at - first_at, 1e-6)
+    finally:
+        watcher.close()
+        _drop(client, sink_stream, stream)
+
+
+def _drop(client: KsqlClient, *streams: str) -> None:
+    for name in streams:
+        try:
+            description = client.ksql(f"DESCRIBE {name};")[0].get("sourceDescription", {})
+            for query in description.get("writeQueries", []) or []:
+                client.ksql(f"TERMINATE {query['id']};")
+            client.ksql(f"DROP STREAM IF EXISTS {name};")
+        except Exception as exc:  # cleanup must not hide the figures
+            print(f"cleanup of {name} failed: {exc}")
+
+
+def push_latency(client: KsqlClient, topic: str, records: int) -> tuple[float, float]:
+    """p50/p99 milliseconds from produce() to the row on an open push query."""
+    stream = f"bench_lat_{uuid.uuid4().hex[:8]}"
+    client.ksql(
+        f"CREATE STREAM {stream} ({COLUMNS}) "
+        f"WITH (KAFKA_TOPIC='{topic}', VALUE_FORMAT='DELIMITED');"
+    )
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        sql = f"SELECT Id FROM {stream} EMIT CHANGES LIMIT {records};"
+        for item in client.stream_query(sql, {"auto.offset.reset": "latest"}, timeout=30):
+            if isinstance(item, dict):
+                ready.set()
+                continue
+            latencies.append((time.perf_counter() - sent[int(item[0])]) * 1000)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    ready.wait(30)
+    time.sleep(2.0)  # let the query's consumer reach the end of the topic
+    producer = make_producer(None, **{"linger.ms": 0})
+    template = b',"2019-01-01T00:00:00",user,0,' + b"0.1," * 28 + b'9.99,"0"'
+    for i in range(1, records + 1):
+        sent[i] = time.perf_counter()
+        producer.produce(topic, str(i).encode() + template)
+        producer.poll(0)
+        time.sleep(0.01)
+    producer.flush(10)
+    reader.join(60)
+    _drop(client, stream)
+    if len(latencies) < records:
+        print(f"push query returned {len(latencies)} of {records} rows")
+    if not latencies:
+        raise SystemExit("push query returned no rows")
+    quantiles = statistics.quantiles(latencies, n=100)
+    return statistics.median(latencies), quantiles[98]
+
+
+def run(rows: int, latency_records: int) -> float:
+    from services.stack.cli import up
+
+    up("kafka,schema-registry,ksql-server")
+    client = KsqlClient(get_settings().ksql_url)
+    values = source_values(rows)
+    expected = sum(1 for v in values if not v.endswith(b","))
+    suffix = uuid.uuid4().hex[:8]
+    source, bare_sink, ksql_sink, latency_topic = (
+        f"bench_ksql_{name}_{suffix}" for name in ("source", "bare", "avro", "latency")
+    )
+    topics = [source, bare_sink, ksql_sink, latency_topic]
+    try:
+        for topic in topics:
+            ensure_topic(topic, 1)
+        produce_all(source, values)
+        print(f"records: {rows} DELIMITED, 34 fields ({expected} labelled)")
+        bare = bare_pass_through(source, bare_sink, rows)
+        ours = ksql_preprocessing(client, source, ksql_sink, rows, expected)
+        p50, p99 = push_latency(client, latency_topic, latency_records)
+    finally:
+        delete_topics(topics)
+    ratio = ours / bare
+    print(f"{'':>9}{'bare pass-through':>20}{'KSQL preprocessing':>20}")
+    print(f"{'rec/s':>9}{bare:>20,.0f}{ours:>20,.0f}")
+    print(f"push query latency (produce → row): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    verdict = "meets" if ratio >= TARGET else "below"
+    print(
+        f"ksql: ratio {ratio:.2f} "
+        f"(KSQL preprocessing / bare pass-through; {verdict} target {TARGET})"
+    )
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--latency-records", type=int, default=200)
+    args = parser.parse_args()
+    run(args.rows, args.latency_records)
+
+
+if __name__ == "__main__":
+    main()

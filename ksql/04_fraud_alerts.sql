@@ -1,0 +1,22 @@
+-- Applied by `fraudstream ksql apply` in file-name order; standard ksqlDB syntax only, so the
+-- same files run unchanged on a real ksqlDB server (docker compose).
+--
+-- The scorer's output, declared so alerts can be watched over REST:
+--   SELECT * FROM FRAUD_ALERTS EMIT CHANGES;
+-- The columns match the Avro schema the scorer registers (services/scorer/records.py);
+-- SCORED_AT is epoch milliseconds.
+CREATE STREAM IF NOT EXISTS FRAUD_ALERTS (
+  ID BIGINT,
+  `USER` VARCHAR,
+  `TIMESTAMP` VARCHAR,
+  AMOUNT DOUBLE,
+  SCORE DOUBLE,
+  THRESHOLD DOUBLE,
+  MODEL_VERSION VARCHAR,
+  SCORED_AT BIGINT,
+  CLASS VARCHAR
+) WITH (
+  KAFKA_TOPIC = 'fraud_alerts',
+  VALUE_FORMAT = 'AVRO',
+  PARTITIONS = 1
+);

@@ -1,0 +1,171 @@
+"""`POST /inserts-stream`: rows in, one ack per row out, both streamed.
+
+The request body is a first line `{"target": "<stream>"}` and then one JSON object per line; the
+response is one ack per row (`{"status":"ok","seq":N}`), written as soon as that row is inserted,
+so a client may send a row, wait for its ack and send the next (ksqlDB's Java client does) on one
+HTTP/2 stream. The first failing row gets `{"status":"error","seq","error_code","message"}` and
+ends the inserts, as in ksqlDB; the rest of the body is read and ignored.
+
+This is a raw ASGI app rather than a Starlette response: a streamed Starlette response reads the
+request channel itself (to notice disconnects), which would swallow the rows still arriving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from services.ksql_server.engine_api import KsqlEngine, KsqlStatementError
+from services.ksql_server.rest import streams
+from services.ksql_server.rest.errors import ERROR_BAD_REQUEST, ERROR_SERVER, http_status
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class _Rejected(Exception):
+    def __init__(self, message: str, error_code: int = ERROR_BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_code = error_code
+
+
+class InsertsStream:
+    """The endpoint, bound to an engine."""
+
+    def __init__(self, engine: KsqlEngine) -> None:
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accept = dict(scope.get("headers", [])).get(b"accept", b"").decode("latin-1")
+        session = _Session(self.engine, send, streams.choose_stream_format(accept) or "")
+        try:
+            async for line in _lines(receive):
+                await session.handle(line)
+            await session.finish()
+        except _Rejected as exc:
+            await session.reject(exc.message, exc.error_code)
+        except Exception as exc:
+            log.exception("inserts-stream failed")
+            await session.reject(f"internal error: {type(exc).__name__}", ERROR_SERVER)
+
+
+async def _lines(receive: Receive) -> Any:
+    """Non-blank lines of the request body as they arrive (the last may lack its newline)."""
+    buffer = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        buffer += message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        *complete, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_LINE_BYTES:
+            raise _Rejected(f"a line of the request is longer than {MAX_LINE_BYTES} bytes")
+        for line in complete:
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
+
+
+class _Session:
+    """One request: the target, the sequence number and what was already sent."""
+
+    def __init__(self, engine: KsqlEngine, send: Send, media_type: str) -> None:
+        self.engine = engine
+        self.send = send
+        self.json = media_type == streams.JSON
+        self.media_type = streams.JSON if self.json else streams.DELIMITED
+        self.target: str | None = None
+        self.seq = 0
+        self.started = False
+        self.failed = False
+
+    async def handle(self, line: bytes) -> None:
+        if self.target is None:
+            self.target = _target(line)
+            await self._start(200)
+            return
+        if self.failed:
+            return  # ksqlDB stops at the first failure; the rest is read and dropped
+        ack = await self._insert(line)
+        self.failed = ack["status"] != "ok"
+        await self._ack(ack)
+
+    async def _insert(self, line: bytes) -> dict[str, Any]:
+        seq, self.seq = self.seq, self.seq + 1
+        assert self.target is not None
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                return _error_ack(seq, ERROR_BAD_REQUEST, "each row must be a JSON object")
+            await self.engine.insert_row(self.target, row)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            return _error_ack(seq, ERROR_BAD_REQUEST, f"row is not valid JSON: {exc}")
+        except KsqlStatementError as exc:
+            return _error_ack(seq, exc.error_code, exc.message)
+        except Exception as exc:
+            log.exception("insert into %s failed", self.target)
+            return _error_ack(seq, ERROR_SERVER, f"internal error: {type(exc).__name__}: {exc}")
+        return {"status": "ok", "seq": seq}
+
+    async def _start(self, status: int, media_type: str | None = None) -> None:
+        content_type = (media_type or self.media_type).encode()
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", content_type)],
+            }
+        )
+        self.started = True
+
+    async def _ack(self, ack: dict[str, Any]) -> None:
+        if self.json:
+            prefix = "[" if ack["seq"] == 0 else ",\n"
+            body = (prefix + streams.dumps(ack)).encode()
+        else:
+            body = (streams.dumps(ack) + "\n").encode()
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def finish(self) -> None:
+        if self.target is None:
+            raise _Rejected('request body is empty; expected {"target": "<stream>"} first')
+        tail = (b"[]" if self.seq == 0 else b"]") + b"\n" if self.json else b""
+        await self.send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def reject(self, message: str, error_code: int) -> None:
+        """Before the answer started: a ksqlDB error object. After: end the stream as it is."""
+        if self.started:
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        error = {"@type": "generic_error", "error_code": error_code, "message": message}
+        body = streams.dumps(error).encode()
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": http_status(error_code),
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _target(line: bytes) -> str:
+    try:
+        head = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise _Rejected(f"first line is not valid JSON: {exc}") from exc
+    if not isinstance(head, dict) or not isinstance(head.get("target"), str):
+        raise _Rejected('first line must be {"target": "<stream>"}')
+    return str(head["target"])
+
+
+def _error_ack(seq: int, error_code: int, message: str) -> dict[str, Any]:
+    return {"status": "error", "seq": seq, "error_code": error_code, "message": message}
