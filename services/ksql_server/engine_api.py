@@ -47,7 +47,9 @@ class PushQuery:
     @property
     def schema(self) -> str:
         """The header's schema string, e.g. "`ID` BIGINT, `USER` STRING"."""
-        return ", ".join(f"`{n}` {t}" for n, t in zip(self.column_names, self.column_types, strict=True))
+        return ", ".join(
+            f"`{n}` {t}" for n, t in zip(self.column_names, self.column_types, strict=True)
+        )
 
     async def close(self) -> None:  # overridden by the runtime
         return None
@@ -65,21 +67,17 @@ class KsqlEngine(Protocol):
         (`@type`, `statementText`, `warnings`, …), or raise KsqlStatementError."""
         ...
 
-    async def start_query(
-        self, sql: str, properties: Mapping[str, Any] | None = None
-    ) -> PushQuery:
+    async def start_query(self, sql: str, properties: Mapping[str, Any] | None = None) -> PushQuery:
         """Start a push or pull query (one SELECT statement) for /query and /query-stream."""
         ...
 
-    async def close_query(self, query_id: str) -> bool:
-        ...
+    async def close_query(self, query_id: str) -> bool: ...
 
     async def insert_row(self, target: str, row: Mapping[str, Any]) -> None:
         """Insert one JSON row into a stream (for /inserts-stream)."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 class ServedEngine(KsqlEngine, Protocol):

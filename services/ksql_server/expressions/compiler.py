@@ -1,0 +1,611 @@
+"""Compile expression trees to Python source, then to one function per query.
+
+Why code generation: a persistent query evaluates the same projection and filter for every
+record. Walking the tree per record costs a Python call per node; generating the whole
+filter + projection as straight-line code in one function (with `:=` temporaries for null
+checks) makes the per-record cost a handful of bytecodes per column, evaluated over a batch in
+one loop. Type inference happens here too, so sink schemas are known at CREATE time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from services.ksql_server import types as T
+from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.expressions import runtime_helpers as H
+from services.ksql_server.functions import lookup
+from services.ksql_server.parser import ast as A
+from services.ksql_server.types import SqlType
+from services.ksql_server.values import to_string
+
+
+@dataclass(frozen=True)
+class Compiled:
+    code: str
+    type: SqlType | None  # None: the NULL literal (no type yet)
+
+
+class Scope:
+    """The columns an expression can reference: name → (row index, type)."""
+
+    def __init__(self, columns: Sequence[tuple[str, SqlType]], sources: Sequence[str] = ()) -> None:
+        self.columns = list(columns)
+        self.index = {name: (i, t) for i, (name, t) in enumerate(columns)}
+        self.sources = {s for s in sources if s}
+        self.clause = "SELECT"
+
+    def resolve(self, ref: A.ColumnRef) -> tuple[int, SqlType]:
+        if ref.source is not None and ref.source not in self.sources:
+            if ref.name in self.index and not self.sources:
+                pass
+            else:
+                # `STRUCTCOL.FIELD` written with a dot is a dereference in ksqlDB
+                raise KsqlError(
+                    f"{self.clause} column '{ref.source}.{ref.name}' cannot be resolved."
+                )
+        found = self.index.get(ref.name)
+        if found is None:
+            shown = f"{ref.source}.{ref.name}" if ref.source else ref.name
+            extra = ""
+            if self.clause == "PARTITION BY":
+                extra = (
+                    f" '{shown}' must be a column in the source schema since PARTITION BY is "
+                    "applied on the input."
+                )
+            raise KsqlError(f"{self.clause} column '{shown}' cannot be resolved.{extra}")
+        return found
+
+
+_CONCAT = lookup("CONCAT").impl  # type: ignore[union-attr]
+_OP_NAMES = {
+    "=": "EQUAL",
+    "<>": "NOT_EQUAL",
+    "<": "LESS_THAN",
+    "<=": "LESS_THAN_OR_EQUAL",
+    ">": "GREATER_THAN",
+    ">=": "GREATER_THAN_OR_EQUAL",
+}
+_ROWTIME_LIKE = ("ROWTIME", "WINDOWSTART", "WINDOWEND")
+
+_CMP = {"=": "==", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+class ExpressionCompiler:
+    """Turns expressions into Python expression source over a row `r`."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.namespace: dict[str, Any] = {
+            "_idiv": H.idiv,
+            "_imod": H.imod,
+            "_ddiv": H.ddiv,
+            "_dmod": H.dmod,
+            "_dq": H.dq,
+            "_ddec": H.ddec,
+            "_and": H.and3,
+            "_or": H.or3,
+            "_like": H.like,
+            "_between": H.between,
+            "_in": H.in_list,
+            "_sub": H.subscript,
+            "_deref": H.deref,
+            "_cast": H.cast_value,
+            "_tostr": to_string,
+            "_D": Decimal,
+            "_rowts": H.rowtime_string,
+        }
+        self._n = 0
+
+    # ------------------------------------------------------------------ utilities
+    def _tmp(self) -> str:
+        self._n += 1
+        return f"_t{self._n}"
+
+    def const(self, value: Any) -> str:
+        self._n += 1
+        name = f"_c{self._n}"
+        self.namespace[name] = value
+        return name
+
+    def type_of(self, expr: A.Expr) -> SqlType | None:
+        return self.compile(expr).type
+
+    # ------------------------------------------------------------------ dispatch
+    def compile(self, e: A.Expr) -> Compiled:
+        method = getattr(self, "_" + type(e).__name__, None)
+        if method is None:
+            raise UnsupportedError(f"expression {type(e).__name__}")
+        result: Compiled = method(e)
+        return result
+
+    def _Literal(self, e: A.Literal) -> Compiled:
+        if e.value is None:
+            return Compiled("None", None)
+        if isinstance(e.value, (bool, int, str)) or (
+            isinstance(e.value, float) and e.value == e.value and abs(e.value) != float("inf")
+        ):
+            return Compiled(repr(e.value), e.type)
+        return Compiled(self.const(e.value), e.type)
+
+    def _ColumnRef(self, e: A.ColumnRef) -> Compiled:
+        if (
+            e.source is not None
+            and e.source not in self.scope.sources
+            and e.source in self.scope.index
+        ):
+            # `col.field` with a dot: struct dereference
+            i, t = self.scope.index[e.source]
+            return self._deref_of(Compiled(f"r[{i}]", t), e.name)
+        i, t = self.scope.resolve(e)
+        return Compiled(f"r[{i}]", t)
+
+    def _Unary(self, e: A.Unary) -> Compiled:
+        inner = self.compile(e.operand)
+        t = self._tmp()
+        if e.op == "NOT":
+            if inner.type is not None and inner.type.base != "BOOLEAN":
+                raise KsqlError(f"Unsupported type for NOT operator: {inner.type}")
+            return Compiled(f"(None if ({t} := {inner.code}) is None else not {t})", T.BOOLEAN)
+        if inner.type is not None and not inner.type.is_numeric:
+            raise KsqlError(f"Unsupported arithmetic type for unary minus: {inner.type}")
+        return Compiled(f"(None if ({t} := {inner.code}) is None else -{t})", inner.type)
+
+    def _Binary(self, e: A.Binary) -> Compiled:
+        left = self.compile(e.left)
+        right = self.compile(e.right)
+        if e.op in ("AND", "OR"):
+            for side in (left, right):
+                if side.type is not None and side.type.base != "BOOLEAN":
+                    raise KsqlError(
+                        f"Type mismatch: {e.op} requires BOOLEAN operands, got {side.type}"
+                    )
+            fn = "_and" if e.op == "AND" else "_or"
+            return Compiled(f"{fn}({left.code}, {right.code})", T.BOOLEAN)
+        if e.op in _CMP:
+            return self._comparison(e.op, left, right, e)
+        if e.op == "||":
+            return Compiled(
+                f"{self.const(_CONCAT)}({self._as_string(left)}, {self._as_string(right)})",
+                T.STRING,
+            )
+        if left.type is None or right.type is None:
+            from services.ksql_server.planner.naming import expr_text
+
+            lt = "null" if left.type is None else str(left.type)
+            rt = "null" if right.type is None else str(right.type)
+            raise KsqlError(
+                f"Error processing expression: {expr_text(e)}. Arithmetic on types {lt} and {rt} "
+                "are not supported."
+            )
+        return self._arithmetic(e.op, left, right)
+
+    def _as_string(self, c: Compiled) -> str:
+        if c.type is None or c.type.base == "STRING":
+            return c.code
+        return f"_tostr({c.code}, {self.const(c.type)})"
+
+    def _comparison(self, op: str, left: Compiled, right: Compiled, e: A.Binary) -> Compiled:
+        """ksqlDB comparisons are two-valued: a null operand makes the comparison false."""
+        if left.type is None and right.type is None:
+            raise KsqlError(f"Comparison with NULL not supported: NULL {op} NULL")
+        left = self._rowtime_string(e.right, left, right)
+        right = self._rowtime_string(e.left, right, left)
+        lt, rt = left.type, right.type
+        if lt is not None and rt is not None and not _comparable(lt, rt, op):
+            raise KsqlError(
+                f"Error in WHERE expression: Cannot compare {_sql(e.left)} ({lt}) to "
+                f"{_sql(e.right)} ({rt}) with {_OP_NAMES[op]}."
+            )
+        lcode, rcode = self.coerce_for_compare(left, rt), self.coerce_for_compare(right, lt)
+        a, b = self._tmp(), self._tmp()
+        return Compiled(
+            f"(False if ({a} := {lcode}) is None or ({b} := {rcode}) is None "
+            f"else {a} {_CMP[op]} {b})",
+            T.BOOLEAN,
+        )
+
+    def _rowtime_string(self, other_expr: A.Expr, this: Compiled, other: Compiled) -> Compiled:
+        """`ROWTIME > '2018-01-01T00:00:00'`: a string compared with ROWTIME is a timestamp."""
+        if (
+            isinstance(other_expr, A.ColumnRef)
+            and other_expr.name in _ROWTIME_LIKE
+            and this.type is not None
+            and this.type.base == "STRING"
+        ):
+            return Compiled(f"_rowts({this.code})", T.BIGINT)
+        del other
+        return this
+
+    def coerce_for_compare(self, c: Compiled, other: SqlType | None) -> str:
+        """Bring one side of a comparison to the other's type (Java compares DECIMAL with
+        DOUBLE as doubles, and STRING with TIMESTAMP as timestamps)."""
+        t = c.type
+        if t is None or other is None or t.base == other.base:
+            return c.code
+        if t.base == "DECIMAL" and other.base == "DOUBLE":
+            return f"_cast({c.code}, None, {self.const(T.DOUBLE)})"
+        if t.base == "STRING" and other.base in ("TIMESTAMP", "DATE", "TIME"):
+            return f"_cast({c.code}, None, {self.const(other)})"
+        return c.code
+
+    def _arithmetic(self, op: str, left: Compiled, right: Compiled) -> Compiled:
+        lt, rt = left.type, right.type
+        for t in (lt, rt):
+            if t is not None and not t.is_numeric:
+                raise KsqlError(
+                    f"Error processing expression: Unsupported arithmetic types. {lt} {rt}"
+                )
+        if lt is None and rt is None:
+            return Compiled("None", T.INTEGER)
+        if lt is None or rt is None:
+            return Compiled("None", lt or rt)
+        result = _arith_type(op, lt, rt)
+        a, b = self._tmp(), self._tmp()
+        x, y = a, b
+        base = result.base
+        if base == "DOUBLE":
+            if lt.base != "DOUBLE":
+                x = f"float({a})"
+            if rt.base != "DOUBLE":
+                y = f"float({b})"
+            body = {
+                "+": f"{x} + {y}",
+                "-": f"{x} - {y}",
+                "*": f"{x} * {y}",
+                "/": f"_ddiv({x}, {y})",
+                "%": f"_dmod({x}, {y})",
+            }[op]
+        elif base == "DECIMAL":
+            if lt.base != "DECIMAL":
+                x = f"_D({a})"
+            if rt.base != "DECIMAL":
+                y = f"_D({b})"
+            if op == "/":
+                body = f"_ddec({x}, {y}, {result.scale})"
+            elif op == "%":
+                body = f"_dq({x} % {y}, {result.scale})"
+            else:
+                body = f"_dq({x} {op} {y}, {result.scale})"
+        else:
+            body = {
+                "+": f"{x} + {y}",
+                "-": f"{x} - {y}",
+                "*": f"{x} * {y}",
+                "/": f"_idiv({x}, {y})",
+                "%": f"_imod({x}, {y})",
+            }[op]
+        return Compiled(
+            f"(None if ({a} := {left.code}) is None or ({b} := {right.code}) is None else {body})",
+            result,
+        )
+
+    def _IsNull(self, e: A.IsNull) -> Compiled:
+        inner = self.compile(e.operand)
+        return Compiled(f"(({inner.code}) is {'not ' if e.negated else ''}None)", T.BOOLEAN)
+
+    def _Like(self, e: A.Like) -> Compiled:
+        value = self.compile(e.operand)
+        if value.type is not None and value.type.base != "STRING":
+            raise KsqlError(f"LIKE operator requires STRING operands, got {value.type}")
+        if e.escape is not None and len(e.escape) != 1:
+            raise KsqlError(f"Escape character must be a single character, got: '{e.escape}'")
+        neg = "not " if e.negated else ""
+        if isinstance(e.pattern, A.Literal) and isinstance(e.pattern.value, str):
+            rx = self.const(H.like_regex(e.pattern.value, e.escape))
+            t = self._tmp()
+            return Compiled(
+                f"(False if ({t} := {value.code}) is None "
+                f"else ({neg}{rx}.fullmatch({t})) is not None)"
+                if not neg
+                else f"(False if ({t} := {value.code}) is None else {rx}.fullmatch({t}) is None)",
+                T.BOOLEAN,
+            )
+        pattern = self.compile(e.pattern)
+        t = self._tmp()
+        code = f"_like({value.code}, {pattern.code}, {e.escape!r})"
+        if neg:
+            code = f"(None if ({t} := {code}) is None else not {t})"
+        return Compiled(code, T.BOOLEAN)
+
+    def _Between(self, e: A.Between) -> Compiled:
+        v, lo, hi = self.compile(e.operand), self.compile(e.low), self.compile(e.high)
+        lo = self._rowtime_string(e.operand, lo, v)
+        hi = self._rowtime_string(e.operand, hi, v)
+        for other in (lo, hi):
+            if (
+                v.type is not None
+                and other.type is not None
+                and not _comparable(v.type, other.type, "<")
+            ):
+                raise KsqlError(f"Cannot compare {v.type} to {other.type} in BETWEEN")
+        code = (
+            f"_between({v.code}, {self.coerce_for_compare(lo, v.type)}, "
+            f"{self.coerce_for_compare(hi, v.type)})"
+        )
+        if e.negated:
+            t = self._tmp()
+            code = f"(None if ({t} := {code}) is None else not {t})"
+        return Compiled(code, T.BOOLEAN)
+
+    def _InList(self, e: A.InList) -> Compiled:
+        v = self.compile(e.operand)
+        items = [self.compile(i) for i in e.items]
+        for it in items:
+            if v.type is not None and it.type is not None and not _comparable(v.type, it.type, "="):
+                raise KsqlError(
+                    f"operator does not exist: {v.type} = {it.type} ({_sql(e.operand)} IN ...)"
+                )
+        code = f"_in({v.code}, ({', '.join(self.coerce_for_compare(i, v.type) for i in items)},))"
+        if e.negated:
+            t = self._tmp()
+            code = f"(None if ({t} := {code}) is None else not {t})"
+        return Compiled(code, T.BOOLEAN)
+
+    def _DistinctFrom(self, e: A.DistinctFrom) -> Compiled:
+        a, b = self.compile(e.left), self.compile(e.right)
+        op = "==" if e.negated else "!="
+        return Compiled(
+            f"(({self.coerce_for_compare(a, b.type)}) {op} ({self.coerce_for_compare(b, a.type)}))",
+            T.BOOLEAN,
+        )
+
+    def _Case(self, e: A.Case) -> Compiled:
+        results = [self.compile(r) for _, r in e.whens]
+        default = self.compile(e.default) if e.default is not None else Compiled("None", None)
+        rtype = _common_type([r.type for r in results] + [default.type], "CASE")
+        code = self._coerce(default, rtype)
+        if e.operand is not None:
+            op = self.compile(e.operand)
+            t = self._tmp()
+            for (cond, _), res in zip(reversed(e.whens), reversed(results), strict=True):
+                c = self.compile(cond)
+                code = f"({self._coerce(res, rtype)} if {t} == {c.code} else {code})"
+            return Compiled(
+                f"(None if ({t} := {op.code}) is None else {code})"
+                if default.code == "None"
+                else f"(({t} := {op.code}), {code})[1]",
+                rtype,
+            )
+        for (cond, _), res in zip(reversed(e.whens), reversed(results), strict=True):
+            c = self.compile(cond)
+            if c.type is not None and c.type.base != "BOOLEAN":
+                raise KsqlError(
+                    f"WHEN operand type should be boolean. Type for '{_sql(cond)}' is {c.type}"
+                )
+            code = f"({self._coerce(res, rtype)} if ({c.code}) is True else {code})"
+        return Compiled(code, rtype)
+
+    def _coerce(self, c: Compiled, target: SqlType | None) -> str:
+        if target is None or c.type is None or c.type == target:
+            return c.code
+        return f"_cast({c.code}, {self.const(c.type)}, {self.const(target)})"
+
+    def _Cast(self, e: A.Cast) -> Compiled:
+        inner = self.compile(e.operand)
+        src = inner.type
+        if src is not None and not _castable(src, e.type):
+            raise KsqlError(f"Cast of {src} to {e.type} is not supported")
+        if src == e.type:
+            return Compiled(inner.code, e.type)
+        return Compiled(f"_cast({inner.code}, {self.const(src)}, {self.const(e.type)})", e.type)
+
+    def _Call(self, e: A.Call) -> Compiled:
+        fn = lookup(e.name)
+        if fn is None:
+            raise UnsupportedError(f"function {e.name}")
+        args = [self.compile(a) for a in e.args]
+        rtype = fn.check([a.type for a in args])
+        return Compiled(f"{self.const(fn.impl)}({', '.join(a.code for a in args)})", rtype)
+
+    def _Subscript(self, e: A.Subscript) -> Compiled:
+        base = self.compile(e.base)
+        idx = self.compile(e.index)
+        bt = base.type
+        if bt is None or bt.base not in ("ARRAY", "MAP"):
+            raise KsqlError(f"Type {bt} does not support subscripting")
+        return Compiled(f"_sub({base.code}, {idx.code})", bt.item)
+
+    def _Dereference(self, e: A.Dereference) -> Compiled:
+        return self._deref_of(self.compile(e.base), e.field)
+
+    def _deref_of(self, base: Compiled, name: str) -> Compiled:
+        bt = base.type
+        if bt is None or bt.base != "STRUCT":
+            raise KsqlError(f"Can't dereference a non-struct: {bt}")
+        fields = dict(bt.fields)
+        if name not in fields:
+            raise KsqlError(f"Could not find field '{name}' in '{bt}'.")
+        return Compiled(f"_deref({base.code}, {name!r})", fields[name])
+
+    def _ArrayCtor(self, e: A.ArrayCtor) -> Compiled:
+        items = [self.compile(i) for i in e.items]
+        item_type = _common_type([i.type for i in items], "ARRAY")
+        if item_type is None:
+            raise KsqlError(
+                "Cannot construct an array with all NULL elements (see "
+                "https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast "
+                "a NULL value to the desired type."
+            )
+        return Compiled(
+            "[" + ", ".join(self._coerce(i, item_type) for i in items) + "]", T.array(item_type)
+        )
+
+    def _MapCtor(self, e: A.MapCtor) -> Compiled:
+        keys = [self.compile(k) for k, _ in e.entries]
+        vals = [self.compile(v) for _, v in e.entries]
+        kt = _common_type([k.type for k in keys], "MAP") or T.STRING
+        vt = _common_type([v.type for v in vals], "MAP")
+        if vt is None:
+            raise KsqlError("Cannot construct a map with all NULL values")
+        pairs = ", ".join(
+            f"{self._coerce(k, kt)}: {self._coerce(v, vt)}" for k, v in zip(keys, vals, strict=True)
+        )
+        return Compiled("{" + pairs + "}", T.map_of(kt, vt))
+
+    def _StructCtor(self, e: A.StructCtor) -> Compiled:
+        parts = [(n, self.compile(v)) for n, v in e.fields]
+        fields = [(n, c.type or T.STRING) for n, c in parts]
+        code = "{" + ", ".join(f"{n!r}: {c.code}" for n, c in parts) + "}"
+        return Compiled(code, T.struct(fields))
+
+    def _Lambda(self, e: A.Lambda) -> Compiled:
+        raise UnsupportedError("lambda functions")
+
+
+# ----------------------------------------------------------------------------- type rules
+
+
+def _sql(e: A.Expr) -> str:
+    from services.ksql_server.planner.naming import expr_text
+
+    return expr_text(e)
+
+
+def _comparable(a: SqlType, b: SqlType, op: str) -> bool:
+    if a.is_numeric and b.is_numeric:
+        return True
+    if a.base == b.base:
+        if a.base in ("ARRAY", "MAP", "STRUCT") and op not in ("=", "<>"):
+            return False
+        return not (a.base == "BOOLEAN" and op not in ("=", "<>"))
+    temporal = ("TIMESTAMP", "DATE", "TIME")
+    return bool(
+        (a.base == "STRING" and b.base in temporal) or (b.base == "STRING" and a.base in temporal)
+    )
+
+
+def _arith_type(op: str, a: SqlType, b: SqlType) -> SqlType:
+    if a.base == "DOUBLE" or b.base == "DOUBLE":
+        return T.DOUBLE
+    if a.base == "DECIMAL" or b.base == "DECIMAL":
+        a, b = T.as_decimal(a), T.as_decimal(b)
+        p1, s1, p2, s2 = a.precision, a.scale, b.precision, b.scale
+        if op in ("+", "-"):
+            s = max(s1, s2)
+            p = s + max(p1 - s1, p2 - s2) + 1
+        elif op == "*":
+            p, s = p1 + p2 + 1, s1 + s2
+        elif op == "/":
+            s = max(6, s1 + p2 + 1)
+            p = p1 - s1 + s2 + s
+        else:
+            s = max(s1, s2)
+            p = min(p1 - s1, p2 - s2) + s
+        return T.decimal(min(p, 38), min(s, 38))
+    if a.base == "BIGINT" or b.base == "BIGINT":
+        return T.BIGINT
+    return T.INTEGER
+
+
+def _common_type(types: Sequence[SqlType | None], what: str) -> SqlType | None:
+    known = [t for t in types if t is not None]
+    if not known:
+        return None
+    first = known[0]
+    if all(t == first for t in known):
+        return first
+    if all(t.is_numeric for t in known):
+        order = ["INTEGER", "BIGINT", "DECIMAL", "DOUBLE"]
+        widest = max(known, key=lambda t: order.index(t.base))
+        if widest.base == "DECIMAL":
+            decs = [T.as_decimal(t) for t in known if t.base != "DOUBLE"]
+            scale = max(d.scale for d in decs)
+            whole = max(d.precision - d.scale for d in decs)
+            return T.decimal(whole + scale, scale)
+        return widest
+    raise KsqlError(
+        f"Invalid Case expression. Type for all 'THEN' clauses should be the same.\n"
+        f"THEN expression '{what}' has type: {known[1]}."
+        if what == "CASE"
+        else f"invalid input syntax for type {first}: mixed types in {what}"
+    )
+
+
+def _castable(src: SqlType, dst: SqlType) -> bool:
+    s, d = src.base, dst.base
+    if d == "STRING":
+        return True
+    if s == "STRING":
+        return (
+            d
+            in (
+                "BOOLEAN",
+                "INTEGER",
+                "BIGINT",
+                "DOUBLE",
+                "DECIMAL",
+                "TIMESTAMP",
+                "DATE",
+                "TIME",
+                "BYTES",
+            )
+            or False
+        )
+    if src.is_numeric and dst.is_numeric:
+        return True
+    if s == "BOOLEAN":
+        return d == "BOOLEAN"
+    if s in ("TIMESTAMP", "DATE", "TIME") and d in ("TIMESTAMP", "DATE", "TIME"):
+        return True
+    if s == d and s in ("ARRAY", "MAP", "STRUCT"):
+        return True
+    return s == d
+
+
+# ----------------------------------------------------------------------------- batch function
+
+LogFn = Callable[[Any, str, BaseException], None]
+
+
+def build_batch_function(
+    compiler: ExpressionCompiler,
+    where: Compiled | None,
+    outputs: Sequence[Compiled],
+    output_names: Sequence[str],
+) -> Callable[[list[Any], LogFn], list[tuple[Any, tuple[Any, ...]]]]:
+    """One generated function: for each row, the filter then every output expression.
+
+    An error in the filter drops the row; an error in an output column makes that column null
+    (ksqlDB's behaviour); both are reported through `log` so the processing log sees them.
+    """
+    lines = [
+        "def _batch(rows, _log):",
+        "    out = []",
+        "    append = out.append",
+        "    for r in rows:",
+    ]
+    if where is not None:
+        lines += [
+            "        try:",
+            f"            if ({where.code}) is not True: continue",
+            "        except Exception as exc:",
+            "            _log(r, 'WHERE', exc)",
+            "            continue",
+        ]
+    names = []
+    for i, c in enumerate(outputs):
+        v = f"v{i}"
+        names.append(v)
+        if c.code.startswith("r[") and c.code[2:-1].isdigit():
+            lines.append(f"        {v} = {c.code}")
+            continue
+        lines += [
+            "        try:",
+            f"            {v} = {c.code}",
+            "        except Exception as exc:",
+            f"            {v} = None",
+            f"            _log(r, {output_names[i]!r}, exc)",
+        ]
+    tup = "(" + "".join(n + ", " for n in names) + ")"
+    lines.append(f"        append((r, {tup}))")
+    lines.append("    return out")
+    source = "\n".join(lines)
+    ns = dict(compiler.namespace)
+    exec(compile(source, "<ksql-query>", "exec"), ns)
+    fn: Callable[[list[Any], LogFn], list[tuple[Any, tuple[Any, ...]]]] = ns["_batch"]
+    fn.__source__ = source  # type: ignore[attr-defined]
+    return fn

@@ -1,0 +1,10 @@
+"""Key and value serialization: KAFKA, DELIMITED, JSON, AVRO (ksqlDB's semantics)."""
+
+from services.ksql_server.formats.serdes import (
+    SerdeError,
+    make_deserializer,
+    make_serializer,
+    validate_format,
+)
+
+__all__ = ["SerdeError", "make_deserializer", "make_serializer", "validate_format"]

@@ -1,0 +1,339 @@
+"""AVRO values through the Schema Registry, written the way ksqlDB writes its sinks.
+
+Sink schemas are records named `io.confluent.ksql.avro_schemas.KsqlDataSourceSchema` with
+upper-case, optional (null-first union, default null) fields, registered under
+`<topic>-value`; records use the Confluent wire format, so any Confluent client reads them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import fastavro
+
+from services.common.avro import (
+    HEADER,
+    KSQL_RECORD_NAME,
+    KSQL_RECORD_NAMESPACE,
+    MAGIC_BYTE,
+    SchemaCache,
+    WireFormatError,
+    split_header,
+)
+from services.ksql_server import types as T
+from services.ksql_server.errors import KsqlError
+from services.ksql_server.formats.serdes import Deserializer, SerdeError, Serializer, coercer
+from services.ksql_server.metastore import Column, FormatInfo
+from services.ksql_server.types import SqlType
+
+
+def avro_type(typ: SqlType, name: str) -> Any:
+    """The Avro schema of one column type (without the null union)."""
+    base = typ.base
+    simple = {
+        "BOOLEAN": "boolean",
+        "INTEGER": "int",
+        "BIGINT": "long",
+        "DOUBLE": "double",
+        "STRING": "string",
+        "BYTES": "bytes",
+    }
+    if base in simple:
+        return simple[base]
+    if base == "DECIMAL":
+        return {
+            "type": "bytes",
+            "logicalType": "decimal",
+            "precision": typ.precision,
+            "scale": typ.scale,
+            "connect.version": 1,
+            "connect.parameters": {
+                "scale": str(typ.scale),
+                "connect.decimal.precision": str(typ.precision),
+            },
+            "connect.name": "org.apache.kafka.connect.data.Decimal",
+        }
+    if base == "TIMESTAMP":
+        return {
+            "type": "long",
+            "logicalType": "timestamp-millis",
+            "connect.name": "org.apache.kafka.connect.data.Timestamp",
+            "connect.version": 1,
+        }
+    if base == "DATE":
+        return {"type": "int", "logicalType": "date"}
+    if base == "TIME":
+        return {"type": "int", "logicalType": "time-millis"}
+    if base == "ARRAY":
+        return {"type": "array", "items": ["null", avro_type(typ.item or T.STRING, name)]}
+    if base == "MAP":
+        return {"type": "map", "values": ["null", avro_type(typ.item or T.STRING, name)]}
+    if base == "STRUCT":
+        return {
+            "type": "record",
+            "name": f"{KSQL_RECORD_NAME}_{name}",
+            "fields": [
+                {"name": n, "type": ["null", avro_type(t, f"{name}_{n}")], "default": None}
+                for n, t in typ.fields
+            ],
+        }
+    raise KsqlError(f"The 'AVRO' format does not support type '{base}'")
+
+
+def sink_schema(columns: Sequence[Column], wrap: bool, full_name: str | None = None) -> Any:
+    if not wrap:
+        return ["null", avro_type(columns[0][1], columns[0][0])]
+    name, namespace = KSQL_RECORD_NAME, KSQL_RECORD_NAMESPACE
+    if full_name:
+        namespace, _, name = full_name.rpartition(".")
+    schema: dict[str, Any] = {
+        "type": "record",
+        "name": name,
+        "fields": [
+            {"name": n, "type": ["null", avro_type(t, n)], "default": None} for n, t in columns
+        ],
+    }
+    if namespace:
+        schema["namespace"] = namespace
+    return schema
+
+
+def sql_type_of(schema: Any) -> SqlType:
+    """Avro schema → ksqlDB type (for CREATE STREAM without columns)."""
+    if isinstance(schema, list):
+        non_null = [s for s in schema if s != "null"]
+        return sql_type_of(non_null[0]) if len(non_null) == 1 else T.STRING
+    if isinstance(schema, str):
+        return {
+            "boolean": T.BOOLEAN,
+            "int": T.INTEGER,
+            "long": T.BIGINT,
+            "double": T.DOUBLE,
+            "float": T.DOUBLE,
+            "string": T.STRING,
+            "bytes": T.BYTES,
+        }.get(schema, T.STRING)
+    t = schema.get("type")
+    logical = schema.get("logicalType")
+    if logical == "decimal":
+        return T.decimal(int(schema.get("precision", 10)), int(schema.get("scale", 0)))
+    if logical == "timestamp-millis":
+        return T.TIMESTAMP
+    if logical == "date":
+        return T.DATE
+    if logical == "time-millis":
+        return T.TIME
+    if t == "array":
+        return T.array(sql_type_of(schema["items"]))
+    if t == "map":
+        return T.map_of(T.STRING, sql_type_of(schema["values"]))
+    if t == "record":
+        return T.struct([(f["name"].upper(), sql_type_of(f["type"])) for f in schema["fields"]])
+    if t == "enum":
+        return T.STRING
+    return sql_type_of(t)
+
+
+def key_columns_from_registry(registry: Any, subject: str) -> list[Column] | None:
+    """The key column (ROWKEY) from a registered key schema, or None when there is none."""
+    try:
+        latest = registry.get_latest_version(subject)
+    except Exception:
+        return None
+    return [("ROWKEY", sql_type_of(json.loads(latest.schema.schema_str)))]
+
+
+def columns_from_registry(registry: Any, subject: str) -> list[Column]:
+    """Value columns from the latest schema registered under `subject`."""
+    try:
+        latest = registry.get_latest_version(subject)
+    except Exception as exc:
+        raise KsqlError(
+            f"Schema for message values on topic '{subject.rsplit('-', 1)[0]}' does not exist "
+            f"in the Schema Registry.Subject: {subject}\n\nPossible causes include:\n"
+            "- The topic itself does not exist\n\t-> Use SHOW TOPICS; to check\n"
+            "- Messages on the topic are not serialized using a format Schema Registry supports\n"
+            "\t-> Use PRINT '<topic>' FROM BEGINNING; to verify\n"
+            "- Messages on the topic have not been serialized using a Schema Registry integrated "
+            "serializer\n\t-> See https://docs.confluent.io/current/schema-registry/docs/serializer-formatter.html\n"
+            "- The schema is registered on a different instance of the Schema Registry\n"
+            "\t-> Use the REST API to list available subjects\thttps://docs.confluent.io/current/"
+            "schema-registry/docs/api.html#get--subjects\n"
+            "- You do not have Read access to the subject\n\t-> Check your permissions "
+            f"on subject '{subject}'"
+        ) from exc
+    schema = json.loads(latest.schema.schema_str)
+    if isinstance(schema, dict) and schema.get("type") == "record":
+        return [(f["name"].upper(), sql_type_of(f["type"])) for f in schema["fields"]]
+    return [("ROWVAL", sql_type_of(schema))]
+
+
+def avro_deserializer(columns: Sequence[Column], wrap: bool, registry: Any) -> Deserializer:
+    if registry is None:
+        raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")
+    schemas = SchemaCache(registry)
+
+    def decode(data: bytes) -> Any:
+        """Any Avro value (records, and the primitives of keys and unwrapped values)."""
+        schema_id, body = split_header(data)
+        try:
+            parsed = schemas.get(schema_id)
+        except Exception as exc:
+            raise WireFormatError(f"unknown schema id {schema_id}: {exc}") from exc
+        try:
+            return fastavro.schemaless_reader(io.BytesIO(body), parsed, None)  # type: ignore[call-arg]
+        except Exception as exc:
+            raise WireFormatError(f"cannot decode Avro body (schema {schema_id}): {exc}") from exc
+
+    convs = [(n, n.upper(), coercer(t)) for n, t in columns]
+
+    def deser(data: bytes | None) -> list[Any] | None:
+        if data is None:
+            return None
+        try:
+            obj = decode(data)
+        except WireFormatError as exc:
+            raise SerdeError(str(exc)) from exc
+        if not wrap:
+            return [None if obj is None else convs[0][2](obj)]
+        if obj is None:
+            return None
+        if not isinstance(obj, dict):
+            raise SerdeError("Avro value is not a record")
+        upper = {k.upper(): v for k, v in obj.items()}
+        return [None if (v := upper.get(up)) is None else conv(v) for _, up, conv in convs]
+
+    return deser
+
+
+def _to_avro(value: Any, typ: SqlType) -> Any:
+    if value is None:
+        return None
+    base = typ.base
+    if base == "ARRAY":
+        return [_to_avro(v, typ.item or T.STRING) for v in value]
+    if base == "MAP":
+        return {str(k): _to_avro(v, typ.item or T.STRING) for k, v in value.items()}
+    if base == "STRUCT":
+        ft = dict(typ.fields)
+        return {k: _to_avro(v, ft[k]) for k, v in value.items() if k in ft}
+    if base == "DECIMAL" and not isinstance(value, Decimal):
+        return Decimal(value)
+    return value
+
+
+def _varint(z: int) -> bytes:
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_TABLE = [_varint(z) for z in range(1 << 15)]
+
+
+def _zigzag(n: int) -> bytes:
+    """Avro's long encoding: zig-zag then base-128 varint (table lookup for small values)."""
+    z = (n << 1) ^ (n >> 63)
+    return _TABLE[z] if z < 32768 else _varint(z)
+
+
+def _fast_encoder(columns: Sequence[Column], header: bytes) -> Any:
+    """A generated encoder for flat records of nullable primitives (the pipeline's sinks): one
+    struct.pack for each run of doubles, no dict and no schema walk per record."""
+    import struct
+
+    simple = ("BOOLEAN", "INTEGER", "BIGINT", "DOUBLE", "STRING")
+    if not columns or any(t.base not in simple for _, t in columns):
+        return None
+    ns: dict[str, Any] = {"_z": _zigzag, "_H": header}
+    lines = ["def _enc(v):", "    o = [_H]", "    a = o.append"]
+    i = 0
+    n = len(columns)
+    while i < n:
+        base = columns[i][1].base
+        if base == "DOUBLE":
+            j = i
+            while j < n and columns[j][1].base == "DOUBLE":
+                j += 1
+            if j - i > 1:
+                packer = struct.Struct("<" + "Bd" * (j - i))
+                ns[f"_S{i}"] = packer
+                args = ", ".join(f"2, v[{k}]" for k in range(i, j))
+                run = ", ".join(f"v[{k}]" for k in range(i, j))
+                lines.append(f"    if None not in ({run},):")
+                lines.append(f"        a(_S{i}.pack({args}))")
+                lines.append("    else:")
+                for k in range(i, j):
+                    lines.append(
+                        f"        a(b'\\x00' if v[{k}] is None else b'\\x02' + _D.pack(v[{k}]))"
+                    )
+                i = j
+                continue
+        k = i
+        if base == "DOUBLE":
+            lines.append(f"    a(b'\\x00' if v[{k}] is None else b'\\x02' + _D.pack(v[{k}]))")
+        elif base in ("INTEGER", "BIGINT"):
+            lines.append(f"    a(b'\\x00' if v[{k}] is None else b'\\x02' + _z(v[{k}]))")
+        elif base == "BOOLEAN":
+            lines.append(
+                f"    a(b'\\x00' if v[{k}] is None else "
+                f"(b'\\x02\\x01' if v[{k}] else b'\\x02\\x00'))"
+            )
+        else:
+            lines += [
+                f"    x = v[{k}]",
+                "    if x is None:",
+                "        a(b'\\x00')",
+                "    else:",
+                "        b = x.encode()",
+                "        a(b'\\x02' + _z(len(b)) + b)",
+            ]
+        i += 1
+    lines.append("    return b''.join(o)")
+    ns["_D"] = struct.Struct("<d")
+    exec(compile("\n".join(lines), "<avro-encoder>", "exec"), ns)
+    return ns["_enc"]
+
+
+def avro_serializer(
+    columns: Sequence[Column], wrap: bool, registry: Any, subject: str, fmt: FormatInfo
+) -> Serializer:
+    if registry is None:
+        raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")
+    from confluent_kafka.schema_registry import Schema
+
+    schema = sink_schema(columns, wrap, fmt.schema_name)
+    try:
+        schema_id = registry.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
+    except Exception as exc:
+        raise KsqlError(f"Could not register schema for subject {subject}: {exc}") from exc
+    parsed = fastavro.parse_schema(schema)
+    header = HEADER.pack(MAGIC_BYTE, schema_id)
+    names = [n for n, _ in columns]
+    types = [t for _, t in columns]
+    plain = all(t.is_primitive for t in types)
+    fast = _fast_encoder(columns, header) if wrap else None
+    if fast is not None:
+        return fast  # type: ignore[no-any-return]
+
+    def ser(row: Sequence[Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(header)
+        if not wrap:
+            fastavro.schemaless_writer(buf, parsed, _to_avro(row[0], types[0]))
+        elif plain:
+            fastavro.schemaless_writer(buf, parsed, dict(zip(names, row, strict=True)))
+        else:
+            fastavro.schemaless_writer(
+                buf, parsed, {n: _to_avro(v, t) for n, v, t in zip(names, row, types, strict=True)}
+            )
+        return buf.getvalue()
+
+    return ser

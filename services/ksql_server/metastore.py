@@ -1,0 +1,69 @@
+"""The engine's catalogue of streams and tables (what DESCRIBE and SHOW read)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.ksql_server.types import SqlType
+
+Column = tuple[str, SqlType]
+
+
+@dataclass
+class FormatInfo:
+    """A key or value format and its properties (delimiter, schema name, wrapping…)."""
+
+    name: str  # KAFKA JSON DELIMITED AVRO NONE
+    delimiter: str = ","
+    wrap_single: bool | None = None
+    schema_name: str | None = None
+    schema_id: int | None = None
+
+
+@dataclass
+class DataSource:
+    name: str
+    kind: str  # STREAM | TABLE
+    topic: str
+    key_columns: list[Column]
+    value_columns: list[Column]
+    key_format: FormatInfo
+    value_format: FormatInfo
+    sql: str
+    timestamp_column: str | None = None
+    timestamp_format: str | None = None
+    partitions: int = 1
+    replicas: int = 1
+    is_source: bool = False
+    created_by_query: str | None = None
+    header_columns: list[Column] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[Column]:
+        """Keys first, then values: the order of `SELECT *` and DESCRIBE."""
+        return self.key_columns + self.value_columns
+
+    @property
+    def keyless(self) -> bool:
+        return not self.key_columns
+
+
+@dataclass
+class MetaStore:
+    sources: dict[str, DataSource] = field(default_factory=dict)
+
+    def get(self, name: str) -> DataSource | None:
+        return self.sources.get(name)
+
+    def put(self, source: DataSource) -> None:
+        self.sources[source.name] = source
+
+    def remove(self, name: str) -> DataSource | None:
+        return self.sources.pop(name, None)
+
+    def by_topic(self, topic: str) -> list[DataSource]:
+        return [s for s in self.sources.values() if s.topic == topic]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {n: s.kind for n, s in self.sources.items()}

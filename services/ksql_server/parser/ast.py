@@ -1,0 +1,249 @@
+"""The statement and expression trees the parser produces and the planner consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from services.ksql_server.types import SqlType
+
+
+class Expr:
+    """Base class of expression nodes."""
+
+
+@dataclass(frozen=True)
+class Literal(Expr):
+    value: Any
+    type: SqlType | None  # None for the NULL literal
+
+
+@dataclass(frozen=True)
+class ColumnRef(Expr):
+    name: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    op: str  # + - * / % || = <> < <= > >= AND OR
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Unary(Expr):
+    op: str  # - + NOT
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class IsNull(Expr):
+    operand: Expr
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Like(Expr):
+    operand: Expr
+    pattern: Expr
+    escape: str | None
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Between(Expr):
+    operand: Expr
+    low: Expr
+    high: Expr
+    negated: bool
+
+
+@dataclass(frozen=True)
+class InList(Expr):
+    operand: Expr
+    items: tuple[Expr, ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
+class DistinctFrom(Expr):
+    left: Expr
+    right: Expr
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Case(Expr):
+    operand: Expr | None
+    whens: tuple[tuple[Expr, Expr], ...]
+    default: Expr | None
+
+
+@dataclass(frozen=True)
+class Cast(Expr):
+    operand: Expr
+    type: SqlType
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    name: str
+    args: tuple[Expr, ...]
+    star: bool = False
+
+
+@dataclass(frozen=True)
+class Subscript(Expr):
+    base: Expr
+    index: Expr
+
+
+@dataclass(frozen=True)
+class Dereference(Expr):
+    base: Expr
+    field: str
+
+
+@dataclass(frozen=True)
+class ArrayCtor(Expr):
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class MapCtor(Expr):
+    entries: tuple[tuple[Expr, Expr], ...]
+
+
+@dataclass(frozen=True)
+class StructCtor(Expr):
+    fields: tuple[tuple[str, Expr], ...]
+
+
+@dataclass(frozen=True)
+class Lambda(Expr):
+    params: tuple[str, ...]
+    body: Expr
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass
+class ColumnDef:
+    name: str
+    type: SqlType
+    key: bool = False
+    primary: bool = False
+    headers: bool = False
+    header_key: str | None = None
+    pos: int = 0
+
+
+@dataclass
+class SelectItem:
+    expr: Expr | None  # None for `*`
+    alias: str | None = None
+    star_source: str | None = None  # `S.*`
+
+
+@dataclass
+class Relation:
+    name: str
+    alias: str | None = None
+
+
+@dataclass
+class Select:
+    items: list[SelectItem]
+    source: Relation
+    where: Expr | None = None
+    partition_by: list[Expr] = field(default_factory=list)
+    emit_changes: bool = False
+    emit_final: bool = False
+    limit: int | None = None
+    unsupported: str | None = None  # the first clause the engine does not run (JOIN, GROUP BY…)
+
+
+@dataclass
+class Statement:
+    text: str
+
+
+@dataclass
+class CreateSource(Statement):
+    kind: str  # STREAM | TABLE
+    name: str
+    columns: list[ColumnDef] | None
+    props: dict[str, Any]
+    or_replace: bool = False
+    if_not_exists: bool = False
+    query: Select | None = None
+    source_only: bool = False
+
+
+@dataclass
+class InsertSelect(Statement):
+    target: str
+    props: dict[str, Any]
+    query: Select
+
+
+@dataclass
+class InsertValues(Statement):
+    target: str
+    columns: list[str] | None
+    values: list[Expr]
+
+
+@dataclass
+class DropSource(Statement):
+    kind: str
+    name: str
+    if_exists: bool
+    delete_topic: bool
+
+
+@dataclass
+class Terminate(Statement):
+    query_id: str | None  # None = ALL
+
+
+@dataclass
+class Show(Statement):
+    what: str  # STREAMS TABLES QUERIES TOPICS PROPERTIES FUNCTIONS
+    extended: bool = False
+
+
+@dataclass
+class Describe(Statement):
+    name: str
+    extended: bool = False
+
+
+@dataclass
+class SetProperty(Statement):
+    name: str
+    value: str
+
+
+@dataclass
+class UnsetProperty(Statement):
+    name: str
+
+
+@dataclass
+class Query(Statement):
+    select: Select
+
+
+def decimal_literal(text: str) -> Literal:
+    """`1.50` is DECIMAL(3, 2) in ksqlDB, exactly as written."""
+    from services.ksql_server.types import decimal
+
+    value = Decimal(text)
+    digits = value.as_tuple()
+    scale = max(0, -int(digits.exponent))
+    precision = max(len(digits.digits), scale, 1)
+    return Literal(value, decimal(precision, scale))

@@ -1,0 +1,732 @@
+"""Recursive-descent parser: ksqlDB statement text → the trees in `ast.py`.
+
+Hand-written rather than generated so that error messages can name the offending token the way
+ksqlDB does, and so unsupported clauses (JOIN, GROUP BY, WINDOW…) are recognised and reported
+as such instead of as syntax errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.ksql_server import types as T
+from services.ksql_server.parser import ast as A
+from services.ksql_server.parser.lexer import ParseError, Token, tokenize
+
+_RESERVED = {
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "NULL",
+    "IS",
+    "LIKE",
+    "BETWEEN",
+    "IN",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "CAST",
+    "PARTITION",
+    "GROUP",
+    "BY",
+    "EMIT",
+    "LIMIT",
+    "WINDOW",
+    "HAVING",
+    "JOIN",
+    "LEFT",
+    "INNER",
+    "FULL",
+    "OUTER",
+    "RIGHT",
+    "ON",
+    "WITH",
+    "TRUE",
+    "FALSE",
+    "ESCAPE",
+    "WITHIN",
+    "DISTINCT",
+    "CREATE",
+    "INSERT",
+    "INTO",
+    "VALUES",
+}
+
+_COMPARISON = {"=", "<>", "!=", "<", "<=", ">", ">="}
+
+
+class Parser:
+    """Parses one statement; `parse_statement` is the entry point."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = tokenize(text)
+        self.i = 0
+
+    # ------------------------------------------------------------ token helpers
+    @property
+    def tok(self) -> Token:
+        return self.toks[self.i]
+
+    def peek(self, n: int = 1) -> Token:
+        return self.toks[min(self.i + n, len(self.toks) - 1)]
+
+    def at(self, *words: str) -> bool:
+        t = self.tok
+        return (t.kind == "IDENT" and t.text in words) or (t.kind == "OP" and t.text in words)
+
+    def accept(self, *words: str) -> bool:
+        if self.at(*words):
+            self.i += 1
+            return True
+        return False
+
+    def expect(self, word: str) -> Token:
+        if not self.at(word):
+            self.error(f"expecting '{word}'")
+        t = self.tok
+        self.i += 1
+        return t
+
+    def error(self, what: str = "") -> None:
+        t = self.tok
+        shown = "<EOF>" if t.kind == "EOF" else (t.raw or t.text)
+        line = self.text.count("\n", 0, t.pos) + 1
+        col = t.pos - (self.text.rfind("\n", 0, t.pos) + 1)
+        # ksqlDB's shape ("line 1:24: Syntax Error\n\nStatement: …"), then the detail
+        msg = (
+            f"line {line}:{col + 1}: Syntax Error\n\nStatement: {self.text.strip()}\n"
+            f"Unexpected '{shown}'"
+        )
+        raise ParseError(msg + (f", {what}" if what else ""))
+
+    def identifier(self) -> str:
+        t = self.tok
+        if t.kind == "QIDENT":
+            self.i += 1
+            return t.text
+        if t.kind == "IDENT":
+            self.i += 1
+            return t.text
+        self.error("expecting an identifier")
+        raise AssertionError
+
+    def string(self) -> str:
+        t = self.tok
+        if t.kind != "STRING":
+            self.error("expecting a string literal")
+        self.i += 1
+        return t.text
+
+    # ------------------------------------------------------------ statements
+    def parse_statement(self) -> A.Statement:
+        stmt = self._statement()
+        self.accept(";")
+        if self.tok.kind != "EOF":
+            self.error()
+        return stmt
+
+    def _statement(self) -> A.Statement:
+        text = self.text.strip()
+        if self.accept("CREATE"):
+            return self._create(text)
+        if self.accept("INSERT"):
+            return self._insert(text)
+        if self.accept("DROP"):
+            return self._drop(text)
+        if self.accept("TERMINATE"):
+            if self.accept("ALL"):
+                return A.Terminate(text, None)
+            return A.Terminate(text, self.identifier())
+        if self.accept("SHOW", "LIST"):
+            what = self.identifier().upper()
+            if what not in (
+                "STREAMS",
+                "TABLES",
+                "QUERIES",
+                "TOPICS",
+                "PROPERTIES",
+                "FUNCTIONS",
+                "TYPES",
+                "CONNECTORS",
+                "VARIABLES",
+                "ALL",
+            ):
+                self.i -= 1
+                self.error()
+            if what == "ALL" and self.accept("TOPICS"):
+                what = "TOPICS"
+            return A.Show(text, what, extended=self.accept("EXTENDED"))
+        if self.accept("DESCRIBE"):
+            extended = self.accept("EXTENDED")
+            if self.at("STREAMS", "TABLES") and self.peek().kind in ("EOF", "OP"):
+                what = self.identifier()
+                return A.Show(text, what, extended=self.accept("EXTENDED") or True)
+            if self.accept("FUNCTION"):
+                return A.Show(text, "FUNCTION " + self.identifier())
+            return A.Describe(text, self.identifier(), extended=extended)
+        if self.accept("SET"):
+            name = self.string()
+            self.expect("=")
+            return A.SetProperty(text, name, self.string())
+        if self.accept("UNSET"):
+            return A.UnsetProperty(text, self.string())
+        if self.at("SELECT"):
+            return A.Query(text, self._select())
+        self.error()
+        raise AssertionError
+
+    def _create(self, text: str) -> A.Statement:
+        or_replace = False
+        if self.accept("OR"):
+            self.expect("REPLACE")
+            or_replace = True
+        source_only = self.accept("SOURCE")
+        if self.accept("STREAM"):
+            kind = "STREAM"
+        elif self.accept("TABLE"):
+            kind = "TABLE"
+        else:
+            self.error("expecting STREAM or TABLE")
+            raise AssertionError
+        if_not_exists = False
+        if self.accept("IF"):
+            self.expect("NOT")
+            self.expect("EXISTS")
+            if_not_exists = True
+        name = self.identifier()
+        columns = self._column_defs() if self.at("(") else None
+        props = self._with_props() if self.accept("WITH") else {}
+        query = None
+        if self.accept("AS"):
+            query = self._select()
+        return A.CreateSource(
+            text, kind, name, columns, props, or_replace, if_not_exists, query, source_only
+        )
+
+    def _column_defs(self) -> list[A.ColumnDef]:
+        self.expect("(")
+        cols: list[A.ColumnDef] = []
+        while True:
+            pos = self.tok.pos
+            name = self.identifier()
+            typ = self.parse_type()
+            col = A.ColumnDef(name, typ, pos=pos)
+            if self.accept("PRIMARY"):
+                self.expect("KEY")
+                col.key = col.primary = True
+            elif self.accept("KEY"):
+                col.key = True
+            elif self.accept("HEADERS"):
+                col.headers = True
+            elif self.accept("HEADER"):
+                self.expect("(")
+                col.header_key = self.string()
+                col.headers = True
+                self.expect(")")
+            cols.append(col)
+            if not self.accept(","):
+                break
+        self.expect(")")
+        return cols
+
+    def _with_props(self) -> dict[str, Any]:
+        self.expect("(")
+        props: dict[str, Any] = {}
+        while True:
+            key = self.identifier().upper()
+            self.expect("=")
+            props[key] = self._prop_value()
+            if not self.accept(","):
+                break
+        self.expect(")")
+        return props
+
+    def _prop_value(self) -> Any:
+        t = self.tok
+        self.i += 1
+        if t.kind == "STRING":
+            return t.text
+        if t.kind == "INT":
+            return int(t.text)
+        if t.kind in ("DECIMAL", "FLOAT"):
+            return float(t.text)
+        if t.kind == "IDENT" and t.text in ("TRUE", "FALSE"):
+            return t.text == "TRUE"
+        if t.kind == "OP" and t.text == "-" and self.tok.kind == "INT":
+            self.i += 1
+            return -int(self.toks[self.i - 1].text)
+        self.i -= 1
+        self.error("expecting a literal")
+        raise AssertionError
+
+    def _insert(self, text: str) -> A.Statement:
+        self.expect("INTO")
+        target = self.identifier()
+        if self.at("(") or self.at("VALUES"):
+            cols = None
+            if self.accept("("):
+                cols = [self.identifier()]
+                while self.accept(","):
+                    cols.append(self.identifier())
+                self.expect(")")
+            self.expect("VALUES")
+            self.expect("(")
+            values: list[A.Expr] = []
+            if not self.at(")"):
+                values.append(self.expr())
+                while self.accept(","):
+                    values.append(self.expr())
+            self.expect(")")
+            return A.InsertValues(text, target, cols, values)
+        props = self._with_props() if self.accept("WITH") else {}
+        return A.InsertSelect(text, target, props, self._select())
+
+    def _drop(self, text: str) -> A.Statement:
+        if self.accept("STREAM"):
+            kind = "STREAM"
+        elif self.accept("TABLE"):
+            kind = "TABLE"
+        else:
+            self.error("expecting STREAM or TABLE")
+            raise AssertionError
+        if_exists = False
+        if self.accept("IF"):
+            self.expect("EXISTS")
+            if_exists = True
+        name = self.identifier()
+        delete = False
+        if self.accept("DELETE"):
+            self.expect("TOPIC")
+            delete = True
+        return A.DropSource(text, kind, name, if_exists, delete)
+
+    # ------------------------------------------------------------ SELECT
+    def _select(self) -> A.Select:
+        self.expect("SELECT")
+        unsupported: str | None = None
+        if self.accept("DISTINCT"):
+            unsupported = "SELECT DISTINCT"
+        items = [self._select_item()]
+        while self.accept(","):
+            items.append(self._select_item())
+        self.expect("FROM")
+        source = self._relation()
+        if self.at("JOIN", "LEFT", "INNER", "FULL", "RIGHT", "OUTER"):
+            unsupported = unsupported or "JOIN"
+            self._skip_until("WHERE", "GROUP", "PARTITION", "EMIT", "LIMIT", "WINDOW", "HAVING")
+        if self.accept("WINDOW"):
+            unsupported = unsupported or "WINDOW"
+            self._skip_until("WHERE", "GROUP", "PARTITION", "EMIT", "LIMIT", "HAVING")
+        sel = A.Select(items, source)
+        if self.accept("WHERE"):
+            sel.where = self.expr()
+        if self.at("GROUP"):
+            unsupported = unsupported or "GROUP BY"
+            self._skip_until("PARTITION", "EMIT", "LIMIT", "HAVING")
+        if self.at("HAVING"):
+            unsupported = unsupported or "HAVING"
+            self._skip_until("PARTITION", "EMIT", "LIMIT")
+        if self.accept("PARTITION"):
+            self.expect("BY")
+            # a value expression, as in ksqlDB's grammar: `PARTITION BY a AND b` is a syntax error
+            if self.at("(") and self.peek().kind == "OP" and self.peek().text == ")":
+                raise ParseError("PARTITION BY requires at least one expression")
+            sel.partition_by.append(self._additive())
+            while self.accept(","):
+                sel.partition_by.append(self._additive())
+        if self.accept("EMIT"):
+            if self.accept("CHANGES"):
+                sel.emit_changes = True
+            else:
+                self.expect("FINAL")
+                sel.emit_final = True
+                unsupported = unsupported or "EMIT FINAL"
+        if self.accept("LIMIT"):
+            t = self.tok
+            if t.kind != "INT":
+                self.error("expecting an integer")
+            self.i += 1
+            sel.limit = int(t.text)
+        sel.unsupported = unsupported
+        return sel
+
+    def _skip_until(self, *words: str) -> None:
+        depth = 0
+        while self.tok.kind != "EOF":
+            if self.at("("):
+                depth += 1
+            elif self.at(")"):
+                depth -= 1
+            elif depth == 0 and (self.at(*words) or self.at(";")):
+                return
+            self.i += 1
+
+    def _relation(self) -> A.Relation:
+        name = self.identifier()
+        alias = None
+        if (
+            self.accept("AS")
+            or self.tok.kind == "QIDENT"
+            or (
+                self.tok.kind == "IDENT"
+                and self.tok.text not in _RESERVED
+                and self.tok.text not in ("EMIT", "WINDOW", "PARTITION", "GROUP")
+            )
+        ):
+            alias = self.identifier()
+        return A.Relation(name, alias)
+
+    def _select_item(self) -> A.SelectItem:
+        if self.accept("*"):
+            return A.SelectItem(None)
+        if (
+            self.tok.kind in ("IDENT", "QIDENT")
+            and self.peek().text == "."
+            and self.peek(2).text == "*"
+            and self.peek(2).kind == "OP"
+        ):
+            src = self.identifier()
+            self.i += 2
+            return A.SelectItem(None, star_source=src)
+        e = self.expr()
+        alias = None
+        if (
+            self.accept("AS")
+            or self.tok.kind == "QIDENT"
+            or (self.tok.kind == "IDENT" and self.tok.text not in _RESERVED)
+        ):
+            alias = self.identifier()
+        return A.SelectItem(e, alias)
+
+    # ------------------------------------------------------------ types
+    def parse_type(self) -> T.SqlType:
+        name = self.identifier().upper()
+        if name in T.NAMED:
+            return T.NAMED[name]
+        if name == "DECIMAL":
+            self.expect("(")
+            p = int(self._int_token())
+            self.expect(",")
+            s = int(self._int_token())
+            self.expect(")")
+            return T.decimal(p, s)
+        if name == "ARRAY":
+            self.expect("<")
+            item = self.parse_type()
+            self._close_angle()
+            return T.array(item)
+        if name == "MAP":
+            self.expect("<")
+            k = self.parse_type()
+            self.expect(",")
+            v = self.parse_type()
+            self._close_angle()
+            return T.map_of(k, v)
+        if name == "STRUCT":
+            self.expect("<")
+            fields: list[tuple[str, T.SqlType]] = []
+            if not self.at(">"):
+                while True:
+                    fname = self.identifier()
+                    fields.append((fname, self.parse_type()))
+                    if not self.accept(","):
+                        break
+            self._close_angle()
+            return T.struct(fields)
+        self.i -= 1
+        self.error(f"unknown type {name}")
+        raise AssertionError
+
+    def _close_angle(self) -> None:
+        # `>>` never appears: the lexer emits single `>` tokens, but `>=` can follow a type.
+        self.expect(">")
+
+    def _int_token(self) -> str:
+        t = self.tok
+        if t.kind != "INT":
+            self.error("expecting an integer")
+        self.i += 1
+        return t.text
+
+    # ------------------------------------------------------------ expressions
+    def expr(self) -> A.Expr:
+        return self._or()
+
+    def _or(self) -> A.Expr:
+        left = self._and()
+        while self.accept("OR"):
+            left = A.Binary("OR", left, self._and())
+        return left
+
+    def _and(self) -> A.Expr:
+        left = self._not()
+        while self.accept("AND"):
+            left = A.Binary("AND", left, self._not())
+        return left
+
+    def _not(self) -> A.Expr:
+        if self.accept("NOT"):
+            return A.Unary("NOT", self._not())
+        return self._predicate()
+
+    def _predicate(self) -> A.Expr:
+        left = self._additive()
+        while True:
+            t = self.tok
+            if t.kind == "OP" and t.text in _COMPARISON:
+                self.i += 1
+                op = "<>" if t.text == "!=" else t.text
+                left = A.Binary(op, left, self._additive())
+                continue
+            if self.accept("IS"):
+                negated = self.accept("NOT")
+                if self.accept("NULL"):
+                    left = A.IsNull(left, negated)
+                elif self.accept("DISTINCT"):
+                    self.expect("FROM")
+                    left = A.DistinctFrom(left, self._additive(), negated)
+                else:
+                    self.error("expecting NULL")
+                continue
+            negated = False
+            if (
+                self.at("NOT")
+                and self.peek().kind == "IDENT"
+                and self.peek().text in ("LIKE", "BETWEEN", "IN")
+            ):
+                self.i += 1
+                negated = True
+            if self.accept("LIKE"):
+                pattern = self._additive()
+                escape = None
+                if self.accept("ESCAPE"):
+                    escape = self.string()
+                left = A.Like(left, pattern, escape, negated)
+            elif self.accept("BETWEEN"):
+                low = self._additive()
+                self.expect("AND")
+                left = A.Between(left, low, self._additive(), negated)
+            elif self.accept("IN"):
+                self.expect("(")
+                items = [self.expr()]
+                while self.accept(","):
+                    items.append(self.expr())
+                self.expect(")")
+                left = A.InList(left, tuple(items), negated)
+            else:
+                return left
+
+    def _additive(self) -> A.Expr:
+        left = self._multiplicative()
+        while self.at("+", "-", "||") and self.tok.kind == "OP":
+            op = self.tok.text
+            self.i += 1
+            left = A.Binary(op, left, self._multiplicative())
+        return left
+
+    def _multiplicative(self) -> A.Expr:
+        left = self._unary()
+        while self.tok.kind == "OP" and self.tok.text in ("*", "/", "%"):
+            op = self.tok.text
+            self.i += 1
+            left = A.Binary(op, left, self._unary())
+        return left
+
+    def _unary(self) -> A.Expr:
+        if self.tok.kind == "OP" and self.tok.text in ("-", "+"):
+            op = self.tok.text
+            self.i += 1
+            if op == "-" and self.tok.kind == "INT" and int(self.tok.text) > 2**63 - 1:
+                if int(self.tok.text) > 2**63:
+                    raise ParseError(f"Invalid numeric literal: -{self.tok.text}")
+                self.i += 1
+                return A.Literal(-(2**63), T.BIGINT)
+            if op == "-" and self.tok.kind == "FLOAT" and float(self.tok.text) == float("inf"):
+                raise ParseError(f"Number overflows DOUBLE: -{self.tok.text}")
+            operand = self._unary()
+            if (
+                op == "-"
+                and isinstance(operand, A.Literal)
+                and operand.type is not None
+                and (operand.type.is_numeric)
+            ):
+                lit = A.Literal(-operand.value, operand.type)
+                if operand.type.base == "BIGINT" and -operand.value >= -(2**31):
+                    lit = A.Literal(-operand.value, T.INTEGER)
+                return lit
+            return operand if op == "+" else A.Unary("-", operand)
+        return self._postfix()
+
+    def _postfix(self) -> A.Expr:
+        e = self._primary()
+        while True:
+            if self.accept("["):
+                e = A.Subscript(e, self.expr())
+                self.expect("]")
+            elif self.tok.kind == "OP" and self.tok.text == "->":
+                self.i += 1
+                e = A.Dereference(e, self.identifier())
+            else:
+                return e
+
+    def _primary(self) -> A.Expr:
+        t = self.tok
+        if t.kind == "STRING":
+            self.i += 1
+            return A.Literal(t.text, T.STRING)
+        if t.kind == "INT":
+            self.i += 1
+            v = int(t.text)
+            if v <= 2**31 - 1:
+                return A.Literal(v, T.INTEGER)
+            if v <= 2**63 - 1:
+                return A.Literal(v, T.BIGINT)
+            raise ParseError(f"Invalid numeric literal: {t.text}")
+        if t.kind == "DECIMAL":
+            self.i += 1
+            return A.decimal_literal(t.text)
+        if t.kind == "FLOAT":
+            self.i += 1
+            if float(t.text) == float("inf"):
+                raise ParseError(f"Number overflows DOUBLE: {t.text}")
+            return A.Literal(float(t.text), T.DOUBLE)
+        if t.kind == "OP" and t.text == "(":
+            # a lambda `(x, y) => …` or a parenthesised expression
+            save = self.i
+            if self.peek().kind in ("IDENT", "QIDENT"):
+                self.i += 1
+                params = []
+                try:
+                    params.append(self.identifier())
+                    while self.accept(","):
+                        params.append(self.identifier())
+                    if self.accept(")") and self.accept("=>"):
+                        return A.Lambda(tuple(params), self.expr())
+                except ParseError:
+                    pass
+                self.i = save
+            self.i += 1
+            e = self.expr()
+            self.expect(")")
+            return e
+        if t.kind == "QIDENT":
+            return self._name_or_call()
+        if t.kind != "IDENT":
+            self.error()
+        word = t.text
+        if word == "NULL":
+            self.i += 1
+            return A.Literal(None, None)
+        if word in ("TRUE", "FALSE"):
+            self.i += 1
+            return A.Literal(word == "TRUE", T.BOOLEAN)
+        if word == "CASE":
+            self.i += 1
+            return self._case()
+        if word == "CAST":
+            self.i += 1
+            self.expect("(")
+            operand = self.expr()
+            self.expect("AS")
+            typ = self.parse_type()
+            self.expect(")")
+            return A.Cast(operand, typ)
+        if word == "ARRAY" and self.peek().text == "[":
+            self.i += 2
+            items: list[A.Expr] = []
+            if not self.at("]"):
+                items.append(self.expr())
+                while self.accept(","):
+                    items.append(self.expr())
+            self.expect("]")
+            return A.ArrayCtor(tuple(items))
+        if word == "MAP" and self.peek().text == "(":
+            self.i += 2
+            entries: list[tuple[A.Expr, A.Expr]] = []
+            if not self.at(")"):
+                while True:
+                    k = self.expr()
+                    self.expect(":=")
+                    entries.append((k, self.expr()))
+                    if not self.accept(","):
+                        break
+            self.expect(")")
+            return A.MapCtor(tuple(entries))
+        if word == "STRUCT" and self.peek().text == "(":
+            self.i += 2
+            fields: list[tuple[str, A.Expr]] = []
+            if not self.at(")"):
+                while True:
+                    name = self.identifier()
+                    self.expect(":=")
+                    fields.append((name, self.expr()))
+                    if not self.accept(","):
+                        break
+            self.expect(")")
+            return A.StructCtor(tuple(fields))
+        if word in ("TIMESTAMP", "DATE", "TIME") and self.peek().kind == "STRING":
+            self.i += 1
+            text = self.string()
+            return A.Cast(A.Literal(text, T.STRING), T.NAMED[word])
+        if word in _RESERVED and word not in ("LEFT", "RIGHT"):
+            self.error()
+        return self._name_or_call()
+
+    def _name_or_call(self) -> A.Expr:
+        name = self.identifier()
+        if self.at("(") and self.tok.kind == "OP":
+            self.i += 1
+            if self.accept("*"):
+                self.expect(")")
+                return A.Call(name.upper(), (), star=True)
+            args: list[A.Expr] = []
+            if not self.at(")"):
+                args.append(self.expr())
+                while self.accept(","):
+                    args.append(self.expr())
+            self.expect(")")
+            return A.Call(name.upper(), tuple(args))
+        if (
+            self.tok.kind == "OP"
+            and self.tok.text == "."
+            and self.peek().kind in ("IDENT", "QIDENT")
+        ):
+            self.i += 1
+            return A.ColumnRef(self.identifier(), source=name)
+        if self.tok.kind == "OP" and self.tok.text == "=>":
+            self.i += 1
+            return A.Lambda((name,), self.expr())
+        return A.ColumnRef(name)
+
+    def _case(self) -> A.Expr:
+        operand = None if self.at("WHEN") else self.expr()
+        whens: list[tuple[A.Expr, A.Expr]] = []
+        while self.accept("WHEN"):
+            cond = self.expr()
+            self.expect("THEN")
+            whens.append((cond, self.expr()))
+        if not whens:
+            self.error("expecting WHEN")
+        default = self.expr() if self.accept("ELSE") else None
+        self.expect("END")
+        return A.Case(operand, tuple(whens), default)
+
+
+def parse(statement: str) -> A.Statement:
+    """Parse one statement (with or without its trailing semicolon)."""
+    return Parser(statement).parse_statement()
+
+
+def parse_expression(text: str) -> A.Expr:
+    p = Parser(text)
+    e = p.expr()
+    if p.tok.kind != "EOF":
+        p.error()
+    return e

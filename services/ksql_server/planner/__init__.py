@@ -1,0 +1,1 @@
+"""Logical plans: source → filter → project → (partition by) → sink."""

@@ -1,0 +1,129 @@
+"""Kafka clients shared by every query of one engine (admin, producer, registry)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from services.common.kafka import consumer_config, producer_config
+from services.ksql_server.errors import KsqlError
+
+
+class KafkaContext:
+    """Creates topics and clients; the engine's one idempotent producer is shared by the
+    at-least-once queries and INSERT VALUES (exactly-once queries get their own)."""
+
+    def __init__(
+        self, bootstrap: str, registry_url: str | None, topic_prefix: str = "", fast: bool = False
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.registry_url = registry_url
+        self.topic_prefix = topic_prefix
+        self.fast = fast
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._producer: Producer | None = None
+        self._registry: Any = None
+        self._lock = threading.Lock()
+
+    def physical(self, topic: str) -> str:
+        """The real Kafka topic of a logical topic name (a prefix isolates conformance cases)."""
+        return self.topic_prefix + topic
+
+    def producer_conf(self, **overrides: Any) -> dict[str, Any]:
+        conf = producer_config(self.bootstrap, **{"linger.ms": 5, "partitioner": "murmur2_random"})
+        conf.update(overrides)
+        return conf
+
+    @property
+    def producer(self) -> Producer:
+        with self._lock:
+            if self._producer is None:
+                self._producer = Producer(self.producer_conf())
+            return self._producer
+
+    def consumer_conf(self, group: str, **overrides: Any) -> dict[str, Any]:
+        conf = consumer_config(
+            group,
+            self.bootstrap,
+            **{
+                "fetch.wait.max.ms": 10 if self.fast else 50,
+                "enable.partition.eof": False,
+            },
+        )
+        conf.update(overrides)
+        return conf
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            if not self.registry_url:
+                raise KsqlError("Schema Registry URL is not configured (ksql.schema.registry.url)")
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+
+            self._registry = SchemaRegistryClient({"url": self.registry_url})
+        return self._registry
+
+    def registry_or_none(self) -> Any:
+        try:
+            return self.registry
+        except KsqlError:
+            return None
+
+    # ------------------------------------------------------------------ topics
+    def topic_partitions(self, topic: str) -> int | None:
+        """Partition count of a physical topic, or None when it does not exist."""
+        # list every topic: asking for one by name would auto-create it on brokers that
+        # allow auto-creation
+        meta = self.admin.list_topics(timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return None
+        return len(meta.partitions)
+
+    def list_topics(self) -> dict[str, int]:
+        meta = self.admin.list_topics(timeout=10)
+        return {n: len(t.partitions) for n, t in meta.topics.items() if t.error is None}
+
+    def ensure_topic(
+        self, topic: str, partitions: int, replicas: int = 1, config: dict[str, str] | None = None
+    ) -> bool:
+        if self.topic_partitions(topic) is not None:
+            return False
+        fut = self.admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=partitions,
+                    replication_factor=replicas,
+                    config=config or {},
+                )
+            ],
+            operation_timeout=10,
+        )[topic]
+        try:
+            fut.result(15)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise KsqlError(f"Could not create topic {topic}: {exc}") from exc
+            return False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            meta = self.admin.list_topics(timeout=5).topics.get(topic)
+            if meta and meta.error is None and all(p.leader >= 0 for p in meta.partitions.values()):
+                break
+            time.sleep(0.05)
+        return True
+
+    def delete_topic(self, topic: str) -> None:
+        try:
+            self.admin.delete_topics([topic], operation_timeout=10)[topic].result(15)
+        except Exception as exc:
+            if "UNKNOWN_TOPIC" not in str(exc):
+                raise KsqlError(f"Could not delete topic {topic}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10)

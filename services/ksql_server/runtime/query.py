@@ -1,0 +1,425 @@
+"""Running queries: persistent consume-transform-produce loops and transient push/pull queries.
+
+Persistent queries own a consumer group (`_confluent-ksql-<service id>query_<query id>`) and
+resume from its committed offsets, so a restarted server continues where it stopped. The
+consumer is *assigned* every partition of the source instead of subscribing: a single server
+owns all partitions anyway, and assignment avoids the seconds-long group rebalance on every
+start. Commits still go to the group (the broker accepts them from a non-member).
+
+At-least-once: produce the batch, flush, then commit the consumed offsets.
+Exactly-once (`processing.guarantee=exactly_once_v2`): one Kafka transaction per batch holds
+the output records and the consumed offsets (`send_offsets_to_transaction`), and downstream
+readers use read_committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from services.ksql_server.metastore import DataSource
+from services.ksql_server.planner.plan import QueryPlan
+from services.ksql_server.runtime.kafka_context import KafkaContext
+from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
+from services.ksql_server.values import to_json
+
+LOG = logging.getLogger("fraudstream.ksql.runtime")
+
+BATCH = 5000
+COMMIT_INTERVAL_S = 0.5
+COMMIT_RECORDS = 50_000
+
+
+def consume_batch(consumer: Consumer, idle_timeout: float, size: int = BATCH) -> list[Any]:
+    """Whatever is already fetched (up to `size`) without waiting; when nothing is, wait at most
+    `idle_timeout` for the first record. consume(n, timeout) alone would wait for n records or
+    the whole timeout, adding the timeout to every record's latency at low rates."""
+    messages = consumer.consume(size, 0)
+    if messages:
+        return messages
+    messages = consumer.consume(1, idle_timeout)
+    if messages:
+        messages += consumer.consume(size - 1, 0)
+    return messages
+
+
+def _assign(
+    consumer: Consumer, topic: str, reset: str, use_committed: bool
+) -> list[TopicPartition]:
+    """Assign every partition of `topic`, from the group's committed offsets when there are any."""
+    deadline = time.monotonic() + 15
+    while True:
+        meta = consumer.list_topics(timeout=10).topics.get(topic)  # by name would auto-create
+        if meta is not None and meta.error is None and meta.partitions:
+            break
+        if time.monotonic() > deadline:
+            raise KafkaException(f"topic {topic} does not exist")
+        time.sleep(0.1)
+    tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+    start = OFFSET_BEGINNING if reset == "earliest" else OFFSET_END
+    if use_committed:
+        committed = consumer.committed(tps, timeout=10)
+        assigned = [
+            TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else start)
+            for tp in committed
+        ]
+    else:
+        assigned = [TopicPartition(topic, tp.partition, start) for tp in tps]
+    consumer.assign(assigned)
+    return tps
+
+
+class PersistentQuery:
+    """CSAS / INSERT INTO … SELECT: a thread that consumes, transforms and produces in batches."""
+
+    def __init__(
+        self,
+        query_id: str,
+        sql: str,
+        plan: QueryPlan,
+        sink: DataSource,
+        ctx: KafkaContext,
+        plog: ProcessingLog,
+        service_id: str,
+        properties: dict[str, Any],
+    ) -> None:
+        self.query_id = query_id
+        self.sql = sql
+        self.plan = plan
+        self.sink = sink
+        self.ctx = ctx
+        self.properties = properties
+        self.group = f"_confluent-ksql-{service_id}query_{query_id}"
+        self.exactly_once = str(properties.get("processing.guarantee", "")).startswith(
+            "exactly_once"
+        )
+        self.reset = str(properties.get("auto.offset.reset", "latest"))
+        self.source_topic = ctx.physical(plan.source.topic)
+        self.sink_topic = ctx.physical(sink.topic)
+        self.processor = BatchProcessor(
+            query_id,
+            plan,
+            sink,
+            ctx.registry_or_none() if _needs_registry(plan, sink) else None,
+            plog,
+            self.sink_topic,
+        )
+        self.state = "RUNNING"
+        self.error: str | None = None
+        self.processed = 0
+        self.produced = 0
+        self._stop = threading.Event()
+        self._positions: dict[int, int] = {}
+        self._idle = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ksql-{query_id}", daemon=True)
+        self._transactional_id = f"{service_id}-{query_id}-{ctx.topic_prefix}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self.state = "TERMINATED" if self.error is None else "ERROR"
+
+    @property
+    def positions(self) -> dict[int, int]:
+        return dict(self._positions)
+
+    def caught_up(self, since: float) -> bool:
+        """True when the loop thread, at a moment after `since` (time.monotonic), found every
+        source partition consumed to its end. The check runs on the loop thread itself (a
+        consumer is not shared across threads)."""
+        if self.error is not None or self._stop.is_set():
+            return True
+        checked_at, caught = self._caught
+        return checked_at > since and caught
+
+    _caught: tuple[float, bool] = (0.0, False)
+
+    def _check_caught_up(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if now - self._caught[0] < 0.03:
+            return
+        caught = True
+        for p, pos in list(self._positions.items()):
+            _lo, hi = consumer.get_watermark_offsets(
+                TopicPartition(self.source_topic, p), timeout=5, cached=False
+            )
+            if pos < hi:
+                tp = consumer.position([TopicPartition(self.source_topic, p)])[0]
+                if tp.offset < hi:
+                    caught = False
+                    break
+        self._caught = (now, caught)
+
+    # ------------------------------------------------------------------ loop
+    _consumer: Consumer | None = None
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:
+            LOG.exception("query %s failed", self.query_id)
+            self.error = str(exc)
+            self.state = "ERROR"
+
+    def _loop(self) -> None:
+        ctx = self.ctx
+        consumer = Consumer(ctx.consumer_conf(self.group, **{"auto.offset.reset": self.reset}))
+        self._consumer = consumer
+        producer: Producer
+        if self.exactly_once:
+            producer = Producer(
+                ctx.producer_conf(**{"transactional.id": self._transactional_id, "linger.ms": 5})
+            )
+            producer.init_transactions(30)
+        else:
+            producer = ctx.producer
+        try:
+            tps = _assign(consumer, self.source_topic, self.reset, True)
+            for tp in tps:
+                self._positions.setdefault(tp.partition, -1)
+            self._init_positions(consumer, tps)
+            while not self._stop.is_set():
+                messages = consume_batch(consumer, 0.05 if ctx.fast else 0.2)
+                if not messages:
+                    self._commit(consumer, producer)
+                    self._check_caught_up(consumer)
+                    continue
+                self._process(messages, consumer, producer)
+                if (
+                    time.monotonic() - self._last_commit > COMMIT_INTERVAL_S
+                    or self._uncommitted >= COMMIT_RECORDS
+                ):
+                    self._commit(consumer, producer)
+            self._commit(consumer, producer)
+        finally:
+            if self.exactly_once:
+                with contextlib.suppress(Exception):
+                    producer.flush(5)
+            consumer.close()
+            self._consumer = None
+
+    def _init_positions(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        for tp in consumer.position(tps):
+            lo, hi = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            if tp.offset == OFFSET_END or tp.offset < 0:
+                self._positions[tp.partition] = hi if self.reset != "earliest" else lo
+            else:
+                self._positions[tp.partition] = tp.offset
+        committed = consumer.committed(tps, timeout=10)
+        for tp in committed:
+            if tp.offset >= 0:
+                self._positions[tp.partition] = tp.offset
+            elif self.reset == "earliest":
+                self._positions[tp.partition] = consumer.get_watermark_offsets(
+                    tp, timeout=10, cached=False
+                )[0]
+
+    _last_commit = 0.0
+    _uncommitted = 0
+    _in_txn = False
+    _pending: dict[int, int] = {}
+
+    def _process(self, messages: list[Any], consumer: Consumer, producer: Producer) -> None:
+        """Transform one consumed batch and hand its output to the producer. Offsets are
+        committed by `_commit` (after a flush, or inside the same transaction), batching several
+        consume calls per commit: a commit is a broker round trip."""
+        proc = self.processor
+        rows = proc.rows(messages)
+        out = proc.serialize(proc.evaluate(rows)) if rows else []
+        offsets: dict[int, int] = {}
+        for m in messages:
+            if m.error() is None:
+                offsets[m.partition()] = m.offset() + 1
+        topic = self.sink_topic
+        if self.exactly_once and not self._in_txn:
+            producer.begin_transaction()
+            self._in_txn = True
+        for rec in out:
+            self._produce(producer, topic, rec)
+        producer.poll(0)
+        self._pending = {**self._pending, **offsets}
+        self._uncommitted += len(messages)
+        self.processed += len(messages)
+        self.produced += len(out)
+
+    def _commit(self, consumer: Consumer, producer: Producer) -> None:
+        self._last_commit = time.monotonic()
+        if not self._pending:
+            return
+        commit = [TopicPartition(self.source_topic, p, o) for p, o in self._pending.items()]
+        if self.exactly_once:
+            producer.send_offsets_to_transaction(commit, consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(30)
+            self._in_txn = False
+        else:
+            remaining = producer.flush(30)
+            if remaining:
+                raise KafkaException(f"{remaining} records not delivered; offsets not committed")
+            consumer.commit(offsets=commit, asynchronous=False)
+        self._positions.update(self._pending)
+        self._pending = {}
+        self._uncommitted = 0
+
+    @staticmethod
+    def _produce(producer: Producer, topic: str, rec: Any) -> None:
+        while True:
+            try:
+                producer.produce(topic, rec.value, rec.key, timestamp=rec.timestamp)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+
+def _needs_registry(plan: QueryPlan, sink: DataSource | None) -> bool:
+    fmts = [plan.source.key_format.name, plan.source.value_format.name]
+    if sink is not None:
+        fmts += [sink.key_format.name, sink.value_format.name]
+    return "AVRO" in fmts
+
+
+class TransientQuery:
+    """A push query (`EMIT CHANGES`) or a pull query over a stream (reads to the current end).
+
+    A thread consumes and evaluates; rows cross to the event loop through an asyncio queue."""
+
+    def __init__(
+        self,
+        query_id: str,
+        plan: QueryPlan,
+        ctx: KafkaContext,
+        plog: ProcessingLog,
+        service_id: str,
+        properties: dict[str, Any],
+        pull: bool,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.query_id = query_id
+        self.plan = plan
+        self.ctx = ctx
+        self.pull = pull
+        self.limit = plan.select.limit
+        self.reset = "earliest" if pull else str(properties.get("auto.offset.reset", "latest"))
+        self.topic = ctx.physical(plan.source.topic)
+        self.group = f"_confluent-ksql-{service_id}transient_{query_id}"
+        self.processor = BatchProcessor(
+            query_id,
+            plan,
+            None,
+            ctx.registry_or_none() if _needs_registry(plan, None) else None,
+            plog,
+        )
+        self.loop = loop
+        self.queue: asyncio.Queue[list[list[Any]] | BaseException | None] = asyncio.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ksql-{query_id}", daemon=True)
+        self.types = [t for _, t in plan.output]
+        self.on_close: Callable[[], None] | None = None
+        self.sent = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _put(self, item: list[list[Any]] | BaseException | None) -> None:
+        """Hand a batch of rows (or the end marker, or an error) to the event loop, waiting
+        while the client is slower than the query (bounded queue)."""
+        while self.queue.qsize() > 1000 and not self._stop.is_set():
+            time.sleep(0.01)
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self._stop.set()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:
+            LOG.exception("transient query %s failed", self.query_id)
+            self._put(exc)
+            return
+        self._put(None)
+
+    def _loop(self) -> None:
+        if self.limit == 0:
+            return
+        consumer = Consumer(self.ctx.consumer_conf(self.group, **{"auto.offset.reset": self.reset}))
+        try:
+            tps = _assign(consumer, self.topic, self.reset, False)
+            ends: dict[int, int] = {}
+            if self.pull:
+                for tp in tps:
+                    lo, hi = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                    if hi > lo:
+                        ends[tp.partition] = hi
+                if not ends:
+                    return
+            while not self._stop.is_set():
+                messages = consume_batch(consumer, 0.1, 1000)
+                if self.pull:
+                    messages = [
+                        m
+                        for m in messages
+                        if m.error() is None and (m.offset() or 0) < ends.get(m.partition() or 0, 0)
+                    ]
+                if messages:
+                    rows = self.processor.rows(messages)
+                    batch: list[list[Any]] = []
+                    for _row, values in self.processor.evaluate(rows):
+                        if values is None:
+                            continue
+                        batch.append(
+                            [to_json(v, t) for v, t in zip(values, self.types, strict=True)]
+                        )
+                        if self.limit is not None and self.sent + len(batch) >= self.limit:
+                            break
+                    if batch:
+                        self.sent += len(batch)
+                        self._put(batch)
+                    if self.limit is not None and self.sent >= self.limit:
+                        return
+                if self.pull:
+                    for tp in consumer.position([TopicPartition(self.topic, p) for p in ends]):
+                        if tp.offset >= ends[tp.partition]:
+                            ends.pop(tp.partition, None)
+                    if not ends:
+                        return
+        finally:
+            consumer.close()
+
+    async def rows(self) -> AsyncIterator[list[Any]]:
+        try:
+            while True:
+                item = await self.queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                for row in item:
+                    yield row
+        finally:
+            self.stop()
+            if self.on_close is not None:
+                self.on_close()
+
+
+__all__ = ["PersistentQuery", "TransientQuery", "time"]

@@ -1,0 +1,109 @@
+"""Parser: ksqlDB statements → trees, identifier rules, and syntax errors."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from services.ksql_server.parser import ParseError, parse, parse_expression, split_statements
+from services.ksql_server.parser import ast as A
+from services.ksql_server.types import BIGINT, DOUBLE, INTEGER, STRING, decimal
+
+
+def test_create_stream_columns_and_with() -> None:
+    stmt = parse(
+        "CREATE STREAM IF NOT EXISTS src (Id BIGINT KEY, `TIMESTAMP` VARCHAR, amount DOUBLE, "
+        "d DECIMAL(10, 2)) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='DELIMITED', PARTITIONS=3);"
+    )
+    assert isinstance(stmt, A.CreateSource)
+    assert stmt.name == "SRC" and stmt.if_not_exists and stmt.kind == "STREAM"
+    assert stmt.columns is not None
+    assert [(c.name, c.type, c.key) for c in stmt.columns] == [
+        ("ID", BIGINT, True),
+        ("TIMESTAMP", STRING, False),
+        ("AMOUNT", DOUBLE, False),
+        ("D", decimal(10, 2), False),
+    ]
+    assert stmt.props == {"KAFKA_TOPIC": "t", "VALUE_FORMAT": "DELIMITED", "PARTITIONS": 3}
+
+
+def test_identifiers_unquoted_upper_quoted_kept() -> None:
+    stmt = parse("SELECT `mixedCase`, plain FROM `Src` EMIT CHANGES;")
+    assert isinstance(stmt, A.Query)
+    names = [i.expr.name for i in stmt.select.items if isinstance(i.expr, A.ColumnRef)]
+    assert names == ["mixedCase", "PLAIN"]
+    assert stmt.select.source.name == "Src"
+    assert stmt.select.emit_changes
+
+
+def test_csas_with_where_partition_by_limit() -> None:
+    stmt = parse(
+        "CREATE STREAM out WITH (VALUE_FORMAT='AVRO') AS SELECT id, amount * 2 AS a "
+        "FROM src WHERE class IS NOT NULL AND amount BETWEEN 1 AND 10 PARTITION BY id;"
+    )
+    assert isinstance(stmt, A.CreateSource) and stmt.query is not None
+    sel = stmt.query
+    assert [i.alias for i in sel.items] == [None, "A"]
+    assert isinstance(sel.where, A.Binary) and sel.where.op == "AND"
+    assert sel.partition_by == [A.ColumnRef("ID")]
+
+
+def test_expression_precedence_and_literals() -> None:
+    e = parse_expression("1 + 2 * 3 = 7 OR NOT x")
+    assert isinstance(e, A.Binary) and e.op == "OR"
+    assert parse_expression("1.50") == A.Literal(Decimal("1.50"), decimal(3, 2))
+    assert parse_expression("1.5e0").type == DOUBLE  # type: ignore[attr-defined]
+    assert parse_expression("2147483647") == A.Literal(2147483647, INTEGER)
+    assert parse_expression("2147483648") == A.Literal(2147483648, BIGINT)
+    assert parse_expression("-2147483648") == A.Literal(-2147483648, INTEGER)
+    like = parse_expression("name NOT LIKE 'a!%%' ESCAPE '!'")
+    assert isinstance(like, A.Like) and like.negated and like.escape == "!"
+
+
+def test_case_cast_in_subscript() -> None:
+    e = parse_expression("CASE WHEN a IN (1, 2) THEN CAST(b AS DECIMAL(4, 2)) ELSE arr[1] END")
+    assert isinstance(e, A.Case)
+    assert isinstance(e.whens[0][0], A.InList)
+    assert isinstance(e.default, A.Subscript)
+
+
+def test_other_statements() -> None:
+    assert isinstance(parse("DROP STREAM IF EXISTS s DELETE TOPIC;"), A.DropSource)
+    assert parse("TERMINATE CSAS_S_1;") == A.Terminate("TERMINATE CSAS_S_1;", "CSAS_S_1")
+    show = parse("LIST STREAMS;")
+    assert isinstance(show, A.Show) and show.what == "STREAMS"
+    assert isinstance(parse("DESCRIBE EXTENDED s;"), A.Describe)
+    set_ = parse("SET 'auto.offset.reset'='earliest';")
+    assert isinstance(set_, A.SetProperty) and set_.value == "earliest"
+    ins = parse("INSERT INTO s (id, v) VALUES (1, 'x');")
+    assert isinstance(ins, A.InsertValues) and ins.columns == ["ID", "V"]
+
+
+def test_unsupported_clauses_are_flagged_not_syntax_errors() -> None:
+    stmt = parse("SELECT k, COUNT(*) FROM s GROUP BY k EMIT CHANGES;")
+    assert isinstance(stmt, A.Query) and stmt.select.unsupported == "GROUP BY"
+    join = parse("SELECT * FROM a JOIN b WITHIN 1 SECOND ON a.k = b.k EMIT CHANGES;")
+    assert isinstance(join, A.Query) and join.select.unsupported == "JOIN"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "SELEC * FROM s;",
+        "CREATE STREAM (;",
+        "SELECT FROM;",
+        "DROP s;",
+        "SELECT 'unterminated FROM s;",
+    ],
+)
+def test_syntax_errors(bad: str) -> None:
+    with pytest.raises(ParseError):
+        parse(bad)
+
+
+def test_split_statements_respects_strings_and_comments() -> None:
+    sql = "-- a comment; with a semicolon\nSHOW STREAMS; SELECT 'a;b' FROM x;\n"
+    parts = split_statements(sql)
+    assert parts[-1] == "SELECT 'a;b' FROM x;"
+    assert len(parts) == 2
