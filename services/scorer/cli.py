@@ -1,9 +1,129 @@
-"""Command-line commands of this service (mounted by services/cli.py)."""
+"""`fraudstream score`: the scorer as a command (exactly-once by default)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+
+from services.scorer.metrics import DEFAULT_METRICS_PORT
+
+if TYPE_CHECKING:
+    from services.scorer.scorer import ScorerConfig, ScoreResult
 
 
 def register(app: typer.Typer) -> None:
-    """Add this service's commands to the `fraudstream` app (filled in by the service)."""
+    """Add `score` to the `fraudstream` app."""
+
+    @app.command()
+    def score(
+        model: str = typer.Option(
+            "latest",
+            "--model",
+            help="'latest' follows new versions (hot reload); a version pins it",
+        ),
+        topic: str = typer.Option("creditcardfraud_scoring_avro", "--topic", help="input topic"),
+        alerts_topic: str = typer.Option("fraud_alerts", "--alerts-topic", help="alerts topic"),
+        from_beginning: bool = typer.Option(
+            False,
+            "--from-beginning",
+            help="a group without committed offsets starts at the earliest record (default: "
+            "only new records); committed offsets always win, so restarts never re-score",
+        ),
+        stop_at_end: bool = typer.Option(
+            False,
+            "--stop-at-end",
+            help="stop once the partitions are read up to their end offsets of the start",
+        ),
+        at_least_once: bool = typer.Option(
+            False,
+            "--at-least-once",
+            help="no transactions: a crash may repeat the alerts of one batch",
+        ),
+        group: str = typer.Option("fraudstream-score", "--group", help="consumer group"),
+        batch_size: int = typer.Option(10000, "--batch-size", help="max records per micro-batch"),
+        batch_timeout_ms: int = typer.Option(
+            100, "--batch-timeout-ms", help="max wait to fill a micro-batch"
+        ),
+        metrics_port: int = typer.Option(
+            DEFAULT_METRICS_PORT, "--metrics-port", help="Prometheus /metrics port (0: off)"
+        ),
+        instance_id: str = typer.Option(
+            "0",
+            "--instance-id",
+            help="distinct per scorer of the same group (part of the transactional id)",
+        ),
+        max_records: int | None = typer.Option(
+            None, "--max-records", help="stop after about this many records"
+        ),
+        json_logs: bool = typer.Option(False, "--json-logs", help="JSON log lines on stderr"),
+        log_file: Path | None = typer.Option(None, "--log-file", help="JSON log lines to a file"),
+    ) -> None:
+        """Score every transaction with the current model and write alerts to the alerts topic.
+
+        Micro-batches (up to --batch-size records or --batch-timeout-ms), one model call per batch, an alert where score >= threshold, bad records to creditcardfraud_dlq. Exactly-once by default. SIGTERM finishes and commits the batch in flight.
+        """  # noqa: E501
+        from services.common.logs import setup_logging
+        from services.scorer.scorer import ScorerConfig
+
+        setup_logging(json_lines=json_logs, file=log_file)
+        config = ScorerConfig(
+            topic=topic,
+            alerts_topic=alerts_topic,
+            group=group,
+            model=model,
+            exactly_once=not at_least_once,
+            from_beginning=from_beginning,
+            stop_at_end=stop_at_end,
+            batch_size=batch_size,
+            batch_timeout_ms=batch_timeout_ms,
+            metrics_port=metrics_port,
+            instance_id=instance_id,
+            max_records=max_records,
+        )
+        _check_port(metrics_port)
+        result = _run_with_progress(config)
+        versions = ", ".join(f"{v}: {n}" for v, n in result.versions.items()) or "none"
+        typer.echo(
+            f"dead letters {result.dead_letters}, batches {result.batches}, "
+            f"aborted {result.aborted}, records per model: {versions}"
+        )
+        typer.echo(f"scored {result.scored} alerts {result.alerts} ({result.rate:.0f} ev/s)")
+
+
+def _check_port(port: int) -> None:
+    from services.common.errors import FraudstreamError
+    from services.common.process import port_in_use
+
+    if port > 0 and port_in_use("127.0.0.1", port):
+        raise FraudstreamError(
+            f"metrics port {port} is in use (another scorer?); pass --metrics-port N or 0"
+        )
+
+
+def _run_with_progress(config: ScorerConfig) -> ScoreResult:
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from services.scorer.scorer import Scorer
+
+    console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("scoring", total=None)
+
+        def on_batch(r: ScoreResult) -> None:
+            progress.update(
+                task, description=f"scored {r.scored} alerts {r.alerts} dlq {r.dead_letters}"
+            )
+
+        scorer = Scorer(config, on_batch=on_batch)
+        scorer.install_signal_handlers()
+        return scorer.run()

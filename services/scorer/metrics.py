@@ -1,0 +1,77 @@
+"""Prometheus metrics of the scorer, served at http://HOST:PORT/metrics (default port 9464).
+
+Each Scorer owns its registry, so several scorers in one process (tests, the notebook) never
+collide on metric names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+DEFAULT_METRICS_PORT = 9464
+
+_BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+_LATENCIES = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ScorerMetrics:
+    """Records in, alerts out, dead letters, batch size and latency, model version, lag."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records_in = Counter(
+            "fraudstream_scorer_records", "Input records consumed and committed", registry=r
+        )
+        self.alerts_out = Counter(
+            "fraudstream_scorer_alerts", "Alerts written to the alerts topic", registry=r
+        )
+        self.dlq = Counter(
+            "fraudstream_scorer_dlq",
+            "Bad records sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.aborted = Counter(
+            "fraudstream_scorer_aborted_batches", "Batches aborted and re-read", registry=r
+        )
+        self.batch_size = Histogram(
+            "fraudstream_scorer_batch_size",
+            "Records per micro-batch",
+            buckets=_BATCH_SIZES,
+            registry=r,
+        )
+        self.batch_latency = Histogram(
+            "fraudstream_scorer_batch_seconds",
+            "Decode + score + produce + commit time of one micro-batch",
+            buckets=_LATENCIES,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "fraudstream_scorer_model_info",
+            "1 for the model version in use",
+            ["version"],
+            registry=r,
+        )
+        self.threshold = Gauge(
+            "fraudstream_scorer_model_threshold", "Alert threshold of the model in use", registry=r
+        )
+        self.lag = Gauge(
+            "fraudstream_scorer_consumer_lag",
+            "High watermark minus position",
+            ["partition"],
+            registry=r,
+        )
+        self._version: str | None = None
+
+    def set_model(self, version: str, threshold: float) -> None:
+        if self._version is not None:
+            self.model_info.remove(self._version)
+        self.model_info.labels(version=version).set(1)
+        self.threshold.set(threshold)
+        self._version = version
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        """Expose /metrics (port 0 or negative: not served)."""
+        if port > 0:
+            start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,635 @@
+"""The scorer: consume transactions, score them in micro-batches, write alerts exactly once.
+
+The loop follows confluent-kafka-python's `examples/eos_transactions.py` consume-transform-produce
+pattern, per micro-batch instead of per 100 messages:
+
+    collect up to B records or T ms  (read_committed consumer, no auto-commit)
+    decode the batch, one model call, build alerts and dead letters
+    begin_transaction → produce alerts + dead letters
+      → send_offsets_to_transaction(next offsets, consumer_group_metadata) → commit_transaction
+
+Alerts, dead letters and the input offsets become visible together or not at all, so a crash at
+any point (SIGKILL included) re-reads exactly the records whose results were not committed. The
+transactional id is stable per (group, input topic, instance): a restarted scorer's
+`init_transactions()` aborts whatever its killed predecessor left open instead of waiting for the
+transaction timeout, and the consumer group metadata fences a zombie after a rebalance (KIP-447).
+
+Rebalances: no transaction is open while a batch is being collected, so a revocation only has to
+drop the collected records of the revoked partitions (they were neither produced nor committed;
+whoever owns the partition next reads them from the committed offset). A commit that fails
+because the group moved on is aborted and the batch's partitions are rewound.
+
+`--at-least-once` swaps the transaction for an idempotent producer flush followed by a consumer
+offset commit: faster, but a crash between the two repeats a batch's alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from services.common.avro import AvroEncoder, registry_client
+from services.common.dlq import DeadLetter, dlq_headers
+from services.common.errors import FraudstreamError
+from services.common.kafka import (
+    consumer_config,
+    ensure_topic,
+    producer_config,
+    wait_for_broker,
+)
+from services.common.settings import get_settings
+from services.common.topics import ALERTS_TOPIC, DLQ_TOPIC, MODELS_TOPIC, SCORING_TOPIC
+from services.model_registry.api import LoadedModel
+from services.scorer.decode import BatchDecoder
+from services.scorer.metrics import ScorerMetrics
+from services.scorer.models import ModelManager, registry_loader
+from services.scorer.records import alert_key, alert_mask, alert_schema, make_alert
+
+log = logging.getLogger("fraudstream.scorer")
+
+SERVICE = "scorer"
+
+Headers = list[tuple[str, str | bytes | None]]
+Output = tuple[str, bytes | None, bytes | None, Headers | None]
+"""(topic, key, value, headers) of one record to produce in the batch's transaction."""
+
+
+@dataclass
+class ScorerConfig:
+    """Everything `fraudstream score` can set; the defaults are the production ones."""
+
+    topic: str = SCORING_TOPIC
+    alerts_topic: str = ALERTS_TOPIC
+    dlq_topic: str = DLQ_TOPIC
+    models_topic: str | None = MODELS_TOPIC
+    group: str = "fraudstream-score"
+    model: str = "latest"
+    exactly_once: bool = True
+    from_beginning: bool = False
+    stop_at_end: bool = False
+    batch_size: int = 10000
+    batch_timeout_ms: int = 100
+    instance_id: str = "0"
+    metrics_port: int = 0
+    bootstrap: str | None = None
+    schema_registry_url: str | None = None
+    models_dir: Path | None = None
+    model_poll_interval_s: float = 1.0
+    lag_interval_s: float = 5.0
+    max_records: int | None = None
+    """Stop after about this many records (whole batches; tests and benchmarks)."""
+
+    @property
+    def transactional_id(self) -> str:
+        return f"fraudstream-score.{self.group}.{self.topic}.{self.instance_id}"
+
+
+@dataclass
+class ScoreResult:
+    """What one run did (also the numbers of the CLI's last line)."""
+
+    scored: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    aborted: int = 0
+    seconds: float = 0.0
+    versions: dict[str, int] = field(default_factory=dict)
+    """records scored per model version."""
+
+    @property
+    def rate(self) -> float:
+        return (self.scored + self.dead_letters) / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Batch:
+    messages: list[Message]
+    first: dict[tuple[str, int], int]
+    next: dict[tuple[str, int], int]
+
+
+class _AbortBatch(Exception):
+    """The batch's transaction could not commit; it was aborted and must be re-read."""
+
+
+class Scorer:
+    """One scorer instance: a consumer in `group`, a (transactional) producer, a model."""
+
+    def __init__(
+        self,
+        config: ScorerConfig | None = None,
+        model_manager: ModelManager | None = None,
+        on_batch: Callable[[ScoreResult], None] | None = None,
+    ) -> None:
+        self.config = config or ScorerConfig()
+        self.metrics = ScorerMetrics()
+        self.result = ScoreResult()
+        self._on_batch = on_batch
+        self._stopping = threading.Event()
+        self._revoked: set[tuple[str, int]] = set()
+        self._assigned: set[tuple[str, int]] = set()
+        self._at_end: set[tuple[str, int]] = set()
+        self._ends: dict[int, int] = {}
+        self._models = model_manager
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._next_lag_at = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Ask the loop to finish the current batch, commit it, and return."""
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: finish and commit the batch in flight, then exit cleanly."""
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("stopping after the current batch", extra={"fields": {"signal": signum}})
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> ScoreResult:
+        """Score until stopped (or the end, with stop_at_end / max_records)."""
+        cfg = self.config
+        settings = get_settings()
+        bootstrap = cfg.bootstrap or settings.bootstrap_servers
+        wait_for_broker(bootstrap, timeout=15)
+        self._setup_topics(bootstrap)
+        registry = registry_client(cfg.schema_registry_url)
+        decoder = BatchDecoder(registry)
+        encoder = self._alert_encoder(registry)
+        models = self._models or self._default_models(bootstrap)
+        models.start()
+        self.metrics.set_model(models.version, models.current.threshold)
+        self.metrics.serve(cfg.metrics_port)
+        consumer, producer = self._clients(bootstrap)
+        started = time.monotonic()
+        log.info(
+            "scorer started",
+            extra={
+                "fields": {
+                    "topic": cfg.topic,
+                    "group": cfg.group,
+                    "model": models.version,
+                    "exactly_once": cfg.exactly_once,
+                }
+            },
+        )
+        try:
+            self._loop(consumer, producer, decoder, encoder, models)
+        except KafkaException as exc:
+            raise FraudstreamError(f"scorer stopped on a Kafka error: {exc}") from exc
+        finally:
+            self.result.seconds = time.monotonic() - started
+            models.stop()
+            producer.flush(30)
+            consumer.close()
+        log.info("scorer stopped", extra={"fields": self._summary()})
+        return self.result
+
+    def _summary(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "scored": r.scored,
+            "alerts": r.alerts,
+            "dead_letters": r.dead_letters,
+            "batches": r.batches,
+            "aborted": r.aborted,
+            "versions": r.versions,
+        }
+
+    def _setup_topics(self, bootstrap: str) -> None:
+        cfg = self.config
+        for topic in (cfg.alerts_topic, cfg.dlq_topic):
+            ensure_topic(topic, bootstrap=bootstrap)
+
+    def _alert_encoder(self, registry: Any) -> AvroEncoder:
+        subject = f"{self.config.alerts_topic}-value"
+        try:
+            return AvroEncoder(registry, subject, alert_schema())
+        except Exception as exc:
+            raise FraudstreamError(
+                f"cannot register the alert schema under {subject}: {exc}"
+            ) from exc
+
+    def _default_models(self, bootstrap: str) -> ModelManager:
+        cfg = self.config
+        load, latest = registry_loader(cfg.models_dir)
+        return ModelManager(
+            load,
+            latest,
+            cfg.model,
+            bootstrap=bootstrap,
+            models_topic=cfg.models_topic,
+            poll_interval_s=cfg.model_poll_interval_s,
+        )
+
+    def _clients(self, bootstrap: str) -> tuple[Consumer, Producer]:
+        cfg = self.config
+        reset = "earliest" if cfg.from_beginning else "latest"
+        consumer = Consumer(
+            consumer_config(
+                cfg.group,
+                bootstrap,
+                **{
+                    "auto.offset.reset": reset,
+                    "enable.partition.eof": True,
+                    # Static membership: a restarted scorer (same instance id) takes its
+                    # partitions back at once instead of waiting out the session timeout.
+                    "group.instance.id": cfg.transactional_id,
+                },
+            )
+        )
+        extra: dict[str, Any] = {"linger.ms": 5}
+        if cfg.exactly_once:
+            extra["transactional.id"] = cfg.transactional_id
+            extra["transaction.timeout.ms"] = 60_000
+        producer = Producer(producer_config(bootstrap, **extra))
+        if cfg.exactly_once:
+            producer.init_transactions(60)
+        if cfg.stop_at_end:
+            from services.common.kafka import end_offsets
+
+            self._ends = end_offsets(consumer, cfg.topic)
+        consumer.subscribe(
+            [cfg.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        self._consumer, self._producer = consumer, producer
+        return consumer, producer
+
+    # ------------------------------------------------------------------ rebalances
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned |= keys
+        self._at_end -= keys
+        log.info(
+            "partitions assigned", extra={"fields": {"partitions": sorted(p for _, p in keys)}}
+        )
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= keys
+        self._revoked |= keys
+        log.info("partitions revoked", extra={"fields": {"partitions": sorted(p for _, p in keys)}})
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(
+        self,
+        consumer: Consumer,
+        producer: Producer,
+        decoder: BatchDecoder,
+        encoder: AvroEncoder,
+        models: ModelManager,
+    ) -> None:
+        cfg = self.config
+        while True:
+            swapped = models.swap_if_ready()
+            if swapped is not None:
+                self.metrics.set_model(swapped.version, swapped.threshold)
+            batch = self._collect(consumer)
+            if batch.messages:
+                try:
+                    self._process(batch, consumer, producer, decoder, encoder, models.current)
+                except _AbortBatch:
+                    self._rewind(consumer, batch)
+                    self._at_end -= set(batch.next)
+            self._maybe_update_lag(consumer)
+            if self._stopping.is_set() and not batch.messages:
+                return
+            if self._stopping.is_set():
+                continue
+            if cfg.stop_at_end and self._reached_end():
+                return
+            if (
+                cfg.max_records is not None
+                and self.result.scored + self.result.dead_letters >= cfg.max_records
+            ):
+                return
+
+    def _collect(self, consumer: Consumer) -> _Batch:
+        """Up to batch_size records or batch_timeout_ms, minus any of revoked partitions."""
+        cfg = self.config
+        messages: list[Message] = []
+        deadline = time.monotonic() + cfg.batch_timeout_ms / 1000
+        self._revoked.clear()
+        while len(messages) < cfg.batch_size and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            got = consumer.consume(num_messages=cfg.batch_size - len(messages), timeout=remaining)
+            if self._revoked:
+                # Collected before the revocation: not ours to commit any more.
+                messages = [m for m in messages if (m.topic(), m.partition()) not in self._revoked]
+                self._revoked.clear()
+            errors = [m for m in got if m.error() is not None]
+            if errors:
+                got = [m for m in got if m.error() is None]
+                self._handle_errors(errors)
+            messages.extend(got)
+            if cfg.stop_at_end and not got and self._reached_end():
+                break
+        first, nxt = _offset_range(messages)
+        for key, offset in nxt.items():
+            if key[1] in self._ends and offset >= self._ends[key[1]]:
+                self._at_end.add(key)
+        return _Batch(messages, first, nxt)
+
+    def _handle_errors(self, errors: list[Message]) -> None:
+        for msg in errors:
+            err = msg.error()
+            if err is None:
+                continue
+            if err.code() == KafkaError._PARTITION_EOF:
+                self._at_end.add((msg.topic() or "", msg.partition() or 0))
+            elif err.fatal():
+                raise KafkaException(err)
+            else:
+                log.warning("consumer error", extra={"fields": {"error": str(err)}})
+
+    def _reached_end(self) -> bool:
+        return bool(self._assigned) and self._assigned <= self._at_end
+
+    def _process(
+        self,
+        batch: _Batch,
+        consumer: Consumer,
+        producer: Producer,
+        decoder: BatchDecoder,
+        encoder: AvroEncoder,
+        model: LoadedModel,
+    ) -> None:
+        started = time.perf_counter()
+        messages = batch.messages
+        decoded = decoder.decode([m.value() for m in messages])
+        scores = model.score(decoded.features) if len(decoded.features) else np.empty(0)
+        alerting = np.flatnonzero(alert_mask(scores, model.threshold))
+        scored_at = int(time.time() * 1000)
+        amount_col = decoded.features[:, -1] if len(decoded.features) else np.empty(0)
+        outputs: list[Output] = []
+        for row in alerting:
+            index = int(decoded.kept[row])
+            record = decoded.record(index)
+            alert = make_alert(
+                record,
+                _amount(record, amount_col[row]),
+                float(scores[row]),
+                model.threshold,
+                model.version,
+                scored_at,
+            )
+            value = encoder.encode(alert)
+            outputs.append(
+                (self.config.alerts_topic, alert_key(record, messages[index].key()), value, None)
+            )
+        reasons: dict[str, int] = {}
+        for index, reason in decoded.rejected:
+            msg = messages[index]
+            letter = DeadLetter(
+                reason, msg.topic() or "", msg.partition() or 0, msg.offset() or 0, SERVICE
+            )
+            headers: Headers = list(dlq_headers(letter))
+            outputs.append((self.config.dlq_topic, msg.key(), msg.value(), headers))
+            kind = dlq_reason_label(reason)
+            reasons[kind] = reasons.get(kind, 0) + 1
+        self._commit(batch, consumer, producer, outputs)
+        self._account(
+            batch, len(decoded.kept), len(alerting), decoded.rejected, reasons, model, started
+        )
+
+    def _account(
+        self,
+        batch: _Batch,
+        scored: int,
+        alerts: int,
+        rejected: list[tuple[int, str]],
+        reasons: dict[str, int],
+        model: LoadedModel,
+        started: float,
+    ) -> None:
+        r = self.result
+        r.scored += scored
+        r.alerts += alerts
+        r.dead_letters += len(rejected)
+        r.batches += 1
+        r.versions[model.version] = r.versions.get(model.version, 0) + scored
+        m = self.metrics
+        m.records_in.inc(len(batch.messages))
+        m.alerts_out.inc(alerts)
+        for kind, count in reasons.items():
+            m.dlq.labels(reason=kind).inc(count)
+        m.batch_size.observe(len(batch.messages))
+        m.batch_latency.observe(time.perf_counter() - started)
+        if rejected:
+            log.warning(
+                "records sent to the DLQ",
+                extra={"fields": {"count": len(rejected), "first_error": rejected[0][1]}},
+            )
+        if self._on_batch is not None:
+            self._on_batch(r)
+
+    # ------------------------------------------------------------------ committing
+    def _commit(
+        self,
+        batch: _Batch,
+        consumer: Consumer,
+        producer: Producer,
+        outputs: list[Output],
+    ) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next.items()]
+        if self.config.exactly_once:
+            self._commit_transaction(consumer, producer, outputs, offsets)
+        else:
+            self._commit_at_least_once(consumer, producer, outputs, offsets)
+
+    def _produce_all(
+        self,
+        producer: Producer,
+        outputs: list[Output],
+    ) -> None:
+        for topic, key, value, headers in outputs:
+            while True:
+                try:
+                    producer.produce(topic, value=value, key=key, headers=headers)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+
+    def _commit_transaction(
+        self,
+        consumer: Consumer,
+        producer: Producer,
+        outputs: list[Output],
+        offsets: list[TopicPartition],
+    ) -> None:
+        try:
+            producer.begin_transaction()
+            self._produce_all(producer, outputs)
+            _retry(
+                lambda: producer.send_offsets_to_transaction(
+                    offsets, consumer.consumer_group_metadata(), 30
+                )
+            )
+            _retry(lambda: producer.commit_transaction(60))
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.txn_requires_abort():
+                log.warning(
+                    "transaction aborted; re-reading the batch",
+                    extra={"fields": {"error": str(err)}},
+                )
+                producer.abort_transaction(60)
+                self.result.aborted += 1
+                self.metrics.aborted.inc()
+                raise _AbortBatch() from exc
+            raise
+
+    def _commit_at_least_once(
+        self,
+        consumer: Consumer,
+        producer: Producer,
+        outputs: list[Output],
+        offsets: list[TopicPartition],
+    ) -> None:
+        self._produce_all(producer, outputs)
+        if producer.flush(60) > 0:
+            raise FraudstreamError("alerts were not delivered within 60 s")
+        owned = [tp for tp in offsets if (tp.topic, tp.partition) in self._assigned]
+        if owned:
+            try:
+                consumer.commit(offsets=owned, asynchronous=False)
+            except KafkaException as exc:
+                log.warning(
+                    "offset commit failed (batch will be re-read by the next owner)",
+                    extra={"fields": {"error": str(exc)}},
+                )
+
+    def _rewind(self, consumer: Consumer, batch: _Batch) -> None:
+        """Seek the batch's still-assigned partitions back to its first offsets."""
+        for (topic, partition), offset in batch.first.items():
+            if (topic, partition) not in self._assigned:
+                continue
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning(
+                    "seek failed", extra={"fields": {"partition": partition, "error": str(exc)}}
+                )
+
+    # ------------------------------------------------------------------ lag
+    def _maybe_update_lag(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if now < self._next_lag_at or not self._assigned:
+            return
+        self._next_lag_at = now + self.config.lag_interval_s
+        try:
+            tps = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+            for tp in consumer.position(tps):
+                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                position = (
+                    tp.offset
+                    if tp.offset not in (OFFSET_INVALID, OFFSET_BEGINNING, OFFSET_END)
+                    else high
+                )
+                self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - position))
+        except KafkaException as exc:
+            log.debug("lag not updated", extra={"fields": {"error": str(exc)}})
+
+
+def _offset_range(
+    messages: list[Message],
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """First offset and next offset (last + 1) per partition of a batch, looking only at the
+    first and last message of each partition (a consumer returns a partition in order)."""
+    first: dict[tuple[str, int], int] = {}
+    nxt: dict[tuple[str, int], int] = {}
+    if not messages:
+        return first, nxt
+    keys: list[tuple[str, int]] = [(m.topic() or "", m.partition() or 0) for m in messages]
+    last_index = {key: i for i, key in enumerate(keys)}
+    for key, i in last_index.items():
+        nxt[key] = (messages[i].offset() or 0) + 1
+    seen: set[tuple[str, int]] = set()
+    for i, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            first[key] = messages[i].offset() or 0
+            if len(seen) == len(last_index):
+                break
+    return first, nxt
+
+
+_REASON_LABELS: tuple[tuple[str, str], ...] = (
+    ("unknown magic byte", "magic_byte"),
+    ("value too short", "framing"),
+    ("unknown schema id", "schema_id"),
+    ("cannot decode", "avro"),
+    ("missing feature", "missing_feature"),
+    ("non-numeric", "non_numeric"),
+    ("non-finite", "non_finite"),
+)
+
+
+def dlq_reason_label(reason: str) -> str:
+    """A short, bounded label for the DLQ counter (the full reason is in the DLQ header)."""
+    for prefix, label in _REASON_LABELS:
+        if reason.startswith(prefix):
+            return label
+    return "other"
+
+
+def _amount(record: dict[str, Any], fallback: float) -> float:
+    value = record.get("AMOUNT")
+    try:
+        return float(value) if value is not None else float(fallback)
+    except (TypeError, ValueError):
+        return float(fallback)
+
+
+def _retry(call: Callable[[], Any], attempts: int = 5) -> None:
+    """Retry a transactional call while librdkafka says the error is retriable."""
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and err.retriable() and attempt < attempts - 1:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise
+
+
+def score_stream(config: ScorerConfig | None = None, **overrides: Any) -> ScoreResult:
+    """Python API for the pipeline command and the notebook: `score_stream(stop_at_end=True)`."""
+    cfg = config or ScorerConfig()
+    for name, value in overrides.items():
+        if not hasattr(cfg, name):
+            raise TypeError(f"unknown scorer setting {name!r}")
+        setattr(cfg, name, value)
+    return Scorer(cfg).run()

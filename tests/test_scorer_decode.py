@@ -1,0 +1,179 @@
+"""Unit tests of the scorer's batch decoding: the columnar fast path against fastavro +
+extract_features, and every kind of bad record with its reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any
+
+import fastavro
+import numpy as np
+import pytest
+from confluent_kafka.schema_registry import Schema
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from test_scorer_support import input_schema, make_records
+
+from services.common.avro import HEADER, parse_schema
+from services.common.errors import ServiceUnavailable
+from services.common.features import extract_features
+from services.scorer.columnar import decode_columns, plan_schema
+from services.scorer.decode import BatchDecoder
+
+
+class FakeRegistry:
+    """Only what BatchDecoder asks of a SchemaRegistryClient: get_schema by id."""
+
+    def __init__(self, schemas: dict[int, dict[str, Any]], down: bool = False) -> None:
+        self.schemas = schemas
+        self.down = down
+        self.calls = 0
+
+    def get_schema(self, schema_id: int) -> Schema:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("connection refused")
+        if schema_id not in self.schemas:
+            raise SchemaRegistryError(404, 40403, "Schema not found")
+        return Schema(json.dumps(self.schemas[schema_id]), "AVRO")
+
+
+def frame(schema: dict[str, Any], record: dict[str, Any], schema_id: int = 1) -> bytes:
+    buf = io.BytesIO()
+    buf.write(HEADER.pack(0, schema_id))
+    fastavro.schemaless_writer(buf, parse_schema(schema), record)
+    return buf.getvalue()
+
+
+def test_columnar_decoding_equals_fastavro_on_varied_records() -> None:
+    schema = input_schema()
+    records = make_records(300, seed=3)
+    rng = np.random.default_rng(1)
+    for i, rec in enumerate(records):
+        if i % 7 == 0:
+            rec["USER"] = None
+        if i % 11 == 0:
+            rec["V3"] = None
+        if i % 13 == 0:
+            rec["ID"] = -int(rng.integers(1, 2**62))
+        if i % 17 == 0:
+            rec["TIMESTAMP"] = "zeit ⏱ " * int(rng.integers(0, 40))
+        if i % 19 == 0:
+            rec["V7"] = float("nan")
+        if i % 23 == 0:
+            rec["TIME"] = -(2**31)
+    bodies = [frame(schema, r)[5:] for r in records]
+    plans = plan_schema(schema)
+    assert plans is not None
+    batch = decode_columns(bodies, plans)
+    assert batch.ok.all()
+    for i, body in enumerate(bodies):
+        expected = fastavro.schemaless_reader(io.BytesIO(body), parse_schema(schema), None)
+        got = batch.record(i)
+        assert got.keys() == expected.keys()
+        for key in expected:
+            if isinstance(expected[key], float) and np.isnan(expected[key]):
+                assert np.isnan(got[key])
+            else:
+                assert got[key] == expected[key], (i, key)
+
+
+def test_columnar_rejects_corrupt_bodies_for_the_general_path() -> None:
+    schema = input_schema()
+    good = frame(schema, make_records(1)[0])[5:]
+    plans = plan_schema(schema)
+    assert plans is not None
+    bodies = [good, good[:-3], good + b"\x00", b"\x07" + good[1:], good]
+    batch = decode_columns(bodies, plans)
+    assert batch.ok.tolist() == [True, False, False, False, True]
+
+
+def test_plan_refuses_nested_schemas() -> None:
+    nested = {
+        "type": "record",
+        "name": "R",
+        "fields": [{"name": "A", "type": {"type": "array", "items": "long"}}],
+    }
+    assert plan_schema(nested) is None
+    assert (
+        plan_schema(
+            {
+                "type": "record",
+                "name": "R",
+                "fields": [{"name": "A", "type": ["null", "long", "string"]}],
+            }
+        )
+        is None
+    )
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_batch_decoder_features_match_extract_features(columnar: bool) -> None:
+    schema = input_schema()
+    records = make_records(500, seed=5)
+    values = [frame(schema, r) for r in records]
+    decoder = BatchDecoder(FakeRegistry({1: schema}))  # type: ignore[arg-type]
+    decoder.columnar = columnar
+    out = decoder.decode(values)
+    expected = extract_features(records)
+    assert out.rejected == []
+    np.testing.assert_array_equal(out.kept, np.arange(500))
+    np.testing.assert_array_equal(out.features, expected.features)
+    assert out.record(42)["ID"] == 42 and out.record(42)["USER"] == records[42]["USER"]
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_every_kind_of_bad_record_is_rejected_with_its_reason(columnar: bool) -> None:
+    schema = input_schema()
+    text_v1 = {
+        **schema,
+        "fields": [
+            {**f, "type": ["null", "string"]} if f["name"] == "V1" else f for f in schema["fields"]
+        ],
+    }
+    good = make_records(6, seed=9)
+    missing = {**good[1], "V5": None}
+    nan = {**good[2], "AMOUNT": float("nan")}
+    inf = {**good[3], "V28": float("-inf")}
+    non_numeric = {**good[4], "V1": "abc"}
+    values: list[bytes | None] = [
+        frame(schema, good[0]),
+        b"\x01" + frame(schema, good[0])[1:],  # 1 wrong magic byte
+        frame(schema, good[0], schema_id=999),  # 2 unknown schema id
+        frame(schema, missing),  # 3 missing feature
+        frame(schema, nan),  # 4 NaN
+        frame(text_v1, non_numeric, schema_id=2),  # 5 non-numeric feature
+        frame(schema, good[5])[:-4],  # 6 truncated body
+        b"\x00\x00",  # 7 too short
+        None,  # 8 tombstone
+        frame(schema, inf),  # 9 infinite
+        frame(text_v1, good[4] | {"V1": "1.5"}, schema_id=2),  # 10 numeric text: usable
+    ]
+    registry = FakeRegistry({1: schema, 2: text_v1})
+    decoder = BatchDecoder(registry)  # type: ignore[arg-type]
+    decoder.columnar = columnar
+    out = decoder.decode(values)
+    reasons = dict(out.rejected)
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert reasons[1] == "unknown magic byte 1"
+    assert reasons[2] == "unknown schema id 999"
+    assert reasons[3] == "missing feature V5"
+    assert reasons[4] == "non-finite feature AMOUNT=nan"
+    assert reasons[5] == "non-numeric feature V1='abc'"
+    assert reasons[6].startswith("cannot decode Avro body with schema 1")
+    assert "too short" in reasons[7] and "too short" in reasons[8]
+    assert reasons[9] == "non-finite feature V28=-inf"
+    assert out.kept.tolist() == [0, 10]
+    assert out.features[1, 1] == pytest.approx(1.5)
+    # a second batch with the same unknown id does not ask the registry again
+    calls = registry.calls
+    decoder.decode([frame(schema, good[0], schema_id=999)])
+    assert registry.calls == calls
+
+
+def test_registry_down_is_an_error_not_a_dead_letter() -> None:
+    decoder = BatchDecoder(FakeRegistry({}, down=True))  # type: ignore[arg-type]
+    decoder.schemas._retries = 1
+    with pytest.raises(ServiceUnavailable):
+        decoder.decode([HEADER.pack(0, 1) + struct.pack(">d", 1.0)])

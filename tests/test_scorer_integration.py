@@ -1,0 +1,418 @@
+"""Integration tests of the scorer against the real broker and Schema Registry: exactly-once
+under SIGKILL, hot reload mid-stream, dead letters inside the transaction, the CLI contracts."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+from test_scorer_support import (
+    input_schema,
+    make_records,
+    offline_alert_ids,
+    produce_raw,
+    produce_records,
+    read_all,
+    save_model,
+)
+
+from services.common.avro import AvroDecoder, registry_client
+from services.common.dlq import read_dlq_headers
+from services.common.kafka import make_consumer
+from services.scorer.scorer import Scorer, ScorerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CRASH_RECORDS = int(os.environ.get("FRAUDSTREAM_CRASH_RECORDS", "100000"))
+"""The issue's 100,000 records (about 40 s here); lower it with the variable for a quick loop."""
+
+
+def decode_alerts(topic: str, bootstrap: str, sr_url: str) -> list[dict[str, Any]]:
+    decoder = AvroDecoder(registry_client(sr_url))
+    return [decoder.decode(m.value()) for m in read_all(topic, bootstrap)]
+
+
+def names(unique: str) -> dict[str, str]:
+    return {
+        "topic": f"t_score_in_{unique}",
+        "alerts_topic": f"t_score_alerts_{unique}",
+        "dlq_topic": f"t_score_dlq_{unique}",
+        "group": f"t-score-{unique}",
+    }
+
+
+@pytest.mark.slow
+def test_dlq_each_bad_record_kind_in_the_transaction(
+    kafka_bootstrap: str, schema_registry_url: str, unique: str, tmp_path: Path
+) -> None:
+    version = save_model(tmp_path)
+    n = names(unique)
+    records = make_records(3000, seed=11)
+    produce_records(n["topic"], records[:1500], schema_registry_url, kafka_bootstrap)
+    good = AvroEncoderForTest(schema_registry_url, f"{n['topic']}-value")
+    bad: list[tuple[bytes | None, bytes | None]] = [
+        (b"bad-magic", b"\x07" + good.encode(records[0])[1:]),
+        (b"bad-id", b"\x00\x7f\xff\xff\xf0" + good.encode(records[0])[5:]),
+        (b"bad-missing", good.encode({**records[1], "V4": None})),
+        (b"bad-nan", good.encode({**records[2], "V9": float("nan")})),
+        (b"bad-text", good.encode_text_v2({**records[3], "V2": "twelve"})),
+        (b"bad-short", b"\x00\x01"),
+    ]
+    produce_raw(n["topic"], bad, kafka_bootstrap)
+    produce_records(n["topic"], records[1500:], schema_registry_url, kafka_bootstrap)
+
+    cfg = ScorerConfig(
+        **n,
+        models_topic=None,
+        model=version,
+        from_beginning=True,
+        stop_at_end=True,
+        models_dir=tmp_path,
+        batch_size=700,
+    )
+    scorer = Scorer(cfg)
+    result = scorer.run()
+
+    assert result.scored == 3000 and result.dead_letters == len(bad)
+    metric = scorer.metrics.registry.get_sample_value
+    assert metric("fraudstream_scorer_records_total") == 3000 + len(bad)
+    assert metric("fraudstream_scorer_alerts_total") == result.alerts
+    kinds = ("magic_byte", "schema_id", "missing_feature", "non_finite", "non_numeric", "framing")
+    for label in kinds:
+        assert metric("fraudstream_scorer_dlq_total", {"reason": label}) == 1, label
+    dlq_total = sum(
+        s.value
+        for m in scorer.metrics.dlq.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    assert dlq_total == len(bad)
+    assert metric("fraudstream_scorer_model_info", {"version": version}) == 1
+    letters = read_all(n["dlq_topic"], kafka_bootstrap)
+    by_key = {m.key(): m for m in letters}
+    assert sorted(by_key) == sorted(k for k, _ in bad)
+    reasons = {k: read_dlq_headers(m.headers())["error"] for k, m in by_key.items()}
+    assert reasons[b"bad-magic"] == "unknown magic byte 7"
+    assert reasons[b"bad-id"].startswith("unknown schema id")
+    assert reasons[b"bad-missing"] == "missing feature V4"
+    assert reasons[b"bad-nan"] == "non-finite feature V9=nan"
+    assert reasons[b"bad-text"] == "non-numeric feature V2='twelve'"
+    assert "too short" in reasons[b"bad-short"]
+    for key, value in bad:
+        headers = read_dlq_headers(by_key[key].headers())
+        assert headers["source.topic"] == n["topic"] and headers["source.partition"] == "0"
+        assert by_key[key].value() == value  # the bytes as received
+    offsets = sorted(int(read_dlq_headers(m.headers())["source.offset"]) for m in letters)
+    assert offsets == list(range(1500, 1506))
+    alerts = decode_alerts(n["alerts_topic"], kafka_bootstrap, schema_registry_url)
+    assert {a["ID"] for a in alerts} == offline_alert_ids(tmp_path, version, records)
+    assert all(a["MODEL_VERSION"] == version for a in alerts)
+    # The DLQ records were written in the scorer's transactions: committed, so readable under
+    # read_committed, and a second run of the group finds nothing left to do.
+    again = Scorer(
+        ScorerConfig(**n, models_topic=None, model=version, stop_at_end=True, models_dir=tmp_path)
+    ).run()
+    assert again.scored == 0 and again.dead_letters == 0
+
+
+class AvroEncoderForTest:
+    """Frames records with the registered input schema (and a variant with V2 as text)."""
+
+    def __init__(self, sr_url: str, subject: str) -> None:
+        from services.common.avro import AvroEncoder
+
+        client = registry_client(sr_url)
+        self._v1 = AvroEncoder(client, subject, input_schema())
+        text = input_schema()
+        text["fields"] = [
+            {**f, "type": ["null", "string"]} if f["name"] == "V2" else f for f in text["fields"]
+        ]
+        self._text = AvroEncoder(client, f"{subject}-text", text)
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        return self._v1.encode(record)
+
+    def encode_text_v2(self, record: dict[str, Any]) -> bytes:
+        return self._text.encode(record)
+
+
+def committed_total(group: str, topic: str, partitions: int, bootstrap: str) -> int:
+    consumer = make_consumer(group, bootstrap, **{"isolation.level": "read_uncommitted"})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        consumer.close()
+
+
+def score_process(
+    n: dict[str, str], version: str, models_dir: Path, *extra: str, stop_at_end: bool = True
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "score",
+        "--model",
+        version,
+        "--topic",
+        n["topic"],
+        "--alerts-topic",
+        n["alerts_topic"],
+        "--group",
+        n["group"],
+        "--from-beginning",
+        "--batch-size",
+        "1000",
+        "--metrics-port",
+        "0",
+        *(["--stop-at-end"] if stop_at_end else []),
+        *extra,
+    ]
+    env = {**os.environ, "MODELS_DIR": str(models_dir), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_crash_test_sigkill_three_times_gives_exactly_the_offline_alerts(
+    kafka_bootstrap: str, schema_registry_url: str, unique: str, tmp_path: Path
+) -> None:
+    version = save_model(tmp_path, seed=3)
+    n = names(unique)
+    partitions = 3
+    records = make_records(CRASH_RECORDS, seed=21)
+    produce_records(n["topic"], records, schema_registry_url, kafka_bootstrap, partitions)
+    rng = random.Random(unique)
+    targets = sorted(rng.uniform(0.1, 0.85) * CRASH_RECORDS for _ in range(3))
+    kills = []
+    for target in targets:
+        proc = score_process(n, version, tmp_path)
+        deadline = time.monotonic() + 240
+        while committed_total(n["group"], n["topic"], partitions, kafka_bootstrap) < target:
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "scorer made no progress"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 0.3))  # land anywhere inside a batch or transaction
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills.append(committed_total(n["group"], n["topic"], partitions, kafka_bootstrap))
+    final = score_process(n, version, tmp_path)
+    out, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()[-2000:]
+    assert out.decode().strip().splitlines()[-1].startswith("scored ")
+    assert all(0 < k < CRASH_RECORDS for k in kills), kills  # the kills landed mid-stream
+
+    alerts = decode_alerts(n["alerts_topic"], kafka_bootstrap, schema_registry_url)
+    ids = Counter(a["ID"] for a in alerts)
+    expected = offline_alert_ids(tmp_path, version, records)
+    assert [i for i, c in ids.items() if c > 1] == []  # none twice
+    assert set(ids) == expected  # none missing, none extra
+    assert committed_total(n["group"], n["topic"], partitions, kafka_bootstrap) == CRASH_RECORDS
+
+
+@pytest.mark.slow
+def test_hot_reload_mid_stream_switches_between_batches(
+    kafka_bootstrap: str, schema_registry_url: str, unique: str, tmp_path: Path
+) -> None:
+    from confluent_kafka import Producer
+
+    from services.common.kafka import ensure_topic
+    from services.model_registry.api import MODEL_NAME
+    from services.model_registry.registry import ModelRegistry, announcement_to_json
+
+    v1 = save_model(tmp_path, seed=1)
+    n = names(unique)
+    models_topic = f"t_score_models_{unique}"
+    ensure_topic(models_topic, bootstrap=kafka_bootstrap)
+    records = make_records(8000, seed=31)
+    produce_records(n["topic"], records[:2000], schema_registry_url, kafka_bootstrap)
+    scorer = Scorer(
+        ScorerConfig(
+            **n,
+            models_topic=models_topic,
+            from_beginning=True,
+            models_dir=tmp_path,
+            batch_size=250,
+            batch_timeout_ms=50,
+            model_poll_interval_s=0.2,
+        )
+    )
+    thread = threading.Thread(target=scorer.run)
+    thread.start()
+    try:
+        # A new version, announced but not made LATEST: only the announcement can trigger it.
+        v2 = save_model(tmp_path, seed=2, make_latest=False)
+        feeder = threading.Thread(
+            target=_feed,
+            args=(n["topic"], records[2000:5000], schema_registry_url, kafka_bootstrap),
+        )
+        feeder.start()  # records flow while the announcement arrives and the model loads
+        _wait(lambda: scorer.result.scored >= 2400)
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        event = ModelRegistry(tmp_path).announcement(v2)
+        producer.produce(models_topic, key=MODEL_NAME.encode(), value=announcement_to_json(event))
+        producer.flush(10)
+        in_use = scorer.metrics.registry.get_sample_value
+        _wait(lambda: in_use("fraudstream_scorer_model_info", {"version": v2}) == 1)
+        feeder.join()
+        produce_records(n["topic"], records[5000:], schema_registry_url, kafka_bootstrap)
+        _wait(lambda: scorer.result.scored >= len(records), timeout=120)
+    finally:
+        scorer.stop()
+        thread.join(60)
+    result = scorer.result
+    assert set(result.versions) == {v1, v2}, result.versions
+    switch = result.versions[v1]  # one partition, in order: the first `switch` records were v1
+    assert 2400 <= switch <= 5000 and result.scored == len(records)
+    alerts = decode_alerts(n["alerts_topic"], kafka_bootstrap, schema_registry_url)
+    assert Counter(a["ID"] for a in alerts).most_common(1)[0][1] == 1
+    got = {(a["ID"], a["MODEL_VERSION"]) for a in alerts}
+    expected = {(i, v1) for i in offline_alert_ids(tmp_path, v1, records[:switch])} | {
+        (i, v2) for i in offline_alert_ids(tmp_path, v2, records[switch:])
+    }
+    assert got == expected
+
+
+def _feed(
+    topic: str, records: list[dict[str, Any]], sr_url: str, bootstrap: str, chunk: int = 100
+) -> None:
+    """Produce in small chunks over a few seconds (a stream, not one burst)."""
+    for start in range(0, len(records), chunk):
+        produce_records(topic, records[start : start + chunk], sr_url, bootstrap)
+        time.sleep(0.05)
+
+
+def _wait(predicate: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_cli_score_and_alerts_last_lines_and_sigterm(
+    kafka_bootstrap: str, schema_registry_url: str, unique: str, tmp_path: Path
+) -> None:
+    version = save_model(tmp_path, seed=4)
+    n = names(unique)
+    records = make_records(2000, seed=41)
+    produce_records(n["topic"], records, schema_registry_url, kafka_bootstrap)
+    # Without --stop-at-end the scorer runs until SIGTERM, which commits and exits cleanly.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "score",
+            "--topic",
+            n["topic"],
+            "--alerts-topic",
+            n["alerts_topic"],
+            "--group",
+            n["group"],
+            "--from-beginning",
+            "--metrics-port",
+            "0",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "MODELS_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _wait(lambda: committed_total(n["group"], n["topic"], 1, kafka_bootstrap) >= 2000, 120)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    expected = offline_alert_ids(tmp_path, version, records)
+    last = out.decode().strip().splitlines()[-1]
+    assert last.startswith(f"scored 2000 alerts {len(expected)} (") and last.endswith(" ev/s)")
+
+    shown = (
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "alerts",
+                "--topic",
+                n["alerts_topic"],
+                "--json",
+                "--limit",
+                "5",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+        .splitlines()
+    )
+    assert shown[-1] == "5 alerts" and len(shown) == 6
+    import json
+
+    assert all(json.loads(line)["ID"] in expected for line in shown[:-1])
+    table = (
+        subprocess.run(
+            [sys.executable, "-m", "services.cli", "alerts", "--topic", n["alerts_topic"]],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+        .splitlines()
+    )
+    assert table[-1] == f"{len(expected)} alerts"
+
+
+@pytest.mark.slow
+def test_rebalance_mid_stream_second_scorer_joins_exactly_once(
+    kafka_bootstrap: str, schema_registry_url: str, unique: str, tmp_path: Path
+) -> None:
+    """A second scorer joins the group while the first is mid-stream: partitions are revoked
+    from the first between (or during) its batches; still every alert exactly once."""
+    version = save_model(tmp_path, seed=5)
+    n = names(unique)
+    partitions = 4
+    total = 30_000
+    records = make_records(total, seed=51)
+    produce_records(n["topic"], records[:5_000], schema_registry_url, kafka_bootstrap, partitions)
+    first = score_process(n, version, tmp_path, "--instance-id", "a", stop_at_end=False)
+    committed = lambda: committed_total(n["group"], n["topic"], partitions, kafka_bootstrap)  # noqa: E731
+    _wait(lambda: committed() >= 5_000, 120)
+    feeder = threading.Thread(
+        target=_feed,
+        args=(n["topic"], records[5_000:20_000], schema_registry_url, kafka_bootstrap, 300),
+    )
+    feeder.start()  # records keep flowing while the group rebalances
+    log_b = tmp_path / "b.log"
+    second = score_process(
+        n, version, tmp_path, "--instance-id", "b", "--log-file", str(log_b), stop_at_end=False
+    )
+    _wait(lambda: log_b.exists() and "partitions assigned" in log_b.read_text(), 120)
+    feeder.join()
+    produce_records(n["topic"], records[20_000:], schema_registry_url, kafka_bootstrap)
+    _wait(lambda: committed() >= total, 120)
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=120) for p in (first, second)]
+    for proc, (_out, err) in zip((first, second), outputs, strict=True):
+        assert proc.returncode == 0, err.decode()[-2000:]
+    scored = [int(out.decode().strip().splitlines()[-1].split()[1]) for out, _ in outputs]
+    assert sum(scored) == total and min(scored) > 0, scored  # both scored a share
+    alerts = decode_alerts(n["alerts_topic"], kafka_bootstrap, schema_registry_url)
+    ids = Counter(a["ID"] for a in alerts)
+    assert [i for i, c in ids.items() if c > 1] == []
+    assert set(ids) == offline_alert_ids(tmp_path, version, records)
