@@ -36,7 +36,7 @@ def test_corrupt_data_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FraudstreamError, match="corrupt Kafka data directory"):
         broker.format_storage()
     (broker.data_dir / "meta.properties").write_text("version=1\n")
-    with pytest.raises(FraudstreamError, match="no cluster.id"):
+    with pytest.raises(FraudstreamError, match=r"no cluster\.id"):
         broker.format_storage()
 
 
@@ -90,7 +90,11 @@ def test_restart_keeps_topics_and_records(tmp_path: Path, kafka_bootstrap: str) 
 
 def _consume_all(bootstrap: str, topic: str, expected: int) -> list[str]:
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "restart-check", "auto.offset.reset": "earliest"}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "restart-check",
+            "auto.offset.reset": "earliest",
+        }
     )
     consumer.subscribe([topic])
     values: list[str] = []

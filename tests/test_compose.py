@@ -7,6 +7,7 @@ must agree with DESIGN.md.
 
 from __future__ import annotations
 
+import itertools
 import shlex
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,9 @@ def test_start_order_and_models_volume() -> None:
         for dep, cond in svc["depends_on"].items():
             assert dep in SERVICES
             assert cond["condition"] in {
-                "service_healthy", "service_completed_successfully", "service_started",
+                "service_healthy",
+                "service_completed_successfully",
+                "service_started",
             }
         assert "models:/app/models" in svc.get("volumes", []), f"{name} misses the models volume"
         assert svc["environment"]["MODELS_DIR"] == "/app/models"
@@ -103,7 +106,7 @@ def test_topics_agree_with_design() -> None:
     used = set()
     for svc in PROJECT_SERVICES.values():
         for args in _fraudstream_invocations(svc):
-            for flag, value in zip(args, args[1:], strict=False):
+            for flag, value in itertools.pairwise(args):
                 if flag in {"--topic", "--alerts-topic"}:
                     used.add(value)
     design = {topics.SOURCE_TOPIC, topics.PREPROCESSED_TOPIC, topics.SCORING_TOPIC}

@@ -1,4 +1,4 @@
-"""`fraudstream run`: the label counting and summary it reports, and the whole pipeline end to end."""
+"""`fraudstream run`: its label counting and summary, and the whole pipeline end to end."""
 
 from __future__ import annotations
 
@@ -64,7 +64,11 @@ def test_run_end_to_end(ksql_url: str, tmp_path: Path) -> None:
     }
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "run", "--rows", "50000", "--exit", "--epochs", "5"],
-        env=env, capture_output=True, text=True, timeout=900, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     last = done.stdout.strip().splitlines()[-1]
@@ -74,5 +78,7 @@ def test_run_end_to_end(ksql_url: str, tmp_path: Path) -> None:
     assert records == 50000 == mark(SOURCE_TOPIC).added_since(source_before)
     tally = tally_alerts(alerts_before)
     assert alerts > 0 and tally.alerts == alerts and tally.true_frauds == caught
-    assert frauds == count_labels(tmp_path / "home" / "data" / "transactions-50000-seed42.csv").frauds
+    assert (
+        frauds == count_labels(tmp_path / "home" / "data" / "transactions-50000-seed42.csv").frauds
+    )
     assert (tmp_path / "models" / "LATEST").exists()
