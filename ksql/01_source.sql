@@ -5,7 +5,10 @@
 -- 34 comma-separated fields, `Class` quoted and empty when the transaction is unlabelled (an
 -- empty DELIMITED field reads as NULL). TIMESTAMP, USER and TIME are backquoted because they are
 -- also type names or keywords; upper-case inside the quotes keeps the usual column names.
+-- ID_KEY is the record's Kafka key (the producer keys each record by its Id, as text), so the
+-- Avro streams below keep Id as their key too.
 CREATE STREAM IF NOT EXISTS creditcardfraud_source (
+  ID_KEY VARCHAR KEY,
   Id BIGINT,
   `TIMESTAMP` VARCHAR,
   `USER` VARCHAR,
@@ -18,6 +21,7 @@ CREATE STREAM IF NOT EXISTS creditcardfraud_source (
   Class VARCHAR
 ) WITH (
   KAFKA_TOPIC = 'creditcardfraud_source',
+  KEY_FORMAT = 'KAFKA',
   VALUE_FORMAT = 'DELIMITED',
   PARTITIONS = 3
 );

@@ -8,7 +8,7 @@ SET 'auto.offset.reset' = 'earliest';
 CREATE STREAM IF NOT EXISTS creditcardfraud_scoring_avro
   WITH (KAFKA_TOPIC = 'creditcardfraud_scoring_avro', VALUE_FORMAT = 'AVRO') AS
 SELECT
-  Id, `TIMESTAMP`, `USER`, `TIME`,
+  ID_KEY, Id, `TIMESTAMP`, `USER`, `TIME`,
   V1, V2, V3, V4, V5, V6, V7,
   V8, V9, V10, V11, V12, V13, V14,
   V15, V16, V17, V18, V19, V20, V21,

@@ -10,6 +10,7 @@ SET 'auto.offset.reset' = 'earliest';
 CREATE STREAM IF NOT EXISTS creditcardfraud_masked
   WITH (KAFKA_TOPIC = 'creditcardfraud_masked', VALUE_FORMAT = 'JSON') AS
 SELECT
+  ID_KEY,
   Id,
   MASK_LEFT(`USER`, 2) AS USER_MASKED,
   MASK(`USER`) AS USER_FULLY_MASKED,

@@ -9,6 +9,7 @@ SET 'auto.offset.reset' = 'earliest';
 CREATE STREAM IF NOT EXISTS creditcardfraud_labelled_or_unknown
   WITH (KAFKA_TOPIC = 'creditcardfraud_labelled_or_unknown', VALUE_FORMAT = 'JSON') AS
 SELECT
+  ID_KEY,
   Id,
   Amount,
   IFNULL(Class, '-1') AS CLASS,
