@@ -7,9 +7,16 @@ from pathlib import Path
 
 import typer
 
+RUN_HELP = (
+    "Run the whole pipeline end to end on the embedded stack.\n\n"
+    "Starts the stack, applies ksql/, replays transactions, trains on the earliest 70 % and "
+    "scores every transaction, then prints a summary: records, alerts, precision/recall "
+    "against the labels, throughput. Without --exit, scoring goes on until Ctrl-C."
+)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(help=RUN_HELP)
     def run(
         rows: int = typer.Option(50_000, help="transactions to generate (ignored with --csv)"),
         csv: Path = typer.Option(None, help="replay this CSV instead (Kaggle or extended layout)"),
@@ -25,9 +32,6 @@ def register(app: typer.Typer) -> None:
             False, "--exit", help="exit after the summary instead of scoring on until Ctrl-C"
         ),
     ) -> None:
-        """Start the stack, apply ksql/, replay transactions, train on the earliest 70 %,
-        score every transaction, and print a summary (records, alerts, precision/recall,
-        throughput). Without --exit, scoring goes on until Ctrl-C."""
         from services.pipeline.run import (
             RunOptions,
             RunState,
