@@ -94,10 +94,7 @@ def test_quality_against_baselines(trained: dict[str, Any]) -> None:
     print({k: (round(v["roc_auc"], 4), round(v["pr_auc"], 4)) for k, v in test.items()})
     assert ae["roc_auc"] >= 0.95
     assert ae["pr_auc"] > test["pca_reconstruction"]["pr_auc"]
-    # The issue asks for PR-AUC >= IsolationForest's. On this generator (independent
-    # heavy-tailed components, fraud = a displacement) the autoencoder lands at 95-100 % of
-    # it; the gap is reported in docs/trainer.md, the check here holds it to 90 %.
-    assert ae["pr_auc"] >= 0.9 * forest["pr_auc"]
+    assert ae["pr_auc"] >= forest["pr_auc"]
 
 
 def test_no_test_row_fits_preprocessing_or_threshold(trained: dict[str, Any]) -> None:
@@ -152,7 +149,9 @@ def test_watch_retrains_and_records_the_decision(
     fill_topic(topic, 8_000, seed=1, bootstrap=kafka_bootstrap, fraud_ratio=0.02)
     registry = ModelRegistry(tmp_path)
     results: list[Any] = []
-    options = WatchOptions(every_records=4_000, window=20_000, max_rounds=2, poll_s=0.5)
+    # The second round starts only once all 6,000 new records are there, so it reads exactly
+    # 14,000 (with a lower trigger it could start while the fill is still arriving).
+    options = WatchOptions(every_records=6_000, window=20_000, max_rounds=2, poll_s=0.5)
     config = make_config(epochs=2, batch_size=512)
 
     def run() -> None:
