@@ -46,6 +46,8 @@ COLUMNS = (
     + ", Amount DOUBLE, Class VARCHAR"
 )
 SELECTED = "Id, `TIMESTAMP`, `USER`, `TIME`, " + ", ".join(f"V{i}" for i in range(1, 29))
+KEYED_COLUMNS = "ID_KEY VARCHAR KEY, " + COLUMNS
+"""The pipeline's source stream (ksql/01_source.sql): the producer's key, the Id, is kept."""
 
 
 def source_values(rows: int) -> list[bytes]:
@@ -58,13 +60,15 @@ def source_values(rows: int) -> list[bytes]:
 
 
 def produce_all(topic: str, values: list[bytes]) -> None:
+    """Keyed by Id (the first field), as `fraudstream produce` keys them."""
     producer = make_producer()
     for value in values:
+        key = value.split(b",", 1)[0]
         try:
-            producer.produce(topic, value)
+            producer.produce(topic, value, key)
         except BufferError:
             producer.poll(0.05)
-            producer.produce(topic, value)
+            producer.produce(topic, value, key)
     producer.flush(60)
 
 
@@ -106,14 +110,15 @@ def ksql_preprocessing(
     suffix = uuid.uuid4().hex[:8]
     stream, sink_stream = f"bench_src_{suffix}", f"bench_pre_{suffix}"
     client.ksql(
-        f"CREATE STREAM {stream} ({COLUMNS}) "
-        f"WITH (KAFKA_TOPIC='{source}', VALUE_FORMAT='DELIMITED');"
+        f"CREATE STREAM {stream} ({KEYED_COLUMNS}) "
+        f"WITH (KAFKA_TOPIC='{source}', KEY_FORMAT='KAFKA', VALUE_FORMAT='DELIMITED');"
     )
     watcher = make_consumer(f"bench-ksql-watch-{suffix}")
     try:
         client.ksql(
             f"CREATE STREAM {sink_stream} WITH (KAFKA_TOPIC='{sink}', VALUE_FORMAT='AVRO') AS "
-            f"SELECT {SELECTED}, Amount, Class FROM {stream} WHERE Class IS NOT NULL EMIT CHANGES;",
+            f"SELECT ID_KEY, {SELECTED}, Amount, Class FROM {stream} "
+            "WHERE Class IS NOT NULL EMIT CHANGES;",
             {"auto.offset.reset": "earliest"},
         )
         first_at = last_at = 0.0

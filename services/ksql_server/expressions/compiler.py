@@ -608,4 +608,15 @@ def build_batch_function(
     exec(compile(source, "<ksql-query>", "exec"), ns)
     fn: Callable[[list[Any], LogFn], list[tuple[Any, tuple[Any, ...]]]] = ns["_batch"]
     fn.__source__ = source  # type: ignore[attr-defined]
+    # the shape the runtime's column-wise path looks for: the filter's code and, per output,
+    # the row index it copies (None for a computed expression)
+    fn.__columnar__ = (  # type: ignore[attr-defined]
+        None if where is None else where.code,
+        [int(c.code[2:-1]) if _is_row_ref(c.code) else None for c in outputs],
+    )
     return fn
+
+
+def _is_row_ref(code: str) -> bool:
+    """`r[<n>]`: an output that copies a row column unchanged."""
+    return code.startswith("r[") and code.endswith("]") and code[2:-1].isdigit()

@@ -26,6 +26,7 @@ from services.common.avro import (
 )
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
+from services.ksql_server.formats.columnar import avro_columns_encoder
 from services.ksql_server.formats.serdes import Deserializer, SerdeError, Serializer, coercer
 from services.ksql_server.metastore import Column, FormatInfo
 from services.ksql_server.types import SqlType
@@ -321,6 +322,8 @@ def avro_serializer(
     plain = all(t.is_primitive for t in types)
     fast = _fast_encoder(columns, header) if wrap else None
     if fast is not None:
+        # whole batches held column-wise (the runtime's column-wise path): see columnar.py
+        fast.encode_columns = avro_columns_encoder(types, header)
         return fast  # type: ignore[no-any-return]
 
     def ser(row: Sequence[Any]) -> bytes:

@@ -19,6 +19,7 @@ from typing import Any
 
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.formats.columnar import delimited_columns_decoder
 from services.ksql_server.metastore import Column, FormatInfo
 from services.ksql_server.types import SqlType
 from services.ksql_server.values import EPOCH, java_double, parse_timestamp
@@ -446,12 +447,18 @@ def _delimited_deserializer(columns: Sequence[Column], delimiter: str) -> Deseri
 
     def batch(values: list[bytes | None]) -> list[Any]:
         """Many records at once: one csv.reader pass over the batch (C speed)."""
-        texts = [v.decode("utf-8") if v is not None else "" for v in values]
+        try:
+            texts = [v.decode("utf-8") if v is not None else "" for v in values]
+        except UnicodeDecodeError:  # the bad record gets its error in place, the others values
+            return [_safe(deser, v) for v in values]
         joined = "".join(texts)
         if "\n" in joined or "\r" in joined:
             return [_safe(deser, v) for v in values]
+        parsed = list(reader(texts, delimiter=delimiter, strict=False))
+        if len(parsed) != len(values):  # an open quote ran on into the next record
+            return [_safe(deser, v) for v in values]
         out: list[Any] = []
-        for v, fields in zip(values, reader(texts, delimiter=delimiter, strict=False), strict=True):
+        for v, fields in zip(values, parsed, strict=True):
             if v is None:
                 out.append(None)
             elif len(fields) != n:
@@ -477,6 +484,8 @@ def _delimited_deserializer(columns: Sequence[Column], delimiter: str) -> Deseri
             raise SerdeError(f"Failed to deserialise a field: {exc}") from exc
 
     deser.batch = batch  # type: ignore[attr-defined]
+    # column-wise decoding of a whole batch (None for batches it can't take): see columnar.py
+    deser.columns = delimited_columns_decoder([t for _, t in columns], delimiter)  # type: ignore[attr-defined]
     return deser
 
 

@@ -22,6 +22,7 @@ from services.ksql_server.formats import make_deserializer, make_serializer
 from services.ksql_server.formats.serdes import deserialize_batch
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
+from services.ksql_server.runtime.columnar import ColumnarOutput, ColumnarPlan
 from services.ksql_server.values import parse_timestamp
 
 LOG = logging.getLogger("fraudstream.ksql.runtime")
@@ -118,6 +119,24 @@ class BatchProcessor:
                 names = [n for n, _ in plan.output]
                 self.sink_ts = names.index(sink.timestamp_column)
                 self.sink_ts_format = sink.timestamp_format
+        self.columnar: ColumnarPlan | None = None
+        if sink is not None:
+            self.columnar = ColumnarPlan.build(
+                plan,
+                self.value_deser,
+                self.value_ser,
+                self.n_keys,
+                self.ts_index is not None or self.sink_ts is not None,
+                _kafka_string_key(src.key_format, src.key_columns)
+                and _kafka_string_key(sink.key_format, plan.key_columns),
+            )
+
+    def columnar_batch(self, messages: list[Message]) -> ColumnarOutput | None:
+        """Sink values, timestamps and keys of a whole batch through the column-wise path, or None
+        when the query or this batch needs the row path (rows → evaluate → serialize)."""
+        if self.columnar is None:
+            return None
+        return self.columnar.run([m for m in messages if m.error() is None])
 
     def rows(self, messages: list[Message]) -> list[list[Any]]:
         """Deserialize a batch into rows: keys, values, ROWTIME, ROWPARTITION, ROWOFFSET."""
@@ -293,3 +312,10 @@ class BatchProcessor:
                 return parse_millis(t, self.sink_ts_format)
             return parse_timestamp(t)
         return int(t)
+
+
+def _kafka_string_key(key_format: Any, key_columns: list[Any]) -> bool:
+    """One STRING key column in the KAFKA format: its bytes are the UTF-8 text, unframed."""
+    return (
+        key_format.name == "KAFKA" and len(key_columns) == 1 and key_columns[0][1].base == "STRING"
+    )

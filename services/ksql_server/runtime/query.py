@@ -242,8 +242,11 @@ class PersistentQuery:
         committed by `_commit` (after a flush, or inside the same transaction), batching several
         consume calls per commit: a commit is a broker round trip."""
         proc = self.processor
-        rows = proc.rows(messages)
-        out = proc.serialize(proc.evaluate(rows)) if rows else []
+        columnar = proc.columnar_batch(messages)
+        out: list[Any] = []
+        if columnar is None:
+            rows = proc.rows(messages)
+            out = proc.serialize(proc.evaluate(rows)) if rows else []
         offsets: dict[int, int] = {}
         for m in messages:
             if m.error() is None:
@@ -252,13 +255,17 @@ class PersistentQuery:
         if self.exactly_once and not self._in_txn:
             producer.begin_transaction()
             self._in_txn = True
-        for rec in out:
-            self._produce(producer, topic, rec)
+        if columnar is not None:
+            produced = self._produce_values(producer, topic, *columnar)
+        else:
+            for rec in out:
+                self._produce(producer, topic, rec)
+            produced = len(out)
         producer.poll(0)
         self._pending = {**self._pending, **offsets}
         self._uncommitted += len(messages)
         self.processed += len(messages)
-        self.produced += len(out)
+        self.produced += produced
 
     def _commit(self, consumer: Consumer, producer: Producer) -> None:
         self._last_commit = time.monotonic()
@@ -277,6 +284,25 @@ class PersistentQuery:
         self._positions.update(self._pending)
         self._pending = {}
         self._uncommitted = 0
+
+    @staticmethod
+    def _produce_values(
+        producer: Producer,
+        topic: str,
+        values: list[bytes],
+        timestamps: list[int],
+        keys: list[bytes | None],
+    ) -> int:
+        """The column-wise path's records: one bound-method call per record."""
+        produce = producer.produce
+        for value, ts, key in zip(values, timestamps, keys, strict=True):
+            while True:
+                try:
+                    produce(topic, value, key, timestamp=ts)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        return len(values)
 
     @staticmethod
     def _produce(producer: Producer, topic: str, rec: Any) -> None:
