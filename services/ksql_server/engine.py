@@ -275,6 +275,20 @@ class Engine:
             self._seq = seq + 1
         return seq
 
+    def _already_exists(self, stmt: A.CreateSource, text: str, command_id: str) -> dict[str, Any]:
+        """CREATE of a name that exists: a no-op status with IF NOT EXISTS, else an error."""
+        if stmt.if_not_exists:
+            return E.current_status(
+                text,
+                command_id,
+                f"Cannot add stream '{stmt.name}': A stream with the same name already exists",
+                self._seq,
+            )
+        kind = stmt.kind.lower()
+        raise KsqlError(
+            f"Cannot add {kind} '{stmt.name}': A {kind} with the same name already exists"
+        )
+
     # ------------------------------------------------------------------ CREATE STREAM
     def _create_source(
         self, stmt: A.CreateSource, text: str, props: dict[str, Any], replay: bool
@@ -285,17 +299,7 @@ class Engine:
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
         if existing is not None and not stmt.or_replace:
-            if stmt.if_not_exists:
-                return E.current_status(
-                    text,
-                    command_id,
-                    f"Cannot add stream '{stmt.name}': A stream with the same name already exists",
-                    self._seq,
-                )
-            raise KsqlError(
-                f"Cannot add {kind.lower()} '{stmt.name}': A {kind.lower()} with the same name "
-                "already exists"
-            )
+            return self._already_exists(stmt, text, command_id)
         source = self._build_source(stmt, text, props)
         topic = self.ctx.physical(source.topic)
         partitions = self.ctx.topic_partitions(topic)
@@ -460,17 +464,7 @@ class Engine:
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
         if existing is not None and not stmt.or_replace:
-            if stmt.if_not_exists:
-                return E.current_status(
-                    text,
-                    command_id,
-                    f"Cannot add stream '{stmt.name}': A stream with the same name already exists",
-                    self._seq,
-                )
-            raise KsqlError(
-                f"Cannot add {kind.lower()} '{stmt.name}': A {kind.lower()} with the same name "
-                "already exists"
-            )
+            return self._already_exists(stmt, text, command_id)
         if stmt.query.emit_changes is False and stmt.query.limit is not None:
             raise KsqlError("CREATE STREAM AS SELECT statements don't support LIMIT clause.")
         wp = dict(stmt.props)

@@ -188,13 +188,7 @@ class Parser:
             self.expect("REPLACE")
             or_replace = True
         source_only = self.accept("SOURCE")
-        if self.accept("STREAM"):
-            kind = "STREAM"
-        elif self.accept("TABLE"):
-            kind = "TABLE"
-        else:
-            self.error("expecting STREAM or TABLE")
-            raise AssertionError
+        kind = self._stream_or_table()
         if_not_exists = False
         if self.accept("IF"):
             self.expect("NOT")
@@ -288,14 +282,16 @@ class Parser:
         props = self._with_props() if self.accept("WITH") else {}
         return A.InsertSelect(text, target, props, self._select())
 
-    def _drop(self, text: str) -> A.Statement:
+    def _stream_or_table(self) -> str:
         if self.accept("STREAM"):
-            kind = "STREAM"
-        elif self.accept("TABLE"):
-            kind = "TABLE"
-        else:
-            self.error("expecting STREAM or TABLE")
-            raise AssertionError
+            return "STREAM"
+        if self.accept("TABLE"):
+            return "TABLE"
+        self.error("expecting STREAM or TABLE")
+        raise AssertionError
+
+    def _drop(self, text: str) -> A.Statement:
+        kind = self._stream_or_table()
         if_exists = False
         if self.accept("IF"):
             self.expect("EXISTS")
