@@ -7,6 +7,7 @@ it keeps flowing → summary: records, alerts, precision/recall against the labe
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -249,10 +250,14 @@ def _wait_for_scorer(state: RunState, expected: int, timeout: float, say: Say) -
 
 
 def stop_scorer(state: RunState) -> None:
+    """Finish the scorer's batch, then drop it: its Kafka clients close when it is collected,
+    before the stack they talk to is stopped."""
     if state.scorer is not None:
         state.scorer.stop()
     if state.scorer_thread is not None:
         state.scorer_thread.join(timeout=60)
+    state.scorer, state.scorer_thread = None, None
+    gc.collect()
 
 
 def stop_started_components(state: RunState) -> None:
