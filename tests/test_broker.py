@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
-from services.broker.launcher import KafkaBroker, _server_properties, _split_bootstrap
+from services.broker.launcher import (
+    KafkaBroker,
+    _cluster_id,
+    _server_properties,
+    _split_bootstrap,
+)
 from services.common.errors import FraudstreamError
 from services.common.kafka import ensure_topic, make_producer
 from services.common.settings import Settings
@@ -27,6 +32,13 @@ def test_server_properties_are_kraft_single_node_on_loopback(tmp_path: Path) -> 
     assert "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in props
     assert f"log.dirs={tmp_path}" in props
     assert _split_bootstrap("localhost:9092,other:9094") == ("localhost", 9092)
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    """An id starting with '-' made the storage tool refuse it as a missing argument."""
+    ids = {_cluster_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
 
 
 def test_corrupt_data_directory_is_refused(tmp_path: Path) -> None:
