@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from services.common.kafka import make_consumer
+from services.common.errors import ServiceUnavailable
+from services.common.kafka import end_offsets, make_consumer
 
 
 @dataclass(frozen=True)
@@ -28,17 +29,8 @@ class TopicMark:
 def mark(topic: str, bootstrap: str | None = None) -> TopicMark:
     consumer = make_consumer("fraudstream-run-probe", bootstrap)
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return TopicMark(topic, {})
-        ends = {}
-        for p in sorted(meta.partitions):
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=10, cached=False
-            )
-            ends[p] = high
-        return TopicMark(topic, ends)
-    except KafkaException:
+        return TopicMark(topic, end_offsets(consumer, topic))
+    except (ServiceUnavailable, KafkaException):  # not created yet
         return TopicMark(topic, {})
     finally:
         consumer.close()

@@ -90,25 +90,46 @@ def apply_ksql(say: Say) -> int:
     return applied
 
 
-def wait_for_growth(topic: str, since: TopicMark, expected: int, timeout: float, say: Say) -> float:
-    """Block until `expected` records were added to `topic`; returns the seconds waited."""
+def poll_until(
+    count: Callable[[], int],
+    expected: int,
+    timeout: float,
+    progress: Callable[[int], str],
+    timed_out: Callable[[int], str],
+    say: Say,
+    alive: Callable[[], bool] = lambda: True,
+    died: str = "",
+) -> None:
+    """Block until `count()` reaches `expected`, saying `progress(n)` every 5 s; raise with
+    `timed_out(n)` after `timeout` seconds, or with `died` at once when `alive()` turns False."""
     started = time.monotonic()
     last_report = 0.0
-    while True:
-        added = mark(topic).added_since(since)
-        if added >= expected:
-            return time.monotonic() - started
+    while (done := count()) < expected:
+        if not alive():
+            raise FraudstreamError(died)
         waited = time.monotonic() - started
         if waited > timeout:
-            raise FraudstreamError(
-                f"{topic}: only {added} of {expected} records arrived within {timeout:.0f}s "
-                "(is the KSQL server running its persistent queries? see `fraudstream ksql "
-                'query "SHOW QUERIES;"` and .fraudstream/logs/ksql-server.log)'
-            )
+            raise FraudstreamError(timed_out(done))
         if waited - last_report >= 5:
-            say(f"waiting for {topic}: {added}/{expected}")
+            say(progress(done))
             last_report = waited
         time.sleep(0.25)
+
+
+def wait_for_growth(topic: str, since: TopicMark, expected: int, timeout: float, say: Say) -> None:
+    """Block until `expected` records were added to `topic`."""
+    poll_until(
+        lambda: mark(topic).added_since(since),
+        expected,
+        timeout,
+        lambda added: f"waiting for {topic}: {added}/{expected}",
+        lambda added: (
+            f"{topic}: only {added} of {expected} records arrived within {timeout:.0f}s "
+            "(is the KSQL server running its persistent queries? see `fraudstream ksql "
+            'query "SHOW QUERIES;"` and .fraudstream/logs/ksql-server.log)'
+        ),
+        say,
+    )
 
 
 def run_pipeline(options: RunOptions, say: Say, state: RunState | None = None) -> RunSummary:
@@ -229,22 +250,17 @@ def _start_scorer(options: RunOptions, state: RunState, version: Any, say: Say) 
 
 
 def _wait_for_scorer(state: RunState, expected: int, timeout: float, say: Say) -> None:
-    started = time.monotonic()
-    scorer = state.scorer
-    last_report = 0.0
-    while True:
-        done = scorer.result.scored + scorer.result.dead_letters
-        if done >= expected:
-            break
-        if state.scorer_thread is not None and not state.scorer_thread.is_alive():
-            raise FraudstreamError("the scorer stopped early; see the log above")
-        waited = time.monotonic() - started
-        if waited > timeout:
-            raise FraudstreamError(f"scorer: {done} of {expected} records in {timeout:.0f}s")
-        if waited - last_report >= 5:
-            say(f"scoring: {done}/{expected}")
-            last_report = waited
-        time.sleep(0.25)
+    scorer, thread = state.scorer, state.scorer_thread
+    poll_until(
+        lambda: scorer.result.scored + scorer.result.dead_letters,
+        expected,
+        timeout,
+        lambda done: f"scoring: {done}/{expected}",
+        lambda done: f"scorer: {done} of {expected} records in {timeout:.0f}s",
+        say,
+        alive=lambda: thread is None or thread.is_alive(),
+        died="the scorer stopped early; see the log above",
+    )
     elapsed = time.monotonic() - state.scorer_started
     state.stages.append(StageRate("score", scorer.result.scored, elapsed))
 
