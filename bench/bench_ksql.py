@@ -6,10 +6,11 @@ from the same source topic on the same broker, in the same run:
 - KSQL: the pipeline's preprocessing statement (`WHERE Class IS NOT NULL`, DELIMITED → AVRO with
   the Schema Registry) as a persistent query on the KSQL server at KSQL_URL.
 Rates run from the first output record to the last, so consumer-group start-up counts for
-neither side. Then the produce-to-push-query-row latency: records produced one by one while a
+neither side; the two sides alternate for a few rounds and the best rate of each is compared
+(a burst of other load on a shared machine then costs a round, not the verdict). Then the produce-to-push-query-row latency: records produced one by one while a
 push query (`/query-stream`, HTTP/2) is open; p50/p99 of the time until each row arrives.
 
-    .venv/bin/python bench/bench_ksql.py [--rows N] [--latency-records M]
+    .venv/bin/python bench/bench_ksql.py [--rows N] [--rounds R] [--latency-records M]
 """
 
 from __future__ import annotations
@@ -163,6 +164,11 @@ def push_latency(client: KsqlClient, topic: str, records: int) -> tuple[float, f
     sent: dict[int, float] = {}
     latencies: list[float] = []
     ready = threading.Event()
+    # An idempotent producer's first send waits ~0.5 s for its producer id: send a record
+    # before the query opens (it starts at the end, so never sees it), not in the measurement.
+    producer = make_producer(None, **{"linger.ms": 0})
+    producer.produce(topic, b"warm-up")
+    producer.flush(10)
 
     def read() -> None:
         sql = f"SELECT Id FROM {stream} EMIT CHANGES LIMIT {records};"
@@ -176,7 +182,6 @@ def push_latency(client: KsqlClient, topic: str, records: int) -> tuple[float, f
     reader.start()
     ready.wait(30)
     time.sleep(2.0)  # let the query's consumer reach the end of the topic
-    producer = make_producer(None, **{"linger.ms": 0})
     template = b',"2019-01-01T00:00:00",user,0,' + b"0.1," * 28 + b'9.99,"0"'
     for i in range(1, records + 1):
         sent[i] = time.perf_counter()
@@ -194,7 +199,7 @@ def push_latency(client: KsqlClient, topic: str, records: int) -> tuple[float, f
     return statistics.median(latencies), quantiles[98]
 
 
-def run(rows: int, latency_records: int) -> float:
+def run(rows: int, latency_records: int, rounds: int) -> float:
     from services.stack.cli import up
 
     up("kafka,schema-registry,ksql-server")
@@ -202,28 +207,36 @@ def run(rows: int, latency_records: int) -> float:
     values = source_values(rows)
     expected = sum(1 for v in values if not v.endswith(b","))
     suffix = uuid.uuid4().hex[:8]
-    source, bare_sink, ksql_sink, latency_topic = (
-        f"bench_ksql_{name}_{suffix}" for name in ("source", "bare", "avro", "latency")
-    )
-    topics = [source, bare_sink, ksql_sink, latency_topic]
+    source, latency_topic = (f"bench_ksql_{name}_{suffix}" for name in ("source", "latency"))
+    topics = [source, latency_topic]
+    bare: list[float] = []
+    ours: list[float] = []
     try:
         for topic in topics:
             ensure_topic(topic, 1)
         produce_all(source, values)
         print(f"records: {rows} DELIMITED, 34 fields ({expected} labelled)")
-        bare = bare_pass_through(source, bare_sink, rows)
-        ours = ksql_preprocessing(client, source, ksql_sink, rows, expected)
+        print(f"{'round':>9}{'bare pass-through':>20}{'KSQL preprocessing':>20}{'ratio':>8}")
+        for n in range(1, rounds + 1):
+            # alternating rounds: a burst of load on the shared machine hits both sides
+            bare_sink, ksql_sink = (f"bench_ksql_{name}_{suffix}_{n}" for name in ("bare", "avro"))
+            topics += [bare_sink, ksql_sink]
+            for topic in (bare_sink, ksql_sink):
+                ensure_topic(topic, 1)
+            bare.append(bare_pass_through(source, bare_sink, rows))
+            ours.append(ksql_preprocessing(client, source, ksql_sink, rows, expected))
+            print(f"{n:>9}{bare[-1]:>20,.0f}{ours[-1]:>20,.0f}{ours[-1] / bare[-1]:>8.2f}")
         p50, p99 = push_latency(client, latency_topic, latency_records)
     finally:
         delete_topics(topics)
-    ratio = ours / bare
-    print(f"{'':>9}{'bare pass-through':>20}{'KSQL preprocessing':>20}")
-    print(f"{'rec/s':>9}{bare:>20,.0f}{ours:>20,.0f}")
+    ratio = max(ours) / max(bare)
+    print(f"{'best':>9}{max(bare):>20,.0f}{max(ours):>20,.0f}{ratio:>8.2f}  (records/s)")
     print(f"push query latency (produce → row): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     verdict = "meets" if ratio >= TARGET else "below"
     print(
         f"ksql: ratio {ratio:.2f} "
-        f"(KSQL preprocessing / bare pass-through; {verdict} target {TARGET})"
+        f"(best KSQL preprocessing / best bare pass-through of {rounds} rounds; "
+        f"{verdict} target {TARGET})"
     )
     return ratio
 
@@ -232,8 +245,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--latency-records", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="bare/KSQL pairs; best of each")
     args = parser.parse_args()
-    run(args.rows, args.latency_records)
+    run(args.rows, args.latency_records, args.rounds)
 
 
 if __name__ == "__main__":

@@ -117,11 +117,12 @@ class AvroEncoder:
         self.schema = schema
         self._parsed = parse_schema(schema)
         self.schema_id = client.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
-        self._header = HEADER.pack(MAGIC_BYTE, self.schema_id)
+        self.header = HEADER.pack(MAGIC_BYTE, self.schema_id)
+        """The Confluent wire-format prefix of every record (magic byte, schema id)."""
 
     def encode(self, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
-        buf.write(self._header)
+        buf.write(self.header)
         fastavro.schemaless_writer(buf, self._parsed, record)
         return buf.getvalue()
 

@@ -53,6 +53,10 @@ def consumer_config(group: str, bootstrap: str | None = None, **overrides: Any) 
         "isolation.level": "read_committed",
         "fetch.min.bytes": 1,
         "enable.partition.eof": False,
+        # librdkafka stops fetching a partition whose local queue is full and, by default,
+        # looks again only after 1 s: a consumer that drains its queue quickly then idles for
+        # up to a second (seen as 0.5 s stalls in the scorer every ~100k records).
+        "fetch.queue.backoff.ms": 10,
     }
     conf.update(overrides)
     return conf

@@ -78,6 +78,7 @@ def serving_app(
     server's event loop, and closes it at shutdown, so persistent queries stop cleanly.
     /healthcheck also asks the broker at `bootstrap_servers`."""
     from services.common.kafka import broker_reachable
+    from services.common.process import freeze_startup_heap
 
     app = create_app(
         engine,
@@ -92,6 +93,7 @@ def serving_app(
             await _maybe_await(start())
         if not app.state.api.kafka_cluster_id:
             app.state.api.kafka_cluster_id = await asyncio.to_thread(_cluster_id, bootstrap_servers)
+        freeze_startup_heap()
         log.info("KSQL server ready (service id %s)", engine.service_id)
         try:
             yield

@@ -110,16 +110,30 @@ class DecodedBatch:
     _columnar: list[tuple[ColumnarBatch, np.ndarray]] = field(default_factory=list)
     """fast-path groups: (columns, sorted input indices of their rows)."""
 
-    def record(self, index: int) -> dict[str, Any]:
-        """The decoded record of input `index` (only needed for rows that alert)."""
+    def record(self, index: int, fields: Sequence[str] | None = None) -> dict[str, Any]:
+        """The decoded record of input `index` (only needed for rows that alert); `fields`
+        limits it to those fields where that saves work (the general path has them all)."""
         found = self._records.get(index)
         if found is not None:
             return found
         for batch, indices in self._columnar:
             row = int(np.searchsorted(indices, index))
             if row < len(indices) and indices[row] == index:
-                return batch.record(row)
+                return batch.record(row, fields)
         raise KeyError(index)
+
+    def columnar_rows(
+        self, inputs: np.ndarray
+    ) -> list[tuple[ColumnarBatch, np.ndarray, np.ndarray]]:
+        """Which of these input indices the columnar path decoded: per group, (columns, rows in
+        them, positions in `inputs`). The others were decoded by fastavro (`record`)."""
+        found = []
+        for batch, indices in self._columnar:
+            at = np.minimum(np.searchsorted(indices, inputs), len(indices) - 1)
+            hit = np.flatnonzero(indices[at] == inputs) if len(indices) else np.empty(0, np.int64)
+            if len(hit):
+                found.append((batch, at[hit], hit))
+        return found
 
 
 class BatchDecoder:
@@ -139,7 +153,10 @@ class BatchDecoder:
 
     def decode(self, values: Sequence[bytes | None]) -> DecodedBatch:
         n = len(values)
-        lengths = np.fromiter((-1 if v is None else len(v) for v in values), np.int64, count=n)
+        try:
+            lengths = np.fromiter(map(len, values), np.int64, count=n)  # type: ignore[arg-type]
+        except TypeError:  # a tombstone (None) in the batch
+            lengths = np.fromiter((-1 if v is None else len(v) for v in values), np.int64, n)
         sizes = np.maximum(lengths, 0)
         ends = np.cumsum(sizes)
         starts = ends - sizes

@@ -57,13 +57,22 @@ from services.common.kafka import (
     producer_config,
     wait_for_broker,
 )
+from services.common.process import freeze_startup_heap
 from services.common.settings import get_settings
 from services.common.topics import ALERTS_TOPIC, DLQ_TOPIC, MODELS_TOPIC, SCORING_TOPIC
 from services.model_registry.api import LoadedModel
-from services.scorer.decode import BatchDecoder
+from services.scorer.columnar import warm_up
+from services.scorer.decode import BatchDecoder, DecodedBatch
 from services.scorer.metrics import ScorerMetrics
 from services.scorer.models import ModelManager, registry_loader
-from services.scorer.records import alert_key, alert_mask, alert_schema, make_alert
+from services.scorer.records import (
+    ALERT_INPUT_FIELDS,
+    alert_key,
+    alert_mask,
+    alert_schema,
+    encode_alerts,
+    make_alert,
+)
 
 log = logging.getLogger("fraudstream.scorer")
 
@@ -186,6 +195,8 @@ class Scorer:
         self.metrics.set_model(models.version, models.current.threshold)
         self.metrics.serve(cfg.metrics_port)
         consumer, producer = self._clients(bootstrap)
+        warm_up()
+        freeze_startup_heap()
         started = time.monotonic()
         log.info(
             "scorer started",
@@ -354,7 +365,7 @@ class Scorer:
             messages.extend(got)
             if cfg.stop_at_end and not got and self._reached_end():
                 break
-        first, nxt = _offset_range(messages)
+        first, nxt = _offset_range(messages, cfg.topic)
         for key, offset in nxt.items():
             if key[1] in self._ends and offset >= self._ends[key[1]]:
                 self._at_end.add(key)
@@ -389,24 +400,7 @@ class Scorer:
         decoded = decoder.decode([m.value() for m in messages])
         scores = model.score(decoded.features) if len(decoded.features) else np.empty(0)
         alerting = np.flatnonzero(alert_mask(scores, model.threshold))
-        scored_at = int(time.time() * 1000)
-        amount_col = decoded.features[:, -1] if len(decoded.features) else np.empty(0)
-        outputs: list[Output] = []
-        for row in alerting:
-            index = int(decoded.kept[row])
-            record = decoded.record(index)
-            alert = make_alert(
-                record,
-                _amount(record, amount_col[row]),
-                float(scores[row]),
-                model.threshold,
-                model.version,
-                scored_at,
-            )
-            value = encoder.encode(alert)
-            outputs.append(
-                (self.config.alerts_topic, alert_key(record, messages[index].key()), value, None)
-            )
+        outputs = self._alerts(decoded, alerting, scores, model, messages, encoder)
         reasons: dict[str, int] = {}
         for index, reason in decoded.rejected:
             msg = messages[index]
@@ -421,6 +415,49 @@ class Scorer:
         self._account(
             batch, len(decoded.kept), len(alerting), decoded.rejected, reasons, model, started
         )
+
+    def _alerts(
+        self,
+        decoded: DecodedBatch,
+        alerting: np.ndarray,
+        scores: np.ndarray,
+        model: LoadedModel,
+        messages: list[Message],
+        encoder: AvroEncoder,
+    ) -> list[Output]:
+        """The alert records of a batch: rows the columnar decoder read are encoded together
+        (`encode_alerts`), any others (fastavro-decoded) one by one with `make_alert`."""
+        topic, scored_at = self.config.alerts_topic, int(time.time() * 1000)
+        inputs = decoded.kept[alerting]
+        values: dict[int, bytes] = {}
+        for batch, rows, which in decoded.columnar_rows(inputs):
+            encoded = encode_alerts(
+                batch,
+                rows,
+                scores[alerting[which]],
+                model.threshold,
+                model.version,
+                scored_at,
+                encoder.header,
+            )
+            if encoded is not None:
+                values.update(zip(inputs[which].tolist(), encoded, strict=True))
+        outputs: list[Output] = []
+        for row, index in zip(alerting.tolist(), inputs.tolist(), strict=True):
+            record = None
+            value = values.get(index)
+            if value is None:
+                record = decoded.record(index, ALERT_INPUT_FIELDS)
+                amount = _amount(record, float(decoded.features[row, -1]))
+                alert = make_alert(
+                    record, amount, float(scores[row]), model.threshold, model.version, scored_at
+                )
+                value = encoder.encode(alert)
+            key = messages[index].key()
+            if key is None:
+                key = alert_key(record or decoded.record(index, ("ID",)), None)
+            outputs.append((topic, key, value, None))
+        return outputs
 
     def _account(
         self,
@@ -562,25 +599,20 @@ class Scorer:
 
 
 def _offset_range(
-    messages: list[Message],
+    messages: list[Message], topic: str
 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-    """First offset and next offset (last + 1) per partition of a batch, looking only at the
-    first and last message of each partition (a consumer returns a partition in order)."""
-    first: dict[tuple[str, int], int] = {}
-    nxt: dict[tuple[str, int], int] = {}
+    """First offset and next offset (last + 1) per partition of a batch of `topic` (a consumer
+    returns each partition in order, so they are its first and last message). Two attribute
+    reads per record and the rest in numpy: this runs on every record of every batch."""
     if not messages:
-        return first, nxt
-    keys: list[tuple[str, int]] = [(m.topic() or "", m.partition() or 0) for m in messages]
-    last_index = {key: i for i, key in enumerate(keys)}
-    for key, i in last_index.items():
-        nxt[key] = (messages[i].offset() or 0) + 1
-    seen: set[tuple[str, int]] = set()
-    for i, key in enumerate(keys):
-        if key not in seen:
-            seen.add(key)
-            first[key] = messages[i].offset() or 0
-            if len(seen) == len(last_index):
-                break
+        return {}, {}
+    partitions = np.array([m.partition() for m in messages], dtype=np.int64)
+    offsets = np.array([m.offset() for m in messages], dtype=np.int64)
+    keys, first_at = np.unique(partitions, return_index=True)
+    _, last_from_end = np.unique(partitions[::-1], return_index=True)
+    last_at = len(messages) - 1 - last_from_end
+    first = {(topic, int(p)): int(o) for p, o in zip(keys, offsets[first_at], strict=True)}
+    nxt = {(topic, int(p)): int(o) + 1 for p, o in zip(keys, offsets[last_at], strict=True)}
     return first, nxt
 
 

@@ -16,20 +16,27 @@ double/long/int/string), in the Confluent wire format.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
+from services.common.avro_flat import (
+    KIND_BYTES,
+    KIND_DOUBLE,
+    KIND_VARINT,
+    encode_records,
+    slots_of,
+    split_records,
+)
 from services.ksql_server.types import SqlType
 
 NUMERIC = ("INTEGER", "BIGINT", "DOUBLE")
 COLUMNAR_TYPES = (*NUMERIC, "STRING")
 _MAX_NUMBER_WIDTH = 40  # wider numbers go the exact per-record way
-_INT32 = (-(2**31), 2**31 - 1)
-_QUOTE, _MINUS, _DOT, _ZERO, _NINE = (ord(c) for c in '"-.09')
+_QUOTE = ord('"')
 
 
 @dataclass
@@ -135,7 +142,7 @@ def delimited_columns(
     Accepted: every value present and non-empty, exactly len(bases) fields each, quotes only
     wrapping a whole field (`"text"`, stripped as the CSV parser strips them), UTF-8, numbers
     in the form `-?digits[.digits]` (float()/int() and numpy agree bit for bit there)."""
-    n, size = len(bases), len(values)
+    size = len(values)
     if not size or None in values:
         return None
     joined = delim.join(values)  # type: ignore[arg-type]
@@ -149,139 +156,159 @@ def delimited_columns(
     lens = np.fromiter(map(len, values), dtype=np.int64, count=size)  # type: ignore[arg-type]
     if not lens.all():
         return None
-    # zero padding: the number parser reads up to _MAX_NUMBER_WIDTH bytes past a field
-    buf = np.frombuffer(joined + bytes(_MAX_NUMBER_WIDTH + 1), dtype=np.uint8)
-    pos = np.flatnonzero(buf[: len(joined)] == delim[0])
-    if pos.size != size * n - 1:
-        return None
-    if size > 1:
-        # the joining delimiters must be field n, 2n, … : every record has n fields
-        bounds = np.cumsum(lens[:-1] + 1) - 1
-        if not np.array_equal(pos[np.arange(1, size) * n - 1], bounds):
-            return None
-    starts = np.empty(size * n, dtype=np.int64)
-    starts[0] = 0
-    starts[1:] = pos + 1
-    ends = np.empty(size * n, dtype=np.int64)
-    ends[:-1] = pos
-    ends[-1] = len(joined)
-    if not _strip_quotes(joined, buf, starts, ends):
-        return None
-    starts2, ends2 = starts.reshape(size, n), ends.reshape(size, n)
-    return _typed_columns(buf, bases, starts2, ends2)
+    buf = np.frombuffer(joined, dtype=np.uint8)
+    return _typed_columns(buf, lens, bases, delim[0])
+
+
+_FIELD_CODES = {"STRING": 0, "DOUBLE": 1, "INTEGER": 2, "BIGINT": 3}
+_STRING, _DOUBLE, _INTEGER = 0, 1, 2
+_POW10 = np.array([10.0**k for k in range(23)])  # exact doubles up to 1e22
+_DECLINE, _PARSED = 0, 1
 
 
 def _typed_columns(
-    buf: np.ndarray, bases: Sequence[str], starts: np.ndarray, ends: np.ndarray
+    buf: np.ndarray, lens: np.ndarray, bases: Sequence[str], delim: int
 ) -> ColumnBatch | None:
-    """Columns from the (records x fields) field bounds; None when a number won't parse."""
-    size = starts.shape[0]
+    """Split, unquote and parse the records of `buf` in one compiled pass (`_split_and_parse`);
+    None when one needs the exact path. Arrays are field-major, so each column is contiguous."""
+    size, n = lens.size, len(bases)
+    codes = np.array([_FIELD_CODES[b] for b in bases], dtype=np.int8)
+    slots = np.zeros(n, dtype=np.int64)
+    n_doubles = n_longs = 0
+    for j, code in enumerate(codes.tolist()):
+        if code == _DOUBLE:
+            slots[j], n_doubles = n_doubles, n_doubles + 1
+        elif code != _STRING:
+            slots[j], n_longs = n_longs, n_longs + 1
+    starts = np.empty((n, size), dtype=np.int64)
+    ends = np.empty((n, size), dtype=np.int64)
+    doubles = np.zeros((n_doubles, size), dtype=np.float64)
+    longs = np.zeros((n_longs, size), dtype=np.int64)
+    slow = np.zeros((n_doubles, size), dtype=np.bool_)
+    status = _split_and_parse(
+        buf, lens, delim, _QUOTE, codes, slots, starts, ends, doubles, longs, slow, _POW10
+    )
+    if status == _DECLINE:
+        return None
+    if slow.any():  # mantissas beyond 2**53: float() itself rounds them
+        raw = buf.tobytes()
+        for slot, i in zip(*np.nonzero(slow), strict=True):
+            j = int(np.flatnonzero((codes == _DOUBLE) & (slots == slot))[0])
+            doubles[slot, i] = float(raw[starts[j, i] : ends[j, i]])
     nulls = ends == starts
-    numbers: dict[int, np.ndarray] = {}
-    for kind in ("DOUBLE", "INTEGER", "BIGINT"):
-        picked = [j for j, base in enumerate(bases) if base == kind]
-        if not picked:
-            continue
-        # one pass over all columns of a kind, each column a contiguous block of `size`
-        parsed = _parse_numbers(
-            buf, kind, starts[:, picked].T.ravel(), (ends - starts)[:, picked].T.ravel()
-        )
-        if parsed is None:
-            return None
-        for block, j in enumerate(picked):
-            numbers[j] = parsed[block * size : (block + 1) * size]
-    columns = [
-        ColumnData(base, nulls[:, j].copy(), numbers.get(j))
-        if base != "STRING"
-        else ColumnData(base, nulls[:, j].copy(), None, starts[:, j].copy(), ends[:, j].copy())
-        for j, base in enumerate(bases)
-    ]
+    columns = []
+    for j, base in enumerate(bases):
+        code, slot = int(codes[j]), int(slots[j])
+        if code == _STRING:
+            columns.append(ColumnData(base, nulls[j], None, starts[j], ends[j]))
+        else:
+            values = doubles[slot] if code == _DOUBLE else longs[slot]
+            columns.append(ColumnData(base, nulls[j], values))
     return ColumnBatch(size, buf, columns)
 
 
-def _strip_quotes(joined: bytes, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
-    """Strip the quotes of whole-field `"…"` fields in place; False when any other quote is
-    present (then the CSV parser's rules apply: escaped quotes, delimiters inside quotes)."""
-    quotes = joined.count(b'"')
-    if not quotes:
-        return True
-    last = buf.size - 1
-    wrapped = (
-        (ends - starts >= 2)
-        & (buf[np.minimum(starts, last)] == _QUOTE)
-        & (buf[np.maximum(ends - 1, 0)] == _QUOTE)
-    )
-    if quotes != 2 * int(wrapped.sum()):
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _split_and_parse(
+    buf: np.ndarray,
+    lens: np.ndarray,
+    delim: int,
+    quote: int,
+    codes: np.ndarray,
+    slots: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    doubles: np.ndarray,
+    longs: np.ndarray,
+    slow: np.ndarray,
+    pow10: np.ndarray,
+) -> int:  # pragma: no cover - compiled; tested through delimited_columns
+    """Field bounds of each record (records joined by one delimiter in `buf`), quotes of
+    whole-field `"…"` fields stripped, numbers parsed. _DECLINE when a record has another
+    field count, a quote anywhere else (the CSV parser's rules then apply: escaped quotes,
+    delimiters inside quotes) or a number outside the strict form."""
+    n = starts.shape[0]
+    pos = 0
+    for i in range(lens.size):
+        end = pos + lens[i]
+        field, field_start, quotes = 0, pos, 0
+        for p in range(pos, end + 1):
+            if p < end and buf[p] != delim:
+                quotes += buf[p] == quote
+                continue
+            if field >= n:
+                return _DECLINE
+            a, b = field_start, p
+            if quotes:
+                if quotes != 2 or b - a < 2 or buf[a] != quote or buf[b - 1] != quote:
+                    return _DECLINE
+                a, b = a + 1, b - 1
+            starts[field, i], ends[field, i] = a, b
+            code = codes[field]
+            number = code != _STRING and b > a
+            if number and not _parse_number(
+                buf, a, b, code, slots[field], i, doubles, longs, slow, pow10
+            ):
+                return _DECLINE
+            field, field_start, quotes = field + 1, p + 1, 0
+        if field != n:
+            return _DECLINE
+        pos = end + 1
+    return _PARSED
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _parse_number(
+    buf: np.ndarray,
+    a: int,
+    b: int,
+    code: int,
+    slot: int,
+    i: int,
+    doubles: np.ndarray,
+    longs: np.ndarray,
+    slow: np.ndarray,
+    pow10: np.ndarray,
+) -> bool:  # pragma: no cover - compiled
+    """Parse `-?digits[.digits]` (no dot for INTEGER/BIGINT) into doubles/longs[slot, i].
+
+    Digits are accumulated into an integer mantissa M with k fraction digits; when M < 2**53,
+    M / 10**k in IEEE double arithmetic is the correctly rounded value (both operands exact,
+    one rounding: Clinger's fast path), i.e. exactly what float() gives. Longer mantissas
+    (rare) are flagged in `slow` for float(). False: not a number of that form, too wide, or
+    an INTEGER out of range."""
+    if b - a > _MAX_NUMBER_WIDTH:
         return False
-    starts[wrapped] += 1
-    ends[wrapped] -= 1
-    return True
-
-
-_POW10 = np.array([10.0**k for k in range(23)])  # exact doubles up to 1e22
-_EXACT = 2**53  # integers below it are exact doubles
-
-
-def _parse_numbers(
-    buf: np.ndarray, kind: str, starts: np.ndarray, widths: np.ndarray
-) -> np.ndarray | None:
-    """Numbers of the fields buf[starts:starts+widths] (0 for empty fields), or None when one
-    is not of the form `-?digits[.digits]` (or an INTEGER/BIGINT is out of range).
-
-    Digits are accumulated position by position into an int64 mantissa M with k fraction
-    digits; when M < 2**53, M / 10**k in IEEE double arithmetic is the correctly rounded value
-    (both operands exact, one rounding: Clinger's fast path), i.e. exactly what float() gives.
-    Longer mantissas (rare) are converted with float() itself. `buf` must extend at least
-    _MAX_NUMBER_WIDTH bytes past the last field (the reads run ahead without bounds checks)."""
-    is_double = kind == "DOUBLE"
-    count = widths.size
-    width = int(widths.max()) if count else 0
-    mantissa = np.zeros(count, dtype=np.int64)
-    if width == 0:
-        return mantissa.astype(np.float64) if is_double else mantissa
-    if width > _MAX_NUMBER_WIDTH:
-        return None
-    widths = widths.astype(np.int8)
-    n_digits = np.zeros(count, dtype=np.int8)
-    n_dots = np.zeros(count, dtype=np.int8)
-    fraction = np.zeros(count, dtype=np.int8)
-    negative = np.zeros(count, dtype=bool)
-    index = starts.copy()
-    for p in range(width):
-        ch = buf[index]
-        index += 1
-        inside = widths > p
-        digit = ch - np.uint8(_ZERO)
-        is_digit = (digit < 10) & inside
-        mantissa = np.where(is_digit, mantissa * 10 + digit, mantissa)
-        n_digits += is_digit
-        if p == 0:
-            negative = (ch == _MINUS) & inside
-        if is_double:
-            fraction += (n_dots > 0) & is_digit
-            n_dots += (ch == _DOT) & inside
-    # every character is a digit, the leading minus or the one dot; at least one digit
-    if (
-        not np.array_equal(n_digits + n_dots + negative, widths)
-        or (n_dots > 1).any()
-        or ((widths > 0) & (n_digits == 0)).any()
-    ):
-        return None
+    is_double = code == _DOUBLE
+    negative = buf[a] == 45  # '-'
+    pos = a + 1 if negative else a
+    mantissa, digits, fraction, dots = 0, 0, 0, 0
+    while pos < b:
+        ch = buf[pos]
+        pos += 1
+        if 48 <= ch <= 57:
+            if digits < 18:
+                mantissa = mantissa * 10 + (ch - 48)
+            digits += 1
+            fraction += dots
+        elif ch == 46 and is_double and dots == 0:  # '.'
+            dots = 1
+        else:
+            return False
+    if digits == 0:
+        return False
     if not is_double:
-        if (n_digits > 18).any():
-            return None
-        values = np.where(negative, -mantissa, mantissa)
-        if kind == "INTEGER" and (values.min() < _INT32[0] or values.max() > _INT32[1]):
-            return None
-        return values
-    exact = (n_digits <= 18) & (mantissa < _EXACT)
-    values = mantissa.astype(np.float64) / _POW10[np.minimum(fraction, 22)]
-    values = np.where(negative, -values, values)
-    if not exact.all():
-        raw = buf.tobytes()
-        for i in np.flatnonzero(~exact).tolist():
-            values[i] = float(raw[starts[i] : starts[i] + widths[i]])
-    return values
+        if digits > 18:
+            return False
+        value = -mantissa if negative else mantissa
+        if code == _INTEGER and (value < -2147483648 or value > 2147483647):
+            return False
+        longs[slot, i] = value
+    elif digits <= 18 and mantissa < 9007199254740992:  # 2**53
+        quotient = mantissa / pow10[fraction]
+        doubles[slot, i] = -quotient if negative else quotient
+    else:
+        slow[slot, i] = True
+    return True
 
 
 # ----------------------------------------------------------------------------- AVRO
@@ -304,145 +331,52 @@ def avro_columns_encoder(
     return encode
 
 
-@dataclass
-class _Block:
-    """Encoded bytes of some adjacent fields, one row per record: `mat` holds them padded to a
-    common width and `keep` (None: every byte) marks the bytes each record really has."""
-
-    mat: np.ndarray
-    keep: np.ndarray | None
-
-    def records(self) -> list[bytes]:
-        size, width = self.mat.shape
-        if self.keep is None:
-            raw = np.ascontiguousarray(self.mat).tobytes()
-            return [raw[a : a + width] for a in range(0, size * width, width)]
-        raw = self.mat[self.keep].tobytes()
-        bounds = np.zeros(size + 1, dtype=np.int64)
-        np.cumsum(self.keep.sum(axis=1), out=bounds[1:])
-        ends = bounds.tolist()
-        return [raw[a:b] for a, b in itertools.pairwise(ends)]
-
-    def joined(self, other: _Block) -> _Block:
-        """Both blocks side by side (one join part per record instead of two)."""
-        mat = np.concatenate([self.mat, other.mat], axis=1)
-        if self.keep is None and other.keep is None:
-            return _Block(mat, None)
-        keep = np.concatenate([_keep_of(self), _keep_of(other)], axis=1)
-        return _Block(mat, keep)
-
-
-def _keep_of(block: _Block) -> np.ndarray:
-    return np.ones(block.mat.shape, dtype=bool) if block.keep is None else block.keep
-
-
-_MERGE_WIDTH = 64  # wider blocks with a `keep` mask are cheaper to join than to compact
-_STRING_BLOCK_WIDTH = 64  # longer strings are sliced from the buffer record by record
+_KIND_OF = {
+    "DOUBLE": KIND_DOUBLE,
+    "INTEGER": KIND_VARINT,
+    "BIGINT": KIND_VARINT,
+    "STRING": KIND_BYTES,
+}
 
 
 def encode_avro(batch: ColumnBatch, indexes: Sequence[int], header: bytes) -> list[bytes]:
     """One Confluent-framed Avro record per row: `header` then, for each column in `indexes`,
-    the union branch (0 null / 1 value, as zig-zag varints 0x00 / 0x02) and the value.
-
-    Fields are encoded column-wise into blocks (numbers, varint prefixes) and string slices of
-    the source buffer; each record is then one bytes.join of its parts."""
+    the union branch (0 null / 1 value, as zig-zag varints 0x00 / 0x02) and the value; strings
+    are the source buffer's UTF-8 bytes. One compiled pass over the batch
+    (`services.common.avro_flat.encode_records`)."""
     size = batch.size
     if not size:
         return []
-    head = np.frombuffer(header, dtype=np.uint8)
-    parts: list[_Block | list[bytes]] = [_Block(np.tile(head, (size, 1)), None)]
-    raw: bytes | None = None
-
-    def add(block: _Block) -> None:
-        last = parts[-1]
-        mergeable = isinstance(last, _Block) and (
-            (last.keep is None and block.keep is None)
-            or last.mat.shape[1] + block.mat.shape[1] <= _MERGE_WIDTH
-        )
-        if mergeable:
-            parts[-1] = last.joined(block)  # type: ignore[union-attr]
-        else:
-            parts.append(block)
-
     cols = [batch.columns[i] for i in indexes]
-    j = 0
-    while j < len(cols):
-        col = cols[j]
-        if col.base == "DOUBLE":
-            k = j
-            while k < len(cols) and cols[k].base == "DOUBLE":
-                k += 1
-            add(_doubles(cols[j:k]))
-            j = k
-            continue
-        if col.base == "STRING":
-            assert col.starts is not None and col.ends is not None
-            lengths = np.where(col.nulls, 0, col.ends - col.starts)
-            add(_prefixed_varint(lengths, col.nulls))
-            longest = int(lengths.max())
-            if longest <= _STRING_BLOCK_WIDTH:
-                add(_string_block(batch.buf, col.starts, lengths, longest))
-                j += 1
-                continue
-            if raw is None:
-                raw = batch.buf.tobytes()
-            parts.append(
-                [raw[a : a + n] for a, n in zip(col.starts.tolist(), lengths.tolist(), strict=True)]
-            )
-        else:
-            assert col.values is not None
-            add(_prefixed_varint(col.values, col.nulls))
-        j += 1
-    lists = [p.records() if isinstance(p, _Block) else p for p in parts]
-    if len(lists) == 1:
-        return lists[0]
-    return list(map(b"".join, zip(*lists, strict=True)))
+    kinds = [_KIND_OF[c.base] for c in cols]
+    slots, _ = slots_of(kinds)
 
+    def stack(kind: int, pick: Callable[[ColumnData], np.ndarray], dtype: Any) -> np.ndarray:
+        chosen = [pick(c) for c, k in zip(cols, kinds, strict=True) if k == kind]
+        if not chosen:
+            return np.empty((0, size), dtype=dtype)
+        return np.ascontiguousarray(np.stack(chosen).astype(dtype, copy=False))
 
-def _string_block(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> _Block:
-    """Short strings as a padded block (their UTF-8 bytes are the source buffer's)."""
-    index = np.minimum(starts[:, None] + np.arange(width), buf.size - 1)
-    return _Block(buf[index], np.arange(width) < lengths[:, None])
-
-
-def _doubles(cols: Sequence[ColumnData]) -> _Block:
-    """A run of double columns: 0x02 + 8 little-endian bytes each, or 0x00 for NULL."""
-    size, k = cols[0].nulls.size, len(cols)
-    mat = np.empty((size, k, 9), dtype=np.uint8)
-    mat[:, :, 0] = 2
-    values = np.stack([c.values for c in cols], axis=1)  # type: ignore[misc]
-    mat[:, :, 1:] = values.astype("<f8").view(np.uint8).reshape(size, k, 8)
-    nulls = np.stack([c.nulls for c in cols], axis=1)
-    if not nulls.any():
-        return _Block(mat.reshape(size, 9 * k), None)
-    mat[:, :, 0][nulls] = 0
-    keep = np.ones((size, k, 9), dtype=bool)
-    keep[:, :, 1:] = ~nulls[:, :, None]
-    return _Block(mat.reshape(size, 9 * k), keep.reshape(size, 9 * k))
-
-
-def _prefixed_varint(values: np.ndarray, nulls: np.ndarray) -> _Block:
-    """Union branch byte then Avro's long: zig-zag, base-128 little-endian varint."""
-    v = values.astype(np.int64)
-    z = ((v << 1) ^ (v >> 63)).view(np.uint64)
-    size = v.size
-    mat = np.zeros((size, 11), dtype=np.uint8)
-    mat[:, 0] = np.where(nulls, 0, 2)
-    count = np.ones(size, dtype=np.int64)
-    rest = z.copy()
-    width = 2
-    for b in range(10):
-        more = rest >= 0x80
-        low = (rest & np.uint64(0x7F)) | (more.astype(np.uint64) << np.uint64(7))
-        mat[:, b + 1] = low.astype(np.uint8)
-        rest >>= np.uint64(7)
-        if not more.any():
-            break
-        count += more
-        width += 1
-    lens = np.where(nulls, 1, 1 + count)
-    keep = np.arange(width) < lens[:, None]
-    return _Block(mat[:, :width], keep)
+    floats = stack(KIND_DOUBLE, lambda c: c.values, np.float64)  # type: ignore[arg-type,return-value]
+    ints = stack(KIND_VARINT, lambda c: c.values, np.int64)  # type: ignore[arg-type,return-value]
+    strings = [c for c, k in zip(cols, kinds, strict=True) if k == KIND_BYTES]
+    spans = np.empty((len(strings), 2, size), dtype=np.int64)
+    for slot, col in enumerate(strings):
+        assert col.starts is not None and col.ends is not None
+        spans[slot, 0] = col.starts
+        spans[slot, 1] = np.where(col.nulls, 0, col.ends - col.starts)
+    present = ~np.stack([c.nulls for c in cols])
+    out, bounds = encode_records(
+        np.frombuffer(header, dtype=np.uint8),
+        batch.buf,
+        np.array(kinds, dtype=np.int8),
+        slots,
+        floats,
+        ints,
+        spans,
+        present,
+    )
+    return split_records(out, bounds)
 
 
 __all__ = [

@@ -110,10 +110,12 @@ class ColumnarPlan:
         if not self.pass_key:
             return [None] * len(messages)
         keys: list[bytes | None] = [m.key() for m in messages]
+        present = [key for key in keys if key is not None]
+        if b"".join(present).isascii():  # the usual case, checked in one C pass
+            return keys
         try:
-            for key in keys:
-                if key is not None:
-                    key.decode("utf-8")
+            for key in present:
+                key.decode("utf-8")
         except UnicodeDecodeError:
             return None
         return keys

@@ -51,6 +51,7 @@ class KafkaContext:
             self.bootstrap,
             **{
                 "fetch.wait.max.ms": 10 if self.fast else 50,
+                "max.partition.fetch.bytes": 8 * 1024 * 1024,
                 "enable.partition.eof": False,
             },
         )

@@ -57,6 +57,19 @@ def consume_batch(consumer: Consumer, idle_timeout: float, size: int = BATCH) ->
     return messages
 
 
+def _next_offsets(messages: list[Any], partitions: int) -> dict[int, int]:
+    """The offset after the last record of each partition in the batch. A consumer returns a
+    partition's records in order, so reading from the end and stopping once every assigned
+    partition is seen touches a handful of records, not the whole batch."""
+    offsets: dict[int, int] = {}
+    for m in reversed(messages):
+        if m.error() is None and m.partition() not in offsets:
+            offsets[m.partition()] = m.offset() + 1
+            if len(offsets) >= partitions:
+                break
+    return offsets
+
+
 def _assign(
     consumer: Consumer, topic: str, reset: str, use_committed: bool
 ) -> list[TopicPartition]:
@@ -247,10 +260,7 @@ class PersistentQuery:
         if columnar is None:
             rows = proc.rows(messages)
             out = proc.serialize(proc.evaluate(rows)) if rows else []
-        offsets: dict[int, int] = {}
-        for m in messages:
-            if m.error() is None:
-                offsets[m.partition()] = m.offset() + 1
+        offsets = _next_offsets(messages, len(self._positions))
         topic = self.sink_topic
         if self.exactly_once and not self._in_txn:
             producer.begin_transaction()
@@ -293,15 +303,19 @@ class PersistentQuery:
         timestamps: list[int],
         keys: list[bytes | None],
     ) -> int:
-        """The column-wise path's records: one bound-method call per record."""
+        """The column-wise path's records: one bound-method call per record; a full local
+        queue (BufferError) is waited out and the loop resumes at the record that hit it."""
         produce = producer.produce
-        for value, ts, key in zip(values, timestamps, keys, strict=True):
-            while True:
-                try:
+        done = 0
+        while done < len(values):
+            try:
+                for value, ts, key in zip(
+                    values[done:], timestamps[done:], keys[done:], strict=True
+                ):
                     produce(topic, value, key, timestamp=ts)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+                    done += 1
+            except BufferError:
+                producer.poll(0.05)
         return len(values)
 
     @staticmethod
