@@ -199,7 +199,7 @@ def push_latency(client: KsqlClient, topic: str, records: int) -> tuple[float, f
     return statistics.median(latencies), quantiles[98]
 
 
-def run(rows: int, latency_records: int, rounds: int) -> float:
+def run(rows: int, latency_records: int, rounds: int = 3) -> float:
     from services.stack.cli import up
 
     up("kafka,schema-registry,ksql-server")

@@ -16,7 +16,7 @@ def test_bench_ksql_runs(ksql_url: str, capsys: pytest.CaptureFixture[str]) -> N
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    ratio = bench.run(rows=3000, latency_records=20)
+    ratio = bench.run(rows=3000, latency_records=20, rounds=2)
     out = capsys.readouterr().out
     assert ratio > 0
     assert "push query latency (produce → row): p50" in out
