@@ -7,8 +7,9 @@ from the same source topic on the same broker, in the same run:
   the Schema Registry) as a persistent query on the KSQL server at KSQL_URL.
 Rates run from the first output record to the last, so consumer-group start-up counts for
 neither side; the two sides alternate for a few rounds and the best rate of each is compared
-(a burst of other load on a shared machine then costs a round, not the verdict). Then the produce-to-push-query-row latency: records produced one by one while a
-push query (`/query-stream`, HTTP/2) is open; p50/p99 of the time until each row arrives.
+(a burst of other load on a shared machine then costs a round, not the verdict). Then the
+produce-to-push-query-row latency: records produced one by one while a push query
+(`/query-stream`, HTTP/2) is open; p50/p99 of the time until each row arrives.
 
     .venv/bin/python bench/bench_ksql.py [--rows N] [--rounds R] [--latency-records M]
 """

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from test_scorer_support import input_schema, make_records
 
 from services.common.avro import HEADER, parse_schema
@@ -87,6 +89,40 @@ def test_columnar_rejects_corrupt_bodies_for_the_general_path() -> None:
     bodies = [good, good[:-3], good + b"\x00", b"\x07" + good[1:], good]
     batch = decode_columns(bodies, plans)
     assert batch.ok.tolist() == [True, False, False, False, True]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=12) | st.text(max_size=6).map(str.encode))
+@example(b"\xed\xa0\x80")  # a surrogate
+@example(b"\xc0\xaf")  # overlong
+@example(b"\xf4\x90\x80\x80")  # past U+10FFFF
+@example(b"\xe2\x82")  # truncated
+@example("ok \U0001f600 ⏱".encode())
+def test_columnar_accepts_exactly_the_strings_python_decodes(raw: bytes) -> None:
+    """A string field holding any bytes: the walker takes it iff it is UTF-8 to Python's strict
+    decoder (otherwise the record goes to fastavro, which rejects it with its reason)."""
+    schema = {"type": "record", "name": "r", "fields": [{"name": "S", "type": ["null", "string"]}]}
+    body = b"\x02" + _zigzag_varint(len(raw)) + raw
+    plans = plan_schema(schema)
+    assert plans is not None
+    batch = decode_columns([body], plans)
+    try:
+        raw.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    assert bool(batch.ok[0]) == valid
+    if valid:
+        assert batch.record(0) == {"S": raw.decode("utf-8")}
+
+
+def _zigzag_varint(value: int) -> bytes:
+    z, out = (value << 1) ^ (value >> 63), bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
 
 
 def test_plan_refuses_nested_schemas() -> None:

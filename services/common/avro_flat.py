@@ -22,17 +22,19 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-KIND_DOUBLE, KIND_FLOAT, KIND_VARINT, KIND_BOOLEAN, KIND_BYTES = range(5)
+KIND_DOUBLE, KIND_FLOAT, KIND_VARINT, KIND_BOOLEAN, KIND_BYTES, KIND_STRING = range(6)
 KINDS: dict[str, int] = {
     "double": KIND_DOUBLE,
     "float": KIND_FLOAT,
     "int": KIND_VARINT,
     "long": KIND_VARINT,
     "boolean": KIND_BOOLEAN,
-    "string": KIND_BYTES,
+    "string": KIND_STRING,
     "bytes": KIND_BYTES,
 }
+"""A string is bytes that must be well-formed UTF-8 (the walker checks, as fastavro does)."""
 FLOAT_KINDS = (KIND_DOUBLE, KIND_FLOAT, KIND_BOOLEAN)
+SPAN_KINDS = (KIND_BYTES, KIND_STRING)
 
 
 def slots_of(kinds: Sequence[int]) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -133,10 +135,46 @@ def walk_records(
                 if signed < 0 or signed > end - pos:
                     good = False
                     break
+                if kind == KIND_STRING and not _utf8(buf, pos, pos + signed):
+                    good = False
+                    break
                 spans[slot, 0, i] = pos
                 spans[slot, 1, i] = signed
                 pos += signed
         ok[i] = good and pos == end
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _utf8(buf: np.ndarray, start: int, end: int) -> bool:  # pragma: no cover - compiled
+    """Well-formed UTF-8 (Unicode's table 3-7: no overlongs, surrogates or code points past
+    U+10FFFF), the rule Python's strict decoder applies; ASCII costs one compare a byte."""
+    p = start
+    while p < end:
+        c = buf[p]
+        if c < 0x80:
+            p += 1
+            continue
+        if c < 0xC2 or c > 0xF4:
+            return False
+        if c < 0xE0:
+            n, low, high = 1, 0x80, 0xBF
+        elif c < 0xF0:
+            n = 2
+            low = 0xA0 if c == 0xE0 else 0x80
+            high = 0x9F if c == 0xED else 0xBF
+        else:
+            n = 3
+            low = 0x90 if c == 0xF0 else 0x80
+            high = 0x8F if c == 0xF4 else 0xBF
+        if p + n >= end:  # the sequence runs past the string
+            return False
+        if buf[p + 1] < low or buf[p + 1] > high:
+            return False
+        for k in range(2, n + 1):
+            if buf[p + k] & 0xC0 != 0x80:
+                return False
+        p += n + 1
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
@@ -235,7 +273,7 @@ def encode_records(
                     pos += 1
                 out[pos] = np.uint8(z)
                 pos += 1
-                if kind == KIND_BYTES:
+                if kind in SPAN_KINDS:
                     start = spans[slot, 0, i]
                     out[pos : pos + length] = src[start : start + length]
                     pos += length

@@ -271,6 +271,9 @@ class Scorer:
                     # Static membership: a restarted scorer (same instance id) takes its
                     # partitions back at once instead of waiting out the session timeout.
                     "group.instance.id": cfg.transactional_id,
+                    # A few batches of prefetch, not librdkafka's 64 MB: the scorer's memory
+                    # budget (< 1 GB) is mostly TensorFlow's already.
+                    "queued.max.messages.kbytes": 16 * 1024,
                 },
             )
         )

@@ -24,8 +24,8 @@ import numba
 import numpy as np
 
 from services.common.avro_flat import (
-    KIND_BYTES,
     KIND_DOUBLE,
+    KIND_STRING,
     KIND_VARINT,
     encode_records,
     slots_of,
@@ -335,7 +335,7 @@ _KIND_OF = {
     "DOUBLE": KIND_DOUBLE,
     "INTEGER": KIND_VARINT,
     "BIGINT": KIND_VARINT,
-    "STRING": KIND_BYTES,
+    "STRING": KIND_STRING,
 }
 
 
@@ -359,7 +359,7 @@ def encode_avro(batch: ColumnBatch, indexes: Sequence[int], header: bytes) -> li
 
     floats = stack(KIND_DOUBLE, lambda c: c.values, np.float64)  # type: ignore[arg-type,return-value]
     ints = stack(KIND_VARINT, lambda c: c.values, np.int64)  # type: ignore[arg-type,return-value]
-    strings = [c for c, k in zip(cols, kinds, strict=True) if k == KIND_BYTES]
+    strings = [c for c, k in zip(cols, kinds, strict=True) if k == KIND_STRING]
     spans = np.empty((len(strings), 2, size), dtype=np.int64)
     for slot, col in enumerate(strings):
         assert col.starts is not None and col.ends is not None
