@@ -27,6 +27,7 @@ from services.common.avro_flat import (
     KIND_BOOLEAN,
     KIND_VARINT,
     KINDS,
+    encode_records,
     slots_of,
     walk_records,
 )
@@ -182,6 +183,19 @@ def decode_columns_at(
 
 
 def warm_up() -> None:
-    """Load (or compile, the first time) the kernel now rather than in the first batch."""
+    """Load (or compile, the first time) the decoding and alert-encoding kernels now rather
+    than in the first batch."""
     plans = [FieldPlan("x", "double", 0)]
-    decode_columns([b"\x02" + bytes(8)], plans)
+    batch = decode_columns([b"\x02" + bytes(8)], plans)
+    column = batch.columns["x"]
+    assert column.values is not None
+    encode_records(
+        np.zeros(5, np.uint8),
+        batch.buffer,
+        np.array([KINDS["double"]], np.int8),
+        np.zeros(1, np.int64),
+        column.values.reshape(1, 1),
+        np.zeros((0, 1), np.int64),
+        np.zeros((0, 2, 1), np.int64),
+        column.present.reshape(1, 1),
+    )
