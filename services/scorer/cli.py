@@ -39,12 +39,17 @@ def register(app: typer.Typer) -> None:
         at_least_once: bool = typer.Option(
             False,
             "--at-least-once",
-            help="no transactions: a crash may repeat the alerts of one batch",
+            help="no transactions: a crash may repeat the alerts since the last commit",
         ),
         group: str = typer.Option("fraudstream-score", "--group", help="consumer group"),
         batch_size: int = typer.Option(10000, "--batch-size", help="max records per micro-batch"),
         batch_timeout_ms: int = typer.Option(
             100, "--batch-timeout-ms", help="max wait to fill a micro-batch"
+        ),
+        commit_interval_ms: int = typer.Option(
+            100,
+            "--commit-interval-ms",
+            help="while batches come full, one transaction spans them for up to this long",
         ),
         metrics_port: int = typer.Option(
             DEFAULT_METRICS_PORT, "--metrics-port", help="Prometheus /metrics port (0: off)"
@@ -62,7 +67,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score every transaction with the current model and write alerts to the alerts topic.
 
-        Micro-batches (up to --batch-size records or --batch-timeout-ms), one model call per batch, an alert where score >= threshold, bad records to creditcardfraud_dlq. Exactly-once by default. SIGTERM finishes and commits the batch in flight.
+        Micro-batches (up to --batch-size records or --batch-timeout-ms), one model call per batch, an alert where score >= threshold, bad records to creditcardfraud_dlq. Exactly-once by default. While batches come full a transaction spans several (--commit-interval-ms); a batch that is not full commits at once. SIGTERM finishes and commits the batch in flight.
         """  # noqa: E501
         from services.common.logs import setup_logging
         from services.scorer.scorer import ScorerConfig
@@ -78,6 +83,7 @@ def register(app: typer.Typer) -> None:
             stop_at_end=stop_at_end,
             batch_size=batch_size,
             batch_timeout_ms=batch_timeout_ms,
+            commit_interval_ms=commit_interval_ms,
             metrics_port=metrics_port,
             instance_id=instance_id,
             max_records=max_records,

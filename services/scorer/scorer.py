@@ -5,26 +5,31 @@ pattern, per micro-batch instead of per 100 messages:
 
     collect up to B records or T ms  (read_committed consumer, no auto-commit)
     decode the batch, one model call, build alerts and dead letters
-    begin_transaction → produce alerts + dead letters
-      → send_offsets_to_transaction(next offsets, consumer_group_metadata) → commit_transaction
+    begin_transaction (if none is open) → produce alerts + dead letters
+    when the batch was not full, or the transaction is commit_interval_ms old:
+      send_offsets_to_transaction(next offsets, consumer_group_metadata) → commit_transaction
 
-Alerts, dead letters and the input offsets become visible together or not at all, so a crash at
-any point (SIGKILL included) re-reads exactly the records whose results were not committed. The
+A commit costs two broker round trips, so while the scorer is behind (full batches) one
+transaction spans several batches, as Kafka Streams' commit.interval.ms does; once it has
+caught up, every batch commits at once. Alerts, dead letters and the input offsets become
+visible together or not at all, so a crash at any point (SIGKILL included) re-reads exactly the
+records whose results were not committed. The
 transactional id is stable per (group, input topic, instance): a restarted scorer's
 `init_transactions()` aborts whatever its killed predecessor left open instead of waiting for the
 transaction timeout, and the consumer group metadata fences a zombie after a rebalance (KIP-447).
 
-Rebalances: no transaction is open while a batch is being collected, so a revocation only has to
-drop the collected records of the revoked partitions (they were neither produced nor committed;
-whoever owns the partition next reads them from the committed offset). A commit that fails
-because the group moved on is aborted and the batch's partitions are rewound.
+Rebalances: a revocation commits what is open (the generation is still valid inside the
+callback) and drops the collected records of the revoked partitions (neither produced nor
+committed; whoever owns the partition next reads them from the committed offset). A commit that
+fails because the group moved on is aborted and the open batches' partitions are rewound.
 
 `--at-least-once` swaps the transaction for an idempotent producer flush followed by a consumer
-offset commit: faster, but a crash between the two repeats a batch's alerts.
+offset commit: faster, but a crash repeats the alerts produced since the last commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -98,6 +103,11 @@ class ScorerConfig:
     stop_at_end: bool = False
     batch_size: int = 10000
     batch_timeout_ms: int = 100
+    commit_interval_ms: int = 100
+    """While batches come full, one transaction spans them for up to this long (or
+    commit_records): a commit costs two broker round trips. A batch that is not full (the
+    scorer has caught up) commits at once, so alerts are never held back at low rates."""
+    commit_records: int = 50_000
     instance_id: str = "0"
     metrics_port: int = 0
     bootstrap: str | None = None
@@ -138,8 +148,23 @@ class _Batch:
     next: dict[tuple[str, int], int]
 
 
+@dataclass
+class _Open:
+    """What is produced but not committed yet: the open transaction (exactly-once) or the
+    unflushed batches (at-least-once)."""
+
+    first: dict[tuple[str, int], int] = field(default_factory=dict)
+    """the earliest offset per partition: where to seek back if it aborts"""
+    next: dict[tuple[str, int], int] = field(default_factory=dict)
+    """the offsets to commit"""
+    records: int = 0
+    since: float = 0.0
+    accounts: list[Callable[[], None]] = field(default_factory=list)
+    """counters and callbacks of its batches, run once it is committed"""
+
+
 class _AbortBatch(Exception):
-    """The batch's transaction could not commit; it was aborted and must be re-read."""
+    """The open transaction could not commit; it was aborted and its batches rewound."""
 
 
 class Scorer:
@@ -164,6 +189,10 @@ class Scorer:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._next_lag_at = 0.0
+        self._open = _Open()
+        self._in_txn = False
+        self._rewound = False
+        self._seen = 0
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -306,8 +335,14 @@ class Scorer:
             "partitions assigned", extra={"fields": {"partitions": sorted(p for _, p in keys)}}
         )
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
+        # What is produced commits while the partitions are still ours (and the group's
+        # generation still valid); if that fails, the rest is rewound and the revoked
+        # partitions are re-read by their next owner from the committed offsets.
+        if self._producer is not None:
+            with contextlib.suppress(_AbortBatch):
+                self._commit_open(consumer, self._producer, skip=keys)
         self._assigned -= keys
         self._revoked |= keys
         log.info("partitions revoked", extra={"fields": {"partitions": sorted(p for _, p in keys)}})
@@ -321,30 +356,30 @@ class Scorer:
         encoder: AvroEncoder,
         models: ModelManager,
     ) -> None:
-        cfg = self.config
         while True:
             swapped = models.swap_if_ready()
             if swapped is not None:
                 self.metrics.set_model(swapped.version, swapped.threshold)
             batch = self._collect(consumer)
-            if batch.messages:
-                try:
+            try:
+                if batch.messages:
                     self._process(batch, consumer, producer, decoder, encoder, models.current)
-                except _AbortBatch:
-                    self._rewind(consumer, batch)
-                    self._at_end -= set(batch.next)
+                if self._should_commit(batch):
+                    self._commit_open(consumer, producer)
+                if self._finished(batch):
+                    self._commit_open(consumer, producer)
+                    return
+            except _AbortBatch:
+                continue  # rewound: read again
             self._maybe_update_lag(consumer)
-            if self._stopping.is_set() and not batch.messages:
-                return
-            if self._stopping.is_set():
-                continue
-            if cfg.stop_at_end and self._reached_end():
-                return
-            if (
-                cfg.max_records is not None
-                and self.result.scored + self.result.dead_letters >= cfg.max_records
-            ):
-                return
+
+    def _finished(self, batch: _Batch) -> bool:
+        cfg = self.config
+        if self._stopping.is_set():
+            return not batch.messages
+        if cfg.stop_at_end and self._reached_end():
+            return True
+        return cfg.max_records is not None and self._seen >= cfg.max_records
 
     def _collect(self, consumer: Consumer) -> _Batch:
         """Up to batch_size records or batch_timeout_ms, minus any of revoked partitions."""
@@ -357,6 +392,11 @@ class Scorer:
             if remaining <= 0:
                 break
             got = consumer.consume(num_messages=cfg.batch_size - len(messages), timeout=remaining)
+            if self._rewound:
+                # A commit failed during a rebalance and the consumer was sought back: what
+                # was collected so far will be read again.
+                self._rewound = False
+                messages, got = [], []
             if self._revoked:
                 # Collected before the revocation: not ours to commit any more.
                 messages = [m for m in messages if (m.topic(), m.partition()) not in self._revoked]
@@ -414,10 +454,14 @@ class Scorer:
             outputs.append((self.config.dlq_topic, msg.key(), msg.value(), headers))
             kind = dlq_reason_label(reason)
             reasons[kind] = reasons.get(kind, 0) + 1
-        self._commit(batch, consumer, producer, outputs)
-        self._account(
-            batch, len(decoded.kept), len(alerting), decoded.rejected, reasons, model, started
-        )
+        self._seen += len(messages)
+
+        def account() -> None:
+            self._account(
+                batch, len(decoded.kept), len(alerting), decoded.rejected, reasons, model, started
+            )
+
+        self._add(batch, consumer, producer, outputs, account)
 
     def _alerts(
         self,
@@ -494,18 +538,95 @@ class Scorer:
             self._on_batch(r)
 
     # ------------------------------------------------------------------ committing
-    def _commit(
+    def _add(
         self,
         batch: _Batch,
         consumer: Consumer,
         producer: Producer,
         outputs: list[Output],
+        account: Callable[[], None],
     ) -> None:
-        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next.items()]
-        if self.config.exactly_once:
-            self._commit_transaction(consumer, producer, outputs, offsets)
-        else:
-            self._commit_at_least_once(consumer, producer, outputs, offsets)
+        """Produce a batch's outputs into the open transaction (beginning one if needed)."""
+        o = self._open
+        if not o.accounts:
+            o.since = time.monotonic()
+        for key, offset in batch.first.items():
+            o.first[key] = min(offset, o.first.get(key, offset))
+        o.next.update(batch.next)
+        o.records += len(batch.messages)
+        o.accounts.append(account)
+        try:
+            if self.config.exactly_once and not self._in_txn:
+                producer.begin_transaction()
+                self._in_txn = True
+            self._produce_all(producer, outputs)
+        except KafkaException as exc:
+            self._abort_if_required(exc, consumer, producer, set())
+            raise
+
+    def _should_commit(self, batch: _Batch) -> bool:
+        """Something is open, and the last batch was not full (caught up: commit now, for
+        latency) or the transaction has run long enough."""
+        cfg, o = self.config, self._open
+        return bool(o.accounts) and (
+            len(batch.messages) < cfg.batch_size
+            or o.records >= cfg.commit_records
+            or time.monotonic() - o.since >= cfg.commit_interval_ms / 1000
+        )
+
+    def _commit_open(
+        self, consumer: Consumer, producer: Producer, skip: set[tuple[str, int]] | None = None
+    ) -> None:
+        """Commit what is open: its outputs and its next offsets together (exactly-once), or
+        flush then commit the offsets (at-least-once); then count its batches."""
+        o = self._open
+        if not o.accounts:
+            return
+        offsets = [TopicPartition(t, p, off) for (t, p), off in o.next.items()]
+        try:
+            if self.config.exactly_once:
+                _retry(
+                    lambda: producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), 30
+                    )
+                )
+                _retry(lambda: producer.commit_transaction(60))
+                self._in_txn = False
+            else:
+                self._commit_at_least_once(consumer, producer, offsets)
+        except KafkaException as exc:
+            self._abort_if_required(exc, consumer, producer, skip or set())
+            raise
+        self._open = _Open()
+        for account in o.accounts:
+            account()
+
+    def _abort_if_required(
+        self,
+        exc: KafkaException,
+        consumer: Consumer,
+        producer: Producer,
+        skip: set[tuple[str, int]],
+    ) -> None:
+        """An abortable transaction error: abort, seek back to the open batches' first offsets
+        and raise _AbortBatch (other errors are left to the caller to raise)."""
+        err = exc.args[0]
+        if not (self.config.exactly_once and isinstance(err, KafkaError)):
+            return
+        if not err.txn_requires_abort():
+            return
+        log.warning(
+            "transaction aborted; re-reading its batches", extra={"fields": {"error": str(err)}}
+        )
+        producer.abort_transaction(60)
+        self._in_txn = False
+        self.result.aborted += 1
+        self.metrics.aborted.inc()
+        first, self._open = self._open.first, _Open()
+        self._rewind(consumer, first, skip)
+        self._at_end -= set(first)
+        self._rewound = True
+        raise _AbortBatch() from exc
 
     def _produce_all(
         self,
@@ -520,43 +641,12 @@ class Scorer:
                 except BufferError:
                     producer.poll(0.05)
 
-    def _commit_transaction(
-        self,
-        consumer: Consumer,
-        producer: Producer,
-        outputs: list[Output],
-        offsets: list[TopicPartition],
-    ) -> None:
-        try:
-            producer.begin_transaction()
-            self._produce_all(producer, outputs)
-            _retry(
-                lambda: producer.send_offsets_to_transaction(
-                    offsets, consumer.consumer_group_metadata(), 30
-                )
-            )
-            _retry(lambda: producer.commit_transaction(60))
-        except KafkaException as exc:
-            err = exc.args[0]
-            if isinstance(err, KafkaError) and err.txn_requires_abort():
-                log.warning(
-                    "transaction aborted; re-reading the batch",
-                    extra={"fields": {"error": str(err)}},
-                )
-                producer.abort_transaction(60)
-                self.result.aborted += 1
-                self.metrics.aborted.inc()
-                raise _AbortBatch() from exc
-            raise
-
     def _commit_at_least_once(
         self,
         consumer: Consumer,
         producer: Producer,
-        outputs: list[Output],
         offsets: list[TopicPartition],
     ) -> None:
-        self._produce_all(producer, outputs)
         if producer.flush(60) > 0:
             raise FraudstreamError("alerts were not delivered within 60 s")
         owned = [tp for tp in offsets if (tp.topic, tp.partition) in self._assigned]
@@ -569,10 +659,12 @@ class Scorer:
                     extra={"fields": {"error": str(exc)}},
                 )
 
-    def _rewind(self, consumer: Consumer, batch: _Batch) -> None:
-        """Seek the batch's still-assigned partitions back to its first offsets."""
-        for (topic, partition), offset in batch.first.items():
-            if (topic, partition) not in self._assigned:
+    def _rewind(
+        self, consumer: Consumer, first: dict[tuple[str, int], int], skip: set[tuple[str, int]]
+    ) -> None:
+        """Seek the still-assigned partitions (but `skip`) back to these offsets."""
+        for (topic, partition), offset in first.items():
+            if (topic, partition) not in self._assigned or (topic, partition) in skip:
                 continue
             try:
                 consumer.seek(TopicPartition(topic, partition, offset))
