@@ -9,7 +9,11 @@ Measured in one run, on fresh topics of the running broker and Schema Registry:
 Rates are steady-state: records after the first batch / time from the first to the last batch
 (start-up: TensorFlow import, model load, group join, is reported separately).
 
-Usage: .venv/bin/python bench/bench_scorer.py [--records 200000] [--naive 2000] [--rate 2000]
+The bare loop and the exactly-once scorer alternate for a few rounds and the best rate of each is
+compared; peak memory is the highest of the scorer's rounds.
+
+Usage: .venv/bin/python bench/bench_scorer.py [--records 200000] [--rounds 3] [--naive 2000]
+       [--rate 2000]
 """
 
 from __future__ import annotations
@@ -319,6 +323,7 @@ def main() -> None:
     parser.add_argument("--naive-seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3, help="bare/scorer pairs; best of each")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -340,8 +345,22 @@ def main() -> None:
         f"(produced in {produce_s:.1f} s), broker {get_settings().bootstrap_servers}"
     )
 
-    bare = consume_only(topic, args.records)
-    eos = run_worker([topic, f"bench_score_alerts_{tag}", version, str(models_dir), "eos"])
+    # Alternating rounds, best of each side: a burst of other load on a shared machine then
+    # costs a round, not the verdict.
+    bares: list[float] = []
+    runs: list[dict[str, Any]] = []
+    for n in range(1, args.rounds + 1):
+        bares.append(consume_only(topic, args.records))
+        runs.append(
+            run_worker([topic, f"bench_score_alerts_{tag}_{n}", version, str(models_dir), "eos"])
+        )
+        print(
+            f"round {n}: bare {bares[-1]:,.0f}, scorer exactly-once {runs[-1]['rate']:,.0f} "
+            f"records/s ({runs[-1]['rate'] / bares[-1]:.2f})"
+        )
+    bare = max(bares)
+    eos = max(runs, key=lambda r: float(r["rate"]))
+    eos["peak_rss_mb"] = max(float(r["peak_rss_mb"]) for r in runs)
     alo = run_worker([topic, f"bench_score_alerts_alo_{tag}", version, str(models_dir), "alo"])
     naive_rate, naive_done = naive(
         records(args.naive, seed=7), encoder, models_dir, version, args.naive_seconds
@@ -366,7 +385,10 @@ def main() -> None:
     )
     print(f"scorer peak RSS: {eos['peak_rss_mb']:.0f} MB (target < 1024 MB)")
     print(f"exactly-once vs naive per-record scorer: {eos['rate'] / naive_rate:.0f}x")
-    print(f"ratio exactly-once scorer / bare consumer: {eos['rate'] / bare:.2f} (target >= 0.5)")
+    print(
+        f"ratio exactly-once scorer / bare consumer: {eos['rate'] / bare:.2f} "
+        f"(best of {args.rounds} rounds each; target >= 0.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -418,3 +418,44 @@ def test_rebalance_mid_stream_second_scorer_joins_exactly_once(
     ids = Counter(a["ID"] for a in alerts)
     assert [i for i, c in ids.items() if c > 1] == []
     assert set(ids) == offline_alert_ids(tmp_path, version, records)
+
+
+@pytest.mark.slow
+def test_a_transaction_spanning_full_batches_commits_once_the_input_is_caught_up(
+    kafka_bootstrap: str, schema_registry_url: str, unique: str, tmp_path: Path
+) -> None:
+    """Full batches share one transaction (a long commit interval here); the first poll that
+    finds no full batch commits it while the scorer keeps running: alerts must not wait for
+    the interval, a stop or the transaction timeout."""
+    version = save_model(tmp_path, seed=3)
+    n = names(unique)
+    records = make_records(1000, seed=41)  # ten full batches of 100, then nothing more
+    produce_records(n["topic"], records, schema_registry_url, kafka_bootstrap)
+    scorer = Scorer(
+        ScorerConfig(
+            **n,
+            model=version,
+            models_dir=tmp_path,
+            models_topic=None,
+            from_beginning=True,
+            batch_size=100,
+            batch_timeout_ms=200,
+            commit_interval_ms=600_000,
+        )
+    )
+    thread = threading.Thread(target=scorer.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while scorer.result.scored < len(records):
+            assert time.monotonic() < deadline, scorer.result
+            time.sleep(0.05)
+        # committed (counted) while still running, all in few transactions
+        assert thread.is_alive()
+        assert scorer.result.batches >= 10
+        alerts = decode_alerts(n["alerts_topic"], kafka_bootstrap, schema_registry_url)
+    finally:
+        scorer.stop()
+        thread.join(60)
+    assert {a["ID"] for a in alerts} == offline_alert_ids(tmp_path, version, records)
+    assert len(alerts) == len({a["ID"] for a in alerts})
