@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from test_scorer_support import input_schema, make_records
 
 from services.common.avro import HEADER, parse_schema
+from services.common.avro_columns import decode_columns, plan_schema
 from services.common.errors import ServiceUnavailable
 from services.common.features import extract_features
-from services.scorer.columnar import decode_columns, plan_schema
 from services.scorer.decode import BatchDecoder
 
 

@@ -25,10 +25,18 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from services.common.avro import HEADER, MAGIC_BYTE, WireFormatError, parse_schema
+from services.common.avro_columns import (
+    PAD,
+    ColumnarBatch,
+    FieldPlan,
+    decode_columns_at,
+    features_from_columns,
+    numeric_features,
+    plan_schema,
+)
 from services.common.errors import ServiceUnavailable
 from services.common.features import extract_features
 from services.common.topics import AVRO_FEATURE_FIELDS
-from services.scorer.columnar import PAD, ColumnarBatch, FieldPlan, decode_columns_at, plan_schema
 
 log = logging.getLogger("fraudstream.scorer.decode")
 
@@ -207,9 +215,13 @@ class BatchDecoder:
         slow = group.indices
         feats: list[np.ndarray] = []
         kept: list[np.ndarray] = []
-        if self.columnar and writer.plans is not None and self._numeric_features(writer.plans):
+        if (
+            self.columnar
+            and writer.plans is not None
+            and numeric_features(writer.plans, self.fields)
+        ):
             batch = decode_columns_at(group.buf, group.body_starts, group.ends, writer.plans)
-            x, usable, reasons = self._features_from_columns(batch)
+            x, usable, reasons = features_from_columns(batch, self.fields)
             feats.append(x[usable])
             kept.append(group.indices[usable])
             out._columnar.append((batch, group.indices))
@@ -225,38 +237,6 @@ class BatchDecoder:
             feats.append(x_slow)
             kept.append(kept_slow)
         return np.concatenate(feats), np.concatenate(kept)
-
-    def _numeric_features(self, plans: list[FieldPlan]) -> bool:
-        types = {p.name: p.type for p in plans}
-        return all(types.get(f) in ("int", "long", "float", "double") for f in self.fields)
-
-    def _features_from_columns(
-        self, batch: ColumnarBatch
-    ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-        """Features of every row, which rows are usable, and extract_features' reason for the
-        others (the first bad field in field order, with the same wording)."""
-        n = len(batch.ok)
-        x = np.empty((n, len(self.fields)), dtype=np.float32)
-        bad = np.zeros((n, len(self.fields)), dtype=bool)
-        for j, name in enumerate(self.fields):
-            column = batch.numeric(name)
-            assert column is not None
-            values, present = column
-            with np.errstate(over="ignore", invalid="ignore"):
-                x[:, j] = values
-            bad[:, j] = ~present | ~np.isfinite(values)
-        usable = batch.ok & ~bad.any(axis=1)
-        reasons: dict[int, str] = {}
-        for row in np.flatnonzero(batch.ok & ~usable):
-            j = int(np.argmax(bad[row]))
-            name = self.fields[j]
-            present = batch.columns[name].present[row]
-            if not present:
-                reasons[int(row)] = f"missing feature {name}"
-            else:
-                value = float(batch.columns[name].values[row])  # type: ignore[index]
-                reasons[int(row)] = f"non-finite feature {name}={value}"
-        return x, usable, reasons
 
     def _decode_slow(
         self,

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from services.common.avro import ksql_record_schema
+from services.common.avro_columns import ColumnarBatch
 from services.common.avro_flat import KINDS, encode_records, slots_of, split_records
-from services.scorer.columnar import ColumnarBatch
 
 ALERT_SUBJECT_SUFFIX = "-value"
 

@@ -54,6 +54,7 @@ from confluent_kafka import (
 )
 
 from services.common.avro import AvroEncoder, registry_client
+from services.common.avro_columns import warm_up
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import FraudstreamError
 from services.common.kafka import (
@@ -66,7 +67,6 @@ from services.common.process import freeze_startup_heap
 from services.common.settings import get_settings
 from services.common.topics import ALERTS_TOPIC, DLQ_TOPIC, MODELS_TOPIC, SCORING_TOPIC
 from services.model_registry.api import LoadedModel
-from services.scorer.columnar import warm_up
 from services.scorer.decode import BatchDecoder, DecodedBatch
 from services.scorer.metrics import ScorerMetrics
 from services.scorer.models import ModelManager, registry_loader
