@@ -4,7 +4,8 @@ A value can be bad in four ways, each sent to the DLQ with its reason: not in th
 format (wrong magic byte, too short), an unknown schema id, an Avro body that does not decode,
 or features that are missing, non-numeric or not finite. The rules for the last kind are those of
 `services.common.features.extract_features`, shared with the trainer; the fast columnar path
-(`columnar.py`) reproduces them exactly and hands anything unusual to the general path.
+(`services.common.avro_columns`) reproduces them exactly and hands anything unusual to the
+general path.
 
 An unreachable Schema Registry is *not* a bad record: it raises `ServiceUnavailable`, so the
 batch is retried instead of dead-lettering good data.
