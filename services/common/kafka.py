@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.common.errors import ServiceUnavailable
@@ -185,3 +185,28 @@ def count_records(topic: str, bootstrap: str | None = None, timeout: float = 10.
         return total
     finally:
         consumer.close()
+
+
+def first_offsets(messages: Sequence[Message], partitions: int) -> dict[int, int]:
+    """The offset of the first record of each partition in a consumed batch (error events
+    skipped). A consumer returns each partition's records in order, so scanning stops as soon
+    as `partitions` (how many are assigned) have been seen: a handful of records, not the
+    batch."""
+    return _edge_offsets(messages, partitions)
+
+
+def next_offsets(messages: Sequence[Message], partitions: int) -> dict[int, int]:
+    """The offset after the last record of each partition in a consumed batch: what to commit.
+    Scans from the end, stopping like `first_offsets`."""
+    return {p: o + 1 for p, o in _edge_offsets(reversed(messages), partitions).items()}
+
+
+def _edge_offsets(messages: Iterable[Message], partitions: int) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for m in messages:
+        partition = m.partition()
+        if m.error() is None and partition is not None and partition not in found:
+            found[partition] = m.offset() or 0
+            if len(found) == partitions:
+                break
+    return found

@@ -60,6 +60,8 @@ from services.common.errors import FraudstreamError
 from services.common.kafka import (
     consumer_config,
     ensure_topic,
+    first_offsets,
+    next_offsets,
     producer_config,
     wait_for_broker,
 )
@@ -408,7 +410,9 @@ class Scorer:
             messages.extend(got)
             if cfg.stop_at_end and not got and self._reached_end():
                 break
-        first, nxt = _offset_range(messages, cfg.topic)
+        partitions = len(self._assigned)
+        first = {(cfg.topic, p): o for p, o in first_offsets(messages, partitions).items()}
+        nxt = {(cfg.topic, p): o for p, o in next_offsets(messages, partitions).items()}
         for key, offset in nxt.items():
             if key[1] in self._ends and offset >= self._ends[key[1]]:
                 self._at_end.add(key)
@@ -691,24 +695,6 @@ class Scorer:
                 self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - position))
         except KafkaException as exc:
             log.debug("lag not updated", extra={"fields": {"error": str(exc)}})
-
-
-def _offset_range(
-    messages: list[Message], topic: str
-) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
-    """First offset and next offset (last + 1) per partition of a batch of `topic` (a consumer
-    returns each partition in order, so they are its first and last message). Two attribute
-    reads per record and the rest in numpy: this runs on every record of every batch."""
-    if not messages:
-        return {}, {}
-    partitions = np.array([m.partition() for m in messages], dtype=np.int64)
-    offsets = np.array([m.offset() for m in messages], dtype=np.int64)
-    keys, first_at = np.unique(partitions, return_index=True)
-    _, last_from_end = np.unique(partitions[::-1], return_index=True)
-    last_at = len(messages) - 1 - last_from_end
-    first = {(topic, int(p)): int(o) for p, o in zip(keys, offsets[first_at], strict=True)}
-    nxt = {(topic, int(p)): int(o) + 1 for p, o in zip(keys, offsets[last_at], strict=True)}
-    return first, nxt
 
 
 _REASON_LABELS: tuple[tuple[str, str], ...] = (

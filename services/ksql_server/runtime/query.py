@@ -31,6 +31,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from services.common.kafka import next_offsets
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.kafka_context import KafkaContext
@@ -55,19 +56,6 @@ def consume_batch(consumer: Consumer, idle_timeout: float, size: int = BATCH) ->
     if messages:
         messages += consumer.consume(size - 1, 0)
     return messages
-
-
-def _next_offsets(messages: list[Any], partitions: int) -> dict[int, int]:
-    """The offset after the last record of each partition in the batch. A consumer returns a
-    partition's records in order, so reading from the end and stopping once every assigned
-    partition is seen touches a handful of records, not the whole batch."""
-    offsets: dict[int, int] = {}
-    for m in reversed(messages):
-        if m.error() is None and m.partition() not in offsets:
-            offsets[m.partition()] = m.offset() + 1
-            if len(offsets) >= partitions:
-                break
-    return offsets
 
 
 def _assign(
@@ -260,7 +248,7 @@ class PersistentQuery:
         if columnar is None:
             rows = proc.rows(messages)
             out = proc.serialize(proc.evaluate(rows)) if rows else []
-        offsets = _next_offsets(messages, len(self._positions))
+        offsets = next_offsets(messages, len(self._positions))
         topic = self.sink_topic
         if self.exactly_once and not self._in_txn:
             producer.begin_transaction()
