@@ -40,7 +40,8 @@ from services.common.features import _label, extract_features
 from services.common.topics import AVRO_FEATURE_FIELDS
 
 PAD = 16
-"""Zero bytes callers append to the joined buffer (kept for the framing reads in decode.py)."""
+"""Zero bytes after a joined batch, so its buffer is never empty (a batch of tombstones still
+has a byte for `frame_values` to read headers from)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,59 @@ class ColumnarBatch:
                 raw = self._buf[start : start + int(col.lengths[i])].tobytes()
                 out[name] = raw.decode() if col.plan.type == "string" else raw
         return out
+
+
+@dataclass
+class Framing:
+    """A batch of Confluent-framed values joined into one buffer, each value's wire-format
+    header read with numpy (no per-record Python beyond a length)."""
+
+    buf: np.ndarray
+    """every value joined, then PAD zero bytes"""
+    lengths: np.ndarray
+    """int64 [n]: each value's length, -1 for a tombstone (None)"""
+    starts: np.ndarray
+    ends: np.ndarray
+    magic: np.ndarray
+    """uint8 [n]: first byte (meaningless where not `framed`)"""
+    schema_ids: np.ndarray
+    """uint32 [n]: the big-endian id after the magic byte (likewise)"""
+
+    @property
+    def framed(self) -> np.ndarray:
+        """Long enough to hold the header."""
+        return self.lengths >= HEADER.size
+
+    @property
+    def good(self) -> np.ndarray:
+        """Framed and with the Confluent magic byte."""
+        return self.framed & (self.magic == MAGIC_BYTE)
+
+    def by_schema(self) -> list[tuple[int, np.ndarray]]:
+        """(schema id, indices) of the good values, grouped by writer schema id."""
+        good = self.good
+        return [
+            (int(schema_id), np.flatnonzero(good & (self.schema_ids == schema_id)))
+            for schema_id in np.unique(self.schema_ids[good])
+        ]
+
+
+def frame_values(values: Sequence[bytes | None]) -> Framing:
+    """Join a consumed batch and read every header at once."""
+    n = len(values)
+    try:
+        lengths = np.fromiter(map(len, values), np.int64, count=n)  # type: ignore[arg-type]
+    except TypeError:  # a tombstone (None) in the batch
+        lengths = np.fromiter((-1 if v is None else len(v) for v in values), np.int64, n)
+    sizes = np.maximum(lengths, 0)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    buf = np.frombuffer(b"".join([v for v in values if v]) + b"\x00" * PAD, dtype=np.uint8)
+    head = buf[np.clip(starts[:, None] + np.arange(HEADER.size), 0, len(buf) - 1)]
+    schema_ids = (head[:, 1:].astype(np.uint32) << np.array([24, 16, 8, 0], np.uint32)).sum(
+        axis=1, dtype=np.uint32
+    )
+    return Framing(buf, lengths, starts, ends, head[:, 0], schema_ids)
 
 
 def decode_columns(bodies: Sequence[bytes | memoryview], plans: list[FieldPlan]) -> ColumnarBatch:
@@ -334,37 +388,26 @@ class ColumnarDecoder:
         labels = np.full(n, -1, dtype=np.int8)
         ok = np.zeros(n, dtype=bool)
         reasons: dict[int, str] = {}
-        lengths = np.fromiter((len(v) if v is not None else -1 for v in values), np.int64, n)
-        for i in np.flatnonzero(lengths < HEADER.size).tolist():
+        framing = frame_values(values)
+        for i in np.flatnonzero(~framing.framed).tolist():
             reasons[i] = (
-                "record is null" if lengths[i] < 0 else "value too short for the wire format"
+                "record is null"
+                if framing.lengths[i] < 0
+                else "value too short for the wire format"
             )
-        framed = np.flatnonzero(lengths >= HEADER.size)
-        buf = np.frombuffer(b"".join([values[i] for i in framed.tolist()]), dtype=np.uint8)  # type: ignore[misc]
-        ends = np.cumsum(lengths[framed])
-        starts = ends - lengths[framed]
-        head = (
-            buf[starts[:, None] + np.arange(HEADER.size)]
-            if len(framed)
-            else np.zeros((0, 5), np.uint8)
-        )
-        ids = (head[:, 1:].astype(np.uint32) << np.array([24, 16, 8, 0], np.uint32)).sum(
-            axis=1, dtype=np.uint32
-        )
-        magic_ok = head[:, 0] == MAGIC_BYTE
-        for i in framed[~magic_ok].tolist():
-            reasons[i] = f"unknown magic byte {values[i][0]}"  # type: ignore[index]
+        for i in np.flatnonzero(framing.framed & ~framing.good).tolist():
+            reasons[i] = f"unknown magic byte {int(framing.magic[i])}"
         slow: list[int] = []
         fast = 0
-        for schema_id in np.unique(ids[magic_ok]).tolist():
-            sel = np.flatnonzero(magic_ok & (ids == schema_id))
-            plans = self._plan(int(schema_id))
+        for schema_id, idx in framing.by_schema():
+            plans = self._plan(schema_id)
             if plans is None:
-                slow.extend(framed[sel].tolist())
+                slow.extend(idx.tolist())
                 continue
-            batch = decode_columns_at(buf, starts[sel] + HEADER.size, ends[sel], plans)
+            batch = decode_columns_at(
+                framing.buf, framing.starts[idx] + HEADER.size, framing.ends[idx], plans
+            )
             x, usable, why = features_from_columns(batch, self.fields)
-            idx = framed[sel]
             out[idx[usable]] = x[usable]
             labels[idx[usable]] = labels_from_columns(
                 batch, np.flatnonzero(usable), self.label_field

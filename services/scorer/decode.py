@@ -25,13 +25,13 @@ import numpy as np
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from services.common.avro import HEADER, MAGIC_BYTE, WireFormatError, parse_schema
+from services.common.avro import HEADER, WireFormatError, parse_schema
 from services.common.avro_columns import (
-    PAD,
     ColumnarBatch,
     FieldPlan,
     decode_columns_at,
     features_from_columns,
+    frame_values,
     numeric_features,
     plan_schema,
 )
@@ -161,41 +161,32 @@ class BatchDecoder:
         """Use the columnar fast path where the schema allows (False: always fastavro)."""
 
     def decode(self, values: Sequence[bytes | None]) -> DecodedBatch:
-        n = len(values)
-        try:
-            lengths = np.fromiter(map(len, values), np.int64, count=n)  # type: ignore[arg-type]
-        except TypeError:  # a tombstone (None) in the batch
-            lengths = np.fromiter((-1 if v is None else len(v) for v in values), np.int64, n)
-        sizes = np.maximum(lengths, 0)
-        ends = np.cumsum(sizes)
-        starts = ends - sizes
-        buf = np.frombuffer(b"".join([v for v in values if v]) + b"\x00" * PAD, dtype=np.uint8)
-        framed = lengths >= HEADER.size
-        head = buf[np.clip(starts[:, None] + np.arange(HEADER.size), 0, len(buf) - 1)]
-        magic = head[:, 0].view(np.int8)
-        schema_ids = (head[:, 1:].astype(np.uint32) << np.array([24, 16, 8, 0], np.uint32)).sum(
-            axis=1, dtype=np.uint32
-        )
+        framing = frame_values(values)
+        magic = framing.magic.view(np.int8)
         rejected: list[tuple[int, str]] = [
             (int(i), "value too short for the Confluent wire format")
-            for i in np.flatnonzero(~framed)
+            for i in np.flatnonzero(~framing.framed)
         ]
         rejected += [
             (int(i), f"unknown magic byte {int(magic[i])}")
-            for i in np.flatnonzero(framed & (magic != MAGIC_BYTE))
+            for i in np.flatnonzero(framing.framed & ~framing.good)
         ]
-        good = framed & (magic == MAGIC_BYTE)
         out = DecodedBatch(np.empty((0, len(self.fields)), np.float32), np.empty(0, np.int64))
         parts: list[tuple[np.ndarray, np.ndarray]] = []
-        for schema_id in np.unique(schema_ids[good]):
-            indices = np.flatnonzero(good & (schema_ids == schema_id))
+        for schema_id, indices in framing.by_schema():
             try:
-                writer = self.schemas.get(int(schema_id))
+                writer = self.schemas.get(schema_id)
             except WireFormatError as exc:
                 rejected.extend((int(i), str(exc)) for i in indices)
                 continue
-            group = _Group(values, buf, starts[indices] + HEADER.size, ends[indices], indices)
-            parts.append(self._decode_group(group, writer, int(schema_id), rejected, out))
+            group = _Group(
+                values,
+                framing.buf,
+                framing.starts[indices] + HEADER.size,
+                framing.ends[indices],
+                indices,
+            )
+            parts.append(self._decode_group(group, writer, schema_id, rejected, out))
         if parts:
             features = np.concatenate([p[0] for p in parts])
             kept = np.concatenate([p[1] for p in parts])
