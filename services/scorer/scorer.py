@@ -192,7 +192,6 @@ class Scorer:
         self._producer: Producer | None = None
         self._next_lag_at = 0.0
         self._open = _Open()
-        self._in_txn = False
         self._rewound = False
         self._seen = 0
 
@@ -552,17 +551,18 @@ class Scorer:
     ) -> None:
         """Produce a batch's outputs into the open transaction (beginning one if needed)."""
         o = self._open
-        if not o.accounts:
+        starting = not o.accounts  # exactly-once: a transaction is open iff batches are
+        if starting:
             o.since = time.monotonic()
+        # the batch joins before anything is produced, so an abort rewinds it too
         for key, offset in batch.first.items():
             o.first[key] = min(offset, o.first.get(key, offset))
         o.next.update(batch.next)
         o.records += len(batch.messages)
         o.accounts.append(account)
         try:
-            if self.config.exactly_once and not self._in_txn:
+            if starting and self.config.exactly_once:
                 producer.begin_transaction()
-                self._in_txn = True
             self._produce_all(producer, outputs)
         except KafkaException as exc:
             self._abort_if_required(exc, consumer, producer, set())
@@ -595,7 +595,6 @@ class Scorer:
                     )
                 )
                 _retry(lambda: producer.commit_transaction(60))
-                self._in_txn = False
             else:
                 self._commit_at_least_once(consumer, producer, offsets)
         except KafkaException as exc:
@@ -623,7 +622,6 @@ class Scorer:
             "transaction aborted; re-reading its batches", extra={"fields": {"error": str(err)}}
         )
         producer.abort_transaction(60)
-        self._in_txn = False
         self.result.aborted += 1
         self.metrics.aborted.inc()
         first, self._open = self._open.first, _Open()
