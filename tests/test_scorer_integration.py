@@ -192,12 +192,15 @@ def test_crash_test_sigkill_three_times_gives_exactly_the_offline_alerts(
     records = make_records(CRASH_RECORDS, seed=21)
     produce_records(n["topic"], records, schema_registry_url, kafka_bootstrap, partitions)
     rng = random.Random(unique)
-    # Kill points leave room for the scorer's speed (~150k records/s): from 70 % plus the poll
+    # Kill points leave room for the scorer's speed (~400k records/s): from 70 % plus the poll
     # and the pause below it cannot reach the end before the SIGKILL lands.
     targets = sorted(rng.uniform(0.1, 0.7) * CRASH_RECORDS for _ in range(3))
+    # Transactions of ~20 ms span several 1,000-record batches yet commit often enough that a
+    # kill lands inside the stream (at the default 100 ms one commit can take the rest of it).
+    short_transactions = ("--commit-interval-ms", "20")
     kills = []
     for target in targets:
-        proc = score_process(n, version, tmp_path)
+        proc = score_process(n, version, tmp_path, *short_transactions)
         deadline = time.monotonic() + 240
         while committed_total(n["group"], n["topic"], partitions, kafka_bootstrap) < target:
             assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
@@ -207,7 +210,7 @@ def test_crash_test_sigkill_three_times_gives_exactly_the_offline_alerts(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills.append(committed_total(n["group"], n["topic"], partitions, kafka_bootstrap))
-    final = score_process(n, version, tmp_path)
+    final = score_process(n, version, tmp_path, *short_transactions)
     out, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()[-2000:]
     assert out.decode().strip().splitlines()[-1].startswith("scored ")
