@@ -15,22 +15,12 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from services.common.avro import ksql_record_schema
 from services.common.kafka import make_consumer
-from services.common.topics import V_COLUMNS
-
-INPUT_FIELDS: list[tuple[str, str]] = [
-    ("ID", "long"),
-    ("TIMESTAMP", "string"),
-    ("USER", "string"),
-    ("TIME", "int"),
-    *[(v, "double") for v in V_COLUMNS],
-    ("AMOUNT", "double"),
-    ("CLASS", "string"),
-]
+from services.common.topics import SCORING_FIELDS, V_COLUMNS
 
 
 def input_schema() -> dict[str, Any]:
     """The scoring stream's value schema as ksqlDB writes it."""
-    return ksql_record_schema(INPUT_FIELDS)
+    return ksql_record_schema(list(SCORING_FIELDS))
 
 
 def make_records(n: int, seed: int = 0, start_id: int = 0) -> list[dict[str, Any]]:

@@ -19,3 +19,14 @@ FEATURE_COLUMNS: tuple[str, ...] = ("Time", *V_COLUMNS, "Amount")
 """The model's 30 input features, in order."""
 AVRO_FEATURE_FIELDS: tuple[str, ...] = tuple(c.upper() for c in FEATURE_COLUMNS)
 """The same features as KSQL writes them into Avro (upper-case field names)."""
+SCORING_FIELDS: tuple[tuple[str, str], ...] = (
+    ("ID", "long"),
+    ("TIMESTAMP", "string"),
+    ("USER", "string"),
+    ("TIME", "int"),
+    *[(v, "double") for v in V_COLUMNS],
+    ("AMOUNT", "double"),
+    ("CLASS", "string"),
+)
+"""The value fields of `creditcardfraud_scoring_avro` with their Avro types, as `ksql/03` makes
+KSQL write them (bench and tests produce records in this layout)."""

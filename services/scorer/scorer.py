@@ -182,6 +182,7 @@ class Scorer:
         self.metrics = ScorerMetrics()
         self.result = ScoreResult()
         self._on_batch = on_batch
+        """called with the totals after each commit (which may cover several batches)"""
         self._stopping = threading.Event()
         self._revoked: set[tuple[str, int]] = set()
         self._assigned: set[tuple[str, int]] = set()
@@ -537,8 +538,6 @@ class Scorer:
                 "records sent to the DLQ",
                 extra={"fields": {"count": len(rejected), "first_error": rejected[0][1]}},
             )
-        if self._on_batch is not None:
-            self._on_batch(r)
 
     # ------------------------------------------------------------------ committing
     def _add(
@@ -603,6 +602,8 @@ class Scorer:
         self._open = _Open()
         for account in o.accounts:
             account()
+        if self._on_batch is not None:
+            self._on_batch(self.result)
 
     def _abort_if_required(
         self,
