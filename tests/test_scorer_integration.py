@@ -24,11 +24,12 @@ from test_scorer_support import (
     produce_records,
     read_all,
     save_model,
+    serialize_records,
 )
 
 from services.common.avro import AvroDecoder, registry_client
 from services.common.dlq import read_dlq_headers
-from services.common.kafka import make_consumer
+from services.common.kafka import ensure_topic, make_consumer, make_producer
 from services.scorer.scorer import Scorer, ScorerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,6 +183,35 @@ def score_process(
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def produce_paced(
+    topic: str,
+    items: list[tuple[bytes | None, bytes | None]],
+    bootstrap: str,
+    per_second: int,
+    release_rest: threading.Event,
+    held_back: int,
+) -> threading.Thread:
+    """Produce `items` in the background at about `per_second`, the last `held_back` of them only
+    once `release_rest` is set: a live stream the scorer cannot reach the end of too early."""
+
+    def run() -> None:
+        producer = make_producer(bootstrap)
+        chunk = max(per_second // 20, 1)
+        head = len(items) - held_back
+        for start in range(0, head, chunk):
+            for key, value in items[start : min(start + chunk, head)]:
+                producer.produce(topic, key=key, value=value)
+            producer.flush(30)
+            time.sleep(0.05)
+        release_rest.wait(timeout=600)
+        produce_raw(topic, items[head:], bootstrap)
+        assert producer.flush(30) == 0
+
+    thread = threading.Thread(target=run, name="paced-producer", daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.mark.slow
 def test_crash_test_sigkill_three_times_gives_exactly_the_offline_alerts(
     kafka_bootstrap: str, schema_registry_url: str, unique: str, tmp_path: Path
@@ -190,31 +220,40 @@ def test_crash_test_sigkill_three_times_gives_exactly_the_offline_alerts(
     n = names(unique)
     partitions = 3
     records = make_records(CRASH_RECORDS, seed=21)
-    produce_records(n["topic"], records, schema_registry_url, kafka_bootstrap, partitions)
+    ensure_topic(n["topic"], partitions=partitions, bootstrap=kafka_bootstrap)
+    items = serialize_records(n["topic"], records, schema_registry_url)
+    # A live stream, as in production: the scorer is faster than any fixed kill point over a
+    # prefilled topic (~400k records/s), so the records arrive at a pace, and the last tenth only
+    # after the third kill, which therefore always lands before the end of the stream. Each
+    # restart meets a backlog (full batches, transactions over several batches), then catches up.
+    all_killed = threading.Event()
+    held_back = CRASH_RECORDS // 10
+    producer = produce_paced(
+        n["topic"], items, kafka_bootstrap, CRASH_RECORDS // 20, all_killed, held_back
+    )
     rng = random.Random(unique)
-    # Kill points leave room for the scorer's speed (~400k records/s): from 70 % plus the poll
-    # and the pause below it cannot reach the end before the SIGKILL lands.
-    targets = sorted(rng.uniform(0.1, 0.7) * CRASH_RECORDS for _ in range(3))
-    # Transactions of ~20 ms span several 1,000-record batches yet commit often enough that a
-    # kill lands inside the stream (at the default 100 ms one commit can take the rest of it).
-    short_transactions = ("--commit-interval-ms", "20")
+    targets = [rng.uniform(0.1 + 0.25 * i, 0.3 + 0.25 * i) * CRASH_RECORDS for i in range(3)]
+    short_transactions = ("--commit-interval-ms", "20")  # several per backlog
     kills = []
     for target in targets:
-        proc = score_process(n, version, tmp_path, *short_transactions)
+        proc = score_process(n, version, tmp_path, *short_transactions, stop_at_end=False)
         deadline = time.monotonic() + 240
         while committed_total(n["group"], n["topic"], partitions, kafka_bootstrap) < target:
             assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
             assert time.monotonic() < deadline, "scorer made no progress"
             time.sleep(0.05)
-        time.sleep(rng.uniform(0, 0.05))  # land anywhere inside a batch (~7 ms) or transaction
+        time.sleep(rng.uniform(0, 0.05))  # land anywhere inside a batch or a transaction
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills.append(committed_total(n["group"], n["topic"], partitions, kafka_bootstrap))
+    all_killed.set()
+    producer.join(timeout=120)
+    assert not producer.is_alive()
     final = score_process(n, version, tmp_path, *short_transactions)
     out, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()[-2000:]
     assert out.decode().strip().splitlines()[-1].startswith("scored ")
-    assert all(0 < k < CRASH_RECORDS for k in kills), kills  # the kills landed mid-stream
+    assert kills == sorted(kills) and all(0 < k < CRASH_RECORDS - held_back for k in kills), kills
 
     alerts = decode_alerts(n["alerts_topic"], kafka_bootstrap, schema_registry_url)
     ids = Counter(a["ID"] for a in alerts)

@@ -106,25 +106,23 @@ def produce_records(
     topic: str, records: Sequence[dict[str, Any]], sr_url: str, bootstrap: str, partitions: int = 1
 ) -> None:
     """Fill the input topic with confluent-kafka's AvroSerializer (what ksqlDB would write)."""
+    from services.common.kafka import ensure_topic
+
+    ensure_topic(topic, partitions=partitions, bootstrap=bootstrap)
+    produce_raw(topic, serialize_records(topic, records, sr_url), bootstrap)
+
+
+def serialize_records(
+    topic: str, records: Sequence[dict[str, Any]], sr_url: str
+) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) pairs as confluent-kafka's AvroSerializer writes them, keyed by ID."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    from services.common.kafka import ensure_topic, make_producer
-
-    ensure_topic(topic, partitions=partitions, bootstrap=bootstrap)
     serializer = AvroSerializer(SchemaRegistryClient({"url": sr_url}), json.dumps(input_schema()))
     ctx = SerializationContext(topic, MessageField.VALUE)
-    producer = make_producer(bootstrap)
-    for rec in records:
-        value = serializer(rec, ctx)
-        while True:
-            try:
-                producer.produce(topic, key=str(rec["ID"]).encode(), value=value)
-                break
-            except BufferError:
-                producer.poll(0.1)
-    assert producer.flush(60) == 0
+    return [(str(rec["ID"]).encode(), serializer(rec, ctx)) for rec in records]
 
 
 def produce_raw(
@@ -134,8 +132,13 @@ def produce_raw(
 
     producer = make_producer(bootstrap)
     for key, value in items:
-        producer.produce(topic, key=key, value=value)
-    assert producer.flush(30) == 0
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:  # the local queue is full: let it drain
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
 
 
 def read_all(topic: str, bootstrap: str, timeout: float = 60.0) -> list[Message]:
