@@ -208,6 +208,73 @@ def test_every_kind_of_bad_record_is_rejected_with_its_reason(columnar: bool) ->
     assert registry.calls == calls
 
 
+def _value_kinds() -> dict[str, tuple[int, dict[str, Any] | None, bool]]:
+    """name -> (schema id, record overrides or None, truncate): good and bad kinds of value."""
+    return {
+        "good": (1, {}, False),
+        "missing": (1, {"V5": None}, False),
+        "nan": (1, {"AMOUNT": float("nan")}, False),
+        "inf": (1, {"V28": float("-inf")}, False),
+        "non-numeric": (2, {"V1": "abc"}, False),
+        "numeric text": (2, {"V1": "1.5"}, False),
+        "unknown id": (999, {}, False),
+        "truncated": (1, {}, True),
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*_value_kinds(), "bad magic", "too short"]),
+        min_size=1,
+        max_size=30,
+    ).map(lambda kinds: ["good", *kinds])
+)
+def test_fast_path_decodes_a_mixed_batch_as_the_general_path_does(kinds: list[str]) -> None:
+    """The one-pass kernel takes the batch (its first value is good) and hands the rest to the
+    general path: features, rows, reasons and the alert fields must be the general path's."""
+    schema = input_schema()
+    text_v1 = {
+        **schema,
+        "fields": [
+            {**f, "type": ["null", "string"]} if f["name"] == "V1" else f for f in schema["fields"]
+        ],
+    }
+    schemas = {1: schema, 2: text_v1}
+    records = make_records(len(kinds), seed=len(kinds))
+    values: list[bytes | None] = []
+    for record, kind in zip(records, kinds, strict=True):
+        if kind == "bad magic":
+            values.append(b"\x05" + frame(schema, record)[1:])
+        elif kind == "too short":
+            values.append(b"\x00\x00\x00")
+        else:
+            schema_id, overrides, truncate = _value_kinds()[kind]
+            value = frame(
+                schemas.get(schema_id, schema), {**record, **(overrides or {})}, schema_id
+            )
+            values.append(value[:-3] if truncate else value)
+    decoder = BatchDecoder(FakeRegistry(schemas))  # type: ignore[arg-type]
+    assert decoder._decode_fast(values) is not None  # the fast path is what is tested here
+    fast, general = decoder.decode(values), decoder._decode_general(values)
+    np.testing.assert_array_equal(fast.kept, general.kept)
+    np.testing.assert_array_equal(fast.features, general.features)
+    assert fast.rejected == general.rejected
+    fields = ("ID", "USER", "TIMESTAMP", "AMOUNT", "CLASS")
+    for i in fast.kept.tolist():  # (fastavro's records have every field, fields or not)
+        assert {f: fast.record(i, fields)[f] for f in fields} == {
+            f: general.record(i)[f] for f in fields
+        }
+    found = {
+        int(fast.kept[int(pos)]): batch.record(int(row), fields)
+        for batch, rows, where in fast.columnar_rows(fast.kept)
+        for row, pos in zip(rows.tolist(), where.tolist(), strict=True)
+    }
+    assert set(found) <= set(fast.kept.tolist())
+    for i, record in found.items():
+        assert record == {f: general.record(i)[f] for f in fields}
+
+
 def test_registry_down_is_an_error_not_a_dead_letter() -> None:
     decoder = BatchDecoder(FakeRegistry({}, down=True))  # type: ignore[arg-type]
     decoder.schemas._retries = 1

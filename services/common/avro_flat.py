@@ -72,76 +72,164 @@ def walk_records(
 
     `null_branch[j]` is -1 for a plain field, else the union index that is null. ok[i] is False
     as soon as record i breaks a rule (a union index other than 0/1, a read past its end, a
-    malformed varint, a negative length) or when the walk does not end exactly at its end; the
-    caller decodes such records another way (and learns the precise error there)."""
-    scratch = np.zeros(1, dtype=np.uint64)
-    as_double = scratch.view(np.float64)
-    scratch32 = np.zeros(1, dtype=np.uint32)
-    as_float = scratch32.view(np.float32)
+    malformed varint, a negative length, a string that is not UTF-8) or when the walk does not
+    end exactly at its end; the caller decodes such records another way (and learns the precise
+    error there)."""
     for i in range(starts.size):
-        pos, end, good = starts[i], ends[i], True
+        pos, end = starts[i], ends[i]
         for j in range(kinds.size):
             kind, slot = kinds[j], slots[j]
-            here = True
-            if null_branch[j] >= 0:
-                if pos >= end or (buf[pos] != 0 and buf[pos] != 2):
-                    good = False
-                    break
-                here = buf[pos] != 2 * null_branch[j]
-                pos += 1
+            pos, here = _read_branch(buf, pos, end, null_branch[j])
+            if pos < 0:
+                break
             present[j, i] = here
             if not here:
                 continue
-            if kind in (KIND_DOUBLE, KIND_FLOAT):
-                width = 8 if kind == KIND_DOUBLE else 4
-                if pos + width > end:
-                    good = False
+            if kind == KIND_DOUBLE:  # most fields: read in place, no dispatch
+                if pos + 8 > end:
+                    pos = -1
                     break
-                bits = np.uint64(0)
-                for k in range(width):
-                    bits |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
-                if kind == KIND_DOUBLE:
-                    scratch[0] = bits
-                    floats[slot, i] = as_double[0]
-                else:
-                    scratch32[0] = np.uint32(bits)
-                    floats[slot, i] = as_float[0]
-                pos += width
-            elif kind == KIND_BOOLEAN:
-                if pos >= end or buf[pos] > 1:
-                    good = False
-                    break
-                floats[slot, i] = buf[pos]
-                pos += 1
+                floats[slot, i] = _little_endian_float(buf, pos, 8)
+                pos += 8
+                continue
+            pos, number, integer = _read_value(buf, pos, end, kind)
+            if pos < 0:
+                break
+            if kind == KIND_VARINT:
+                ints[slot, i] = integer
+            elif kind in SPAN_KINDS:
+                spans[slot, 0, i] = pos - integer
+                spans[slot, 1, i] = integer
             else:
-                value = np.uint64(0)
-                shift = np.uint64(0)
-                done = False
-                while pos < end and shift < 70:
-                    byte = buf[pos]
-                    pos += 1
-                    value |= np.uint64(byte & 0x7F) << shift
-                    shift += np.uint64(7)
-                    if byte < 0x80:
-                        done = True
-                        break
-                if not done:
-                    good = False
+                floats[slot, i] = number
+        ok[i] = pos == end
+
+
+@numba.njit(cache=True, nogil=True)
+def walk_features(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    header: np.ndarray,
+    kinds: np.ndarray,
+    null_branch: np.ndarray,
+    feature_column: np.ndarray,
+    features: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - compiled; tested through its callers
+    """The scorer's one pass: for each framed value buf[starts[i]:ends[i]], check it begins
+    with `header` (magic byte and writer schema id), walk its Avro body as `walk_records` would,
+    and write the numeric fields with feature_column[j] >= 0 straight into features[i, column]
+    as float32 (through float64, as the column path converts them).
+
+    Returns ok[i]: the value is framed with `header`, its body decodes cleanly and every feature
+    is present and finite. Nothing else is decided here: the caller sends the other values down
+    the general path, which finds the reason."""
+    ok = np.zeros(starts.size, dtype=np.bool_)
+    width = header.size
+    for i in range(starts.size):
+        pos, end = starts[i], ends[i]
+        if end - pos < width:
+            continue
+        framed = True
+        for k in range(width):
+            framed = framed and buf[pos + k] == header[k]
+        if not framed:
+            continue
+        pos += width
+        for j in range(kinds.size):
+            column = feature_column[j]
+            pos, here = _read_branch(buf, pos, end, null_branch[j])
+            if pos < 0 or (column >= 0 and not here):
+                pos = -1
+                break
+            if not here:
+                continue
+            kind = kinds[j]
+            if kind == KIND_DOUBLE:  # most fields: read in place, no dispatch
+                if pos + 8 > end:
+                    pos = -1
                     break
-                signed = np.int64(value >> np.uint64(1)) ^ -np.int64(value & np.uint64(1))
-                if kind == KIND_VARINT:
-                    ints[slot, i] = signed
-                    continue
-                if signed < 0 or signed > end - pos:
-                    good = False
-                    break
-                if kind == KIND_STRING and not _utf8(buf, pos, pos + signed):
-                    good = False
-                    break
-                spans[slot, 0, i] = pos
-                spans[slot, 1, i] = signed
-                pos += signed
-        ok[i] = good and pos == end
+                number = _little_endian_float(buf, pos, 8)
+                pos += 8
+            else:
+                pos, number, integer = _read_value(buf, pos, end, kind)
+            if pos < 0 or column < 0:
+                continue
+            if kind == KIND_VARINT:
+                number = np.float64(integer)
+            if not np.isfinite(number):
+                pos = -1
+                break
+            features[i, column] = np.float32(number)
+        ok[i] = pos == end
+    return ok
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _read_branch(  # pragma: no cover - compiled
+    buf: np.ndarray, pos: int, end: int, null_branch: int
+) -> tuple[int, bool]:
+    """(position after a field's union index, whether the value is there); position -1 when
+    the index is not 0 or 1. A plain field (null_branch -1) is always there."""
+    if pos < 0:
+        return -1, False
+    if null_branch < 0:
+        return pos, True
+    if pos >= end or (buf[pos] != 0 and buf[pos] != 2):
+        return -1, False
+    return pos + 1, buf[pos] != 2 * null_branch
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _read_value(  # pragma: no cover - compiled
+    buf: np.ndarray, pos: int, end: int, kind: int
+) -> tuple[int, float, int]:
+    """One value of `kind` at pos: (next position or -1 when malformed, the number for the
+    float kinds and boolean, the integer for varints or the length for string/bytes, which end
+    at the next position)."""
+    if kind in (KIND_DOUBLE, KIND_FLOAT):
+        width = 8 if kind == KIND_DOUBLE else 4
+        if pos + width > end:
+            return -1, 0.0, 0
+        number = _little_endian_float(buf, pos, width)
+        return pos + width, number, 0
+    if kind == KIND_BOOLEAN:
+        if pos >= end or buf[pos] > 1:
+            return -1, 0.0, 0
+        return pos + 1, np.float64(buf[pos]), 0
+    value = np.uint64(0)
+    shift = np.uint64(0)
+    done = False
+    while pos < end and shift < 70:
+        byte = buf[pos]
+        pos += 1
+        value |= np.uint64(byte & 0x7F) << shift
+        shift += np.uint64(7)
+        if byte < 0x80:
+            done = True
+            break
+    if not done:
+        return -1, 0.0, 0
+    signed = int(np.int64(value >> np.uint64(1)) ^ -np.int64(value & np.uint64(1)))
+    if kind == KIND_VARINT:
+        return pos, 0.0, signed
+    if signed < 0 or signed > end - pos:
+        return -1, 0.0, 0
+    if kind == KIND_STRING and not _utf8(buf, pos, pos + signed):
+        return -1, 0.0, 0
+    return pos + signed, 0.0, signed
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _little_endian_float(buf: np.ndarray, pos: int, width: int) -> float:  # pragma: no cover
+    """The IEEE double (width 8) or float (4) stored little-endian at buf[pos:]."""
+    bits = np.uint64(0)
+    for k in range(width):
+        bits |= np.uint64(buf[pos + k]) << np.uint64(8 * k)
+    # np.uint64(...) around the accumulator: numba only views a value it knows as a numpy scalar.
+    if width == 8:
+        return np.uint64(bits).view(np.float64)
+    return np.float64(np.uint32(bits).view(np.float32))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -195,6 +283,7 @@ def _zigzag(v: np.int64) -> np.uint64:  # pragma: no cover - compiled
 def encode_records(
     header: np.ndarray,
     src: np.ndarray,
+    tail: np.ndarray,
     kinds: np.ndarray,
     slots: np.ndarray,
     floats: np.ndarray,
@@ -205,7 +294,9 @@ def encode_records(
     """Encode every row as `header` then each field as a null-first union (0x00 for null,
     0x02 and the value otherwise), the bytes fastavro writes for ksqlDB-style schemas.
 
-    String/bytes values are copied from `src` at their spans. Returns the joined records and
+    String/bytes values are copied from `src` at their spans; a span that starts at or past the
+    end of `src` is in `tail`, as if appended to it (a constant such as the model version then
+    costs no copy of a whole batch buffer). Returns the joined records and
     their bounds (records[i] = out[bounds[i]:bounds[i + 1]])."""
     n = present.shape[1]
     bounds = np.empty(n + 1, dtype=np.int64)
@@ -275,6 +366,10 @@ def encode_records(
                 pos += 1
                 if kind in SPAN_KINDS:
                     start = spans[slot, 0, i]
-                    out[pos : pos + length] = src[start : start + length]
+                    if start >= src.size:
+                        start -= src.size
+                        out[pos : pos + length] = tail[start : start + length]
+                    else:
+                        out[pos : pos + length] = src[start : start + length]
                     pos += length
     return out, bounds

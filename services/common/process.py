@@ -149,12 +149,21 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def freeze_startup_heap() -> None:
+def freeze_startup_heap(batch_objects: int = 0) -> None:
     """Move every object alive now out of the garbage collector's reach.
 
     A service that imports TensorFlow, numba or a parser generator starts with millions of
     long-lived objects; each full collection scans them all, a 100-300 ms pause that lands in
     whatever batch happens to allocate at that moment. Frozen after start-up, they are never
-    scanned again, while objects made later are collected as usual."""
+    scanned again, while objects made later are collected as usual.
+
+    `batch_objects`: how many tracked objects a batch keeps alive at once (a consumed message
+    is one). The collector runs whenever allocations outnumber deallocations by its first
+    threshold (700): a 10,000-message batch would trigger a dozen collections that each walk
+    the batch's messages, only for them all to be freed when the batch is done. With the
+    threshold above a batch's worth, a collection runs only when objects really accumulate."""
     gc.collect()
     gc.freeze()
+    first, *rest = gc.get_threshold()
+    if batch_objects * 2 > first:
+        gc.set_threshold(batch_objects * 2, *rest)

@@ -25,13 +25,15 @@ import numpy as np
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from services.common.avro import HEADER, WireFormatError, parse_schema
+from services.common.avro import HEADER, MAGIC_BYTE, WireFormatError, parse_schema
 from services.common.avro_columns import (
     ColumnarBatch,
     FieldPlan,
+    FramedFeatures,
     decode_columns_at,
     features_from_columns,
     frame_values,
+    framed_features,
     numeric_features,
     plan_schema,
 )
@@ -106,18 +108,40 @@ class WriterSchemas:
 
 
 @dataclass
+class _Columns:
+    """Where the other fields of some decoded rows can be read: either columns decoded already
+    (`batch`) or a fast-path batch whose columns are decoded on demand, for the rows asked."""
+
+    indices: np.ndarray
+    """sorted input indices of the rows, in row order"""
+    batch: ColumnarBatch | None = None
+    framed: FramedFeatures | None = None
+    plans: list[FieldPlan] | None = None
+    framed_rows: np.ndarray | None = None
+    """row k is framed row framed_rows[k]"""
+
+    def rows(self, rows: np.ndarray) -> tuple[ColumnarBatch, np.ndarray]:
+        """A ColumnarBatch holding these rows, and where they are in it."""
+        if self.batch is not None:
+            return self.batch, rows
+        assert self.framed is not None and self.plans is not None
+        assert self.framed_rows is not None
+        return self.framed.columns(self.framed_rows[rows], self.plans), np.arange(len(rows))
+
+
+@dataclass
 class DecodedBatch:
     """Usable rows as features, the way back to each row's record, and the rejected inputs."""
 
     features: np.ndarray
     """float32 [n_ok, 30] (TIME, V1..V28, AMOUNT)."""
     kept: np.ndarray
-    """int64 [n_ok]: index into the input values of each feature row."""
+    """int64 [n_ok]: index into the input values of each feature row (ascending)."""
     rejected: list[tuple[int, str]] = field(default_factory=list)
     _records: dict[int, dict[str, Any]] = field(default_factory=dict)
     """input index -> record decoded by fastavro (general path)."""
-    _columnar: list[tuple[ColumnarBatch, np.ndarray]] = field(default_factory=list)
-    """fast-path groups: (columns, sorted input indices of their rows)."""
+    _columnar: list[_Columns] = field(default_factory=list)
+    """rows read by a compiled path, and how to read their other fields."""
 
     def record(self, index: int, fields: Sequence[str] | None = None) -> dict[str, Any]:
         """The decoded record of input `index` (only needed for rows that alert); `fields`
@@ -125,24 +149,41 @@ class DecodedBatch:
         found = self._records.get(index)
         if found is not None:
             return found
-        for batch, indices in self._columnar:
-            row = int(np.searchsorted(indices, index))
-            if row < len(indices) and indices[row] == index:
-                return batch.record(row, fields)
+        for source in self._columnar:
+            row = int(np.searchsorted(source.indices, index))
+            if row < len(source.indices) and source.indices[row] == index:
+                batch, at = source.rows(np.array([row]))
+                return batch.record(int(at[0]), fields)
         raise KeyError(index)
 
     def columnar_rows(
         self, inputs: np.ndarray
     ) -> list[tuple[ColumnarBatch, np.ndarray, np.ndarray]]:
-        """Which of these input indices the columnar path decoded: per group, (columns, rows in
+        """Which of these input indices a compiled path decoded: per group, (columns, rows in
         them, positions in `inputs`). The others were decoded by fastavro (`record`)."""
         found = []
-        for batch, indices in self._columnar:
+        for source in self._columnar:
+            indices = source.indices
+            if not len(indices):
+                continue
             at = np.minimum(np.searchsorted(indices, inputs), len(indices) - 1)
-            hit = np.flatnonzero(indices[at] == inputs) if len(indices) else np.empty(0, np.int64)
+            hit = np.flatnonzero(indices[at] == inputs)
             if len(hit):
-                found.append((batch, at[hit], hit))
+                batch, rows = source.rows(at[hit])
+                found.append((batch, rows, hit))
         return found
+
+    def merge(self, other: DecodedBatch, where: np.ndarray) -> None:
+        """Add the result of decoding the inputs `where` (ascending) on their own."""
+        kept = np.concatenate([self.kept, where[other.kept]])
+        order = np.argsort(kept, kind="stable")
+        self.features = np.concatenate([self.features, other.features])[order]
+        self.kept = kept[order]
+        self.rejected = sorted(self.rejected + [(int(where[i]), r) for i, r in other.rejected])
+        self._records.update({int(where[i]): rec for i, rec in other._records.items()})
+        for source in other._columnar:
+            source.indices = where[source.indices]
+            self._columnar.append(source)
 
 
 class BatchDecoder:
@@ -161,6 +202,40 @@ class BatchDecoder:
         """Use the columnar fast path where the schema allows (False: always fastavro)."""
 
     def decode(self, values: Sequence[bytes | None]) -> DecodedBatch:
+        """Features of the values that are usable, every other value with its reason."""
+        fast = self._decode_fast(values)
+        return fast if fast is not None else self._decode_general(values)
+
+    def _decode_fast(self, values: Sequence[bytes | None]) -> DecodedBatch | None:
+        """The common case in one compiled pass: values framed like the first, of a flat schema
+        with numeric features. The values that do not pass go through `_decode_general` and
+        are merged back. None: this batch is not for the fast path at all."""
+        first = values[0] if len(values) else None
+        if not self.columnar or first is None or len(first) < HEADER.size:
+            return None
+        magic, schema_id = HEADER.unpack_from(first)
+        if magic != MAGIC_BYTE:
+            return None
+        try:
+            writer = self.schemas.get(schema_id)
+        except WireFormatError:
+            return None
+        if writer.plans is None or not numeric_features(writer.plans, self.fields):
+            return None
+        framed = framed_features(values, first[: HEADER.size], writer.plans, self.fields)
+        if framed is None:
+            return None
+        rows = np.flatnonzero(framed.ok)
+        out = DecodedBatch(
+            framed.features[rows] if len(rows) < len(values) else framed.features, rows
+        )
+        out._columnar.append(_Columns(rows, framed=framed, plans=writer.plans, framed_rows=rows))
+        if len(rows) < len(values):
+            others = np.flatnonzero(~framed.ok)
+            out.merge(self._decode_general([values[int(i)] for i in others]), others)
+        return out
+
+    def _decode_general(self, values: Sequence[bytes | None]) -> DecodedBatch:
         framing = frame_values(values)
         magic = framing.magic.view(np.int8)
         rejected: list[tuple[int, str]] = [
@@ -216,7 +291,7 @@ class BatchDecoder:
             x, usable, reasons = features_from_columns(batch, self.fields)
             feats.append(x[usable])
             kept.append(group.indices[usable])
-            out._columnar.append((batch, group.indices))
+            out._columnar.append(_Columns(group.indices, batch=batch))
             rejected.extend(
                 (int(group.indices[row]), reasons[int(row)])
                 for row in np.flatnonzero(batch.ok & ~usable)

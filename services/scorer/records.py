@@ -126,7 +126,6 @@ def encode_alerts(
             return None
     m = len(rows)
     version_bytes = version.encode()
-    src = np.concatenate([batch.buffer, np.frombuffer(version_bytes, np.uint8)])
     floats = np.empty((3, m), dtype=np.float64)
     floats[0] = columns["AMOUNT"].values[rows]  # type: ignore[index]
     floats[1] = scores
@@ -145,7 +144,8 @@ def encode_alerts(
             present[j] = columns[name].present[rows]
     out, bounds = encode_records(
         np.frombuffer(header, np.uint8),
-        src,
+        batch.buffer,
+        np.frombuffer(version_bytes, np.uint8),  # MODEL_VERSION's span is past the buffer
         np.array(_ALERT_KINDS, dtype=np.int8),
         _ALERT_SLOTS,
         floats,

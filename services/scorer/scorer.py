@@ -227,7 +227,7 @@ class Scorer:
         self.metrics.serve(cfg.metrics_port)
         consumer, producer = self._clients(bootstrap)
         warm_up()
-        freeze_startup_heap()
+        freeze_startup_heap(batch_objects=cfg.batch_size)
         started = time.monotonic()
         log.info(
             "scorer started",

@@ -369,6 +369,7 @@ def encode_avro(batch: ColumnBatch, indexes: Sequence[int], header: bytes) -> li
     out, bounds = encode_records(
         np.frombuffer(header, dtype=np.uint8),
         batch.buf,
+        np.zeros(0, dtype=np.uint8),
         np.array(kinds, dtype=np.int8),
         slots,
         floats,
