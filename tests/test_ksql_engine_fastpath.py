@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Any
+from typing import Any, cast
 
 import fastavro
+from confluent_kafka import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -303,17 +304,22 @@ def _processor(
     return BatchProcessor("Q", plan, sink, _Registry(), plog, "snk")
 
 
+def _as_messages(fakes: list[_Message]) -> list[Message]:
+    """The fakes stand in for consumed Messages: they have every method the processor reads."""
+    return cast(list[Message], fakes)
+
+
 def _row_output(
-    proc: BatchProcessor, messages: list[Any]
+    proc: BatchProcessor, messages: list[_Message]
 ) -> list[tuple[bytes | None, int, bytes | None]]:
-    out = proc.serialize(proc.evaluate(proc.rows(messages)))
+    out = proc.serialize(proc.evaluate(proc.rows(_as_messages(messages))))
     return [(r.value, r.timestamp, r.key) for r in out]
 
 
 def _columnar_output(
-    proc: BatchProcessor, messages: list[Any]
+    proc: BatchProcessor, messages: list[_Message]
 ) -> list[tuple[bytes | None, int, bytes | None]]:
-    values, timestamps, keys = proc.columnar_batch(messages) or ([], [], [])
+    values, timestamps, keys = proc.columnar_batch(_as_messages(messages)) or ([], [], [])
     return list(zip(values, timestamps, keys, strict=True))
 
 
@@ -355,7 +361,7 @@ def test_a_kafka_string_key_passes_through_the_column_wise_path() -> None:
 def test_a_key_that_is_not_utf8_sends_its_batch_down_the_row_path() -> None:
     proc = _processor("SELECT ID_KEY, ID FROM SRC", [], key_columns=[("ID_KEY", T.STRING)])
     assert proc.columnar is not None
-    assert proc.columnar_batch([_Message(LINES[0], 0, b"\xff\xfe")]) is None
+    assert proc.columnar_batch(_as_messages([_Message(LINES[0], 0, b"\xff\xfe")])) is None
 
 
 def test_a_computed_or_non_string_key_keeps_the_row_path() -> None:
@@ -390,7 +396,7 @@ def test_a_malformed_record_sends_its_batch_down_the_row_path_and_to_the_log() -
     logged: list[bytes] = []
     proc = _processor("SELECT * FROM SRC WHERE Class IS NOT NULL", logged)
     messages = [_Message(v, i) for i, v in enumerate([*LINES, b"4,x,41,oops,1.0,0"])]
-    assert proc.columnar_batch(messages) is None
+    assert proc.columnar_batch(_as_messages(messages)) is None
     out = _row_output(proc, messages)
     assert len(out) == 3
     assert len(logged) == 1 and b"Failed to deserialise a field" in logged[0]
@@ -398,7 +404,7 @@ def test_a_malformed_record_sends_its_batch_down_the_row_path_and_to_the_log() -
 
 
 plain_string = st.text(
-    st.characters(blacklist_characters='",\n\r', blacklist_categories=("Cs",)), max_size=8
+    st.characters(blacklist_characters='",\n\r', blacklist_categories=["Cs"]), max_size=8
 )
 strict_double = st.one_of(
     st.just(""),
@@ -428,3 +434,13 @@ def strict_lines(draw: st.DrawFn) -> bytes:
 @given(st.lists(strict_lines(), min_size=1, max_size=8))
 def test_fast_decoding_accepts_the_strict_form_and_equals_the_row_path(lines: list[bytes]) -> None:
     assert _assert_matches_row_path(list(lines))
+
+
+def test_warm_up_loads_both_kernels_before_any_query() -> None:
+    """The server calls warm_up at start-up so the first batch does not pay for compiling."""
+    from services.common.avro_flat import encode_records
+    from services.ksql_server.formats import columnar
+
+    columnar.warm_up()
+    assert columnar._split_and_parse.signatures
+    assert encode_records.signatures

@@ -51,8 +51,10 @@ def test_json_case_insensitive_fields_and_coercion() -> None:
     de = make_deserializer(FormatInfo("JSON"), cols, "t", False)
     assert de(b'{"id": "5", "m": 1.5, "S": 3}') == [5, Decimal("1.50"), "3"]
     ser = make_serializer(FormatInfo("JSON"), cols, "t", False)
-    assert json.loads(ser([5, Decimal("1.50"), None])) == {"ID": 5, "M": 1.5, "S": None}
-    assert b'"M":1.50' in ser([5, Decimal("1.50"), None])
+    encoded = ser([5, Decimal("1.50"), None])
+    assert encoded is not None
+    assert json.loads(encoded) == {"ID": 5, "M": 1.5, "S": None}
+    assert b'"M":1.50' in encoded
 
 
 def test_json_unwrapped_single_value() -> None:

@@ -12,10 +12,10 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 from test_scorer_support import (
     input_schema,
     make_records,
@@ -42,13 +42,33 @@ def decode_alerts(topic: str, bootstrap: str, sr_url: str) -> list[dict[str, Any
     return [decoder.decode(m.value()) for m in read_all(topic, bootstrap)]
 
 
-def names(unique: str) -> dict[str, str]:
+class Names(TypedDict):
+    """The per-test topics and group, spread into ScorerConfig(**names(unique))."""
+
+    topic: str
+    alerts_topic: str
+    dlq_topic: str
+    group: str
+
+
+def names(unique: str) -> Names:
     return {
         "topic": f"t_score_in_{unique}",
         "alerts_topic": f"t_score_alerts_{unique}",
         "dlq_topic": f"t_score_dlq_{unique}",
         "group": f"t-score-{unique}",
     }
+
+
+def dlq_key(msg: Message) -> bytes:
+    key = msg.key()
+    assert key is not None  # every dead letter keeps its source record's key
+    return key
+
+
+def dlq_headers(msg: Message) -> dict[str, str]:
+    """read_dlq_headers of a consumed record: a consumer's headers() are (str, bytes) pairs."""
+    return read_dlq_headers(cast("list[tuple[str, bytes]] | None", msg.headers()))
 
 
 @pytest.mark.slow
@@ -60,7 +80,7 @@ def test_dlq_each_bad_record_kind_in_the_transaction(
     records = make_records(3000, seed=11)
     produce_records(n["topic"], records[:1500], schema_registry_url, kafka_bootstrap)
     good = AvroEncoderForTest(schema_registry_url, f"{n['topic']}-value")
-    bad: list[tuple[bytes | None, bytes | None]] = [
+    bad: list[tuple[bytes, bytes | None]] = [
         (b"bad-magic", b"\x07" + good.encode(records[0])[1:]),
         (b"bad-id", b"\x00\x7f\xff\xff\xf0" + good.encode(records[0])[5:]),
         (b"bad-missing", good.encode({**records[1], "V4": None})),
@@ -99,9 +119,9 @@ def test_dlq_each_bad_record_kind_in_the_transaction(
     assert dlq_total == len(bad)
     assert metric("fraudstream_scorer_model_info", {"version": version}) == 1
     letters = read_all(n["dlq_topic"], kafka_bootstrap)
-    by_key = {m.key(): m for m in letters}
+    by_key = {dlq_key(m): m for m in letters}
     assert sorted(by_key) == sorted(k for k, _ in bad)
-    reasons = {k: read_dlq_headers(m.headers())["error"] for k, m in by_key.items()}
+    reasons = {k: dlq_headers(m)["error"] for k, m in by_key.items()}
     assert reasons[b"bad-magic"] == "unknown magic byte 7"
     assert reasons[b"bad-id"].startswith("unknown schema id")
     assert reasons[b"bad-missing"] == "missing feature V4"
@@ -109,10 +129,10 @@ def test_dlq_each_bad_record_kind_in_the_transaction(
     assert reasons[b"bad-text"] == "non-numeric feature V2='twelve'"
     assert "too short" in reasons[b"bad-short"]
     for key, value in bad:
-        headers = read_dlq_headers(by_key[key].headers())
+        headers = dlq_headers(by_key[key])
         assert headers["source.topic"] == n["topic"] and headers["source.partition"] == "0"
         assert by_key[key].value() == value  # the bytes as received
-    offsets = sorted(int(read_dlq_headers(m.headers())["source.offset"]) for m in letters)
+    offsets = sorted(int(dlq_headers(m)["source.offset"]) for m in letters)
     assert offsets == list(range(1500, 1506))
     alerts = decode_alerts(n["alerts_topic"], kafka_bootstrap, schema_registry_url)
     assert {a["ID"] for a in alerts} == offline_alert_ids(tmp_path, version, records)
@@ -156,7 +176,7 @@ def committed_total(group: str, topic: str, partitions: int, bootstrap: str) -> 
 
 
 def score_process(
-    n: dict[str, str], version: str, models_dir: Path, *extra: str, stop_at_end: bool = True
+    n: Names, version: str, models_dir: Path, *extra: str, stop_at_end: bool = True
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,

@@ -157,10 +157,13 @@ def read_all(topic: str, bootstrap: str, timeout: float = 60.0) -> list[Message]
         while len(done) < len(meta.partitions):
             assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout}s"
             for msg in consumer.consume(1000, timeout=0.5):
-                if msg.error() is None:
+                error = msg.error()
+                if error is None:
                     out.append(msg)
-                elif msg.error().code() == KafkaError._PARTITION_EOF:
-                    done.add(msg.partition())
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    partition = msg.partition()
+                    assert partition is not None  # a partition EOF event names its partition
+                    done.add(partition)
         return out
     finally:
         consumer.close()

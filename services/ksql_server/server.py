@@ -79,6 +79,7 @@ def serving_app(
     /healthcheck also asks the broker at `bootstrap_servers`."""
     from services.common.kafka import broker_reachable
     from services.common.process import freeze_startup_heap
+    from services.ksql_server.formats.columnar import warm_up as warm_up_kernels
 
     app = create_app(
         engine,
@@ -93,6 +94,7 @@ def serving_app(
             await _maybe_await(start())
         if not app.state.api.kafka_cluster_id:
             app.state.api.kafka_cluster_id = await asyncio.to_thread(_cluster_id, bootstrap_servers)
+        await asyncio.to_thread(warm_up_kernels)
         freeze_startup_heap()
         log.info("KSQL server ready (service id %s)", engine.service_id)
         try:
