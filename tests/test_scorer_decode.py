@@ -226,14 +226,15 @@ def _value_kinds() -> dict[str, tuple[int, dict[str, Any] | None, bool]]:
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.sampled_from([*_value_kinds(), "bad magic", "too short"]),
+        st.sampled_from([*_value_kinds(), "bad magic", "too short", "tombstone"]),
         min_size=1,
         max_size=30,
-    ).map(lambda kinds: ["good", *kinds])
+    )
 )
 def test_fast_path_decodes_a_mixed_batch_as_the_general_path_does(kinds: list[str]) -> None:
-    """The one-pass kernel takes the batch (its first value is good) and hands the rest to the
-    general path: features, rows, reasons and the alert fields must be the general path's."""
+    """The one-pass kernel takes the batch (with the first value's header or, when that one is
+    bad, the last batch's) and hands the rest to the general path: features, rows, reasons and
+    the alert fields must be the general path's."""
     schema = input_schema()
     text_v1 = {
         **schema,
@@ -249,6 +250,8 @@ def test_fast_path_decodes_a_mixed_batch_as_the_general_path_does(kinds: list[st
             values.append(b"\x05" + frame(schema, record)[1:])
         elif kind == "too short":
             values.append(b"\x00\x00\x00")
+        elif kind == "tombstone":
+            values.append(None)
         else:
             schema_id, overrides, truncate = _value_kinds()[kind]
             value = frame(
@@ -256,6 +259,7 @@ def test_fast_path_decodes_a_mixed_batch_as_the_general_path_does(kinds: list[st
             )
             values.append(value[:-3] if truncate else value)
     decoder = BatchDecoder(FakeRegistry(schemas))  # type: ignore[arg-type]
+    decoder.decode([frame(schema, records[0])])  # an earlier batch: the header to fall back on
     assert decoder._decode_fast(values) is not None  # the fast path is what is tested here
     fast, general = decoder.decode(values), decoder._decode_general(values)
     np.testing.assert_array_equal(fast.kept, general.kept)

@@ -214,16 +214,17 @@ class FramedFeatures:
 
 def framed_features(
     values: Sequence[bytes | None], header: bytes, plans: list[FieldPlan], fields: Sequence[str]
-) -> FramedFeatures | None:
+) -> FramedFeatures:
     """The scorer's fast path: features straight from the Kafka values of one writer schema
-    (`header`: magic byte and schema id), with no per-field column in between. None for a batch
-    holding a tombstone. The fields must pass `numeric_features`; rows that are not `ok` are
-    for the general path, which knows what is wrong with them."""
+    (`header`: magic byte and schema id), with no per-field column in between. The fields must
+    pass `numeric_features`; rows that are not `ok` (a tombstone among them) are for the general
+    path, which knows what is wrong with them."""
     n = len(values)
     try:
         lengths = np.fromiter(map(len, values), np.int64, count=n)  # type: ignore[arg-type]
-    except TypeError:
-        return None
+    except TypeError:  # a tombstone: an empty value here, too short to be framed
+        values = [value or b"" for value in values]
+        lengths = np.fromiter(map(len, values), np.int64, count=n)  # type: ignore[arg-type]
     ends = np.cumsum(lengths)
     starts = ends - lengths
     buf = np.frombuffer(b"".join(values) + b"\x00" * PAD, dtype=np.uint8)  # type: ignore[arg-type]

@@ -200,6 +200,8 @@ class BatchDecoder:
         self.fields = tuple(fields)
         self.columnar = True
         """Use the columnar fast path where the schema allows (False: always fastavro)."""
+        self._header: bytes | None = None
+        """the wire header of the last batch the fast pass took"""
 
     def decode(self, values: Sequence[bytes | None]) -> DecodedBatch:
         """Features of the values that are usable, every other value with its reason."""
@@ -207,33 +209,42 @@ class BatchDecoder:
         return fast if fast is not None else self._decode_general(values)
 
     def _decode_fast(self, values: Sequence[bytes | None]) -> DecodedBatch | None:
-        """The common case in one compiled pass: values framed like the first, of a flat schema
-        with numeric features. The values that do not pass go through `_decode_general` and
-        are merged back. None: this batch is not for the fast path at all."""
-        first = values[0] if len(values) else None
-        if not self.columnar or first is None or len(first) < HEADER.size:
+        """The common case in one compiled pass: values framed with one header (`_fast_schema`)
+        of a flat schema with numeric features. The values that do not pass go through
+        `_decode_general` and are merged back. None: no header fits the fast pass."""
+        chosen = self._fast_schema(values) if self.columnar else None
+        if chosen is None:
             return None
-        magic, schema_id = HEADER.unpack_from(first)
-        if magic != MAGIC_BYTE:
-            return None
-        try:
-            writer = self.schemas.get(schema_id)
-        except WireFormatError:
-            return None
-        if writer.plans is None or not numeric_features(writer.plans, self.fields):
-            return None
-        framed = framed_features(values, first[: HEADER.size], writer.plans, self.fields)
-        if framed is None:
-            return None
+        header, plans = chosen
+        framed = framed_features(values, header, plans, self.fields)
+        self._header = header
         rows = np.flatnonzero(framed.ok)
         out = DecodedBatch(
             framed.features[rows] if len(rows) < len(values) else framed.features, rows
         )
-        out._columnar.append(_Columns(rows, framed=framed, plans=writer.plans, framed_rows=rows))
+        out._columnar.append(_Columns(rows, framed=framed, plans=plans, framed_rows=rows))
         if len(rows) < len(values):
             others = np.flatnonzero(~framed.ok)
             out.merge(self._decode_general([values[int(i)] for i in others]), others)
         return out
+
+    def _fast_schema(self, values: Sequence[bytes | None]) -> tuple[bytes, list[FieldPlan]] | None:
+        """The wire header the fast pass expects, and its writer schema's plans: the first
+        value's, or, when that one is bad (a tombstone, a wrong magic byte, an unknown or
+        unsuitable schema), the last batch's, so one bad record at the head of a batch does not
+        send the whole batch down the general path."""
+        first = values[0] if len(values) else None
+        candidates = [self._header] if self._header is not None else []
+        if first is not None and len(first) >= HEADER.size and first[0] == MAGIC_BYTE:
+            candidates.insert(0, first[: HEADER.size])
+        for header in candidates:
+            try:
+                writer = self.schemas.get(HEADER.unpack(header)[1])
+            except WireFormatError:
+                continue
+            if writer.plans is not None and numeric_features(writer.plans, self.fields):
+                return header, writer.plans
+        return None
 
     def _decode_general(self, values: Sequence[bytes | None]) -> DecodedBatch:
         framing = frame_values(values)
