@@ -12,6 +12,10 @@ A column set is laid out by field *kind*, each kind in its own 2-D array indexed
 slot: `floats[slot, row]` (double, float, boolean), `ints[slot, row]` (int, long) and
 `spans[slot, 0 | 1, row]` (start and length of string/bytes values in a byte buffer), plus
 `present[field, row]`.
+
+`walk_features` is the scorer's shortcut: it checks each value's wire-format header and writes
+the numeric fields a model needs straight into one float32 matrix, with no column per field;
+both walkers read fields with the same `_read_branch` / `_read_value`.
 """
 
 from __future__ import annotations

@@ -187,10 +187,13 @@ class DecodedBatch:
 
 
 class BatchDecoder:
-    """Decodes a batch of Confluent-framed values, grouped by writer schema id.
+    """Decodes a batch of Confluent-framed values into the model's features.
 
-    The framing (length, magic byte, schema id) is checked for the whole batch with numpy on
-    one joined buffer, so the per-record Python work is a length lookup.
+    The common case is one compiled pass over the joined values (`_decode_fast`): header check,
+    Avro walk and features together. What it does not accept takes the general path
+    (`_decode_general`): framing checked with numpy over one joined buffer, values grouped by
+    writer schema id, the column-wise walker, then fastavro for the rest and for exact errors.
+    Either way the per-record Python work is a length lookup.
     """
 
     def __init__(
