@@ -43,6 +43,7 @@ from services.common.topics import AVRO_FEATURE_FIELDS
 PAD = 16
 """Zero bytes after a joined batch, so its buffer is never empty (a batch of tombstones still
 has a byte for `frame_values` to read headers from)."""
+_PAD_BYTES = b"\x00" * PAD
 
 
 @dataclass(frozen=True)
@@ -175,17 +176,29 @@ class Framing:
         ]
 
 
-def frame_values(values: Sequence[bytes | None]) -> Framing:
-    """Join a consumed batch and read every header at once."""
+def join_values(
+    values: Sequence[bytes | memoryview | None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A consumed batch as one buffer: (every value joined, then PAD zero bytes; each value's
+    length, -1 for a tombstone; where each starts; where each ends). A tombstone occupies no
+    bytes (start == end)."""
     n = len(values)
     try:
         lengths = np.fromiter(map(len, values), np.int64, count=n)  # type: ignore[arg-type]
+        present: Sequence[bytes | memoryview | None] = values
     except TypeError:  # a tombstone (None) in the batch
         lengths = np.fromiter((-1 if v is None else len(v) for v in values), np.int64, n)
+        present = [v for v in values if v is not None]
     sizes = np.maximum(lengths, 0)
     ends = np.cumsum(sizes)
-    starts = ends - sizes
-    buf = np.frombuffer(b"".join([v for v in values if v]) + b"\x00" * PAD, dtype=np.uint8)
+    # the padding joins in with the values: no second copy of the batch to append it
+    buf = np.frombuffer(b"".join([*present, _PAD_BYTES]), dtype=np.uint8)  # type: ignore[list-item]
+    return buf, lengths, ends - sizes, ends
+
+
+def frame_values(values: Sequence[bytes | None]) -> Framing:
+    """Join a consumed batch and read every header at once."""
+    buf, lengths, starts, ends = join_values(values)
     head = buf[np.clip(starts[:, None] + np.arange(HEADER.size), 0, len(buf) - 1)]
     schema_ids = (head[:, 1:].astype(np.uint32) << np.array([24, 16, 8, 0], np.uint32)).sum(
         axis=1, dtype=np.uint32
@@ -219,37 +232,32 @@ def framed_features(
     (`header`: magic byte and schema id), with no per-field column in between. The fields must
     pass `numeric_features`; rows that are not `ok` (a tombstone among them) are for the general
     path, which knows what is wrong with them."""
-    n = len(values)
-    try:
-        lengths = np.fromiter(map(len, values), np.int64, count=n)  # type: ignore[arg-type]
-    except TypeError:  # a tombstone: an empty value here, too short to be framed
-        values = [value or b"" for value in values]
-        lengths = np.fromiter(map(len, values), np.int64, count=n)  # type: ignore[arg-type]
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    buf = np.frombuffer(b"".join(values) + b"\x00" * PAD, dtype=np.uint8)  # type: ignore[arg-type]
+    buf, _, starts, ends = join_values(values)  # a tombstone: no bytes, too short to be framed
     column = {name: j for j, name in enumerate(fields)}
-    features = np.empty((n, len(fields)), dtype=np.float32)
+    features = np.empty((len(values), len(fields)), dtype=np.float32)
     ok = walk_features(
         buf,
         starts,
         ends,
         np.frombuffer(header, dtype=np.uint8),
-        np.array([KINDS[p.type] for p in plans], dtype=np.int8),
-        np.array([-1 if p.null_branch is None else p.null_branch for p in plans], np.int8),
+        *_kinds_and_nulls(plans),
         np.array([column.get(p.name, -1) for p in plans], dtype=np.int64),
         features,
     )
     return FramedFeatures(features, ok, buf, starts, ends)
 
 
+def _kinds_and_nulls(plans: Sequence[FieldPlan]) -> tuple[np.ndarray, np.ndarray]:
+    """The walkers' view of a plan: each field's kind, and its null union branch (-1: none)."""
+    kinds = np.array([KINDS[p.type] for p in plans], dtype=np.int8)
+    nulls = np.array([-1 if p.null_branch is None else p.null_branch for p in plans], np.int8)
+    return kinds, nulls
+
+
 def decode_columns(bodies: Sequence[bytes | memoryview], plans: list[FieldPlan]) -> ColumnarBatch:
     """Decode Avro bodies (no wire-format header) of one flat schema."""
-    n = len(bodies)
-    lengths = np.fromiter((len(b) for b in bodies), dtype=np.int64, count=n)
-    ends = np.cumsum(lengths)
-    buf = np.frombuffer(b"".join(bodies) + b"\x00" * PAD, dtype=np.uint8)
-    return decode_columns_at(buf, ends - lengths, ends, plans)
+    buf, _, starts, ends = join_values(bodies)
+    return decode_columns_at(buf, starts, ends, plans)
 
 
 def decode_columns_at(
@@ -257,8 +265,7 @@ def decode_columns_at(
 ) -> ColumnarBatch:
     """Decode the bodies found at buf[starts[i]:ends[i]]."""
     n = len(starts)
-    kinds = np.array([KINDS[p.type] for p in plans], dtype=np.int8)
-    nulls = np.array([-1 if p.null_branch is None else p.null_branch for p in plans], np.int8)
+    kinds, nulls = _kinds_and_nulls(plans)
     slots, (n_floats, n_ints, n_spans) = slots_of(kinds.tolist())
     floats = np.empty((n_floats, n), dtype=np.float64)
     ints = np.empty((n_ints, n), dtype=np.int64)

@@ -157,6 +157,9 @@ def walk_features(
                 pos += 8
             else:
                 pos, number, integer = _read_value(buf, pos, end, kind)
+            # A malformed value (pos -1) also just continues: the next _read_branch passes -1 on
+            # and the record ends not ok. Breaking here instead measured 2.5x slower (numba
+            # 0.6x: the loop no longer compiles as tightly).
             if pos < 0 or column < 0:
                 continue
             if kind == KIND_VARINT:
@@ -175,7 +178,7 @@ def _read_branch(  # pragma: no cover - compiled
 ) -> tuple[int, bool]:
     """(position after a field's union index, whether the value is there); position -1 when
     the index is not 0 or 1. A plain field (null_branch -1) is always there."""
-    if pos < 0:
+    if pos < 0:  # the previous value was malformed (walk_features carries -1 on)
         return -1, False
     if null_branch < 0:
         return pos, True
