@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from services.common.errors import ServiceUnavailable
 from services.common.settings import get_settings
@@ -126,6 +126,23 @@ def ensure_topic(
         return False
     _wait_for_leaders(admin, name, timeout)
     return True
+
+
+def topic_max_message_bytes(
+    name: str, bootstrap: str | None = None, timeout: float = 10.0
+) -> int | None:
+    """The topic's `max.message.bytes` (the largest record batch it accepts), None if unknown."""
+    admin = make_admin(bootstrap)
+    resource = ConfigResource(ResourceType.TOPIC, name)
+    try:
+        configs = admin.describe_configs([resource])[resource].result(timeout)
+    except KafkaException:
+        return None
+    entry = configs.get("max.message.bytes")
+    try:
+        return int(entry.value) if entry is not None and entry.value else None
+    except ValueError:
+        return None
 
 
 def _wait_for_leaders(admin: AdminClient, name: str, timeout: float) -> None:

@@ -20,6 +20,7 @@ from rich.progress import (
 
 from services.common.errors import FraudstreamError
 from services.common.topics import SOURCE_TOPIC
+from services.producer.limits import DEFAULT_MAX_LINE_BYTES, LONG_LINE_KEEP_BYTES
 
 SHOWN_BAD_LINES = 20
 """Refused lines printed one by one; beyond that only their count (all go to the DLQ)."""
@@ -71,13 +72,21 @@ def produce(
     speedup: float = typer.Option(
         None, "--speedup", help="replay by the Time column, X times faster than real time"
     ),
+    max_line_bytes: int = typer.Option(
+        DEFAULT_MAX_LINE_BYTES,
+        "--max-line-bytes",
+        min=1,
+        help=f"a longer line goes to the DLQ (its first {LONG_LINE_KEEP_BYTES} bytes and its "
+        "length), never read whole",
+    ),
 ) -> None:
     """Replay a CSV into creditcardfraud_source as DELIMITED values keyed by Id.
 
     The Kaggle layout gets Id (row number), Timestamp (2013-09-01T00:00:00Z + Time) and User
     added. Lines that cannot be parsed are printed with their line number and sent to
-    creditcardfraud_dlq with the reason in their headers; every good line goes through.
-    Ctrl-C flushes what was sent and prints the count.
+    creditcardfraud_dlq with the reason in their headers; every good line goes through. A line
+    longer than --max-line-bytes (default 1,000,000) goes there too, cut to its first 4 KiB with
+    its length in the headers. Ctrl-C flushes what was sent and prints the count.
     """
     from services.producer.csv_source import BadLine
     from services.producer.replay import produce_csv
@@ -102,7 +111,10 @@ def produce(
             speedup=speedup,
             on_progress=lambda _n, nbytes: progress.advance(task, nbytes),
             on_bad=report,
+            max_line_bytes=max_line_bytes,
         )
+    if not result.records and not result.bad and not result.interrupted and limit != 0:
+        err.print(f"{csv} holds no data lines (only a header or blank lines)", markup=False)
     if result.bad > SHOWN_BAD_LINES:
         err.print(f"… {result.bad - SHOWN_BAD_LINES} more bad lines", markup=False)
     if result.bad:

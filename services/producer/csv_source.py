@@ -4,6 +4,10 @@ A block of lines is checked in bulk: comma counts first, then pandas' C parser f
 Only when that finds something wrong are the lines of the block checked one by one, so every bad
 line is reported with its line number and reason while clean files stay on the fast path.
 
+No line is ever held whole beyond `max_line_bytes`: a longer one (a corrupt file, a file without
+newlines) is read past in bounded chunks and refused with its first `LONG_LINE_KEEP_BYTES` bytes
+and its length, so one such line costs the replay one dead letter, not its memory or its run.
+
 Each good line becomes the DELIMITED value of `creditcardfraud_source`
 (`Id,Timestamp,User,Time,V1..V28,Amount,Class`, 34 fields), keyed by `Id`:
 - extended layout (`Id,Timestamp,User,...`, the demo's creditcard_extended.csv): the line as is;
@@ -28,9 +32,16 @@ import pandas as pd
 from services.common.errors import FraudstreamError
 from services.common.topics import EXTENDED_COLUMNS, KAGGLE_COLUMNS
 from services.producer.layout import USERS, iso_seconds_bytes, user_indices
+from services.producer.limits import DEFAULT_MAX_LINE_BYTES, LONG_LINE_KEEP_BYTES
 
 BLOCK_BYTES = 2 << 20
 """Lines are read and checked about this many bytes at a time."""
+SKIP_CHUNK_BYTES = 1 << 20
+"""The rest of a long line is read past this many bytes at a time."""
+HEAD_LINES = 200
+"""Layout detection looks at up to this many lines (each read with a bounded readline)."""
+HEAD_LINE_BYTES = 64 * 1024
+"""Lines longer than this are skipped by layout detection (no real header or row is)."""
 TIME_LIMIT = 2**31
 """`Time` is an INT column of the source stream: its magnitude must stay below this."""
 
@@ -59,7 +70,24 @@ class BadLine:
 
     line: int
     raw: bytes
+    """The line as it was in the file, or only its first bytes when it was too long to keep."""
     reason: str
+    length: int = -1
+    """Length of the whole line in bytes (line end excluded); -1 = len(raw)."""
+
+    @property
+    def size(self) -> int:
+        return len(self.raw) if self.length < 0 else self.length
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.raw)
+
+    def trimmed(self, keep: int = LONG_LINE_KEEP_BYTES) -> BadLine:
+        """The same bad line holding at most `keep` bytes (for lists kept in memory)."""
+        if len(self.raw) <= keep:
+            return self
+        return BadLine(self.line, self.raw[:keep], self.reason, self.size)
 
 
 @dataclass
@@ -100,8 +128,23 @@ def _unquote(raw: bytes) -> str:
     return text
 
 
+def _encoding_fault(raw: bytes) -> str | None:
+    """A NUL byte or invalid UTF-8: the DELIMITED value must be text KSQL can decode."""
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        return f"NUL byte at byte {nul + 1}"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start + 1}"
+    return None
+
+
 def check_line(raw: bytes, layout: Layout) -> tuple[str | None, int, float]:
     """The per-line rule: (reason or None, Id, Time). Used where the bulk check found a fault."""
+    fault = _encoding_fault(raw)
+    if fault is not None:
+        return fault, 0, 0.0
     fields = raw.split(b",")
     if len(fields) != layout.fields:
         return f"expected {layout.fields} fields, found {len(fields)}", 0, 0.0
@@ -144,11 +187,17 @@ def detect_layout(path: Path) -> tuple[Layout, bool]:
     """(layout, has_header) from the header or, without one, the usual field count of the first
     lines; a file whose layout cannot be told is refused with a one-line error."""
     with path.open("rb") as stream:
-        head = [line.rstrip(b"\r\n") for line in stream.readlines(256 * 1024)[:200]]
-    head = [line for line in head if line.strip()]
+        head, skipped = _head_lines(stream)
+    if head and head[0].startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FraudstreamError(f"{path} is UTF-16 text: convert it to UTF-8 first")
     if not head:
+        if skipped:
+            raise FraudstreamError(
+                f"{path} is not a transactions CSV: no line among its first {HEAD_LINES} is "
+                f"shorter than {HEAD_LINE_BYTES} bytes"
+            )
         raise FraudstreamError(f"{path} is empty")
-    has_header = _is_header(head[0])
+    has_header = _is_header(head[0]) and not skipped
     counts = Counter(line.count(b",") + 1 for line in (head[:1] if has_header else head))
     for count, _n in counts.most_common():
         for layout in Layout:
@@ -159,14 +208,71 @@ def detect_layout(path: Path) -> tuple[Layout, bool]:
     )
 
 
+def _head_lines(stream: BinaryIO) -> tuple[list[bytes], int]:
+    """(the non-blank lines among the first HEAD_LINES, how many were too long to look at)
+    before the first short line, all read with bounded memory."""
+    head: list[bytes] = []
+    skipped = 0
+    for _ in range(HEAD_LINES):
+        raw = stream.readline(HEAD_LINE_BYTES)
+        if not raw:
+            break
+        if not raw.endswith(b"\n") and len(raw) == HEAD_LINE_BYTES:
+            _skip_rest_of_line(stream)  # a line this long is no header and no row
+            skipped += 0 if head else 1
+            continue
+        line = raw.rstrip(b"\r\n")
+        if line.strip():
+            head.append(line)
+    return head, skipped
+
+
+def _skip_rest_of_line(stream: BinaryIO) -> tuple[int, bytes]:
+    """Read past the rest of the current line in bounded chunks: (bytes read, the last two)."""
+    skipped = 0
+    last_two = b""
+    while True:
+        chunk = stream.readline(SKIP_CHUNK_BYTES)
+        skipped += len(chunk)
+        last_two = (last_two + chunk[-2:])[-2:]
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped, last_two
+
+
+def _line_end_size(line_end: bytes) -> int:
+    """Bytes of the line end (\\r\\n, \\n or none) that `line_end` finishes with."""
+    if line_end.endswith(b"\r\n"):
+        return 2
+    return 1 if line_end.endswith(b"\n") else 0
+
+
+@dataclass
+class _Block:
+    """Whole lines read at once, and the lines among them cut short for being too long."""
+
+    data: bytes
+    size: int
+    """Bytes of the file this block covers (the long lines' skipped parts included)."""
+    long_tail: tuple[bytes, int] | None = None
+    """(first bytes, length) of an over-long line that ends the block, not part of `data`."""
+
+
 class CsvSource:
     """A CSV file read block by block; iterate `batches()` for records ready to produce."""
 
-    def __init__(self, path: Path, block_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(
+        self,
+        path: Path,
+        block_bytes: int = BLOCK_BYTES,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
         if not path.is_file():
             raise FraudstreamError(f"no such file: {path}")
+        if max_line_bytes < 1:
+            raise FraudstreamError("--max-line-bytes must be at least 1")
         self.path = path
         self.block_bytes = block_bytes
+        self.max_line_bytes = max_line_bytes
         try:
             self.layout, self.has_header = detect_layout(path)
             self.size = path.stat().st_size
@@ -176,8 +282,11 @@ class CsvSource:
         """Line number of the header (0 without one): Kaggle `Id` = line number - this."""
 
     def batches(self) -> Iterator[Batch]:
-        with self.path.open("rb") as stream:
-            yield from self._read(stream)
+        try:
+            with self.path.open("rb") as stream:
+                yield from self._read(stream)
+        except OSError as exc:
+            raise FraudstreamError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
 
     def _read(self, stream: BinaryIO) -> Iterator[Batch]:
         """Blocks of whole lines: one read, one split, no per-line Python work."""
@@ -185,42 +294,83 @@ class CsvSource:
         header_size = 0
         if self.has_header:
             while True:
-                raw = stream.readline()
+                raw = stream.readline(HEAD_LINE_BYTES)
                 line_no += 1
                 header_size += len(raw)
                 if not raw or raw.strip():
                     break
         self._header_line = line_no
         while True:
-            data = stream.read(self.block_bytes)
-            if not data:
+            block = self._next_block(stream)
+            if block is None:
                 return
-            if not data.endswith(b"\n"):
-                data += stream.readline()
-            size = len(data) + header_size
-            header_size = 0
+            data = block.data
             if b"\r" in data:
                 data = data.replace(b"\r\n", b"\n")
             lines = data.split(b"\n")
             if not lines[-1]:
                 lines.pop()
-            batch = self._batch(lines, line_no + 1, data.count(b","))
+            long_lines = self._cut_long_lines(lines)
+            if block.long_tail is not None:
+                long_lines[len(lines)] = block.long_tail[1]
+                lines.append(block.long_tail[0])
+            batch = self._batch(lines, line_no + 1, data.count(b","), long_lines)
             line_no += len(lines)
-            batch.bytes_read = size
+            batch.bytes_read = block.size + header_size
+            header_size = 0
             yield batch
 
-    def _batch(self, lines: list[bytes], first_line: int, commas_seen: int) -> Batch:
-        """Records and refused lines of one block; line i is file line first_line + i."""
+    def _next_block(self, stream: BinaryIO) -> _Block | None:
+        """About `block_bytes` of whole lines; a last line longer than `max_line_bytes` is not
+        kept whole but read past, its first bytes and length returned beside the block."""
+        data = stream.read(self.block_bytes)
+        if not data:
+            return None
+        if data.endswith(b"\n"):
+            return _Block(data, len(data))
+        start = data.rfind(b"\n") + 1
+        # room for the longest allowed line, its \r\n, and one byte more to see it is longer
+        rest = stream.readline(max(self.max_line_bytes + 3 - (len(data) - start), 1))
+        line = data[start:] + rest
+        complete = not rest or rest.endswith(b"\n")
+        if complete and len(line) - _line_end_size(line) <= self.max_line_bytes:
+            return _Block(data + rest, len(data) + len(rest))
+        read, last_two = len(line), line[-2:]
+        if not complete:
+            skipped, skipped_end = _skip_rest_of_line(stream)
+            read, last_two = read + skipped, (last_two + skipped_end)[-2:]
+        length = read - _line_end_size(last_two)
+        return _Block(data[:start], start + read, (line[:LONG_LINE_KEEP_BYTES], length))
+
+    def _cut_long_lines(self, lines: list[bytes]) -> dict[int, int]:
+        """Lines of a block that are over the limit, cut to their first bytes in place;
+        returns their original lengths by index (usually none: one C-speed pass finds that)."""
+        if max(map(len, lines), default=0) <= self.max_line_bytes:
+            return {}
+        long_lines: dict[int, int] = {}
+        for i, line in enumerate(lines):
+            if len(line) > self.max_line_bytes:
+                long_lines[i] = len(line)
+                lines[i] = line[:LONG_LINE_KEEP_BYTES]
+        return long_lines
+
+    def _batch(
+        self, lines: list[bytes], first_line: int, commas_seen: int, long_lines: dict[int, int]
+    ) -> Batch:
+        """Records and refused lines of one block; line i is file line first_line + i.
+        `long_lines` (index: length) are already cut short and refused for their length."""
         layout = self.layout
         commas = layout.fields - 1
-        reasons: dict[int, str] = {}
+        reasons = self._refused_unparsed(lines, long_lines)
         blank: set[int] = set()
-        if commas_seen == commas * len(lines):
+        if not reasons and commas_seen == commas * len(lines):
             candidates = list(range(len(lines)))  # a count fault would also fail the parse below
         else:
             candidates = []
             for i, line in enumerate(lines):
                 found = line.count(b",")
+                if i in reasons:
+                    continue
                 if found == commas:
                     candidates.append(i)
                 elif not line.strip():
@@ -235,7 +385,10 @@ class CsvSource:
                 reasons[i] = reason
         if layout is Layout.KAGGLE:
             ids = np.arange(first_line, first_line + len(lines), dtype=np.int64) - self._header_line
-        bad = [BadLine(first_line + i, lines[i], reasons[i]) for i in sorted(reasons)]
+        bad = [
+            BadLine(first_line + i, lines[i], reasons[i], long_lines.get(i, -1))
+            for i in sorted(reasons)
+        ]
         if reasons or blank:
             good = [i for i in range(len(lines)) if i not in reasons and i not in blank]
             batch = self._records([lines[i] for i in good], ids[good], times[good], bad)
@@ -244,6 +397,19 @@ class CsvSource:
             batch = self._records(lines, ids, times, bad)
         batch.last_line = first_line + len(lines) - 1
         return batch
+
+    def _refused_unparsed(self, lines: list[bytes], long_lines: dict[int, int]) -> dict[int, str]:
+        """Reasons for the lines refused before any parsing: too long, or holding NUL bytes
+        (which pandas' parser would not reliably report)."""
+        reasons = {
+            i: f"line of {length} bytes is over the limit of {self.max_line_bytes} bytes"
+            for i, length in long_lines.items()
+        }
+        if any(b"\0" in line for line in lines):
+            for i, line in enumerate(lines):
+                if i not in reasons and b"\0" in line:
+                    reasons[i] = _encoding_fault(line) or "NUL byte"
+        return reasons
 
     def _bulk_check(
         self, lines: list[bytes], candidates: list[int], ids: np.ndarray, times: np.ndarray

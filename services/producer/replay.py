@@ -20,12 +20,18 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
 
-from services.common.dlq import DeadLetter, send_to_dlq
+from services.common.dlq import DLQ_MAX_RECORD_BYTES, DeadLetter, send_to_dlq
 from services.common.errors import FraudstreamError, ServiceUnavailable
-from services.common.kafka import broker_reachable, ensure_topic, make_producer
+from services.common.kafka import (
+    broker_reachable,
+    ensure_topic,
+    make_producer,
+    topic_max_message_bytes,
+)
 from services.common.settings import get_settings
 from services.common.topics import DLQ_TOPIC, SOURCE_TOPIC
 from services.producer.csv_source import BadLine, Batch, CsvSource
+from services.producer.limits import DEFAULT_MAX_LINE_BYTES
 
 SOURCE_PARTITIONS = 3
 KEEP_BAD_LINES = 1000
@@ -146,12 +152,14 @@ def produce_csv(
     on_progress: Callable[[int, int], None] | None = None,
     on_bad: Callable[[BadLine], None] | None = None,
     producer_overrides: dict[str, Any] | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> ProduceResult:
     """Replay `path` (Kaggle or extended layout) into `topic`; returns counts and timing.
 
     `on_progress(records, bytes)` is called after each block, `on_bad(line)` for each refused
-    line (which also goes to `dlq_topic` with the reason in its headers). Ctrl-C stops reading,
-    waits for what was queued and returns with `interrupted=True`.
+    line (which also goes to `dlq_topic` with the reason in its headers). A line longer than
+    `max_line_bytes` is refused without being held whole. Ctrl-C stops reading, waits for what
+    was queued and returns with `interrupted=True`.
     """
     if rate is not None and speedup is not None:
         raise FraudstreamError("--rate and --speedup exclude each other")
@@ -159,7 +167,7 @@ def produce_csv(
         raise FraudstreamError("--rate and --speedup must be positive")
     if limit is not None and limit < 0:
         raise FraudstreamError("--limit must be >= 0")
-    source = CsvSource(Path(path))
+    source = CsvSource(Path(path), max_line_bytes=max_line_bytes)
     where = bootstrap or get_settings().bootstrap_servers
     if not broker_reachable(bootstrap):
         raise ServiceUnavailable(f"Kafka broker at {where} is not reachable")
@@ -222,6 +230,8 @@ class _Replay:
         self.started = time.monotonic()
         self.source_name = ""
         self._dlq_ready = False
+        self.dlq_record_bytes = DLQ_MAX_RECORD_BYTES
+        """Largest dead letter both the producer and the DLQ topic accept."""
 
     def run(
         self,
@@ -283,6 +293,8 @@ class _Replay:
             return
         if not self._dlq_ready:
             ensure_topic(self.dlq_topic, 1, self.bootstrap)
+            topic_limit = topic_max_message_bytes(self.dlq_topic, self.bootstrap)
+            self.dlq_record_bytes = min(self.dlq_record_bytes, topic_limit or DLQ_MAX_RECORD_BYTES)
             self._dlq_ready = True
         for line in bad:
             letter = DeadLetter(
@@ -291,16 +303,30 @@ class _Replay:
                 offset=line.line,
                 service="producer",
             )
-            try:
-                send_to_dlq(self.producer, line.raw, None, letter, topic=self.dlq_topic)
-            except BufferError:
-                self.producer.poll(0.05)
-                send_to_dlq(self.producer, line.raw, None, letter, topic=self.dlq_topic)
+            self._send_dead_letter(line, letter)
             self.result.bad += 1
             if len(self.result.bad_lines) < KEEP_BAD_LINES:
-                self.result.bad_lines.append(line)
+                self.result.bad_lines.append(line.trimmed())
             if on_bad is not None:
                 on_bad(line)
+
+    def _send_dead_letter(self, line: BadLine, letter: DeadLetter) -> None:
+        for attempt in range(2):
+            try:
+                send_to_dlq(
+                    self.producer,
+                    line.raw,
+                    None,
+                    letter,
+                    topic=self.dlq_topic,
+                    max_record_bytes=self.dlq_record_bytes,
+                    original_size=line.size,
+                )
+                return
+            except BufferError:
+                if attempt:
+                    raise
+                self.producer.poll(0.05)
 
 
 _END = object()
