@@ -3,6 +3,11 @@
 Nothing is installed by hand: the jars come from Maven Central through `pom.xml` beside this file
 and are kept under `$FRAUDSTREAM_HOME/kafka/libs`; the storage is formatted once, so a restart
 keeps topics and data.
+
+With `FRAUDSTREAM_BROKER_SASL=true` (or `stack up --sasl`) the broker is formatted with one SCRAM
+user per service and started with SASL and the ACL authorizer (services/broker/sasl.py). A data
+directory formatted that way stays that way: starting it without the flag keeps SASL on, so
+protection is never dropped by a forgotten setting.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.broker.sasl import ADMIN_USER, SaslUsers, sasl_server_properties
 from services.common.errors import FraudstreamError
 from services.common.kafka import broker_reachable, wait_for_broker
 from services.common.process import ManagedProcess, port_in_use
-from services.common.settings import Settings, get_settings
+from services.common.settings import BROKER_SASL_ENV, Settings, get_settings
 
 POM = Path(__file__).with_name("pom.xml")
 HEAP = os.environ.get("FRAUDSTREAM_BROKER_HEAP", "384m")
@@ -70,6 +76,10 @@ class KafkaBroker:
     @property
     def log4j_file(self) -> Path:
         return self.root / "config" / "log4j2.properties"
+
+    @property
+    def sasl_dir(self) -> Path:
+        return self.root / "sasl"
 
     @property
     def port(self) -> int:
@@ -135,12 +145,40 @@ class KafkaBroker:
         staging.rename(self.libs)
         return self.libs
 
-    def write_config(self) -> None:
+    # --- SASL --------------------------------------------------------------------------------
+    def sasl_users(self) -> SaslUsers | None:
+        """The SCRAM users this broker was formatted with; None for a PLAINTEXT broker."""
+        return SaslUsers.load(self.sasl_dir)
+
+    def admin_config(self) -> dict[str, str]:
+        """Client properties to reach this broker as its admin (empty for PLAINTEXT)."""
+        users = self.sasl_users()
+        return users.client_config(ADMIN_USER) if users else {}
+
+    def _prepare_sasl(self) -> SaslUsers | None:
+        """The users to start with: those of the data directory, or new ones for a fresh one
+        when SASL is asked for; a PLAINTEXT data directory cannot be switched."""
+        users = self.sasl_users()
+        if users is not None or not self.settings.broker_sasl:
+            return users
+        if (self.data_dir / "meta.properties").exists():
+            raise FraudstreamError(
+                f"the Kafka data directory {self.data_dir} was formatted without SASL users; "
+                f"{BROKER_SASL_ENV}=true needs a fresh one (remove it, or use another "
+                "FRAUDSTREAM_HOME)"
+            )
+        users = SaslUsers.generate()
+        users.save(self.sasl_dir, self.address)
+        return users
+
+    def write_config(self, users: SaslUsers | None = None) -> None:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(_server_properties(self.port, self.data_dir))
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:  # 0600: with SASL it holds the admin's password
+            out.write(_server_properties(self.port, self.data_dir, users))
         self.log4j_file.write_text(_log4j2_properties(self.settings.logs_dir / "kafka.log"))
 
-    def format_storage(self) -> None:
+    def format_storage(self, users: SaslUsers | None = None) -> None:
         """Format the KRaft storage once; refuse a data directory that is not ours."""
         meta = self.data_dir / "meta.properties"
         if meta.exists():
@@ -168,6 +206,7 @@ class KafkaBroker:
                 cluster_id,
                 "-c",
                 str(self.config_file),
+                *(users.scram_arguments() if users else []),
             ],
             capture_output=True,
             text=True,
@@ -181,7 +220,7 @@ class KafkaBroker:
 
     # --- lifecycle -------------------------------------------------------------------------
     def healthy(self) -> bool:
-        return broker_reachable(self.address, timeout=2.0)
+        return broker_reachable(self.address, timeout=2.0, **self.admin_config())
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the broker unless it (or another broker on our port) already answers."""
@@ -196,14 +235,15 @@ class KafkaBroker:
                 "(stop it or set KAFKA_BOOTSTRAP_SERVERS to another port)"
             )
         self.resolve_jars()
-        self.write_config()
-        self.format_storage()
+        users = self._prepare_sasl()
+        self.write_config(users)
+        self.format_storage(users)
         proc = self.process
         proc.start([java, *JVM_OPTS, *self._classpath_args(), "kafka.Kafka", str(self.config_file)])
         proc.wait_healthy(
             self.healthy, timeout, lambda: _last_error(proc.log_tail(40)), interval=0.5
         )
-        wait_for_broker(self.address, timeout=10)
+        wait_for_broker(self.address, timeout=10, **self.admin_config())
 
     def stop(self, timeout: float = 30.0) -> bool:
         return self.process.stop(timeout)
@@ -246,16 +286,22 @@ def _last_error(log: str) -> str:
     return log.splitlines()[-1][:300] if log else "no output"
 
 
-def _server_properties(port: int, data_dir: Path) -> str:
-    return f"""# Written by fraudstream: one KRaft node, broker and controller, on loopback.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{port + 1}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}
+def _plaintext_listeners(port: int) -> str:
+    return f"""listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+"""
+
+
+def _server_properties(port: int, data_dir: Path, users: SaslUsers | None = None) -> str:
+    listeners = sasl_server_properties(port, users) if users else _plaintext_listeners(port)
+    return f"""# Written by fraudstream: one KRaft node, broker and controller, on loopback.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{port + 1}
+{listeners.rstrip()}
 log.dirs={data_dir}
 num.partitions=1
 default.replication.factor=1

@@ -1,7 +1,9 @@
 """Kafka client factories and small admin helpers shared by every service.
 
 One place decides client defaults (idempotence, compression, read-committed), so the producer,
-the trainer, the scorer and the KSQL runtime behave alike.
+the trainer, the scorer and the KSQL runtime behave alike. It is also the one place that adds
+the client's security settings (SASL user and password, from `Settings.kafka_security`), so a
+broker with authentication needs no code change in the services.
 """
 
 from __future__ import annotations
@@ -11,10 +13,17 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from services.common.errors import ServiceUnavailable
+from services.common.errors import FraudstreamError, ServiceUnavailable
 from services.common.settings import get_settings
 
 Config = dict[str, Any]
@@ -24,8 +33,16 @@ _QUIET = logging.getLogger("fraudstream.kafka.probe")
 _QUIET.setLevel(logging.CRITICAL)
 
 
+class KafkaAuthenticationFailed(FraudstreamError):
+    """The broker refused the client's credentials (wrong user, password or mechanism)."""
+
+
 def _base(bootstrap: str | None) -> Config:
-    return {"bootstrap.servers": bootstrap or get_settings().bootstrap_servers}
+    settings = get_settings()
+    return {
+        "bootstrap.servers": bootstrap or settings.bootstrap_servers,
+        **settings.kafka_security.client_config(),
+    }
 
 
 def producer_config(bootstrap: str | None = None, **overrides: Any) -> Config:
@@ -70,22 +87,66 @@ def make_consumer(group: str, bootstrap: str | None = None, **overrides: Any) ->
     return Consumer(consumer_config(group, bootstrap, **overrides))
 
 
-def make_admin(bootstrap: str | None = None, quiet: bool = False) -> AdminClient:
+def make_admin(bootstrap: str | None = None, quiet: bool = False, **overrides: Any) -> AdminClient:
     """An admin client; `quiet` silences librdkafka's connection errors (for health probes)."""
     conf = _base(bootstrap)
     if quiet:
         conf["logger"] = _QUIET
+    conf.update(overrides)
     return AdminClient(conf)
 
 
-def wait_for_broker(bootstrap: str | None = None, timeout: float = 30.0) -> None:
-    """Block until the broker answers a metadata request, or raise ServiceUnavailable."""
-    admin = make_admin(bootstrap, quiet=True)
+class _AuthenticationErrors:
+    """librdkafka's error callback: keeps the last authentication failure, which it otherwise
+    only logs while it retries, so a wrong password would look like a broker that never answers."""
+
+    def __init__(self) -> None:
+        self.last: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._AUTHENTICATION:
+            self.last = error
+
+
+def _probe(bootstrap: str | None, timeout: float, overrides: Mapping[str, Any]) -> None:
+    """One metadata request; raises KafkaAuthenticationFailed as soon as the broker refuses the
+    credentials, KafkaException when it does not answer within `timeout`."""
+    errors = _AuthenticationErrors()
+    admin = make_admin(bootstrap, quiet=True, error_cb=errors, **overrides)
+    deadline = time.monotonic() + timeout
+    while True:
+        step = min(0.5, max(0.05, deadline - time.monotonic()))
+        try:
+            admin.list_topics(timeout=step)
+            return
+        except KafkaException:
+            admin.poll(0)  # serves the error callback
+            if errors.last is not None:
+                raise _authentication_failed(bootstrap, overrides, errors.last) from None
+            if time.monotonic() >= deadline:
+                raise
+
+
+def _authentication_failed(
+    bootstrap: str | None, overrides: Mapping[str, Any], error: KafkaError
+) -> KafkaAuthenticationFailed:
+    where = bootstrap or get_settings().bootstrap_servers
+    user = overrides.get("sasl.username") or get_settings().kafka_security.sasl_username
+    detail = error.str().split(": ", 1)[-1]
+    return KafkaAuthenticationFailed(
+        f"Kafka broker at {where} refused the credentials of user {user!r} ({detail}); "
+        "check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+    )
+
+
+def wait_for_broker(bootstrap: str | None = None, timeout: float = 30.0, **overrides: Any) -> None:
+    """Block until the broker answers a metadata request, or raise ServiceUnavailable
+    (KafkaAuthenticationFailed at once if it refuses the credentials)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            _probe(bootstrap, min(5.0, max(0.5, deadline - time.monotonic())), overrides)
             return
         except KafkaException as exc:
             last = exc
@@ -96,9 +157,11 @@ def wait_for_broker(bootstrap: str | None = None, timeout: float = 30.0) -> None
     )
 
 
-def broker_reachable(bootstrap: str | None = None, timeout: float = 3.0) -> bool:
+def broker_reachable(bootstrap: str | None = None, timeout: float = 3.0, **overrides: Any) -> bool:
+    """Whether the broker answers; a broker that refuses our credentials raises
+    KafkaAuthenticationFailed (it is reachable, and waiting would not help)."""
     try:
-        make_admin(bootstrap, quiet=True).list_topics(timeout=timeout)
+        _probe(bootstrap, timeout, overrides)
         return True
     except KafkaException:
         return False
