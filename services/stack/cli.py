@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import replace
 
 import typer
 
@@ -14,17 +15,26 @@ from services.stack.components import Component, stack_components
 stack_app = typer.Typer(help="Start, stop and report the embedded stack (Kafka, registry, KSQL).")
 
 
-def _select(only: str | None) -> list[Component]:
-    components = stack_components(get_settings())
-    if not only:
-        return components
-    wanted = {n.strip() for n in only.split(",") if n.strip()}
-    names = {c.name for c in components}
-    if wanted - names:
+def _select(only: str | None, sasl: bool = False) -> list[Component]:
+    settings = get_settings()
+    if sasl:
+        settings = replace(settings, broker_sasl=True)
+    components = stack_components(settings)
+    if only:
+        wanted = {n.strip() for n in only.split(",") if n.strip()}
+        names = {c.name for c in components}
+        if wanted - names:
+            raise FraudstreamError(
+                f"unknown component {', '.join(sorted(wanted - names))}; "
+                f"choose from {', '.join(names)}"
+            )
+        components = [c for c in components if c.name in wanted]
+    if settings.broker_sasl and any(c.name != "kafka" for c in components):
         raise FraudstreamError(
-            f"unknown component {', '.join(sorted(wanted - names))}; choose from {', '.join(names)}"
+            "a SASL broker is started alone for now (the Schema Registry and KSQL server do not "
+            "pass SASL settings to their Kafka clients yet): add --only kafka"
         )
-    return [c for c in components if c.name in wanted]
+    return components
 
 
 def _line(component: Component) -> str:
@@ -36,9 +46,9 @@ def _line(component: Component) -> str:
     return f"{component.name:<16} {component.address:<24} {state}{origin}{mem}"
 
 
-def up(only: str | None = None) -> list[Component]:
+def up(only: str | None = None, sasl: bool = False) -> list[Component]:
     """Start every selected component in order and wait until each is healthy."""
-    components = _select(only)
+    components = _select(only, sasl)
     for component in components:
         if not component.healthy():
             typer.echo(f"starting {component.name} …", err=True)
@@ -57,9 +67,16 @@ def register(app: typer.Typer) -> None:
         only: str = typer.Option(
             None, help="comma-separated components: kafka, schema-registry, ksql-server"
         ),
+        sasl: bool = typer.Option(
+            False,
+            "--sasl",
+            help="broker with SASL/SCRAM users per service and ACLs (only the trainer writes "
+            "fraudstream_models); needs --only kafka and a fresh data directory; "
+            "also FRAUDSTREAM_BROKER_SASL=true",
+        ),
     ) -> None:
         """Start the embedded stack and wait until each component is healthy."""
-        components = up(only)
+        components = up(only, sasl)
         for component in components:
             typer.echo(_line(component))
         if not detach:
@@ -73,6 +90,21 @@ def register(app: typer.Typer) -> None:
         for component in reversed(_select(only)):
             stopped = component.stop()
             typer.echo(f"{component.name:<16} {'stopped' if stopped else 'not running'}")
+
+    @stack_app.command("acls")
+    def acls_cmd() -> None:
+        """Apply the project's ACLs: only the trainer may write fraudstream_models.
+
+        On the embedded SASL broker this runs as its admin user; on another broker, as the user
+        in KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (which must be allowed to change ACLs).
+        Re-applying is harmless."""
+        from services.broker.launcher import KafkaBroker
+        from services.broker.sasl import apply_acls, project_acls
+
+        broker = KafkaBroker.from_env()
+        where = broker.settings.bootstrap_servers
+        applied = apply_acls(where, broker.admin_config(), project_acls())
+        typer.echo(f"applied {applied} ACLs")
 
     @stack_app.command("status")
     def status_cmd() -> None:

@@ -34,6 +34,14 @@ class BrokerComponent:
 
     def start(self) -> None:
         self.broker.start()
+        if self.broker.sasl_users() is not None:
+            from services.broker.sasl import apply_acls, project_acls
+
+            apply_acls(self.broker.address, self.broker.admin_config(), project_acls())
+            print(
+                f"SASL on: credentials per service in {self.broker.sasl_dir}/<user>.env",
+                file=sys.stderr,
+            )
 
     def stop(self) -> bool:
         return self.broker.stop()
