@@ -314,7 +314,8 @@ class CsvSource:
             if block.long_tail is not None:
                 long_lines[len(lines)] = block.long_tail[1]
                 lines.append(block.long_tail[0])
-            batch = self._batch(lines, line_no + 1, data.count(b","), long_lines)
+            has_nul = b"\0" in data
+            batch = self._batch(lines, line_no + 1, data.count(b","), long_lines, has_nul)
             line_no += len(lines)
             batch.bytes_read = block.size + header_size
             header_size = 0
@@ -355,13 +356,19 @@ class CsvSource:
         return long_lines
 
     def _batch(
-        self, lines: list[bytes], first_line: int, commas_seen: int, long_lines: dict[int, int]
+        self,
+        lines: list[bytes],
+        first_line: int,
+        commas_seen: int,
+        long_lines: dict[int, int],
+        has_nul: bool = False,
     ) -> Batch:
         """Records and refused lines of one block; line i is file line first_line + i.
-        `long_lines` (index: length) are already cut short and refused for their length."""
+        `long_lines` (index: length) are already cut short and refused for their length;
+        `has_nul` says the block holds a NUL byte somewhere."""
         layout = self.layout
         commas = layout.fields - 1
-        reasons = self._refused_unparsed(lines, long_lines)
+        reasons = self._refused_unparsed(lines, long_lines, has_nul)
         blank: set[int] = set()
         if not reasons and commas_seen == commas * len(lines):
             candidates = list(range(len(lines)))  # a count fault would also fail the parse below
@@ -398,14 +405,16 @@ class CsvSource:
         batch.last_line = first_line + len(lines) - 1
         return batch
 
-    def _refused_unparsed(self, lines: list[bytes], long_lines: dict[int, int]) -> dict[int, str]:
+    def _refused_unparsed(
+        self, lines: list[bytes], long_lines: dict[int, int], has_nul: bool
+    ) -> dict[int, str]:
         """Reasons for the lines refused before any parsing: too long, or holding NUL bytes
         (which pandas' parser would not reliably report)."""
         reasons = {
             i: f"line of {length} bytes is over the limit of {self.max_line_bytes} bytes"
             for i, length in long_lines.items()
         }
-        if any(b"\0" in line for line in lines):
+        if has_nul:
             for i, line in enumerate(lines):
                 if i not in reasons and b"\0" in line:
                     reasons[i] = _encoding_fault(line) or "NUL byte"
