@@ -6,8 +6,9 @@ when the storage is formatted), the broker's StandardAuthorizer checks every req
 project's ACLs let only the trainer write that topic; every other service may read it.
 
 Users and their generated passwords are kept in `$FRAUDSTREAM_HOME/kafka/sasl/` (mode 0600): one
-`<user>.env` per user to `source` before starting that service, and `users.json` for the
-launcher. Nothing here prints a password.
+`<user>.env` per user to `source` before starting that service, one `<user>.properties` for
+Kafka's own Java tools (`--command-config`), and `users.json` for the launcher. Nothing here
+prints a password.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class SaslUsers:
 
     # --- files -------------------------------------------------------------------------------
     def save(self, folder: Path, bootstrap: str) -> None:
-        """users.json for the launcher and one sourceable `<user>.env` per user, all 0600."""
+        """users.json for the launcher, a sourceable `<user>.env` and a Java client
+        `<user>.properties` per user, all 0600."""
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
         _write_private(folder / "users.json", json.dumps(self.passwords, indent=1))
@@ -106,6 +108,12 @@ class SaslUsers:
                 f"KAFKA_SASL_MECHANISM={MECHANISM}\n"
                 f"KAFKA_SASL_USERNAME={user}\n"
                 f"KAFKA_SASL_PASSWORD={password}\n",
+            )
+            _write_private(
+                folder / f"{user}.properties",
+                "security.protocol=SASL_PLAINTEXT\n"
+                f"sasl.mechanism={MECHANISM}\n"
+                f"sasl.jaas.config={_scram_login(user, password)}\n",
             )
 
     @classmethod
@@ -130,14 +138,18 @@ def _write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def _scram_login(user: str, password: str) -> str:
+    return (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{user}" password="{password}";'
+    )
+
+
 def sasl_server_properties(port: int, users: SaslUsers) -> str:
     """server.properties lines for a SASL_PLAINTEXT client listener (SCRAM-SHA-512) and a
     SASL_PLAINTEXT controller listener (PLAIN), with the StandardAuthorizer."""
     admin = users.passwords[ADMIN_USER]
-    scram = (
-        "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{ADMIN_USER}" password="{admin}";'
-    )
+    scram = _scram_login(ADMIN_USER, admin)
     plain = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
         f'username="{ADMIN_USER}" password="{admin}" user_{ADMIN_USER}="{admin}";'
