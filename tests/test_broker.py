@@ -16,6 +16,7 @@ from services.broker.launcher import (
 )
 from services.common.errors import FraudstreamError
 from services.common.kafka import ensure_topic, make_producer
+from services.common.process import free_port_pair
 from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,9 +77,10 @@ def test_port_taken_by_something_else_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_restart_keeps_topics_and_records(tmp_path: Path, kafka_bootstrap: str) -> None:
-    """A second broker of our own (port 19092) is stopped and started; its data survives."""
+    """A second broker of our own (on free ports: a fixed one may be another run's broker,
+    which `start` would then use instead) is stopped and started; its data survives."""
     shared_libs = KafkaBroker.from_env().libs
-    broker = _broker(tmp_path)
+    broker = _broker(tmp_path, free_port_pair())
     broker.root.mkdir(parents=True)
     broker.libs.symlink_to(shared_libs, target_is_directory=True)
     try:

@@ -8,7 +8,6 @@ to find them), so the session's broker is untouched.
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from services.common.kafka import (
     producer_config,
     wait_for_broker,
 )
+from services.common.process import free_port_pair
 from services.common.settings import KafkaSecurity, Secret, Settings, get_settings
 from services.common.topics import MODELS_TOPIC
 
@@ -127,25 +127,10 @@ def test_stack_up_sasl_refuses_components_without_sasl_clients() -> None:
 
 
 # --- against a real SASL broker ------------------------------------------------------------------
-def _free_port_pair() -> int:
-    """A port p with p + 1 free as well (the broker's controller listens on p + 1)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
-
-
 @pytest.fixture(scope="module")
 def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     home = tmp_path_factory.mktemp("sasl-home")
-    port = _free_port_pair()
+    port = free_port_pair()
     broker = KafkaBroker(
         Settings(bootstrap_servers=f"127.0.0.1:{port}", home=home, broker_sasl=True)
     )

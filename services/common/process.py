@@ -149,6 +149,24 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def free_port_pair(host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """A port p such that p and p + 1 are both free now (the embedded broker's controller
+    listens on p + 1): for tests and tools that start a broker beside the stack's own."""
+    import socket
+
+    for _ in range(attempts):
+        with socket.socket() as first:
+            first.bind((host, 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind((host, port + 1))
+                except OSError:
+                    continue
+        return port
+    raise FraudstreamError(f"no two consecutive free ports on {host}")
+
+
 def freeze_startup_heap(batch_objects: int = 0) -> None:
     """Move every object alive now out of the garbage collector's reach.
 
