@@ -246,6 +246,18 @@ def test_fields_and_symbols_count_boundary() -> None:
         assert refused.value.code == 42201 and "51 members" in refused.value.message
 
 
+def test_fields_per_record_boundary(client: TestClient) -> None:
+    """avro parses and compares record fields in quadratic time: at the limit both stay fast."""
+    started = time.monotonic()
+    assert register(client, "s", record_of(LIMITS.max_fields)).status_code == 200
+    wider = json.loads(record_of(LIMITS.max_fields - 1))
+    wider["fields"].append({"name": "extra", "type": ["null", "int"], "default": None})
+    assert register(client, "s", json.dumps(wider)).status_code == 200  # BACKWARD checked
+    assert time.monotonic() - started < 10
+    message = assert_error(register(client, "t", record_of(LIMITS.max_fields + 1)), 422, 42201)
+    assert f"{LIMITS.max_fields + 1} fields" in message
+
+
 def union_of(branches: int) -> str:
     named = [{"type": "record", "name": f"B{i}", "fields": []} for i in range(branches - 1)]
     return json.dumps(
