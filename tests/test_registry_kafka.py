@@ -383,7 +383,7 @@ def huge_schema() -> str:
     return text
 
 
-def test_a_huge_schema_is_422_quickly_and_the_writer_keeps_leading(
+def test_huge_and_deep_schemas_are_422_quickly_and_the_writer_keeps_leading(
     schema_registry_url: str, shared_subject: str
 ) -> None:
     """The attack's case: 1.47 MB used to answer 500 after a failed _schemas write and leave
@@ -396,6 +396,11 @@ def test_a_huge_schema_is_422_quickly_and_the_writer_keeps_leading(
     )
     assert (huge.status_code, huge.json()["error_code"]) == (422, 42201), huge.text
     assert time.monotonic() - started < 5
+    deep = '{"type":"array","items":' * 2000 + '"int"' + "}" * 2000
+    too_deep = httpx.post(
+        f"{schema_registry_url}/subjects/{shared_subject}/versions", json={"schema": deep}
+    )
+    assert (too_deep.status_code, too_deep.json()["error_code"]) == (422, 42201), too_deep.text
     started = time.monotonic()
     assert SchemaRegistryClient({"url": schema_registry_url}).register_schema(shared_subject, V1)
     assert time.monotonic() - started < 5
