@@ -10,6 +10,11 @@ leader writes through a transactional producer with one fixed `transactional.id`
 `init_transactions` fences an old one that has not noticed yet, and it reads the log to its end
 before its first write: two instances can never hand out the same id. Followers find the leader's
 URL (its `client.id`) by describing the group, and forward writes to it.
+
+Failing: a write the broker refuses is aborted and only that request fails; the leader keeps
+leading (losing the writer over one oversize record used to leave every later write at 50004).
+A producer that cannot abort is replaced, but only while the coordinator still assigns this
+instance the partition, so an old leader never fences the one that replaced it.
 """
 
 from __future__ import annotations
