@@ -370,3 +370,126 @@ def test_bad_input_over_http_keeps_the_server_serving(
     wrong_method = httpx.patch(f"{schema_registry_url}/subjects")
     assert (wrong_method.status_code, wrong_method.json()["error_code"]) == (405, 405)
     assert httpx.get(schema_registry_url + "/").json() == {}
+
+
+# -- limits and failed writes (issue #11) -------------------------------------------------------
+
+
+def huge_schema() -> str:
+    """About 1.47 MB of valid Avro: more than the broker's default max.message.bytes."""
+    fields = [{"name": f"field_{i:06d}_padding_pad", "type": "double"} for i in range(26_300)]
+    text = json.dumps({"type": "record", "name": "Huge", "fields": fields})
+    assert 1_400_000 < len(text) < 1_550_000
+    return text
+
+
+def test_huge_and_deep_schemas_are_422_quickly_and_the_writer_keeps_leading(
+    schema_registry_url: str, shared_subject: str
+) -> None:
+    """The attack's case: 1.47 MB used to answer 500 after a failed _schemas write and leave
+    the registry without a writer (50004 on every write until a restart)."""
+    started = time.monotonic()
+    huge = httpx.post(
+        f"{schema_registry_url}/subjects/{shared_subject}/versions",
+        json={"schema": huge_schema()},
+        timeout=60,
+    )
+    assert (huge.status_code, huge.json()["error_code"]) == (422, 42201), huge.text
+    assert time.monotonic() - started < 5
+    deep = '{"type":"array","items":' * 2000 + '"int"' + "}" * 2000
+    too_deep = httpx.post(
+        f"{schema_registry_url}/subjects/{shared_subject}/versions", json={"schema": deep}
+    )
+    assert (too_deep.status_code, too_deep.json()["error_code"]) == (422, 42201), too_deep.text
+    started = time.monotonic()
+    assert SchemaRegistryClient({"url": schema_registry_url}).register_schema(shared_subject, V1)
+    assert time.monotonic() - started < 5
+
+
+def set_max_message_bytes(bootstrap: str, topic: str, value: int | None) -> None:
+    """Set (or, with None, remove) the topic-level max.message.bytes."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+    )
+
+    operation = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    entry = ConfigEntry("max.message.bytes", str(value or ""), incremental_operation=operation)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.incremental_alter_configs([resource])[resource].result(timeout=15)
+
+
+def padded_schema(name: str, doc_bytes: int) -> Schema:
+    body = {"type": "record", "name": name, "doc": "d" * doc_bytes, "fields": []}
+    return Schema(json.dumps(body), "AVRO")
+
+
+def test_a_write_the_broker_refuses_is_50001_and_the_next_one_works(
+    kafka_bootstrap: str, storage: tuple[str, str, Path]
+) -> None:
+    """The broker refuses a record (the topic's max.message.bytes lowered after the instance
+    read it): that request alone gets 50001, the instance stays the leader, nothing of the
+    failed write shows, and the next write goes through at once. An instance started after the
+    change reads the lower limit and refuses the same schema with 422 before writing."""
+    topic, group, logs = storage
+    first = Instance(topic, group, logs)
+    try:
+        small_id = first.register("small", distinct_schema(1))
+        set_max_message_bytes(kafka_bootstrap, topic, 2_000)
+        body = {"schema": padded_schema("Big", 4_000).schema_str}
+        refused = httpx.post(f"{first.url}/subjects/big/versions", json=body, timeout=60)
+        assert (refused.status_code, refused.json()["error_code"]) == (500, 50001), refused.text
+        assert "MSG_SIZE_TOO_LARGE" in refused.json()["message"]
+        assert leads(first)
+        started = time.monotonic()
+        next_id = first.register("next", distinct_schema(2))
+        assert time.monotonic() - started < 5
+        assert next_id == small_id + 1, "the failed write must not have used up an id"
+        assert httpx.get(f"{first.url}/subjects/big/versions").json()["error_code"] == 40401
+        assert sorted(httpx.get(f"{first.url}/subjects").json()) == ["next", "small"]
+    finally:
+        first.stop()
+    second = Instance(topic, group, logs)
+    try:
+        refused = httpx.post(f"{second.url}/subjects/big/versions", json=body, timeout=60)
+        assert (refused.status_code, refused.json()["error_code"]) == (422, 42201), refused.text
+        set_max_message_bytes(kafka_bootstrap, topic, None)
+        assert sorted(httpx.get(f"{second.url}/subjects").json()) == ["next", "small"]
+        assert second.register("after", distinct_schema(3)) == next_id + 1
+    finally:
+        second.stop()
+
+
+def test_a_leader_whose_producer_is_fenced_replaces_it_while_it_still_leads(
+    kafka_bootstrap: str, storage: tuple[str, str, Path]
+) -> None:
+    """A producer that cannot abort (here: fenced by a stray writer outside the group) fails
+    that one write with 50001; since the group still assigns the partition to this instance, it
+    makes a new producer and the next write goes through, instead of 50004 until a restart."""
+    topic, group, logs = storage
+    instance = Instance(topic, group, logs)
+    stray = KafkaLog(
+        RegistryState(),
+        threading.RLock(),
+        bootstrap=kafka_bootstrap,
+        topic=topic,
+        group=f"{group}-stray",
+        advertised_url="stray",
+    )
+    try:
+        first = instance.register("a", distinct_schema(1))
+        stray.start(elect=False)
+        stray.become_leader()  # same transactional.id: the instance's producer is fenced
+        body = {"schema": distinct_schema(2).schema_str}
+        fenced = httpx.post(f"{instance.url}/subjects/b/versions", json=body, timeout=60)
+        assert (fenced.status_code, fenced.json()["error_code"]) == (500, 50001), fenced.text
+        started = time.monotonic()
+        assert instance.register("b", distinct_schema(2)) == first + 1
+        assert time.monotonic() - started < 15
+        assert leads(instance)
+    finally:
+        stray.close()
+        instance.stop()

@@ -87,6 +87,8 @@ async def read_json(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.bad_request(f"malformed JSON in request body: {exc}") from None
+    except RecursionError:  # C json recurses per level: a deeply nested body ends here
+        raise errors.bad_request("request body nests too deeply") from None
     if not isinstance(body, dict):
         raise errors.bad_request("request body must be a JSON object")
     return body
@@ -175,7 +177,11 @@ class RegistryApp:
         return self.registry.get_schema(request.path_params["schema_id"])
 
     async def raw_schema_by_id(self, request: Request) -> Any:
-        return json.loads(self.registry.schema_by_id(request.path_params["schema_id"])[0])
+        # The stored text is the schema's JSON already: sent as it is, never parsed again.
+        return Response(
+            self.registry.schema_by_id(request.path_params["schema_id"])[0],
+            media_type=CONTENT_TYPE,
+        )
 
     def _usages(self, request: Request) -> list[Any]:
         """Where an id is used, filtered by the optional `subject` parameter."""
@@ -225,7 +231,7 @@ class RegistryApp:
         text = self.registry.version_schema(
             p["subject"], p["version"], query_bool(request, "deleted")
         )
-        return json.loads(text)
+        return Response(text, media_type=CONTENT_TYPE)
 
     async def version_referenced_by(self, request: Request) -> Any:
         p = request.path_params

@@ -22,11 +22,13 @@ def _default_port() -> int:
 
 def serve(host: str, port: int, topic: str, group: str, advertised_url: str | None) -> None:
     """Read `_schemas` to its end, join the writer election, and serve until SIGTERM."""
+    import dataclasses
     import logging
 
     from services.common.http import run_asgi
     from services.schema_registry.app import create_app
     from services.schema_registry.kafka_log import KafkaLog
+    from services.schema_registry.limits import SchemaLimits
     from services.schema_registry.registry import Registry
     from services.schema_registry.state import RegistryState
 
@@ -42,8 +44,14 @@ def serve(host: str, port: int, topic: str, group: str, advertised_url: str | No
         group=group,
         advertised_url=url,
     )
-    registry = Registry(state, lock, log_factory=lambda _state, _lock: kafka)
+    limits = SchemaLimits.from_env()
+    registry = Registry(state, lock, log_factory=lambda _state, _lock: kafka, limits=limits)
     kafka.start()
+    # Refuse (422) a record the storage topic would refuse, before writing it.
+    registry.limits = dataclasses.replace(
+        limits, max_record_bytes=kafka.record_limit(limits.max_record_bytes)
+    )
+    typer.echo(f"schema limits: {registry.limits}", err=True)
     typer.echo(f"schema registry on {url} (topic {topic}, group {group})", err=True)
     try:
         run_asgi(create_app(registry, kafka), host, port)

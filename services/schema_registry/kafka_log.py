@@ -10,11 +10,15 @@ leader writes through a transactional producer with one fixed `transactional.id`
 `init_transactions` fences an old one that has not noticed yet, and it reads the log to its end
 before its first write: two instances can never hand out the same id. Followers find the leader's
 URL (its `client.id`) by describing the group, and forward writes to it.
+
+Failing: a write the broker refuses is aborted and only that request fails; the leader keeps
+leading (losing the writer over one oversize record used to leave every later write at 50004).
+A producer that cannot abort is replaced, but only while the coordinator still assigns this
+instance the partition, so an old leader never fences the one that replaced it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -30,7 +34,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from services.common.errors import FraudstreamError
 from services.common.kafka import ensure_topic, wait_for_broker
@@ -40,7 +44,19 @@ from services.schema_registry.state import Record, RegistryState, decode, encode
 log = logging.getLogger("fraudstream.schema_registry.kafka")
 
 ELECTION_WAIT_S = 10.0
+REBUILD_RETRY_S = 1.0
 TOPIC_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+RECORD_OVERHEAD_BYTES = 512
+"""What a record batch adds around one record (header, transactional markers, with room)."""
+
+
+class WriteFailed(Exception):
+    """A transaction that did not commit; `recovered` says whether the producer aborted it and
+    can take the next one (else it is fenced or broken and must be replaced)."""
+
+    def __init__(self, detail: str, recovered: bool) -> None:
+        super().__init__(detail)
+        self.recovered = recovered
 
 
 class NotLeader(Exception):
@@ -78,7 +94,14 @@ class KafkaLog:
         self.ready = threading.Event()
         """Set once caught up and the writer election has settled: requests are answered."""
         self.is_leader = False
+        self.max_message_bytes: int | None = None
+        """The storage topic's max.message.bytes, read on start (None if it could not be)."""
         self.failure: str | None = None
+        self._owns_partition = False
+        """Our election consumer holds the partition (set and cleared by its callbacks)."""
+        self._rebuild = False
+        """The producer was lost by a failed write: make a new one if the group still says we
+        lead (a fenced writer must not fence the instance that replaced it)."""
         self._applied = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._producer: Producer | None = None
@@ -100,6 +123,7 @@ class KafkaLog:
                 f"topic {self.topic} has {len(meta.partitions)} partitions; the registry's "
                 "storage topic must have exactly one (record order is the registry's history)"
             )
+        self.max_message_bytes = self._topic_max_message_bytes()
         loops = [(self._read_loop, "reader")] + ([(self._elect_loop, "election")] if elect else [])
         for target, name in loops:
             thread = threading.Thread(
@@ -107,6 +131,23 @@ class KafkaLog:
             )
             thread.start()
             self._threads.append(thread)
+
+    def _topic_max_message_bytes(self) -> int | None:
+        """The largest record batch the storage topic takes (its own or the broker's setting)."""
+        assert self._admin is not None
+        resource = ConfigResource(ConfigResource.Type.TOPIC, self.topic)
+        try:
+            configs = self._admin.describe_configs([resource])[resource].result(timeout=10)
+            return int(configs["max.message.bytes"].value)
+        except Exception as exc:  # KafkaException, KeyError, ValueError: keep the default limit
+            log.warning("cannot read max.message.bytes of %s: %s", self.topic, exc)
+            return None
+
+    def record_limit(self, default: int) -> int:
+        """The largest `_schemas` record (key + value) the topic takes, at most `default`."""
+        if self.max_message_bytes is None:
+            return default
+        return max(1, min(default, self.max_message_bytes - RECORD_OVERHEAD_BYTES))
 
     def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -177,7 +218,7 @@ class KafkaLog:
             key, value = decode(msg.key()), decode(msg.value())
             with self.lock:
                 self.state.apply(key, value)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             log.warning("skipping malformed record at offset %s: %s", msg.offset(), exc)
         with self._applied:
             self.position = (msg.offset() or 0) + 1
@@ -211,10 +252,12 @@ class KafkaLog:
 
         def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
             if any(p.topic == self.topic and p.partition == 0 for p in partitions):
+                self._owns_partition = True
                 assigned.set()
 
         def on_revoke(c: Consumer, partitions: list[TopicPartition]) -> None:
             if any(p.topic == self.topic and p.partition == 0 for p in partitions):
+                self._owns_partition = False
                 assigned.clear()
                 self._step_down()
 
@@ -222,9 +265,13 @@ class KafkaLog:
             [self.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke
         )
         started = time.monotonic()
+        next_rebuild = 0.0
         try:
             while not self._stop.is_set():
                 consumer.poll(0.5)
+                if self._rebuild and time.monotonic() >= next_rebuild:
+                    next_rebuild = time.monotonic() + REBUILD_RETRY_S
+                    self._maybe_rebuild()
                 if assigned.is_set():
                     assigned.clear()
                     consumer.pause([TopicPartition(self.topic, 0)])
@@ -239,6 +286,23 @@ class KafkaLog:
         finally:
             self._step_down()
             consumer.close()
+
+    def _maybe_rebuild(self) -> None:
+        """Replace a producer lost to a failed write, if this instance still leads: our consumer
+        holds the partition and the group coordinator agrees (after a freeze the consumer may not
+        know yet that it lost it; the coordinator does, and then the new leader is left alone)."""
+        if not self._owns_partition:
+            self._rebuild = False  # someone else leads now; a new assignment starts afresh
+            return
+        self.forget_leader()
+        if self.leader_url() != self.advertised_url:
+            return
+        try:
+            self.become_leader()
+            self._rebuild = False
+        except Exception as exc:  # the broker briefly unreachable: the next round tries again
+            log.warning("could not replace the registry's producer, retrying: %s", exc)
+            self._step_down()
 
     def _maybe_ready(self, started: float) -> None:
         """Answer requests once the election settled (we lead, or a leader is known), so the
@@ -266,6 +330,7 @@ class KafkaLog:
         if offset is not None:
             self.wait_applied(offset, 30)
         self._producer = producer
+        self._rebuild = False
         self.is_leader = True
         log.info("this instance (%s) is now the schema registry leader", self.advertised_url)
 
@@ -302,7 +367,13 @@ class KafkaLog:
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, records: list[Record]) -> None:
-        """Append records in one transaction and wait until this instance has applied them."""
+        """Append records in one transaction and wait until this instance has applied them.
+
+        A write the broker refuses (a record too large, a timeout) is aborted and answered
+        50001, and this instance stays the leader: the next write goes through. Only a producer
+        that cannot abort (fenced by a newer leader, or broken) is dropped; the election thread
+        replaces it if this instance still leads. The state is never touched here: it changes
+        only when the reader applies committed records."""
         if self.failure:
             raise errors.store_error(self.failure)
         producer = self._producer
@@ -310,14 +381,17 @@ class KafkaLog:
             raise NotLeader(self.leader_url())
         try:
             offset = self._produce_committed(producer, records)
-        except Exception as exc:  # KafkaException, fenced (fatal) errors surface oddly too
-            self._step_down()
+        except WriteFailed as exc:
+            if not exc.recovered:
+                self._step_down()
+                self._rebuild = True
             raise errors.store_error(f"write to {self.topic} failed: {exc}") from None
         if offset is not None:
             self.wait_applied(offset, self.write_timeout)
 
     def _produce_committed(self, producer: Producer, records: list[Record]) -> int | None:
-        """Write `records` (or one NOOP) in a transaction; the offset of the last one."""
+        """Write `records` (or one NOOP) in a transaction; the offset of the last one, or
+        WriteFailed after aborting it."""
         batch: list[tuple[Any, Any]] = [(encode(k), encode(v)) for k, v in records] or [
             (encode({"keytype": "NOOP", "magic": 0}), None)
         ]
@@ -332,8 +406,8 @@ class KafkaLog:
             else:
                 offsets.append(msg.offset() or 0)
 
-        producer.begin_transaction()
         try:
+            producer.begin_transaction()
             for key, value in batch:
                 producer.produce(
                     self.topic, key=key, value=value, partition=0, on_delivery=delivered
@@ -343,9 +417,31 @@ class KafkaLog:
                 raise KafkaException(failures[0])
             producer.commit_transaction(self.write_timeout)
         except Exception as exc:
-            fatal = isinstance(exc, KafkaException) and exc.args and exc.args[0].fatal()
-            if not fatal:  # a fenced producer cannot abort; trying only waits out the timeout
-                with contextlib.suppress(Exception):
-                    producer.abort_transaction(5)
-            raise
+            recovered = self._abort(producer, exc)
+            raise WriteFailed(_describe(exc), recovered) from None
         return max(offsets) if offsets else None
+
+    def _abort(self, producer: Producer, exc: Exception) -> bool:
+        """Abort the open transaction; True when the producer can take the next one."""
+        error = _kafka_error(exc)
+        if error is not None and error.fatal():
+            return False  # fenced or broken: aborting would only wait out the timeout
+        try:
+            producer.abort_transaction(self.write_timeout)
+        except Exception as abort_exc:
+            log.warning("aborting a failed write to %s failed: %s", self.topic, abort_exc)
+            return False
+        return True
+
+
+def _kafka_error(exc: Exception) -> KafkaError | None:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+def _describe(exc: Exception) -> str:
+    error = _kafka_error(exc)
+    if error is None:
+        return f"{type(exc).__name__}: {exc}"
+    return f"{error.name()}: {error.str()}"

@@ -10,17 +10,19 @@ id is never handed out twice.
 
 from __future__ import annotations
 
-import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from services.schema_registry import compatibility, errors, schemas
+from services.schema_registry.limits import SchemaLimits
 from services.schema_registry.state import (
     Record,
     RegistryState,
     SchemaVersion,
     config_key,
+    encode,
     mode_key,
     schema_key,
     schema_value,
@@ -30,10 +32,33 @@ MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
 DEFAULT_MODE = "READWRITE"
 
 
-@functools.lru_cache(maxsize=1024)
-def _parse_cached(text: str, schema_type: str) -> schemas.ParsedSchema:
-    """Parsed request schemas by their text (invalid ones raise, and are not cached)."""
-    return schemas.parse(text, schema_type)
+class ParseCache:
+    """Parsed schemas by their text, least recently used first out, bounded by the total size
+    of the texts it keeps (a parsed schema is about ten times its text), so neither many small
+    schemas nor a few big ones can grow the registry's memory without bound."""
+
+    def __init__(self, max_text_bytes: int = 8 * 1024 * 1024) -> None:
+        self.max_text_bytes = max_text_bytes
+        self._items: OrderedDict[str, schemas.ParsedSchema] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: str, parse: Callable[[str], schemas.ParsedSchema]) -> schemas.ParsedSchema:
+        with self._lock:
+            found = self._items.get(text)
+            if found is not None:
+                self._items.move_to_end(text)
+                return found
+        parsed = parse(text)  # outside the lock: parsing may take a while; invalid ones raise
+        if len(text) <= self.max_text_bytes // 8:
+            with self._lock:
+                if text not in self._items:
+                    self._items[text] = parsed
+                    self._bytes += len(text)
+                while self._bytes > self.max_text_bytes:
+                    old, _ = self._items.popitem(last=False)
+                    self._bytes -= len(old)
+        return parsed
 
 
 class Log(Protocol):
@@ -78,30 +103,50 @@ class Registry:
         state: RegistryState | None = None,
         lock: threading.RLock | None = None,
         log_factory: Callable[[RegistryState, threading.RLock], Log] | None = None,
+        limits: SchemaLimits | None = None,
     ) -> None:
         self.state = state or RegistryState()
         self.lock = lock or threading.RLock()
         self.log: Log = (log_factory or MemoryLog)(self.state, self.lock)
+        self.limits = limits or SchemaLimits()
         self.write_lock = threading.Lock()
-        self._parsed: dict[str, schemas.ParsedSchema] = {}
+        self._requested = ParseCache()  # producers re-send the same few schemas
+        self._stored = ParseCache()
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _parse_stored(self, text: str) -> schemas.ParsedSchema:
-        parsed = self._parsed.get(text)
-        if parsed is None:
-            parsed = schemas.parse(text)
-            self._parsed[text] = parsed
-        return parsed
+        """A schema from `_schemas`; one that cannot be parsed is a store failure (50001)."""
+        stored_limits = SchemaLimits(  # a Confluent-written schema may exceed our size limit
+            max_schema_bytes=2**31, max_depth=self.limits.max_depth
+        )
+        try:
+            return self._stored.get(text, lambda t: schemas.parse(t, "AVRO", stored_limits))
+        except errors.RegistryError as exc:
+            raise errors.store_error(f"a stored schema cannot be read: {exc.message}") from None
 
-    @staticmethod
-    def _parse_request(body: dict[str, Any]) -> schemas.ParsedSchema:
-        if body.get("references"):
+    def _parse_request(self, body: dict[str, Any]) -> schemas.ParsedSchema:
+        references = body.get("references")
+        if references is not None and not isinstance(references, list):
+            raise errors.invalid_schema("'references' must be a list")
+        if references:
             raise errors.invalid_schema("schema references are not supported by this registry")
         text, schema_type = body.get("schema"), body.get("schemaType") or "AVRO"
-        if isinstance(text, str) and isinstance(schema_type, str):
-            return _parse_cached(text, schema_type)  # producers re-send the same few schemas
-        return schemas.parse(text, schema_type)
+        if isinstance(text, str) and schema_type == "AVRO":
+            return self._requested.get(text, lambda t: schemas.parse(t, "AVRO", self.limits))
+        return schemas.parse(text, schema_type, self.limits)
+
+    def _write(self, records: list[Record]) -> None:
+        """Hand records to the log once each fits in a `_schemas` record (42201 otherwise):
+        nothing is written, and nothing in memory changes, unless the whole change fits."""
+        for key, value in records:
+            self.limits.check_record(len(encode(key) or b"") + len(encode(value) or b""))
+        self.log.write(records)
+
+    def _check(self, candidate: schemas.ParsedSchema, previous: list[Any], level: str) -> list[str]:
+        return compatibility.check(
+            candidate.parsed, previous, level, max_steps=self.limits.max_compat_steps
+        )
 
     def _same(self, entry: SchemaVersion, candidate: schemas.ParsedSchema, normalize: bool) -> bool:
         if entry.schema == candidate.text(normalize):
@@ -175,7 +220,7 @@ class Registry:
                 if self._same(entry, candidate, normalize):
                     return {"id": entry.schema_id}
             previous = [self._parse_stored(e.schema).parsed for e in live]
-            messages = compatibility.check(candidate.parsed, previous, self.level(subject))
+            messages = self._check(candidate, previous, self.level(subject))
             if messages:
                 raise errors.incompatible_schema(messages)
             entry = SchemaVersion(
@@ -184,7 +229,7 @@ class Registry:
                 schema_id=existing_id if existing_id is not None else next_id,
                 schema=text,
             )
-            self.log.write([(schema_key(subject, entry.version), schema_value(entry))])
+            self._write([(schema_key(subject, entry.version), schema_value(entry))])
             return {"id": entry.schema_id}
 
     def lookup(
@@ -259,11 +304,11 @@ class Registry:
                         records.append((config_key(subject), None))
                     if subject in self.state.modes:
                         records.append((mode_key(subject), None))
-                self.log.write(records)
+                self._write(records)
                 return [e.version for e in every]
             if not live:
                 raise errors.subject_soft_deleted(subject)
-            self.log.write([self._soft_deleted(e) for e in live])
+            self._write([self._soft_deleted(e) for e in live])
             return [e.version for e in live]
 
     @staticmethod
@@ -293,11 +338,11 @@ class Registry:
             if permanent:
                 if not entry.deleted:
                     raise errors.version_not_soft_deleted(subject, entry.version)
-                self.log.write([(schema_key(subject, entry.version), None)])
+                self._write([(schema_key(subject, entry.version), None)])
             else:
                 if entry.deleted:
                     raise errors.version_soft_deleted(subject, entry.version)
-                self.log.write([self._soft_deleted(entry)])
+                self._write([self._soft_deleted(entry)])
             return entry.version
 
     # -- config and mode ----------------------------------------------------------------------
@@ -314,7 +359,7 @@ class Registry:
             raise errors.invalid_compatibility_level(None)
         level = compatibility.parse_level(body.get("compatibility", body.get("compatibilityLevel")))
         with self.write_lock:
-            self.log.write([(config_key(subject), {"compatibilityLevel": level})])
+            self._write([(config_key(subject), {"compatibilityLevel": level})])
         return {"compatibility": level}
 
     def delete_config(self, subject: str | None) -> dict[str, Any]:
@@ -325,7 +370,7 @@ class Registry:
                 if subject is not None:
                     raise errors.subject_config_not_found(subject)
                 return {"compatibilityLevel": compatibility.DEFAULT_LEVEL}
-            self.log.write([(config_key(subject), None)])
+            self._write([(config_key(subject), None)])
             return {"compatibilityLevel": old}
 
     def get_mode(self, subject: str | None, default_to_global: bool) -> dict[str, Any]:
@@ -340,7 +385,7 @@ class Registry:
         if not isinstance(mode, str) or mode.upper() not in MODES:
             raise errors.invalid_mode(mode)
         with self.write_lock:
-            self.log.write([(mode_key(subject), {"mode": mode.upper()})])
+            self._write([(mode_key(subject), {"mode": mode.upper()})])
         return {"mode": mode.upper()}
 
     def delete_mode(self, subject: str) -> dict[str, Any]:
@@ -349,7 +394,7 @@ class Registry:
                 old = self.state.modes.get(subject)
             if old is None:
                 raise errors.subject_mode_not_found(subject)
-            self.log.write([(mode_key(subject), None)])
+            self._write([(mode_key(subject), None)])
             return {"mode": old}
 
     # -- compatibility ------------------------------------------------------------------------
@@ -373,7 +418,7 @@ class Registry:
             entry = self._version(subject, raw_version, deleted=False)
             previous = [self._parse_stored(entry.schema).parsed]
             level = level.removesuffix("_TRANSITIVE")
-        messages = compatibility.check(candidate.parsed, previous, level)
+        messages = self._check(candidate, previous, level)
         out: dict[str, Any] = {"is_compatible": not messages}
         if verbose:
             out["messages"] = messages

@@ -20,6 +20,9 @@ import avro.io
 import avro.schema
 
 from services.schema_registry import errors
+from services.schema_registry.limits import SchemaLimits
+
+DEFAULT_LIMITS = SchemaLimits()
 
 SUPPORTED_TYPES = ("AVRO",)
 """Schema types this registry accepts (`GET /schemas/types`)."""
@@ -62,25 +65,46 @@ class ParsedSchema:
         return self.normalized if normalize else self.canonical
 
 
-def parse(text: object, schema_type: object = "AVRO") -> ParsedSchema:
-    """Validate a schema as sent by a client, or raise 42201 (invalid schema)."""
+def parse(
+    text: object, schema_type: object = "AVRO", limits: SchemaLimits = DEFAULT_LIMITS
+) -> ParsedSchema:
+    """Validate a schema as sent by a client, or raise 42201 (invalid schema).
+
+    The size, depth and counts are checked first, so the recursive parsers below only ever see
+    a tree at most `limits.max_depth` deep."""
     if schema_type not in SUPPORTED_TYPES:
         raise errors.invalid_schema(
             f"schema type {schema_type!r} is not supported; this registry serves AVRO only"
         )
     if not isinstance(text, str) or not text.strip():
         raise errors.invalid_schema("'schema' must be a non-empty string holding Avro JSON")
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise errors.invalid_schema(f"not JSON: {exc}") from None
+    limits.check_text(text)
+    obj = load_json(text, limits.max_depth)
+    limits.check_tree(obj)
     try:
         parsed = avro.schema.make_avsc_object(obj, avro.schema.Names(validate_names=True))
+        _check_defaults(parsed, set())
+        printed = parsed.to_json()
+        return ParsedSchema(parsed, _dump(_ordered(printed)), _dump(_normalize(printed, None)))
+    except errors.RegistryError:
+        raise
+    except RecursionError:  # not reached within the limits; kept so it can never be a 500
+        raise errors.invalid_schema("schema nests too deeply") from None
     except (avro.errors.AvroException, TypeError, AttributeError, KeyError, ValueError) as exc:
         raise errors.invalid_schema(str(exc) or type(exc).__name__) from None
-    _check_defaults(parsed, set())
-    printed = parsed.to_json()
-    return ParsedSchema(parsed, _dump(_ordered(printed)), _dump(_normalize(printed, None)))
+
+
+def load_json(text: str, max_depth: int) -> Any:
+    """JSON text to Python, or 42201; C `json` recurses per level, so depth is caught here too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise errors.invalid_schema(
+            f"schema nests deeper than {max_depth} levels; this registry accepts at most "
+            f"{max_depth}"
+        ) from None
+    except ValueError as exc:
+        raise errors.invalid_schema(f"not JSON: {exc}") from None
 
 
 def _check_defaults(schema: avro.schema.Schema, seen: set[str]) -> None:
