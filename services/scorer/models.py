@@ -292,8 +292,6 @@ class ModelManager:
             self.request(latest, source="LATEST")
 
     def _announced(self, consumer: Consumer) -> Iterator[tuple[str, str | None]]:
-        from services.model_registry.registry import BadAnnouncement, announcement_from_json
-
         for msg in consumer.consume(num_messages=100, timeout=self._poll_interval_s):
             error = msg.error()
             if error is not None:
@@ -302,15 +300,30 @@ class ModelManager:
                     "broker", "model announcements: broker error", {"error": str(error)[:200]}
                 )
                 continue
-            try:
-                event = announcement_from_json(msg.value())
-            except BadAnnouncement as exc:
-                self._ignored(exc.reason, str(exc))
-                continue
-            if event.model != MODEL_NAME:
-                self._ignored("other_model", f"model {ascii(event.model)[:60]}")
-                continue
-            yield event.version, event.digest
+            wanted = self.parse_announcement(msg.value())
+            if wanted is not None:
+                yield wanted
+
+    def parse_announcement(self, value: bytes | None) -> tuple[str, str | None] | None:
+        """(version, digest) an announcement asks for, or None when it is refused outright
+        (counted by reason, logged throttled)."""
+        from services.model_registry.registry import BadAnnouncement, announcement_from_json
+
+        try:
+            event = announcement_from_json(value)
+        except BadAnnouncement as exc:
+            self._ignored(exc.reason, str(exc))
+            return None
+        if event.model != MODEL_NAME:
+            self._ignored("other_model", f"model {ascii(event.model)[:60]}")
+            return None
+        return event.version, event.digest
+
+    def on_announcement(self, value: bytes | None) -> None:
+        """Act on one record of `fraudstream_models` as the watcher does."""
+        wanted = self.parse_announcement(value)
+        if wanted is not None:
+            self.request(*wanted, source="topic")
 
     # ------------------------------------------------------------------ the consumer
     def _ensure_consumer(self, consumer: Consumer | None) -> Consumer | None:
