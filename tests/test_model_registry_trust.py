@@ -279,12 +279,17 @@ def test_publish_and_latest_fsync_before_they_rename(
     real_rename, real_replace = os.rename, os.replace
     monkeypatch.setattr(registry_module, "fsync_tree", lambda p: calls.append(f"tree {p.name}"))
     monkeypatch.setattr(registry_module, "fsync_dir", lambda p: calls.append(f"dir {p.name}"))
-    monkeypatch.setattr(
-        registry_module.os, "rename", lambda a, b: (calls.append("rename"), real_rename(a, b))
-    )
-    monkeypatch.setattr(
-        registry_module.os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))
-    )
+
+    def rename(source: Any, target: Any) -> None:
+        calls.append("rename")
+        real_rename(source, target)
+
+    def replace(source: Any, target: Any) -> None:
+        calls.append("replace")
+        real_replace(source, target)
+
+    monkeypatch.setattr(registry_module.os, "rename", rename)
+    monkeypatch.setattr(registry_module.os, "replace", replace)
     registry = ModelRegistry(tmp_path)
     version, staging = registry.stage("20260101-000000-abcdef")
     source, published_version = published

@@ -249,8 +249,7 @@ class ModelManager:
         try:
             while not self._stop.is_set():
                 try:
-                    consumer = self._ensure_consumer(consumer)
-                    self._tick(consumer)
+                    consumer = self._tick(self._ensure_consumer(consumer))
                     failures = 0
                 except Exception as exc:  # the watcher must outlive anything it meets
                     failures += 1
@@ -268,14 +267,27 @@ class ModelManager:
     def _backoff(self, failures: int) -> float:
         return float(min(self._retry_max_s, self._poll_interval_s * 2 ** min(failures, 16)))
 
-    def _tick(self, consumer: Consumer | None) -> None:
-        if consumer is not None:
-            for version, digest in self._announced(consumer):
-                self.request(version, digest, source="topic")
-        else:
-            self._stop.wait(self._poll_interval_s)
+    def _tick(self, consumer: Consumer | None) -> Consumer | None:
+        consumer = self._read_announcements(consumer)
         self._check_latest()
         self._attempt_due()
+        return consumer
+
+    def _read_announcements(self, consumer: Consumer | None) -> Consumer | None:
+        """Act on new announcements; a consumer that fails is closed and recreated later
+        (with backoff) while LATEST is still watched."""
+        if consumer is None:
+            self._stop.wait(self._poll_interval_s)
+            return None
+        try:
+            for version, digest in self._announced(consumer):
+                self.request(version, digest, source="topic")
+        except Exception as exc:
+            self._consumer_failed(exc)
+            self._drop_consumer(consumer)
+            return None
+        self._consumer_failures = 0
+        return consumer
 
     def _check_latest(self) -> None:
         try:
@@ -336,17 +348,19 @@ class ModelManager:
         try:
             consumer = self._announcement_consumer(self._models_topic)
         except Exception as exc:
-            self._consumer_failures += 1
-            self._consumer_retry_at = time.monotonic() + self._backoff(self._consumer_failures)
-            self.metrics.model_watcher_errors.labels(kind="broker").inc()
-            self._log_throttled(
-                "consumer",
-                "cannot follow model announcements yet; watching models/LATEST meanwhile",
-                {"error": str(exc)[:200], "failures": self._consumer_failures},
-            )
+            self._consumer_failed(exc)
             return None
-        self._consumer_failures = 0
         return consumer
+
+    def _consumer_failed(self, exc: Exception) -> None:
+        self._consumer_failures += 1
+        self._consumer_retry_at = time.monotonic() + self._backoff(self._consumer_failures)
+        self.metrics.model_watcher_errors.labels(kind=type(exc).__name__[:40]).inc()
+        self._log_throttled(
+            "consumer",
+            "cannot follow model announcements now; watching models/LATEST meanwhile",
+            {"error": str(exc)[:200], "failures": self._consumer_failures},
+        )
 
     @staticmethod
     def _drop_consumer(consumer: Consumer | None) -> None:
