@@ -540,7 +540,11 @@ class ModelRegistry:
         try:
             raw = _read_bounded(folder / MANIFEST_FILE, MAX_MANIFEST_BYTES)
         except FileNotFoundError as exc:
-            raise UnverifiedVersion(f"{version} has no {MANIFEST_FILE}") from exc
+            raise UnverifiedVersion(
+                f"model version {version} has no {MANIFEST_FILE} (registered before manifests, "
+                f"or copied incompletely): pin it with --model {version}, or vouch for its files "
+                f"with `fraudstream models seal {version}`"
+            ) from exc
         except ValueError as exc:
             raise IntegrityError(f"{version}: {exc}") from exc
         if digest is not None and _sha256(raw) != digest:

@@ -108,6 +108,8 @@ class ModelManager:
         self._wanted: dict[tuple[str, str | None], _Wanted] = {}
         self._seq = 0
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
+        """one load at a time (the watcher's and a test's request() may meet)"""
         self._stop = threading.Event()
         self._bootstrap = bootstrap
         self._models_topic = models_topic
@@ -172,16 +174,17 @@ class ModelManager:
 
     def _attempt_due(self) -> None:
         """Try the wanted versions whose time has come, newest ask first, until one loads."""
-        now = time.monotonic()
-        with self._lock:
-            due = sorted(
-                (w for w in self._wanted.values() if w.next_at <= now),
-                key=lambda w: w.seq,
-                reverse=True,
-            )
-        for wanted in due:
-            if self._stop.is_set() or self._try_load(wanted):
-                return
+        with self._loading:
+            now = time.monotonic()
+            with self._lock:
+                due = sorted(
+                    (w for w in self._wanted.values() if w.next_at <= now),
+                    key=lambda w: w.seq,
+                    reverse=True,
+                )
+            for wanted in due:
+                if self._stop.is_set() or self._try_load(wanted):
+                    return
 
     def _try_load(self, wanted: _Wanted) -> bool:
         try:
