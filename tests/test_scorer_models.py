@@ -26,7 +26,7 @@ class Store:
         self.latest = "v1"
         self.loads: list[str] = []
 
-    def load(self, version: str) -> StubModel:
+    def load(self, version: str, digest: str | None = None, pinned: bool = False) -> StubModel:
         version = self.latest if version == "latest" else version
         self.loads.append(version)
         if version == "broken":
@@ -61,7 +61,7 @@ def test_latest_change_swaps_only_between_batches() -> None:
         assert wait_for(lambda: "broken" in store.loads)
         time.sleep(0.1)
         assert manager.swap_if_ready() is None and manager.version == "v2"
-        assert store.loads.count("broken") == 1  # a failed version is not retried in a loop
+        assert store.loads.count("broken") == 1  # retried with backoff, not in a tight loop
     finally:
         manager.stop()
 

@@ -45,3 +45,27 @@ def setup_logging(level: str = "INFO", json_lines: bool = False, file: Path | No
             else logging.Formatter("%(levelname)s %(name)s: %(message)s")
         )
     root.addHandler(handler)
+
+
+class LogThrottle:
+    """At most one log line per key per `interval_s`: for events an outsider can trigger at
+    will (garbage on a topic), so that logging them cannot flood the log. `allow` says whether
+    to log now and how many were dropped since the last line."""
+
+    def __init__(self, interval_s: float = 10.0, max_keys: int = 64) -> None:
+        self._interval_s = interval_s
+        self._max_keys = max_keys
+        self._next_at: dict[str, float] = {}
+        self._dropped: dict[str, int] = {}
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """(log it now?, lines dropped for this key since the last one logged)."""
+        now = time.monotonic()
+        if now < self._next_at.get(key, 0.0):
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False, 0
+        if key not in self._next_at and len(self._next_at) >= self._max_keys:
+            self._next_at.clear()  # keys are few and fixed in practice; never grow unbounded
+            self._dropped.clear()
+        self._next_at[key] = now + self._interval_s
+        return True, self._dropped.pop(key, 0)

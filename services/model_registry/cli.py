@@ -1,4 +1,5 @@
-"""`fraudstream models list|show VERSION`: the versions in the model registry (MODELS_DIR)."""
+"""`fraudstream models list|show VERSION|seal VERSION`: the versions in the model registry
+(MODELS_DIR), and recording a manifest for a version registered before manifests existed."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def show_model(
     typer.echo(f"version   {shown['version']}{'  (LATEST)' if shown['latest'] else ''}")
     typer.echo(f"path      {shown['path']}")
     typer.echo(f"files     {', '.join(shown['files'])}")
+    typer.echo(f"integrity {shown['integrity']}")
     typer.echo(f"threshold {threshold['threshold']:.6g}  rule={threshold['rule']}")
     for name, m in shown["metrics"].get("test", {}).items():
         if isinstance(m, dict) and "roc_auc" in m:
@@ -65,6 +67,20 @@ def show_model(
     if promotion:
         typer.echo(f"promotion {promotion.get('decision')}: {promotion.get('reason')}")
     typer.echo(f"model {shown['version']} threshold={threshold['threshold']:.6g}")
+
+
+@models_app.command("seal")
+def seal_model(
+    version: str = typer.Argument(..., help="a version registered without a manifest"),
+    models_dir: Path = typer.Option(None, help="registry folder (default: MODELS_DIR)"),
+) -> None:
+    """Record manifest.json (sha256 of each file) for an old version, as its files are NOW.
+
+    Only for versions you know to be intact: from then on scorers accept announcements of it."""
+    from services.model_registry.registry import ModelRegistry
+
+    digest = ModelRegistry(models_dir).seal(version)
+    typer.echo(f"sealed {version} digest={digest}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,14 +1,26 @@
 """The model registry on disk (`models/`) and its announcements on `fraudstream_models`.
 
-Writers (the trainer) stage every file of a version in a hidden directory and rename it into
-place in one step, then replace `models/LATEST` atomically, then announce the version. A reader
-(the scorer) therefore never sees a half-written version: a directory named by a version is
+Writers (the trainer) stage every file of a version in a hidden directory, record the sha256 of
+each in `manifest.json`, fsync them all and rename the directory into place in one step, then
+replace `models/LATEST` atomically, then announce the version. A reader (the scorer) therefore
+never sees a half-written version through the registry: a directory named by a version is
 complete, and `LATEST` always names such a directory.
+
+What a reader is *told* (an announcement on the topic, the contents of LATEST) is not trusted:
+anyone who can write the topic can say anything. So a version is loaded only when its name is
+well-formed (`api.validate_version`), its directory lies inside the models directory, and its
+files still match the manifest written at registration (and the announced digest, if any). A
+version without a manifest (written before manifests existed) is "unverified": it is loaded only
+when the operator names it explicitly (`load(..., allow_unverified=True)`, `score --model V`),
+or after `fraudstream models seal V` records its current files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import os
 import secrets
 import shutil
@@ -23,12 +35,16 @@ import numpy as np
 
 from services.common.errors import FraudstreamError, ServiceUnavailable
 from services.common.features import N_FEATURES
+from services.common.files import fsync_dir, fsync_tree
 from services.common.settings import get_settings
 from services.common.topics import MODELS_TOPIC
 from services.model_registry.api import (
+    LATEST_ALIAS,
     LATEST_FILE,
     MODEL_NAME,
+    InvalidVersion,
     ModelAnnouncement,
+    validate_version,
     version_dir,
 )
 from services.model_registry.preprocessing import Preprocessing
@@ -41,13 +57,58 @@ PREPROCESSING_FILE = "preprocessing.json"
 THRESHOLD_FILE = "threshold.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
+MANIFEST_FILE = "manifest.json"
 REQUIRED_FILES: tuple[str, ...] = (MODEL_FILE, PREPROCESSING_FILE, THRESHOLD_FILE, METRICS_FILE)
 """A directory without these is not a version (and is never published)."""
 STAGING_PREFIX = ".staging-"
+MANIFEST_FORMAT = 1
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_VERSION_FILES = 256
+"""A manifest (or a version directory) beyond these is not one the trainer wrote."""
+MAX_ANNOUNCEMENT_BYTES = 4096
+"""An announcement is a few hundred bytes; anything far larger is refused unparsed."""
+MAX_LATEST_BYTES = 256
+_DIGEST_LENGTH = 64
+
+log = logging.getLogger("fraudstream.model_registry")
 
 
-class VersionNotFound(FraudstreamError):
+class ModelRefused(FraudstreamError):
+    """A version the registry will not hand out; `reason` is the metric label saying why."""
+
+    reason = "refused"
+
+
+class VersionNotFound(ModelRefused):
     """The named version (or LATEST) does not exist in the registry."""
+
+    reason = "unknown_version"
+
+
+class UnverifiedVersion(ModelRefused):
+    """The version has no manifest (registered before manifests existed, or half copied)."""
+
+    reason = "unverified"
+
+
+class IntegrityError(ModelRefused):
+    """The version's files differ from its manifest, or the manifest from the announced digest."""
+
+    reason = "tampered"
+
+
+class BadLatest(ModelRefused):
+    """`models/LATEST` holds something other than a version name (garbage, binary, too long)."""
+
+    reason = "bad_latest"
+
+
+class BadAnnouncement(ValueError):
+    """A record on `fraudstream_models` that is not a well-formed announcement."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -91,19 +152,129 @@ def announcement_to_json(announcement: ModelAnnouncement) -> bytes:
     return json.dumps(asdict(announcement)).encode()
 
 
-def announcement_from_json(value: bytes | str) -> ModelAnnouncement:
-    """Parse an event from `fraudstream_models` (raises ValueError on a malformed one)."""
+def announcement_from_json(value: bytes | str | None) -> ModelAnnouncement:
+    """Parse an untrusted event from `fraudstream_models`: bounded size, strict types, a valid
+    version name. Raises BadAnnouncement (a ValueError) whose message never echoes the input."""
+    raw = value.encode() if isinstance(value, str) else (value or b"")
+    if len(raw) > MAX_ANNOUNCEMENT_BYTES:
+        raise BadAnnouncement("too_large", f"{len(raw)} bytes (limit {MAX_ANNOUNCEMENT_BYTES})")
     try:
-        doc = json.loads(value)
-        return ModelAnnouncement(
-            model=str(doc["model"]),
-            version=str(doc["version"]),
-            path=str(doc["path"]),
-            threshold=float(doc["threshold"]),
-            created_at=str(doc["created_at"]),
-        )
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not a model announcement: {exc}") from exc
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadAnnouncement("not_json", "not a JSON document") from exc
+    if not isinstance(doc, dict):
+        raise BadAnnouncement("bad_fields", "not a JSON object")
+    version = _text_field(doc, "version", 256)
+    try:
+        validate_version(version)
+    except InvalidVersion as exc:
+        raise BadAnnouncement("bad_version", str(exc)) from exc
+    return ModelAnnouncement(
+        model=_text_field(doc, "model", 128),
+        version=version,
+        path=_text_field(doc, "path", 1024),
+        threshold=_number_field(doc, "threshold"),
+        created_at=_text_field(doc, "created_at", 64),
+        digest=_digest_field(doc),
+    )
+
+
+def _text_field(doc: dict[str, Any], name: str, max_length: int) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or len(value) > max_length:
+        raise BadAnnouncement("bad_fields", f"'{name}' must be a string of <= {max_length} chars")
+    return value
+
+
+def _number_field(doc: dict[str, Any], name: str) -> float:
+    value = doc.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadAnnouncement("bad_fields", f"'{name}' must be a number")
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise BadAnnouncement("bad_fields", f"'{name}' is out of range") from exc
+    if not math.isfinite(number):
+        raise BadAnnouncement("bad_fields", f"'{name}' must be finite")
+    return number
+
+
+def _digest_field(doc: dict[str, Any]) -> str | None:
+    value = doc.get("digest")
+    if value is None:
+        return None
+    if not _is_digest(value):
+        raise BadAnnouncement("bad_fields", "'digest' must be 64 lower-case hex digits")
+    return str(value)
+
+
+def _is_digest(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == _DIGEST_LENGTH
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """The file's bytes, or ValueError when it holds more than `limit` (never read whole)."""
+    with path.open("rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path.name} is larger than {limit} bytes")
+    return data
+
+
+def _version_files(folder: Path) -> dict[str, Path]:
+    """Every file of a version directory but the manifest, by its relative POSIX name.
+
+    A symlink, or more files than any version has, is an integrity failure: nothing the trainer
+    writes looks like that."""
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        for name in (*dirnames, *filenames):
+            if (here / name).is_symlink():
+                raise IntegrityError(f"{folder.name}: symlink {ascii(name)[:40]} in a version")
+        for name in filenames:
+            relative = (here / name).relative_to(folder).as_posix()
+            if relative != MANIFEST_FILE:
+                found[relative] = here / name
+            if len(found) > MAX_VERSION_FILES:
+                raise IntegrityError(f"{folder.name}: more than {MAX_VERSION_FILES} files")
+    return found
+
+
+def build_manifest(folder: Path, version: str) -> bytes:
+    """The manifest of a complete version directory: sha256 and size of every file in it."""
+    files = {}
+    for name, path in sorted(_version_files(folder).items()):
+        data = path.read_bytes()
+        files[name] = {"sha256": _sha256(data), "size": len(data)}
+    doc = {"format": MANIFEST_FORMAT, "model": MODEL_NAME, "version": version, "files": files}
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _parse_manifest(raw: bytes, version: str) -> dict[str, dict[str, Any]]:
+    """The `files` table of a manifest that belongs to `version` (IntegrityError otherwise)."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"{version}: {MANIFEST_FILE} is not JSON") from exc
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise IntegrityError(f"{version}: {MANIFEST_FILE} has an unknown format")
+    if doc.get("version") != version:  # a version copied under another name
+        raise IntegrityError(f"{version}: {MANIFEST_FILE} was written for another version")
+    files = doc.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(entry, dict) and _is_digest(entry.get("sha256")) for entry in files.values()
+    ):
+        raise IntegrityError(f"{version}: {MANIFEST_FILE} has a malformed file table")
+    return files
 
 
 class KerasLoadedModel:
@@ -175,7 +346,7 @@ class ModelRegistry:
     # ----------------------------------------------------------------- writing
     def stage(self, version: str | None = None) -> tuple[str, Path]:
         """A fresh hidden directory to write a version into; publish() moves it into place."""
-        version = version or new_version_id()
+        version = validate_version(version or new_version_id())
         self.models_dir.mkdir(parents=True, exist_ok=True)
         if version_dir(self.models_dir, version).exists():
             raise FraudstreamError(f"model version {version} already exists")
@@ -224,18 +395,23 @@ class ModelRegistry:
         return version
 
     def publish(self, version: str, staging: Path) -> Path:
-        """Rename a complete staging directory to `models/<version>` (one atomic step)."""
+        """Record the manifest, fsync everything, rename the staging directory to
+        `models/<version>` (one atomic step) and fsync the models directory."""
+        target = version_dir(self.models_dir, version)
         missing = [name for name in REQUIRED_FILES if not (staging / name).exists()]
         if missing:
             raise FraudstreamError(f"version {version} is incomplete: missing {', '.join(missing)}")
-        target = version_dir(self.models_dir, version)
+        (staging / MANIFEST_FILE).write_bytes(build_manifest(staging, version))
+        fsync_tree(staging)  # data before names: a crash never leaves a name over lost data
         os.rename(staging, target)
+        fsync_dir(self.models_dir)
         return target
 
     def set_latest(self, version: str) -> None:
-        """Point LATEST at a published version: write a temporary file, then os.replace."""
-        if not self.exists(version):
-            raise VersionNotFound(f"model version {version} does not exist in {self.models_dir}")
+        """Point LATEST at a published, verified version: write a temporary file, fsync it,
+        os.replace, fsync the directory. An unverified version is refused (scorers would refuse
+        it too); `seal` it first."""
+        self.read_verified(version)
         fd, tmp = tempfile.mkstemp(prefix=".LATEST.", dir=self.models_dir)
         try:
             with os.fdopen(fd, "w") as fh:
@@ -243,6 +419,7 @@ class ModelRegistry:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.models_dir / LATEST_FILE)
+            fsync_dir(self.models_dir)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -257,6 +434,7 @@ class ModelRegistry:
             path=str(path),
             threshold=float(threshold["threshold"]),
             created_at=str(self.metrics(version).get("created_at", utc_now_iso())),
+            digest=self.manifest_digest(version),
         )
 
     def announce(
@@ -266,9 +444,11 @@ class ModelRegistry:
         timeout: float = 15.0,
         topic: str = MODELS_TOPIC,
     ) -> ModelAnnouncement:
-        """Publish the version's event on `fraudstream_models`, keyed by the model name."""
+        """Publish the version's event on `fraudstream_models`, keyed by the model name (only a
+        verified version: scorers act on nothing else)."""
         from services.common.kafka import ensure_topic, make_producer
 
+        self.read_verified(version)
         event = self.announcement(version)
         try:
             ensure_topic(topic, bootstrap=bootstrap, timeout=timeout)
@@ -294,26 +474,125 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- reading
     def exists(self, version: str) -> bool:
-        path = version_dir(self.models_dir, version)
-        return not version.startswith(".") and all((path / f).exists() for f in REQUIRED_FILES)
+        """A well-formed name whose directory (inside models/) holds the required files."""
+        try:
+            path = version_dir(self.models_dir, version)
+        except InvalidVersion:
+            return False
+        return path.is_dir() and all((path / f).is_file() for f in REQUIRED_FILES)
 
     def latest(self) -> str | None:
+        """The version LATEST names (None: no LATEST yet). BadLatest when it holds anything but
+        a version name: the file is read bounded and never trusted to be text."""
         try:
-            name = (self.models_dir / LATEST_FILE).read_text().strip()
+            raw = _read_bounded(self.models_dir / LATEST_FILE, MAX_LATEST_BYTES)
         except FileNotFoundError:
             return None
-        return name or None
+        except ValueError as exc:
+            raise BadLatest(f"{LATEST_FILE} in {self.models_dir}: {exc}") from exc
+        try:
+            name = raw.decode("ascii").strip()
+        except UnicodeDecodeError as exc:
+            raise BadLatest(f"{LATEST_FILE} in {self.models_dir} is not text") from exc
+        if not name:
+            return None
+        try:
+            return validate_version(name)
+        except InvalidVersion as exc:
+            raise BadLatest(f"{LATEST_FILE} in {self.models_dir}: {exc}") from exc
+
+    def _latest_or_none(self) -> str | None:
+        """LATEST for display (a garbled LATEST marks nothing as latest)."""
+        try:
+            return self.latest()
+        except BadLatest:
+            return None
 
     def resolve(self, version: str) -> str:
         """`latest` → the version LATEST names; otherwise the version itself, checked."""
-        if version == "latest":
+        if version == LATEST_ALIAS:
             latest = self.latest()
             if latest is None:
                 raise VersionNotFound(f"no model registered yet in {self.models_dir} (no LATEST)")
             version = latest
+        validate_version(version)
         if not self.exists(version):
             raise VersionNotFound(f"model version {version} does not exist in {self.models_dir}")
         return version
+
+    def manifest_digest(self, version: str) -> str | None:
+        """sha256 of the version's manifest.json (None: an unverified, manifest-less version)."""
+        path = version_dir(self.models_dir, self.resolve(version)) / MANIFEST_FILE
+        try:
+            return _sha256(_read_bounded(path, MAX_MANIFEST_BYTES))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise IntegrityError(f"{version}: {exc}") from exc
+
+    def read_verified(self, version: str, digest: str | None = None) -> dict[str, bytes]:
+        """Every file of the version, read once and checked against its manifest (and the
+        manifest against `digest` when given): what is returned is what was verified.
+
+        VersionNotFound, UnverifiedVersion (no manifest) or IntegrityError otherwise."""
+        version = self.resolve(version)
+        folder = version_dir(self.models_dir, version)
+        try:
+            raw = _read_bounded(folder / MANIFEST_FILE, MAX_MANIFEST_BYTES)
+        except FileNotFoundError as exc:
+            raise UnverifiedVersion(
+                f"model version {version} has no {MANIFEST_FILE} (registered before manifests, "
+                f"or copied incompletely): pin it with --model {version}, or vouch for its files "
+                f"with `fraudstream models seal {version}`"
+            ) from exc
+        except ValueError as exc:
+            raise IntegrityError(f"{version}: {exc}") from exc
+        if digest is not None and _sha256(raw) != digest:
+            raise IntegrityError(f"{version}: the manifest differs from the announced digest")
+        expected = _parse_manifest(raw, version)
+        on_disk = _version_files(folder)
+        if set(on_disk) != set(expected):
+            differ = sorted(set(on_disk) ^ set(expected))
+            raise IntegrityError(f"{version}: files differ from the manifest: {differ[:5]}")
+        contents: dict[str, bytes] = {}
+        for name, path in on_disk.items():
+            data = path.read_bytes()
+            if _sha256(data) != expected[name]["sha256"]:
+                raise IntegrityError(f"{version}: {ascii(name)[:60]} differs from the manifest")
+            contents[name] = data
+        return contents
+
+    def integrity(self, version: str) -> str:
+        """`verified`, `unverified` or `tampered: …` (for `models show`)."""
+        try:
+            self.read_verified(version)
+        except UnverifiedVersion:
+            return "unverified"
+        except IntegrityError as exc:
+            return f"tampered: {exc}"
+        return "verified"
+
+    def seal(self, version: str) -> str:
+        """Record a manifest for an unverified version as it is now (the operator vouches for
+        its files); returns the manifest digest. A version that has a manifest is left alone."""
+        version = self.resolve(version)
+        folder = version_dir(self.models_dir, version)
+        if (folder / MANIFEST_FILE).exists():
+            raise FraudstreamError(f"model version {version} already has a {MANIFEST_FILE}")
+        manifest = build_manifest(folder, version)
+        fsync_tree(folder)
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(manifest)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / MANIFEST_FILE)
+            fsync_dir(folder)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return _sha256(manifest)
 
     def versions(self) -> list[str]:
         """Published versions, oldest first."""
@@ -345,7 +624,7 @@ class ModelRegistry:
             rule=str(threshold["rule"]),
             roc_auc=autoencoder.get("roc_auc"),
             pr_auc=autoencoder.get("pr_auc"),
-            latest=version == self.latest(),
+            latest=version == self._latest_or_none(),
         )
 
     def list(self) -> list[VersionSummary]:
@@ -358,21 +637,50 @@ class ModelRegistry:
         return {
             "version": version,
             "path": str(path),
-            "latest": version == self.latest(),
+            "latest": version == self._latest_or_none(),
+            "integrity": self.integrity(version),
             "files": sorted(p.name for p in path.iterdir() if p.is_file()),
             "threshold": self.threshold_info(version),
             "metrics": self.metrics(version),
         }
 
-    def load(self, version: str = "latest") -> KerasLoadedModel:
-        """The version (or LATEST) as a scorer-ready model."""
-        import keras
+    def load(
+        self, version: str = LATEST_ALIAS, digest: str | None = None, allow_unverified: bool = False
+    ) -> KerasLoadedModel:
+        """The version (or LATEST) as a scorer-ready model, built from the verified bytes.
 
+        `allow_unverified` (the operator named this version explicitly) lets a manifest-less
+        version load with a warning; a version whose files differ from its manifest never loads.
+        """
         version = self.resolve(version)
-        path = version_dir(self.models_dir, version)
-        preprocessing = Preprocessing.from_dict(json.loads((path / PREPROCESSING_FILE).read_text()))
-        threshold = self.threshold_info(version)
-        model = keras.models.load_model(path / MODEL_FILE, compile=False)
+        try:
+            files = self.read_verified(version, digest)
+        except UnverifiedVersion:
+            if not allow_unverified or digest is not None:
+                raise
+            log.warning(
+                "loading a model version without a manifest: its files are not verified",
+                extra={"fields": {"version": version}},
+            )
+            files = self._read_required(version)
+        return _keras_model(version_dir(self.models_dir, version), version, files)
+
+    def _read_required(self, version: str) -> dict[str, bytes]:
+        folder = version_dir(self.models_dir, version)
+        return {name: (folder / name).read_bytes() for name in REQUIRED_FILES}
+
+
+def _keras_model(path: Path, version: str, files: dict[str, bytes]) -> KerasLoadedModel:
+    """A KerasLoadedModel from a version's file contents (the model goes through a private
+    temporary copy, so Keras reads exactly the bytes that were checked)."""
+    import keras
+
+    preprocessing = Preprocessing.from_dict(json.loads(files[PREPROCESSING_FILE]))
+    threshold: dict[str, Any] = json.loads(files[THRESHOLD_FILE])
+    with tempfile.TemporaryDirectory(prefix="fraudstream-model-") as private:
+        copy = Path(private) / MODEL_FILE
+        copy.write_bytes(files[MODEL_FILE])
+        model = keras.models.load_model(copy, compile=False)
         return KerasLoadedModel(
             version=version,
             path=path,

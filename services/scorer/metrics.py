@@ -15,7 +15,8 @@ _LATENCIES = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 
 
 class ScorerMetrics:
-    """Records in, alerts out, dead letters, batch size and latency, model version, lag."""
+    """Records in, alerts out, dead letters, batch size and latency, model version, lag, and
+    the model announcements ignored (with why)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -60,6 +61,23 @@ class ScorerMetrics:
             "fraudstream_scorer_consumer_lag",
             "High watermark minus position",
             ["partition"],
+            registry=r,
+        )
+        self.model_ignored = Counter(
+            "fraudstream_scorer_model_announcements_ignored",
+            "Model announcements (topic or LATEST) not acted on, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.model_load_retries = Counter(
+            "fraudstream_scorer_model_load_retries",
+            "Further attempts to load an announced version that was not loadable before",
+            registry=r,
+        )
+        self.model_watcher_errors = Counter(
+            "fraudstream_scorer_model_watcher_errors",
+            "Errors the model watcher survived (broker, LATEST, unexpected), by kind",
+            ["kind"],
             registry=r,
         )
         self._version: str | None = None

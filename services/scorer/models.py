@@ -5,24 +5,50 @@ A background thread watches two signals: announcements on `fraudstream_models` a
 (TensorFlow load and trace take seconds) and parks it as *pending*. The scoring loop calls
 `swap_if_ready()` between batches only, so every record of a batch is scored by one version, and
 the switch neither skips nor repeats a record: offsets are untouched by it.
+
+Both signals are untrusted: anyone who can write the topic can announce anything, and LATEST may
+hold garbage. An announcement is parsed bounded and strictly, and acted on only through the
+registry, which loads a version only if its name is valid, it lies inside the models directory
+and its files match the manifest recorded at registration (and the announced digest). Whatever is
+refused is logged (throttled), counted in `fraudstream_scorer_model_announcements_ignored` by
+reason, and the current model stays. A version that could not be loaded but might become
+loadable (unknown yet, half copied, unreadable) is retried with exponential backoff; the
+watcher itself survives any error and backs off, so hot reload never dies silently.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from services.model_registry.api import MODEL_NAME, LoadedModel
+from services.common.logs import LogThrottle
+from services.model_registry.api import LATEST_ALIAS, MODEL_NAME, LoadedModel
+from services.scorer.metrics import ScorerMetrics
 
 log = logging.getLogger("fraudstream.scorer.models")
 
-Loader = Callable[[str], LoadedModel]
-"""Loads a version by name ('latest' or an id)."""
+NOT_RETRIED = frozenset({"bad_version"})
+"""Refusal reasons that no later attempt can change (the name itself is wrong)."""
+MAX_WANTED = 8
+"""Versions waiting for a retry at most: an outsider announcing many names cannot grow it."""
+
+
+class Loader(Protocol):
+    """Loads a version by name ('latest' or an id). `digest`: the announced manifest digest
+    (refuse unless it matches); `pinned`: the operator named it explicitly (a version without a
+    manifest may load)."""
+
+    def __call__(
+        self, version: str, digest: str | None = None, pinned: bool = False
+    ) -> LoadedModel: ...
 
 
 def registry_loader(models_dir: Path | None = None) -> tuple[Loader, Callable[[], str | None]]:
@@ -31,10 +57,29 @@ def registry_loader(models_dir: Path | None = None) -> tuple[Loader, Callable[[]
 
     registry = ModelRegistry(models_dir)
 
-    def load(version: str) -> LoadedModel:
-        return registry.load(version)
+    def load(version: str, digest: str | None = None, pinned: bool = False) -> LoadedModel:
+        return registry.load(version, digest=digest, allow_unverified=pinned)
 
     return load, registry.latest
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The metric label for why a version was not loaded (the registry's errors carry one)."""
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) else "load_failed"
+
+
+@dataclass
+class _Wanted:
+    """A version some signal asked for that is not loaded yet."""
+
+    version: str
+    digest: str | None
+    source: str
+    seq: int
+    attempts: int = 0
+    next_at: float = 0.0
+    delay_s: float = 0.0
 
 
 class ModelManager:
@@ -44,29 +89,45 @@ class ModelManager:
         self,
         load: Loader,
         latest: Callable[[], str | None],
-        version: str = "latest",
+        version: str = LATEST_ALIAS,
         bootstrap: str | None = None,
         models_topic: str | None = None,
         poll_interval_s: float = 1.0,
+        retry_initial_s: float = 1.0,
+        retry_max_s: float = 30.0,
     ) -> None:
         self._load = load
         self._latest = latest
-        self.pinned = version != "latest"
-        self.current: LoadedModel = load(version)
-        self._seen_latest = latest()
+        self.pinned = version != LATEST_ALIAS
+        self.current: LoadedModel = load(version, pinned=self.pinned)
+        self.metrics = ScorerMetrics()
+        self._seen_latest: str | None = self.current.version if not self.pinned else None
+        self._latest_problem: str | None = None
         self._pending: LoadedModel | None = None
-        self._wanted: str | None = None
-        self._failed: set[str] = set()
+        self._pending_seq = 0
+        self._wanted: dict[tuple[str, str | None], _Wanted] = {}
+        self._seq = 0
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
+        """one load at a time (the watcher's and a test's request() may meet)"""
         self._stop = threading.Event()
         self._bootstrap = bootstrap
         self._models_topic = models_topic
         self._poll_interval_s = poll_interval_s
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._consumer_retry_at = 0.0
+        self._consumer_failures = 0
+        self._throttle = LogThrottle()
         self._thread: threading.Thread | None = None
 
     @property
     def version(self) -> str:
         return self.current.version
+
+    def attach_metrics(self, metrics: ScorerMetrics) -> None:
+        """Count into the scorer's metrics (before start())."""
+        self.metrics = metrics
 
     def start(self) -> None:
         """Start following new versions (no-op when pinned)."""
@@ -96,102 +157,245 @@ class ModelManager:
         )
         return pending
 
-    def request(self, version: str) -> None:
-        """Load `version` in the background (the watcher calls this; tests may too)."""
+    # ------------------------------------------------------------------ requests
+    def request(self, version: str, digest: str | None = None, source: str = "request") -> None:
+        """Ask for `version` (the watcher calls this; tests may too): try to load it now, and
+        later again with backoff while it cannot be loaded for a reason that may pass."""
         with self._lock:
             pending = self._pending.version if self._pending is not None else None
-            if version in (self.current.version, self._wanted, pending) or version in self._failed:
+            if version in (self.current.version, pending):
                 return
-            self._wanted = version
-        try:
-            model = self._load(version)
-        except Exception as exc:
-            log.error(
-                "cannot load announced model; keeping the current one",
-                extra={"fields": {"version": version, "error": str(exc)}},
-            )
+            if (version, digest) not in self._wanted:
+                self._seq += 1
+                self._wanted[(version, digest)] = _Wanted(version, digest, source, self._seq)
+                while len(self._wanted) > MAX_WANTED:  # forget the oldest ask
+                    del self._wanted[next(iter(self._wanted))]
+        self._attempt_due()
+
+    def _attempt_due(self) -> None:
+        """Try the wanted versions whose time has come, newest ask first, until one loads."""
+        with self._loading:
+            now = time.monotonic()
             with self._lock:
-                self._failed.add(version)
-                self._wanted = None
-            return
+                due = sorted(
+                    (w for w in self._wanted.values() if w.next_at <= now),
+                    key=lambda w: w.seq,
+                    reverse=True,
+                )
+            for wanted in due:
+                if self._stop.is_set() or self._try_load(wanted):
+                    return
+
+    def _try_load(self, wanted: _Wanted) -> bool:
+        try:
+            model = self._load(wanted.version, digest=wanted.digest)
+        except Exception as exc:
+            self._refused(wanted, exc)
+            return False
         with self._lock:
-            self._pending = model
-            self._wanted = None
+            if wanted.seq > self._pending_seq or self._pending is None:
+                self._pending, self._pending_seq = model, wanted.seq
+            # an older ask is superseded by a newer version that loaded
+            for key in [k for k, w in self._wanted.items() if w.seq <= wanted.seq]:
+                del self._wanted[key]
         log.info(
-            "model loaded, switching at the next batch", extra={"fields": {"version": version}}
+            "model loaded, switching at the next batch",
+            extra={"fields": {"version": wanted.version, "source": wanted.source}},
+        )
+        return True
+
+    def _refused(self, wanted: _Wanted, exc: Exception) -> None:
+        reason = refusal_reason(exc)
+        retried = reason not in NOT_RETRIED
+        if wanted.attempts == 0:
+            self.metrics.model_ignored.labels(reason=reason).inc()
+        else:
+            self.metrics.model_load_retries.inc()
+        wanted.attempts += 1
+        wanted.delay_s = min(self._retry_max_s, max(self._retry_initial_s, wanted.delay_s * 2))
+        wanted.next_at = time.monotonic() + wanted.delay_s
+        if not retried:
+            with self._lock:
+                self._wanted.pop((wanted.version, wanted.digest), None)
+        self._log_throttled(
+            f"refused:{reason}",
+            "announced model not loaded; keeping the current one",
+            {
+                "version": ascii(wanted.version)[:80],
+                "source": wanted.source,
+                "reason": reason,
+                "error": str(exc)[:200],
+                "attempt": wanted.attempts,
+                "retry_in_s": round(wanted.delay_s, 1) if retried else None,
+                "current": self.current.version,
+            },
         )
 
+    def _ignored(self, reason: str, detail: str) -> None:
+        """An announcement refused before it named anything loadable (never retried)."""
+        self.metrics.model_ignored.labels(reason=reason).inc()
+        self._log_throttled(
+            f"ignored:{reason}",
+            "ignoring a model announcement; keeping the current model",
+            {"reason": reason, "error": detail[:200], "current": self.current.version},
+        )
+
+    def _log_throttled(self, key: str, message: str, fields: dict[str, object]) -> None:
+        allowed, dropped = self._throttle.allow(key)
+        if allowed:
+            log.warning(message, extra={"fields": {**fields, "suppressed": dropped}})
+
+    # ------------------------------------------------------------------ the watcher
     def _watch(self) -> None:
-        consumer = self._announcement_consumer()
+        consumer: Consumer | None = None
+        failures = 0
         try:
             while not self._stop.is_set():
-                for version in self._new_versions(consumer):
-                    self.request(version)
-                if consumer is None:
-                    self._stop.wait(self._poll_interval_s)
+                try:
+                    consumer = self._tick(self._ensure_consumer(consumer))
+                    failures = 0
+                except Exception as exc:  # the watcher must outlive anything it meets
+                    failures += 1
+                    self.metrics.model_watcher_errors.labels(kind=type(exc).__name__[:40]).inc()
+                    self._log_throttled(
+                        "watcher",
+                        "model watcher error; retrying",
+                        {"error": str(exc)[:200], "failures": failures},
+                    )
+                    consumer = self._drop_consumer(consumer)
+                    self._stop.wait(self._backoff(failures))
         finally:
-            if consumer is not None:
-                consumer.close()
+            self._drop_consumer(consumer)
 
-    def _new_versions(self, consumer: Consumer | None) -> list[str]:
-        versions: list[str] = []
-        if consumer is not None:
-            versions.extend(self._announced(consumer))
-        latest = self._safe_latest()
+    def _backoff(self, failures: int) -> float:
+        return float(min(self._retry_max_s, self._poll_interval_s * 2 ** min(failures, 16)))
+
+    def _tick(self, consumer: Consumer | None) -> Consumer | None:
+        consumer = self._read_announcements(consumer)
+        self._check_latest()
+        self._attempt_due()
+        return consumer
+
+    def _read_announcements(self, consumer: Consumer | None) -> Consumer | None:
+        """Act on new announcements; a consumer that fails is closed and recreated later
+        (with backoff) while LATEST is still watched."""
+        if consumer is None:
+            self._stop.wait(self._poll_interval_s)
+            return None
+        try:
+            for version, digest in self._announced(consumer):
+                self.request(version, digest, source="topic")
+        except Exception as exc:
+            self._consumer_failed(exc)
+            self._drop_consumer(consumer)
+            return None
+        self._consumer_failures = 0
+        return consumer
+
+    def _check_latest(self) -> None:
+        try:
+            latest = self._latest()
+        except Exception as exc:  # garbage, binary, unreadable: say so once per new problem
+            problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if problem != self._latest_problem:
+                self._latest_problem = problem
+                self._ignored(getattr(exc, "reason", "bad_latest"), problem)
+            return
+        self._latest_problem = None
         if latest is not None and latest != self._seen_latest:
             self._seen_latest = latest
-            versions.append(latest)
-        return versions
+            self.request(latest, source="LATEST")
 
-    def _safe_latest(self) -> str | None:
-        try:
-            return self._latest()
-        except OSError:
-            return None
-
-    def _announced(self, consumer: Consumer) -> list[str]:
-        from services.model_registry.registry import announcement_from_json
-
-        found: list[str] = []
+    def _announced(self, consumer: Consumer) -> Iterator[tuple[str, str | None]]:
         for msg in consumer.consume(num_messages=100, timeout=self._poll_interval_s):
-            if msg.error() is not None:
-                continue
-            try:
-                event = announcement_from_json(msg.value() or b"")
-            except ValueError as exc:
-                log.warning(
-                    "ignoring a malformed model announcement", extra={"fields": {"error": str(exc)}}
+            error = msg.error()
+            if error is not None:
+                self.metrics.model_watcher_errors.labels(kind="broker").inc()
+                self._log_throttled(
+                    "broker", "model announcements: broker error", {"error": str(error)[:200]}
                 )
                 continue
-            if event.model == MODEL_NAME:
-                found.append(event.version)
-        return found
+            wanted = self.parse_announcement(msg.value())
+            if wanted is not None:
+                yield wanted
 
-    def _announcement_consumer(self) -> Consumer | None:
-        """A group-less reader of new announcements (starts at the end; commits nothing)."""
-        if self._models_topic is None:
-            return None
-        from services.common.kafka import ensure_topic, make_consumer, topic_partitions
+    def parse_announcement(self, value: bytes | None) -> tuple[str, str | None] | None:
+        """(version, digest) an announcement asks for, or None when it is refused outright
+        (counted by reason, logged throttled)."""
+        from services.model_registry.registry import BadAnnouncement, announcement_from_json
 
         try:
-            ensure_topic(self._models_topic, bootstrap=self._bootstrap)
-            consumer = make_consumer(
-                f"fraudstream-score-models-{uuid.uuid4().hex[:8]}",
-                self._bootstrap,
-                **{"auto.offset.reset": "latest", "isolation.level": "read_uncommitted"},
-            )
+            event = announcement_from_json(value)
+        except BadAnnouncement as exc:
+            self._ignored(exc.reason, str(exc))
+            return None
+        if event.model != MODEL_NAME:
+            self._ignored("other_model", f"model {ascii(event.model)[:60]}")
+            return None
+        return event.version, event.digest
+
+    def on_announcement(self, value: bytes | None) -> None:
+        """Act on one record of `fraudstream_models` as the watcher does."""
+        wanted = self.parse_announcement(value)
+        if wanted is not None:
+            self.request(*wanted, source="topic")
+
+    # ------------------------------------------------------------------ the consumer
+    def _ensure_consumer(self, consumer: Consumer | None) -> Consumer | None:
+        """The announcement reader, (re)created when missing and its backoff has passed; while
+        it cannot be created, LATEST is still watched."""
+        if consumer is not None or self._models_topic is None:
+            return consumer
+        if time.monotonic() < self._consumer_retry_at:
+            return None
+        try:
+            consumer = self._announcement_consumer(self._models_topic)
+        except Exception as exc:
+            self._consumer_failed(exc)
+            return None
+        return consumer
+
+    def _consumer_failed(self, exc: Exception) -> None:
+        self._consumer_failures += 1
+        self._consumer_retry_at = time.monotonic() + self._backoff(self._consumer_failures)
+        self.metrics.model_watcher_errors.labels(kind=type(exc).__name__[:40]).inc()
+        self._log_throttled(
+            "consumer",
+            "cannot follow model announcements now; watching models/LATEST meanwhile",
+            {"error": str(exc)[:200], "failures": self._consumer_failures},
+        )
+
+    @staticmethod
+    def _drop_consumer(consumer: Consumer | None) -> None:
+        if consumer is not None:
+            try:
+                consumer.close()
+            except Exception as exc:  # closing a broken consumer may fail too
+                log.debug(
+                    "closing the announcement consumer failed",
+                    extra={"fields": {"error": str(exc)}},
+                )
+
+    def _announcement_consumer(self, topic: str) -> Consumer:
+        """A group-less reader of new announcements (starts at the end; commits nothing)."""
+        from services.common.kafka import ensure_topic, make_consumer, topic_partitions
+
+        ensure_topic(topic, bootstrap=self._bootstrap)
+        consumer = make_consumer(
+            f"fraudstream-score-models-{uuid.uuid4().hex[:8]}",
+            self._bootstrap,
+            **{"auto.offset.reset": "latest", "isolation.level": "read_uncommitted"},
+        )
+        try:
             # assign(), not subscribe(): no group to join or leave behind, and reading starts
             # at the end offsets of now (a new version is what counts, not the history).
             consumer.assign(
                 [
                     TopicPartition(tp.topic, tp.partition, OFFSET_END)
-                    for tp in topic_partitions(consumer, self._models_topic)
+                    for tp in topic_partitions(consumer, topic)
                 ]
             )
-            return consumer
-        except Exception as exc:
-            log.warning(
-                "cannot follow model announcements; watching models/LATEST only",
-                extra={"fields": {"error": str(exc)}},
-            )
-            return None
+        except BaseException:
+            consumer.close()
+            raise
+        return consumer

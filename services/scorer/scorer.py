@@ -224,6 +224,7 @@ class Scorer:
         decoder = BatchDecoder(registry)
         encoder = self._alert_encoder(registry)
         models = self._models or self._default_models(bootstrap)
+        models.attach_metrics(self.metrics)
         models.start()
         self.metrics.set_model(models.version, models.current.threshold)
         self.metrics.serve(cfg.metrics_port)

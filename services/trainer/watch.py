@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from services.common.kafka import make_consumer, topic_partitions
-from services.model_registry.registry import ModelRegistry, VersionNotFound
+from services.model_registry.registry import ModelRefused, ModelRegistry
 from services.trainer.api import Hooks, ModelVersion, register
 from services.trainer.core import TrainConfig, TrainOutcome, fit_and_evaluate
 from services.trainer.evaluate import ranking_metrics
@@ -37,10 +37,10 @@ def decide(
     window = {"rows": len(test), "frauds": int(np.sum(y_test == 1))}
     try:
         champion_model = registry.load("latest")
-    except VersionNotFound:
+    except ModelRefused as exc:  # none yet, or one that no scorer would load either
         return {
             "decision": "promoted",
-            "reason": "no champion registered yet",
+            "reason": f"no usable champion registered yet ({exc.reason})",
             "window": window,
             "challenger": challenger,
             "champion": None,
