@@ -32,6 +32,7 @@ from services.common.http.limits import (
     BodyReader,
     content_type_accepted,
     declared_length,
+    may_have_body,
 )
 from services.common.settings import HttpServerSettings
 
@@ -141,10 +142,13 @@ class HttpGuard:
             scope.setdefault("state", {})["user"] = user.name
         if scope.get("method", "GET") in BODY_METHODS:
             content_type = headers.get("content-type")
-            tolerated = content_type is None and path in self.policy.untyped_body_paths
-            if not tolerated and not content_type_accepted(
-                content_type, self.policy.body_media_types
-            ):
+            if content_type is None:
+                refused = (
+                    may_have_body(scope, headers) and path not in self.policy.untyped_body_paths
+                )
+            else:
+                refused = not content_type_accepted(content_type, self.policy.body_media_types)
+            if refused:
                 accepted = ", ".join(sorted(self.policy.body_media_types))
                 return (
                     415,

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -39,6 +39,15 @@ def declared_length(header: str | None) -> int | None:
     if header is None or not header.strip().isdigit():
         return None
     return int(header.strip())
+
+
+def may_have_body(scope: Scope, headers: dict[str, str]) -> bool:
+    """False only when the request says it has no body (`Content-Length: 0`, or HTTP/1 with
+    neither a length nor chunked encoding), so a bodiless PATCH still gets the app's 405."""
+    length = declared_length(headers.get("content-length"))
+    if length is not None:
+        return length > 0
+    return "transfer-encoding" in headers or scope.get("http_version") not in ("1.0", "1.1")
 
 
 class BodyLimitExceeded(Exception):
