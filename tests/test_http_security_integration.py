@@ -225,7 +225,7 @@ def test_auth_and_tls_end_to_end(secure_stack: SecureStack) -> None:
 def test_ksql_python_ng_with_credentials(
     secure_stack: SecureStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ksql import KSQLAPI
+    from ksql import KSQLAPI  # type: ignore[attr-defined]
 
     monkeypatch.setenv("SSL_CERT_FILE", str(secure_stack.ca))  # httpx<0.28 trusts it
     client = KSQLAPI(secure_stack.ksql.url, **ksql_api_kwargs())
