@@ -92,6 +92,10 @@ def guard_config(
     anything slow starts; FraudstreamError names what is wrong. The host names of `own_urls`
     (the server's configured and advertised URLs) are always accepted as `Host`."""
     hypercorn_config(host, port, settings=settings)  # validates the TLS files
+    scheme = "https" if settings.tls else "http"
+    for url in own_urls:
+        if urlparse(url).scheme not in ("", scheme):
+            log.warning("%s says %s but the server speaks %s", url, urlparse(url).scheme, scheme)
     names = [urlparse(url).hostname or "" for url in own_urls]
     return GuardConfig.from_settings(policy, settings, host, *(n for n in names if n))
 
