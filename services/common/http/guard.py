@@ -17,8 +17,8 @@ not changed: other code keeps owning the routes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -110,7 +110,7 @@ class HttpGuard:
         deadline = (
             None
             if streaming or self.config.body_timeout_s is None
-            else time.monotonic() + self.config.body_timeout_s
+            else asyncio.get_running_loop().time() + self.config.body_timeout_s
         )
         reader = BodyReader(receive, None if streaming else self.policy.max_body_bytes, deadline)
         refusal = self._refusal(scope, headers, path, streaming)

@@ -16,7 +16,6 @@ app the client went away, and the guard answers with the recorded status instead
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -59,7 +58,7 @@ class BodyLimitExceeded(Exception):
 
 class BodyReader:
     """A `receive` that counts body bytes against `max_bytes` and waits at most until
-    `deadline` (a `time.monotonic()` value) for the rest of the body.
+    `deadline` (an event-loop `time()` value) for the rest of the body.
 
     Once the body is complete the original channel is passed through untouched (apps wait on it
     for `http.disconnect`). After a limit is hit, `failure` says which and every later call
@@ -92,11 +91,9 @@ class BodyReader:
         if self.deadline is None:
             message = await self._receive()
         else:
-            remaining = self.deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                message = await asyncio.wait_for(self._receive(), remaining)
+            try:  # timeout_at, not wait_for: no extra task per chunk
+                async with asyncio.timeout_at(self.deadline):
+                    message = await self._receive()
             except TimeoutError:
                 raise BodyLimitExceeded(408, "timed out reading the request body") from None
         self.received += len(message.get("body", b""))
