@@ -397,14 +397,18 @@ def test_inserts_stream_is_not_held_to_the_body_deadline() -> None:
 
 
 class GuardedServer:
-    """The KSQL app behind the guard, served by hypercorn on a free port in a thread."""
+    """An app (default: the KSQL app) behind the guard, served by hypercorn on a free port in a
+    thread."""
 
-    def __init__(self, settings: HttpServerSettings) -> None:
+    def __init__(
+        self, settings: HttpServerSettings, app: Any = None, policy: ApiPolicy = KSQL_POLICY
+    ) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
-        config = GuardConfig.from_settings(KSQL_POLICY, settings, "127.0.0.1")
-        self.app = HttpGuard(create_ksql_app(FakeEngine()), config)
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = GuardConfig.from_settings(policy, settings, "127.0.0.1")
+        self.app = HttpGuard(app or create_ksql_app(FakeEngine()), config)
         self.hypercorn = hypercorn_config("127.0.0.1", self.port, settings=settings)
         self.stop_event: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -442,10 +446,9 @@ def _read_all(sock: socket.socket, limit_s: float) -> bytes:
     return data
 
 
-@pytest.fixture
-def guarded_server() -> Iterator[GuardedServer]:
-    settings = HttpServerSettings(
-        users_file=None,
+def server_settings(users_file: Path | None = None) -> HttpServerSettings:
+    return HttpServerSettings(
+        users_file=users_file,
         auth_roles=(),
         tls_certfile=None,
         tls_keyfile=None,
@@ -453,7 +456,11 @@ def guarded_server() -> Iterator[GuardedServer]:
         header_timeout_s=1.0,
         body_timeout_s=1.0,
     )
-    with GuardedServer(settings) as server:
+
+
+@pytest.fixture
+def guarded_server() -> Iterator[GuardedServer]:
+    with GuardedServer(server_settings()) as server:
         yield server
 
 
@@ -489,6 +496,43 @@ def test_csrf_post_over_tcp_is_415(guarded_server: GuardedServer) -> None:
         sock.sendall(head.encode() + CREATE)
         answer = _read_all(sock, 1.5)
     assert answer.startswith(b"HTTP/1.1 415"), answer[:80]
+
+
+def test_registry_forwards_the_callers_credentials_to_the_leader(tmp_path: Path) -> None:
+    """A write that reaches a follower is checked again by the leader, with the same user."""
+    from types import SimpleNamespace
+
+    from services.schema_registry.kafka_log import NotLeader
+
+    users = tmp_path / "users"
+    users.write_text("\n".join(USERS))
+    leader_registry = Registry()
+    leader = GuardedServer(
+        server_settings(users), create_registry_app(leader_registry), SCHEMA_REGISTRY_POLICY
+    )
+
+    class Follower:
+        def write(self, records: Any) -> None:
+            raise NotLeader(leader.url)
+
+    ready = threading.Event()
+    ready.set()
+    kafka: Any = SimpleNamespace(
+        ready=ready, failure=None, advertised_url="http://127.0.0.1:1", forget_leader=lambda: None
+    )
+    follower_app = create_registry_app(Registry(log_factory=lambda s, lock: Follower()), kafka)
+    follower = HttpGuard(
+        follower_app,
+        GuardConfig(
+            SCHEMA_REGISTRY_POLICY, HostAllowList("127.0.0.1"), BasicAuthenticator.from_file(users)
+        ),
+    )
+    path = "/subjects/fwd-value/versions"
+    headers = {"content-type": SR_JSON, "authorization": basic("analyst", "s3cret")}
+    with leader:
+        status, _, body = asyncio.run(call(follower, "POST", path, headers, (SCHEMA,)))
+    assert status == 200 and json.loads(body)["id"] == 1, body
+    assert leader_registry.subjects("", False) == ["fwd-value"]
 
 
 # -- settings and the project's clients -----------------------------------------------------------
