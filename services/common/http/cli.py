@@ -17,22 +17,22 @@ USERS_FILE = typer.Option(
     None,
     "--users-file",
     help="turn on HTTP Basic auth with this Jetty-style realm file of 'user: password[,role...]' "
-    "lines (password plaintext or MD5:<hex>) [env FRAUDSTREAM_HTTP_USERS_FILE]",
+    "lines (password plaintext or MD5:<hex>) (env FRAUDSTREAM_HTTP_USERS_FILE)",
 )
 TLS_CERT = typer.Option(
     None,
     "--tls-cert",
     help="serve HTTPS (HTTP/2 by ALPN) with this PEM certificate chain "
-    "[env FRAUDSTREAM_HTTP_TLS_CERTFILE]",
+    "(env FRAUDSTREAM_HTTP_TLS_CERTFILE)",
 )
 TLS_KEY = typer.Option(
-    None, "--tls-key", help="the certificate's PEM private key [env FRAUDSTREAM_HTTP_TLS_KEYFILE]"
+    None, "--tls-key", help="the certificate's PEM private key (env FRAUDSTREAM_HTTP_TLS_KEYFILE)"
 )
 ALLOWED_HOST = typer.Option(
     [],
     "--allowed-host",
     help="also accept this Host name (repeatable; '*' = any); loopback names are always "
-    "accepted [env FRAUDSTREAM_HTTP_ALLOWED_HOSTS, comma-separated]",
+    "accepted (env FRAUDSTREAM_HTTP_ALLOWED_HOSTS, comma-separated)",
 )
 
 
