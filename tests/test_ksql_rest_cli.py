@@ -50,7 +50,9 @@ def test_query_prints_rows_then_count(server: RunningServer) -> None:
     httpx.post(server.url + "/ksql", json={"ksql": CREATE})
     rows = [{"VIEWTIME": i, "USERID": f"u{i}"} for i in range(3)]
     body = json.dumps({"target": "PAGEVIEWS"}) + "".join("\n" + json.dumps(r) for r in rows)
-    httpx.post(server.url + "/inserts-stream", content=body)
+    httpx.post(
+        server.url + "/inserts-stream", content=body, headers={"Content-Type": "application/json"}
+    )
     result = CliRunner().invoke(app, ["ksql", "query", "SELECT * FROM pageviews;"])
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines() == [

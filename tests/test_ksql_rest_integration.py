@@ -628,7 +628,12 @@ def test_fuzzed_statements_real_engine(
         content = json.dumps({field: sql}).encode()
     with (
         httpx.Client(http2=True, http1=False, timeout=20) as client,
-        client.stream("POST", private_server.url + endpoint, content=content) as response,
+        client.stream(
+            "POST",
+            private_server.url + endpoint,
+            content=content,
+            headers={"Content-Type": "application/json"},  # the guard refuses untyped bodies
+        ) as response,
     ):
         if response.status_code < 400:
             if endpoint == "/inserts-stream":  # failures are per-row acks, never 50000

@@ -131,6 +131,7 @@ class AvroEncoder:
 
 
 def registry_client(url: str | None = None) -> SchemaRegistryClient:
+    from services.common.http.clients import registry_client_conf
     from services.common.settings import get_settings
 
-    return SchemaRegistryClient({"url": url or get_settings().schema_registry_url})
+    return SchemaRegistryClient(registry_client_conf(url or get_settings().schema_registry_url))

@@ -22,6 +22,24 @@ ENV_DEFAULTS: dict[str, str] = {
 """The environment variables the services read, with their defaults (also checked by the
 compose-file test: every variable a container sets must be one of these)."""
 
+HTTP_SECURITY_ENV: dict[str, str] = {
+    # server side (the KSQL server and the Schema Registry); empty means off
+    "FRAUDSTREAM_HTTP_USERS_FILE": "",
+    "FRAUDSTREAM_HTTP_AUTH_ROLES": "",
+    "FRAUDSTREAM_HTTP_TLS_CERTFILE": "",
+    "FRAUDSTREAM_HTTP_TLS_KEYFILE": "",
+    "FRAUDSTREAM_HTTP_ALLOWED_HOSTS": "",
+    "FRAUDSTREAM_HTTP_HEADER_TIMEOUT_S": "30",
+    "FRAUDSTREAM_HTTP_BODY_TIMEOUT_S": "60",
+    # client side (every project client of the two servers)
+    "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "",
+    "KSQL_BASIC_AUTH_USER_INFO": "",
+    "FRAUDSTREAM_HTTP_CA_FILE": "",
+}
+"""Optional HTTP security settings (docs/security.md): authentication, TLS, allowed Host names and
+timeouts of the two HTTP servers, and the credentials and CA the project's own clients use. Unlike
+ENV_DEFAULTS a container need not set them: empty means off."""
+
 
 KAFKA_SECURITY_ENV: dict[str, str] = {
     "KAFKA_SECURITY_PROTOCOL": "security.protocol",
@@ -39,7 +57,82 @@ SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 def _env(name: str) -> str:
-    return os.environ.get(name) or ENV_DEFAULTS[name]
+    return os.environ.get(name) or ENV_DEFAULTS.get(name) or HTTP_SECURITY_ENV[name]
+
+
+def _path_env(name: str) -> Path | None:
+    value = _env(name).strip()
+    return Path(value).expanduser() if value else None
+
+
+def _list_env(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in _env(name).split(",") if item.strip())
+
+
+def _seconds_env(name: str) -> float:
+    raw = _env(name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise FraudstreamError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise FraudstreamError(f"{name}={raw!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class HttpServerSettings:
+    """How a server protects its HTTP port (both servers, through services/common/http).
+
+    Everything is off by default except the limits: no users file, no TLS, only the loopback
+    names (and the server's own URL host) accepted as `Host` when bound to loopback.
+    """
+
+    users_file: Path | None = field(
+        default_factory=lambda: _path_env("FRAUDSTREAM_HTTP_USERS_FILE")
+    )
+    """Jetty property-file realm (`user: password[,role...]`); set: HTTP Basic auth is on."""
+    auth_roles: tuple[str, ...] = field(
+        default_factory=lambda: _list_env("FRAUDSTREAM_HTTP_AUTH_ROLES")
+    )
+    """Roles allowed in (Confluent's `authentication.roles`); empty: any authenticated user."""
+    tls_certfile: Path | None = field(
+        default_factory=lambda: _path_env("FRAUDSTREAM_HTTP_TLS_CERTFILE")
+    )
+    tls_keyfile: Path | None = field(
+        default_factory=lambda: _path_env("FRAUDSTREAM_HTTP_TLS_KEYFILE")
+    )
+    allowed_hosts: tuple[str, ...] = field(
+        default_factory=lambda: _list_env("FRAUDSTREAM_HTTP_ALLOWED_HOSTS")
+    )
+    """Extra `Host` names accepted (besides loopback and the server's own names); `*`: any."""
+    header_timeout_s: float = field(
+        default_factory=lambda: _seconds_env("FRAUDSTREAM_HTTP_HEADER_TIMEOUT_S")
+    )
+    """Idle connection / request headers / TLS handshake must complete within this."""
+    body_timeout_s: float = field(
+        default_factory=lambda: _seconds_env("FRAUDSTREAM_HTTP_BODY_TIMEOUT_S")
+    )
+    """A request body must arrive whole within this (streaming endpoints excepted)."""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
+
+
+@dataclass(frozen=True)
+class HttpClientSettings:
+    """Credentials and trust the project's own clients use for the two servers (never printed)."""
+
+    schema_registry_user_info: str = field(
+        default_factory=lambda: _env("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"), repr=False
+    )
+    """`user:password`, as confluent-kafka's `basic.auth.user.info`."""
+    ksql_user_info: str = field(
+        default_factory=lambda: _env("KSQL_BASIC_AUTH_USER_INFO"), repr=False
+    )
+    ca_file: Path | None = field(default_factory=lambda: _path_env("FRAUDSTREAM_HTTP_CA_FILE"))
+    """PEM bundle that signs the servers' certificates (https URLs); unset: the system's."""
 
 
 def _optional_env(name: str) -> str:
@@ -148,6 +241,8 @@ class Settings:
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity.from_env)
     broker_sasl: bool = field(default_factory=lambda: _flag_env(BROKER_SASL_ENV))
     """Start the embedded broker with SASL/SCRAM and the ACL authorizer."""
+    http_server: HttpServerSettings = field(default_factory=HttpServerSettings)
+    http_client: HttpClientSettings = field(default_factory=HttpClientSettings)
 
     @property
     def logs_dir(self) -> Path:

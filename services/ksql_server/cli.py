@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from services.common.errors import FraudstreamError
+from services.common.http import cli as http_cli
 
 ksql_app = typer.Typer(
     help="The KSQL server (ksqlDB's REST API on the real broker) and its statements.",
@@ -28,15 +29,21 @@ def serve_command(
         "-p",
         help="server-wide property NAME=VALUE, e.g. processing.guarantee=exactly_once_v2",
     ),
+    users_file: Path = http_cli.USERS_FILE,
+    tls_cert: Path = http_cli.TLS_CERT,
+    tls_key: Path = http_cli.TLS_KEY,
+    allowed_host: list[str] = http_cli.ALLOWED_HOST,
 ) -> None:
-    """Run the KSQL server in the foreground (HTTP/1.1 and HTTP/2 cleartext on one port).
+    """Run the KSQL server in the foreground (HTTP/1.1 and HTTP/2 on one port).
 
     Statements are kept in the command topic and replayed at start, so persistent queries resume
-    where they stopped. `fraudstream stack up` starts it in the background.
+    where they stopped. `fraudstream stack up` starts it in the background. Cleartext unless
+    --tls-cert/--tls-key; no authentication unless --users-file (docs/security.md).
     """
     from services.ksql_server.server import serve
 
-    serve(host, port, service_id, _parse_properties(prop))
+    http = http_cli.http_settings(users_file, tls_cert, tls_key, allowed_host)
+    serve(host, port, service_id, _parse_properties(prop), http)
 
 
 @ksql_app.command("apply")

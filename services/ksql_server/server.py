@@ -1,14 +1,16 @@
 """`fraudstream ksql serve`: the engine behind ksqlDB's REST API on one port.
 
-hypercorn (through services/common/http.py, shared with the Schema Registry) serves HTTP/1.1 and
-HTTP/2 cleartext with prior knowledge on the same port, which is what ksql-python-ng's
-`use_http2=True` path and ksqlDB's own clients speak.
+hypercorn (through services/common/http/, shared with the Schema Registry) serves HTTP/1.1 and
+HTTP/2 on the same port (cleartext with prior knowledge, which is what ksql-python-ng's
+`use_http2=True` path and ksqlDB's own clients speak, or TLS with ALPN), behind the shared guard:
+Host allow-list, optional Basic auth, content types, body limits (rest/http_policy.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,11 +18,12 @@ from urllib.parse import urlparse
 
 from starlette.applications import Starlette
 
-from services.common.http import run_asgi
+from services.common.http import guard_config, serve_api
 from services.common.logs import setup_logging
-from services.common.settings import Settings, get_settings
+from services.common.settings import HttpServerSettings, Settings, get_settings
 from services.ksql_server.engine_api import KsqlEngine
 from services.ksql_server.rest import create_app
+from services.ksql_server.rest.http_policy import KSQL_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +114,18 @@ def serve(
     port: int | None = None,
     service_id: str | None = None,
     properties: dict[str, Any] | None = None,
+    http: HttpServerSettings | None = None,
 ) -> None:
-    """Build the engine and serve until SIGTERM/SIGINT."""
+    """Build the engine and serve until SIGTERM/SIGINT (`http`: overrides the HTTP settings)."""
     settings = get_settings()
+    if http is not None:
+        settings = dataclasses.replace(settings, http_server=http)
     default_host, default_port = bind_address(settings.ksql_url)
+    host, port = host or default_host, port or default_port
     setup_logging()
     for chatty in ("httpx", "httpx2", "httpcore"):  # one INFO line per registry request
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    guard = guard_config(KSQL_POLICY, settings.http_server, host, port, settings.ksql_url)
     engine = build_engine(settings, service_id, properties)
     app = serving_app(engine, settings.bootstrap_servers)
-    run_asgi(app, host or default_host, port or default_port)
+    serve_api(app, guard, host, port, settings.http_server)

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from services.common.http import clients as http_clients
 from services.schema_registry import errors, schemas
 from services.schema_registry.kafka_log import KafkaLog, NotLeader
 from services.schema_registry.registry import Registry
@@ -149,15 +150,21 @@ class RegistryApp:
 
     async def _forward(self, request: Request, leader: str) -> Response:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=30.0)
+            self._http = httpx.AsyncClient(timeout=30.0, verify=http_clients.verify())
         body = getattr(request.state, "raw_body", b"")
+        # the leader checks the caller's own credentials, as Confluent's forwarding does
+        caller_auth = {"authorization": request.headers.get("authorization", "")}
         try:
             answer = await self._http.request(
                 request.method,
                 leader.rstrip("/") + request.url.path,
                 params=request.query_params,
                 content=body,
-                headers={"content-type": CONTENT_TYPE, FORWARDED_HEADER: "1"},
+                headers={
+                    "content-type": CONTENT_TYPE,
+                    FORWARDED_HEADER: "1",
+                    **(caller_auth if caller_auth["authorization"] else {}),
+                },
             )
         except httpx.HTTPError as exc:
             if self.kafka is not None:

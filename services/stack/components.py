@@ -15,6 +15,7 @@ import httpx
 
 from services.broker.launcher import KafkaBroker
 from services.common.errors import FraudstreamError
+from services.common.http.clients import Service, httpx_options
 from services.common.process import ManagedProcess, port_in_use
 from services.common.settings import Settings
 
@@ -59,6 +60,8 @@ class HttpServerComponent:
     health_path: str
     serve_args: tuple[str, ...]
     settings: Settings
+    client_kind: Service
+    """Whose credentials and CA the health probe uses (docs/security.md)."""
     start_timeout: float = 60.0
 
     @property
@@ -72,7 +75,9 @@ class HttpServerComponent:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(self.url + self.health_path, timeout=2.0).status_code == 200
+            options = httpx_options(self.client_kind)
+            response = httpx.get(self.url + self.health_path, timeout=2.0, **options)
+            return response.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -112,6 +117,7 @@ def stack_components(settings: Settings) -> list[Component]:
             "/",
             ("registry", "serve"),
             settings,
+            "schema-registry",
         ),
         HttpServerComponent(
             "ksql-server",
@@ -119,5 +125,6 @@ def stack_components(settings: Settings) -> list[Component]:
             "/healthcheck",
             ("ksql", "serve"),
             settings,
+            "ksql",
         ),
     ]

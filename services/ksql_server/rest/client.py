@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from services.common.errors import FraudstreamError, ServiceUnavailable
+from services.common.http.clients import httpx_options
 
 _SET = re.compile(r"^\s*SET\s+'([^']+)'\s*=\s*'((?:[^']|'')*)'\s*;?\s*$", re.I | re.S)
 _UNSET = re.compile(r"^\s*UNSET\s+'([^']+)'\s*;?\s*$", re.I | re.S)
@@ -127,7 +128,9 @@ class KsqlClient:
         """POST /ksql; the entities, or KsqlServerError with the server's message."""
         body = {"ksql": sql, "streamsProperties": dict(properties or {})}
         try:
-            response = httpx.post(f"{self.url}/ksql", json=body, timeout=self.timeout)
+            response = httpx.post(
+                f"{self.url}/ksql", json=body, timeout=self.timeout, **httpx_options("ksql")
+            )
         except httpx.TransportError as exc:
             raise ServiceUnavailable(f"KSQL server at {self.url} is unreachable: {exc}") from exc
         if response.status_code != 200:
@@ -180,7 +183,9 @@ class KsqlClient:
         limits = httpx.Timeout(self.timeout, read=timeout)
         try:
             with (
-                httpx.Client(http2=True, http1=False, timeout=limits) as client,
+                httpx.Client(
+                    http2=True, http1=False, timeout=limits, **httpx_options("ksql")
+                ) as client,
                 client.stream("POST", f"{self.url}/query-stream", json=body, headers=headers) as r,
             ):
                 if r.status_code != 200:

@@ -65,7 +65,9 @@ class KafkaContext:
                 raise KsqlError("Schema Registry URL is not configured (ksql.schema.registry.url)")
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
-            self._registry = SchemaRegistryClient({"url": self.registry_url})
+            from services.common.http.clients import registry_client_conf
+
+            self._registry = SchemaRegistryClient(registry_client_conf(self.registry_url))
         return self._registry
 
     def registry_or_none(self) -> Any:
