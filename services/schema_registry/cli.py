@@ -32,7 +32,6 @@ def serve(
     http: HttpServerSettings | None = None,
 ) -> None:
     """Read `_schemas` to its end, join the writer election, and serve until SIGTERM."""
-    import dataclasses
     import logging
 
     from services.common.http import guard_config, serve_api
