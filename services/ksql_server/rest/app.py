@@ -32,6 +32,7 @@ from services.ksql_server.rest.errors import (
     ERROR_SERVER,
     BadRequest,
     generic_error,
+    reject_lone_surrogates,
     statement_error,
 )
 from services.ksql_server.rest.inserts import InsertsStream
@@ -116,6 +117,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    reject_lone_surrogates(body)
     return body
 
 
@@ -152,9 +154,10 @@ def guarded(handler: Handler) -> Handler:
             return generic_error(exc.error_code, exc.message)
         except KsqlStatementError as exc:
             return statement_error(exc.error_code, exc.message, exc.statement_text, exc.entities)
-        except Exception as exc:
+        except Exception:
+            # the details (which may quote the client's statement) go to the log only
             log.exception("%s %s failed", request.method, request.url.path)
-            return generic_error(ERROR_SERVER, f"internal error: {type(exc).__name__}: {exc}")
+            return generic_error(ERROR_SERVER, "internal error; the server log has the details")
 
     return wrapper
 

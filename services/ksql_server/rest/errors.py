@@ -7,6 +7,7 @@ entities of the statements of the same request that already ran) and anything el
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -50,3 +51,30 @@ class BadRequest(Exception):
         super().__init__(message)
         self.message = message
         self.error_code = error_code
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_in(value: Any) -> bool:
+    """Whether a decoded JSON value holds a lone UTF-16 surrogate (`"\\ud800"` is valid JSON
+    but no UTF-8 encoder, Kafka record or log line accepts it). Walks with a stack, not
+    recursion: the value is the client's and as deep as the JSON decoder allowed."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def reject_lone_surrogates(value: Any, what: str = "request body") -> None:
+    """BadRequest (40000) when `value` holds a lone UTF-16 surrogate."""
+    if lone_surrogate_in(value):
+        raise BadRequest(f"{what} contains a lone UTF-16 surrogate (\\ud800-\\udfff)")
