@@ -54,12 +54,29 @@ def as_statement_error(
     if isinstance(exc, RecursionError):
         message = "Statement too complex: its expressions are nested too deeply"
         return KsqlStatementError(message, statement_text, 40001, entities)
+    if _record_too_large(exc):
+        message = (
+            "Statement too large: Kafka refused its record (message size too large); "
+            "make the statement or its values smaller"
+        )
+        return KsqlStatementError(message, statement_text, 40001, entities)
     if isinstance(exc, UnicodeError):
         reason = getattr(exc, "reason", "invalid text")
         message = f"Statement contains text that cannot be encoded: {reason}"
         return KsqlStatementError(message, statement_text, 40001, entities)
     message = "Internal error while running the statement; the server log has the details"
     return KsqlStatementError(message, statement_text, 50000, entities)
+
+
+def _record_too_large(exc: BaseException) -> bool:
+    """A produce the broker or the client refused for its size: the statement (written to the
+    command topic) or an INSERT's values were too big — the client's doing, not the server's."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return False
+    error = exc.args[0]
+    return isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
 @dataclass

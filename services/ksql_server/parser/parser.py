@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from services.ksql_server import types as T
+from services.ksql_server.errors import clip
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import ParseError, Token, tokenize
 from services.ksql_server.parser.limits import (
@@ -131,7 +132,7 @@ class Parser:
         line, col = self._line_col(t)
         # ksqlDB's shape ("line 1:24: Syntax Error\n\nStatement: …"), then the detail
         msg = (
-            f"line {line}:{col}: Syntax Error\n\nStatement: {self.text.strip()}\n"
+            f"line {line}:{col}: Syntax Error\n\nStatement: {clip(self.text.strip())}\n"
             f"Unexpected '{t.shown}'"
         )
         raise ParseError(msg + (f", {what}" if what else ""))

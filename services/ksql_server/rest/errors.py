@@ -12,6 +12,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from services.ksql_server.errors import clip
+
 ERROR_BAD_STATEMENT = 40001
 ERROR_QUERY_ENDPOINT = 40002
 ERROR_BAD_REQUEST = 40000
@@ -27,7 +29,7 @@ def http_status(error_code: int) -> int:
 
 
 def generic_error(error_code: int, message: str) -> JSONResponse:
-    body = {"@type": "generic_error", "error_code": error_code, "message": message}
+    body = {"@type": "generic_error", "error_code": error_code, "message": clip(message)}
     return JSONResponse(body, status_code=http_status(error_code))
 
 
@@ -37,8 +39,8 @@ def statement_error(
     body = {
         "@type": "statement_error",
         "error_code": error_code,
-        "message": message,
-        "statementText": statement_text,
+        "message": clip(message),
+        "statementText": clip(statement_text),
         "entities": entities,
     }
     return JSONResponse(body, status_code=http_status(error_code))
