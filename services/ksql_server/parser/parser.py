@@ -760,4 +760,5 @@ def parse_expression(text: str) -> A.Expr:
     e = p.expr()
     if p.tok.kind != "EOF":
         p.error()
+    check_statement(e)
     return e
