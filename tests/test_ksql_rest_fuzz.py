@@ -244,7 +244,8 @@ class StatementEngine(FakeEngine):
         self.execute(sql)
 
         async def no_rows() -> AsyncIterator[list[Any]]:
-            for row in ():
+            empty: list[list[Any]] = []
+            for row in empty:
                 yield row
 
         return FakeQuery("q1", ["A"], ["INTEGER"], no_rows(), is_pull=True)
