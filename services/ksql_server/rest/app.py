@@ -33,6 +33,7 @@ from services.ksql_server.rest.errors import (
     BadRequest,
     generic_error,
     reject_lone_surrogates,
+    release_frames,
     statement_error,
 )
 from services.ksql_server.rest.inserts import InsertsStream
@@ -151,9 +152,14 @@ def guarded(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except BadRequest as exc:
+            release_frames(exc)
             return generic_error(exc.error_code, exc.message)
         except KsqlStatementError as exc:
-            return statement_error(exc.error_code, exc.message, exc.statement_text, exc.entities)
+            response = statement_error(
+                exc.error_code, exc.message, exc.statement_text, exc.entities
+            )
+            release_frames(exc)
+            return response
         except Exception:
             # the details (which may quote the client's statement) go to the log only
             log.exception("%s %s failed", request.method, request.url.path)
