@@ -28,6 +28,8 @@ from services.ksql_server.parser.limits import (
     MAX_EXPRESSION_DEPTH,
     MAX_EXPRESSION_NODES,
     MAX_NESTING,
+    MAX_RECORDED_STATEMENT_CHARS,
+    check_recordable,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,9 +156,21 @@ def test_statements_beyond_the_limits_are_parse_errors_not_recursion(sql: str) -
     assert error.error_code == 40001
 
 
+def test_a_statement_too_long_for_the_command_topic_is_refused_before_planning() -> None:
+    literal = "x" * MAX_RECORDED_STATEMENT_CHARS
+    csas = f"CREATE STREAM o AS SELECT * FROM s WHERE S = '{literal}';"
+    with pytest.raises(ParseError, match="Statement too large"):
+        check_recordable(parse(csas), csas)
+    insert = f"INSERT INTO s (S) VALUES ('{literal}');"  # not kept in the command topic
+    check_recordable(parse(insert), insert)
+    short = "CREATE STREAM o AS SELECT * FROM s WHERE S = 'x';"
+    check_recordable(parse(short), short)
+
+
 def test_limits_are_what_the_docs_say() -> None:
     docs = (ROOT / "docs" / "ksql-engine.md").read_text()
-    for value in (MAX_NESTING, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_NODES):
+    limits = (MAX_NESTING, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_NODES, MAX_RECORDED_STATEMENT_CHARS)
+    for value in limits:
         assert f"{value:,}" in docs or str(value) in docs
 
 

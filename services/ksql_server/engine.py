@@ -30,6 +30,7 @@ from services.ksql_server.metastore import Column, DataSource, FormatInfo, MetaS
 from services.ksql_server.parser import ParseError, parse, split_statements
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
+from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import plan_select
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
@@ -230,6 +231,7 @@ class Engine:
                     props[key] = self.properties.get(key)
                     continue
                 try:
+                    check_recordable(stmt, text)
                     entity = self._execute_statement(stmt, text, props, replay=False)
                 except Exception as exc:
                     error = as_statement_error(exc, text, entities)

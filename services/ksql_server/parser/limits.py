@@ -28,6 +28,13 @@ MAX_EXPRESSION_DEPTH = 256
 MAX_EXPRESSION_NODES = 20_000
 """Expression nodes in one statement, all clauses together (an IN list of n values is n+2)."""
 
+MAX_RECORDED_STATEMENT_CHARS = 1_000_000
+"""A statement kept in the command topic (CREATE, CSAS, INSERT … SELECT, DROP, TERMINATE) is one
+Kafka record, and Kafka takes none over 1 MB by default (`message.max.bytes`): a longer one is
+refused before it is planned, so a 15 MB literal in a CSAS costs no plan, no compile and no
+record built only to be refused. (A record Kafka refuses anyway, say one of many non-ASCII
+characters that JSON escapes six-fold, is 40001 as well.)"""
+
 RECURSION_HEADROOM = 10_000
 """The interpreter's recursion limit while statements are handled: parsing costs about ten
 Python frames per nesting level and compiling about three per tree level, so the limits above
@@ -39,6 +46,17 @@ def ensure_recursion_headroom() -> None:
     """Raise the interpreter's recursion limit to RECURSION_HEADROOM (never lower it)."""
     if sys.getrecursionlimit() < RECURSION_HEADROOM:
         sys.setrecursionlimit(RECURSION_HEADROOM)
+
+
+def check_recordable(statement: Any, text: str) -> None:
+    """Raise ParseError when `statement` must be kept in the command topic but is too long."""
+    recorded = (A.CreateSource, A.InsertSelect, A.DropSource, A.Terminate)
+    if isinstance(statement, recorded) and len(text) > MAX_RECORDED_STATEMENT_CHARS:
+        raise ParseError(
+            f"Statement too large: {len(text):,} characters; statements kept in the command "
+            f"topic (CREATE, INSERT … SELECT, DROP, TERMINATE) may have at most "
+            f"{MAX_RECORDED_STATEMENT_CHARS:,}"
+        )
 
 
 def check_statement(statement: Any) -> None:
