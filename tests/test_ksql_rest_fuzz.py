@@ -399,7 +399,8 @@ def test_huge_literals_within_the_body_limit_never_500(
     with httpx.Client(timeout=120) as client:
         response = client.post(statement_server.url + "/ksql", content=json.dumps({"ksql": sql}))
         _check_statement_answer(response)
-        assert len(response.content) < 200_000  # errors quote a bounded part of the statement
+        if response.status_code >= 400:  # errors quote a bounded part of the statement
+            assert len(response.content) < 200_000
 
 
 @pytest.mark.parametrize(
