@@ -45,13 +45,15 @@ def test_csas_with_where_partition_by_limit() -> None:
     assert isinstance(stmt, A.CreateSource) and stmt.query is not None
     sel = stmt.query
     assert [i.alias for i in sel.items] == [None, "A"]
-    assert isinstance(sel.where, A.Binary) and sel.where.op == "AND"
+    assert isinstance(sel.where, A.Logical) and sel.where.op == "AND"
+    assert len(sel.where.operands) == 2
     assert sel.partition_by == [A.ColumnRef("ID")]
 
 
 def test_expression_precedence_and_literals() -> None:
     e = parse_expression("1 + 2 * 3 = 7 OR NOT x")
-    assert isinstance(e, A.Binary) and e.op == "OR"
+    assert isinstance(e, A.Logical) and e.op == "OR"
+    assert isinstance(e.operands[0], A.Binary) and e.operands[0].op == "="
     assert parse_expression("1.50") == A.Literal(Decimal("1.50"), decimal(3, 2))
     assert parse_expression("1.5e0").type == DOUBLE  # type: ignore[attr-defined]
     assert parse_expression("2147483647") == A.Literal(2147483647, INTEGER)

@@ -21,7 +21,7 @@ from services.common.settings import get_settings
 from services.ksql_server import entities as E
 from services.ksql_server import types as T
 from services.ksql_server.commands import CommandTopic
-from services.ksql_server.engine_api import KsqlStatementError, PushQuery
+from services.ksql_server.engine_api import KsqlStatementError, PushQuery, as_statement_error
 from services.ksql_server.errors import KsqlError, UnsupportedError
 from services.ksql_server.expressions import ExpressionCompiler, Scope
 from services.ksql_server.expressions.runtime_helpers import cast_value
@@ -29,6 +29,8 @@ from services.ksql_server.formats import make_serializer, validate_format
 from services.ksql_server.metastore import Column, DataSource, FormatInfo, MetaStore
 from services.ksql_server.parser import ParseError, parse, split_statements
 from services.ksql_server.parser import ast as A
+from services.ksql_server.parser.lexer import redact
+from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import plan_select
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
@@ -153,7 +155,7 @@ class Engine:
                     stmt, cmd.statement, normalize_properties(cmd.properties), replay=True
                 )
             except Exception as exc:
-                LOG.warning("replay of %r failed: %s", cmd.statement, exc)
+                LOG.warning("replay of %r failed: %s", redact(cmd.statement), exc)
                 self.replay_errors.append(f"{cmd.statement}: {exc}")
         self._seq = self._commands.end_offset()
         if commands:
@@ -206,13 +208,13 @@ class Engine:
         try:
             texts = split_statements(sql)
         except ParseError as exc:
-            raise KsqlStatementError(str(exc), sql, 40001) from exc
+            raise as_statement_error(exc, sql) from exc
         with self._lock:
             for text in texts:
                 try:
                     stmt = parse(text)
-                except ParseError as exc:
-                    raise KsqlStatementError(str(exc), text, 40001, entities) from exc
+                except (ParseError, RecursionError) as exc:
+                    raise as_statement_error(exc, text, entities) from exc
                 if isinstance(stmt, A.Query):
                     raise KsqlStatementError(
                         "The following statement types should be issued to the websocket "
@@ -229,17 +231,20 @@ class Engine:
                     props[key] = self.properties.get(key)
                     continue
                 try:
+                    check_recordable(stmt, text)
                     entity = self._execute_statement(stmt, text, props, replay=False)
-                except KsqlError as exc:
-                    raise KsqlStatementError(str(exc), text, 40001, entities) from exc
-                except KsqlStatementError as exc:
-                    exc.entities = entities
-                    raise
                 except Exception as exc:
-                    LOG.exception("statement failed: %s", text)
-                    raise KsqlStatementError(
-                        f"{type(exc).__name__}: {exc}", text, 50000, entities
-                    ) from exc
+                    error = as_statement_error(exc, text, entities)
+                    if error.error_code >= 50000:
+                        LOG.exception("statement failed: %s", redact(text))
+                    if error is exc:
+                        raise
+                    try:
+                        raise error from exc
+                    finally:
+                        # the error's traceback holds this frame: without the local, no cycle
+                        # keeps the statement (maybe megabytes) alive until the next full GC
+                        del error
                 if entity is not None:
                     entities.append(entity)
         return entities
@@ -622,15 +627,21 @@ class Engine:
             if name not in types:
                 raise KsqlError(f"Column name {name} does not exist.")
             compiled = compiler.compile(expr)
-            value = eval(compiled.code, dict(compiler.namespace), {"r": []})
+            try:
+                value = eval(compiled.code, dict(compiler.namespace), {"r": []})
+            except Exception as exc:  # 1/0, a bad cast: the client's values, not our fault
+                raise KsqlError(
+                    f"Failed to insert values into '{target.name}'. Could not evaluate the value "
+                    f"of column {name}: {exc}"
+                ) from exc
             try:
                 row[name] = cast_value(value, compiled.type, types[name])
             except Exception as exc:
                 raise KsqlError(
                     f"Expected type {types[name]} for field {name} but got "
-                    f"{value!r}({compiled.type})"
+                    f"{_shorten(repr(value))}({compiled.type})"
                 ) from exc
-        self._produce_row(target, row)
+        self._produce_row(target, row)  # a record too large: 40001 (engine_api's mapping)
 
     def _produce_row(self, target: DataSource, row: Mapping[str, Any]) -> None:
         topic = self.ctx.physical(target.topic)
@@ -858,8 +869,8 @@ class Engine:
             if len(texts) != 1:
                 raise KsqlStatementError("Expected exactly one SELECT statement", sql, 40000)
             stmt = parse(texts[0])
-        except ParseError as exc:
-            raise KsqlStatementError(str(exc), sql, 40001) from exc
+        except (ParseError, RecursionError) as exc:
+            raise as_statement_error(exc, sql) from exc
         if not isinstance(stmt, A.Query):
             raise KsqlStatementError(
                 "The provided statement is not a query (SELECT or PRINT).", sql, 40001
@@ -875,8 +886,8 @@ class Engine:
                 _check_pull_columns(select)
             if pull and plan.source.kind == "TABLE":
                 raise UnsupportedError("pull queries over tables")
-        except KsqlError as exc:
-            raise KsqlStatementError(str(exc), sql, 40001) from exc
+        except (KsqlError, RecursionError, UnicodeError) as exc:
+            raise as_statement_error(exc, sql) from exc
         query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"
         runtime = TransientQuery(
             query_id,
@@ -1095,6 +1106,11 @@ def _check_wrapping(fmt: FormatInfo, value_cols: list[Column], wp: Mapping[str, 
 def _schema_text(keys: list[Column], values: list[Column]) -> str:
     parts = [f"`{n}` {t} KEY" for n, t in keys] + [f"`{n}` {t}" for n, t in values]
     return ", ".join(parts)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """A value quoted in an error message, cut short: the client sent it, maybe 15 MB of it."""
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 def _value_text(e: A.Expr) -> str:

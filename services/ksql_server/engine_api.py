@@ -31,6 +31,54 @@ class KsqlStatementError(Exception):
         self.entities = entities or []
 
 
+def as_statement_error(
+    exc: BaseException, statement_text: str, entities: list[dict[str, Any]] | None = None
+) -> KsqlStatementError:
+    """The ksqlDB error a statement's failure answers with.
+
+    A statement the grammar, the limits or the planner refuse (ParseError, KsqlError) is the
+    client's mistake: 40001 with the engine's message. So are the two ways Python itself can
+    refuse a statement that slipped past the explicit limits (RecursionError, and a character
+    no encoder accepts). Anything else is the server's fault: 50000 with a fixed message, never
+    the exception's class or text (which can quote the statement's literals); the caller logs
+    the details."""
+    from services.ksql_server.errors import KsqlError
+    from services.ksql_server.parser.lexer import ParseError
+
+    if isinstance(exc, KsqlStatementError):
+        if entities is not None:
+            exc.entities = entities
+        return exc
+    if isinstance(exc, (ParseError, KsqlError)):
+        return KsqlStatementError(str(exc), statement_text, 40001, entities)
+    if isinstance(exc, RecursionError):
+        message = "Statement too complex: its expressions are nested too deeply"
+        return KsqlStatementError(message, statement_text, 40001, entities)
+    if _record_too_large(exc):
+        message = (
+            "Statement too large: Kafka refused its record (message size too large); "
+            "make the statement or its values smaller"
+        )
+        return KsqlStatementError(message, statement_text, 40001, entities)
+    if isinstance(exc, UnicodeError):
+        reason = getattr(exc, "reason", "invalid text")
+        message = f"Statement contains text that cannot be encoded: {reason}"
+        return KsqlStatementError(message, statement_text, 40001, entities)
+    message = "Internal error while running the statement; the server log has the details"
+    return KsqlStatementError(message, statement_text, 50000, entities)
+
+
+def _record_too_large(exc: BaseException) -> bool:
+    """A produce the broker or the client refused for its size: the statement (written to the
+    command topic) or an INSERT's values were too big — the client's doing, not the server's."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return False
+    error = exc.args[0]
+    return isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE
+
+
 @dataclass
 class PushQuery:
     """A running transient query (push `EMIT CHANGES`, or a pull query's finite result)."""

@@ -5,6 +5,14 @@ record. Walking the tree per record costs a Python call per node; generating the
 filter + projection as straight-line code in one function (with `:=` temporaries for null
 checks) makes the per-record cost a handful of bytecodes per column, evaluated over a batch in
 one loop. Type inference happens here too, so sink schemas are known at CREATE time.
+
+What goes into the source: only the expression's shape — operators, helper names, row indexes,
+temporaries. Every value that comes from the statement (literals, column and field names, LIKE
+escapes, output names) is bound in the function's namespace as a constant (`_c<n>`) and named in
+the source, so a 15 MB string literal costs one reference, not 15 MB of source for Python to
+tokenize, parse and compile (which cost gigabytes). The source's nesting is bounded too: a
+sub-expression taller than HOIST_HEIGHT is compiled into a function of its own and called
+(`_c<n>(r)`), so a deeply nested statement never reaches Python's parser limits.
 """
 
 from __future__ import annotations
@@ -21,6 +29,10 @@ from services.ksql_server.functions import lookup
 from services.ksql_server.parser import ast as A
 from services.ksql_server.types import SqlType
 from services.ksql_server.values import to_string
+
+HOIST_HEIGHT = 12
+"""Tree levels one generated expression may span before a sub-expression becomes a function of
+its own: each level adds at most a few parentheses, and Python's parser allows 200."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +98,8 @@ class ExpressionCompiler:
             "_dmod": H.dmod,
             "_dq": H.dq,
             "_ddec": H.ddec,
-            "_and": H.and3,
-            "_or": H.or3,
+            "_and": H.and_all,
+            "_or": H.or_any,
             "_like": H.like,
             "_between": H.between,
             "_in": H.in_list,
@@ -99,6 +111,7 @@ class ExpressionCompiler:
             "_rowts": H.rowtime_string,
         }
         self._n = 0
+        self._heights: list[int] = []
 
     # ------------------------------------------------------------------ utilities
     def _tmp(self) -> str:
@@ -119,16 +132,30 @@ class ExpressionCompiler:
         method = getattr(self, "_" + type(e).__name__, None)
         if method is None:
             raise UnsupportedError(f"expression {type(e).__name__}")
-        result: Compiled = method(e)
+        self._heights.append(0)
+        try:
+            result: Compiled = method(e)
+        finally:
+            height = self._heights.pop() + 1
+        if height > HOIST_HEIGHT:
+            result, height = self._hoist(result), 1
+        if self._heights:
+            self._heights[-1] = max(self._heights[-1], height)
         return result
+
+    def _hoist(self, c: Compiled) -> Compiled:
+        """`c` as a call of a function of its own (its temporaries become that function's)."""
+        source = f"def _hoisted(r):\n    return {c.code}\n"
+        exec(compile(source, "<ksql-expression>", "exec"), self.namespace)
+        fn = self.namespace.pop("_hoisted")
+        return Compiled(f"{self.const(fn)}(r)", c.type)
 
     def _Literal(self, e: A.Literal) -> Compiled:
         if e.value is None:
             return Compiled("None", None)
-        if isinstance(e.value, (bool, int, str)) or (
-            isinstance(e.value, float) and e.value == e.value and abs(e.value) != float("inf")
-        ):
+        if e.value is True or e.value is False:
             return Compiled(repr(e.value), e.type)
+        # never repr() into the source: the value is the client's, of any size
         return Compiled(self.const(e.value), e.type)
 
     def _ColumnRef(self, e: A.ColumnRef) -> Compiled:
@@ -154,17 +181,17 @@ class ExpressionCompiler:
             raise KsqlError(f"Unsupported arithmetic type for unary minus: {inner.type}")
         return Compiled(f"(None if ({t} := {inner.code}) is None else -{t})", inner.type)
 
+    def _Logical(self, e: A.Logical) -> Compiled:
+        operands = [self.compile(o) for o in e.operands]
+        for side in operands:
+            if side.type is not None and side.type.base != "BOOLEAN":
+                raise KsqlError(f"Type mismatch: {e.op} requires BOOLEAN operands, got {side.type}")
+        fn = "_and" if e.op == "AND" else "_or"
+        return Compiled(f"{fn}({', '.join(o.code for o in operands)})", T.BOOLEAN)
+
     def _Binary(self, e: A.Binary) -> Compiled:
         left = self.compile(e.left)
         right = self.compile(e.right)
-        if e.op in ("AND", "OR"):
-            for side in (left, right):
-                if side.type is not None and side.type.base != "BOOLEAN":
-                    raise KsqlError(
-                        f"Type mismatch: {e.op} requires BOOLEAN operands, got {side.type}"
-                    )
-            fn = "_and" if e.op == "AND" else "_or"
-            return Compiled(f"{fn}({left.code}, {right.code})", T.BOOLEAN)
         if e.op in _CMP:
             return self._comparison(e.op, left, right, e)
         if e.op == "||":
@@ -306,7 +333,7 @@ class ExpressionCompiler:
             )
         pattern = self.compile(e.pattern)
         t = self._tmp()
-        code = f"_like({value.code}, {pattern.code}, {e.escape!r})"
+        code = f"_like({value.code}, {pattern.code}, {self.const(e.escape)})"
         if neg:
             code = f"(None if ({t} := {code}) is None else not {t})"
         return Compiled(code, T.BOOLEAN)
@@ -419,7 +446,7 @@ class ExpressionCompiler:
         fields = dict(bt.fields)
         if name not in fields:
             raise KsqlError(f"Could not find field '{name}' in '{bt}'.")
-        return Compiled(f"_deref({base.code}, {name!r})", fields[name])
+        return Compiled(f"_deref({base.code}, {self.const(name)})", fields[name])
 
     def _ArrayCtor(self, e: A.ArrayCtor) -> Compiled:
         items = [self.compile(i) for i in e.items]
@@ -449,7 +476,7 @@ class ExpressionCompiler:
     def _StructCtor(self, e: A.StructCtor) -> Compiled:
         parts = [(n, self.compile(v)) for n, v in e.fields]
         fields = [(n, c.type or T.STRING) for n, c in parts]
-        code = "{" + ", ".join(f"{n!r}: {c.code}" for n, c in parts) + "}"
+        code = "{" + ", ".join(f"{self.const(n)}: {c.code}" for n, c in parts) + "}"
         return Compiled(code, T.struct(fields))
 
     def _Lambda(self, e: A.Lambda) -> Compiled:
@@ -587,6 +614,7 @@ def build_batch_function(
             "            continue",
         ]
     names = []
+    column_names = compiler.const(tuple(output_names))  # names are the client's: never source
     for i, c in enumerate(outputs):
         v = f"v{i}"
         names.append(v)
@@ -598,7 +626,7 @@ def build_batch_function(
             f"            {v} = {c.code}",
             "        except Exception as exc:",
             f"            {v} = None",
-            f"            _log(r, {output_names[i]!r}, exc)",
+            f"            _log(r, {column_names}[{i}], exc)",
         ]
     tup = "(" + "".join(n + ", " for n in names) + ")"
     lines.append(f"        append((r, {tup}))")

@@ -52,20 +52,24 @@ def ddec(a: Decimal, b: Decimal, scale: int) -> Decimal:
     return DEC_CTX.divide(a, b).quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP, DEC_CTX)
 
 
-def and3(a: bool | None, b: bool | None) -> bool | None:
-    if a is False or b is False:
-        return False
-    if a is None or b is None:
-        return None
-    return True
+def and_all(*values: bool | None) -> bool | None:
+    """SQL's three-valued AND over any number of operands (a chain of ANDs is one call)."""
+    unknown = False
+    for v in values:
+        if v is False:
+            return False
+        unknown = unknown or v is None
+    return None if unknown else True
 
 
-def or3(a: bool | None, b: bool | None) -> bool | None:
-    if a is True or b is True:
-        return True
-    if a is None or b is None:
-        return None
-    return False
+def or_any(*values: bool | None) -> bool | None:
+    """SQL's three-valued OR over any number of operands."""
+    unknown = False
+    for v in values:
+        if v is True:
+            return True
+        unknown = unknown or v is None
+    return None if unknown else False
 
 
 def like_regex(pattern: str, escape: str | None) -> re.Pattern[str]:

@@ -33,6 +33,16 @@ class Binary(Expr):
 
 
 @dataclass(frozen=True)
+class Logical(Expr):
+    """`a AND b AND c …` (or OR) as one n-ary node: a chain of 200 conditions is one level of
+    the tree, not 200, so nothing that walks it (planner, compiler, Python's own compiler of
+    the generated code) recurses once per condition."""
+
+    op: str  # AND OR
+    operands: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
 class Unary(Expr):
     op: str  # - + NOT
     operand: Expr

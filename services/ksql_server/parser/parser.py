@@ -3,15 +3,28 @@
 Hand-written rather than generated so that error messages can name the offending token the way
 ksqlDB does, and so unsupported clauses (JOIN, GROUP BY, WINDOW…) are recognised and reported
 as such instead of as syntax errors.
+
+Recursion is bounded (`limits.py`): every nesting construct passes through `_nest`, which
+refuses a statement nested deeper than MAX_NESTING with a 40001 error, and a parsed statement
+is measured (depth and size of its expressions) before anyone else walks it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from services.ksql_server import types as T
+from services.ksql_server.errors import clip
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import ParseError, Token, tokenize
+from services.ksql_server.parser.limits import (
+    MAX_NESTING,
+    check_statement,
+    ensure_recursion_headroom,
+)
+
+_T = TypeVar("_T")
 
 _RESERVED = {
     "SELECT",
@@ -65,9 +78,29 @@ class Parser:
     """Parses one statement; `parse_statement` is the entry point."""
 
     def __init__(self, text: str) -> None:
+        ensure_recursion_headroom()
         self.text = text
         self.toks = tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    def _nest(self, parse: Callable[[], _T]) -> _T:
+        """Run one level of nested grammar, refusing nesting beyond MAX_NESTING."""
+        if self.depth >= MAX_NESTING:
+            line, col = self._line_col(self.tok)
+            raise ParseError(
+                f"line {line}:{col}: Statement nested too deeply: more than {MAX_NESTING} "
+                "levels of parentheses, calls or operators"
+            )
+        self.depth += 1
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
+
+    def _line_col(self, t: Token) -> tuple[int, int]:
+        line = self.text.count("\n", 0, t.pos) + 1
+        return line, t.pos - (self.text.rfind("\n", 0, t.pos) + 1) + 1
 
     # ------------------------------------------------------------ token helpers
     @property
@@ -96,13 +129,11 @@ class Parser:
 
     def error(self, what: str = "") -> None:
         t = self.tok
-        shown = "<EOF>" if t.kind == "EOF" else (t.raw or t.text)
-        line = self.text.count("\n", 0, t.pos) + 1
-        col = t.pos - (self.text.rfind("\n", 0, t.pos) + 1)
+        line, col = self._line_col(t)
         # ksqlDB's shape ("line 1:24: Syntax Error\n\nStatement: …"), then the detail
         msg = (
-            f"line {line}:{col + 1}: Syntax Error\n\nStatement: {self.text.strip()}\n"
-            f"Unexpected '{shown}'"
+            f"line {line}:{col}: Syntax Error\n\nStatement: {clip(self.text.strip())}\n"
+            f"Unexpected '{t.shown}'"
         )
         raise ParseError(msg + (f", {what}" if what else ""))
 
@@ -130,6 +161,7 @@ class Parser:
         self.accept(";")
         if self.tok.kind != "EOF":
             self.error()
+        check_statement(stmt)
         return stmt
 
     def _statement(self) -> A.Statement:
@@ -403,6 +435,9 @@ class Parser:
 
     # ------------------------------------------------------------ types
     def parse_type(self) -> T.SqlType:
+        return self._nest(self._type)
+
+    def _type(self) -> T.SqlType:
         name = self.identifier().upper()
         if name in T.NAMED:
             return T.NAMED[name]
@@ -453,23 +488,23 @@ class Parser:
 
     # ------------------------------------------------------------ expressions
     def expr(self) -> A.Expr:
-        return self._or()
+        return self._nest(self._or)
 
     def _or(self) -> A.Expr:
-        left = self._and()
+        operands = [self._and()]
         while self.accept("OR"):
-            left = A.Binary("OR", left, self._and())
-        return left
+            operands.append(self._and())
+        return operands[0] if len(operands) == 1 else A.Logical("OR", tuple(operands))
 
     def _and(self) -> A.Expr:
-        left = self._not()
+        operands = [self._not()]
         while self.accept("AND"):
-            left = A.Binary("AND", left, self._not())
-        return left
+            operands.append(self._not())
+        return operands[0] if len(operands) == 1 else A.Logical("AND", tuple(operands))
 
     def _not(self) -> A.Expr:
         if self.accept("NOT"):
-            return A.Unary("NOT", self._not())
+            return A.Unary("NOT", self._nest(self._not))
         return self._predicate()
 
     def _predicate(self) -> A.Expr:
@@ -546,7 +581,7 @@ class Parser:
                 return A.Literal(-(2**63), T.BIGINT)
             if op == "-" and self.tok.kind == "FLOAT" and float(self.tok.text) == float("inf"):
                 raise ParseError(f"Number overflows DOUBLE: -{self.tok.text}")
-            operand = self._unary()
+            operand = self._nest(self._unary)
             if (
                 op == "-"
                 and isinstance(operand, A.Literal)
@@ -725,4 +760,5 @@ def parse_expression(text: str) -> A.Expr:
     e = p.expr()
     if p.tok.kind != "EOF":
         p.error()
+    check_statement(e)
     return e

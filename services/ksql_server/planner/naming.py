@@ -21,6 +21,12 @@ def expr_text(e: A.Expr) -> str:
         return str(e.value)
     if isinstance(e, A.ColumnRef):
         return f"{e.source}.{e.name}" if e.source else e.name
+    if isinstance(e, A.Logical):
+        # ksqlDB prints a chain as the left-nested binary tree it parses: ((a AND b) AND c)
+        text = expr_text(e.operands[0])
+        for operand in e.operands[1:]:
+            text = f"({text} {e.op} {expr_text(operand)})"
+        return text
     if isinstance(e, A.Binary):
         return f"({expr_text(e.left)} {e.op} {expr_text(e.right)})"
     if isinstance(e, A.Unary):

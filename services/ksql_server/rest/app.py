@@ -32,6 +32,8 @@ from services.ksql_server.rest.errors import (
     ERROR_SERVER,
     BadRequest,
     generic_error,
+    reject_lone_surrogates,
+    release_frames,
     statement_error,
 )
 from services.ksql_server.rest.inserts import InsertsStream
@@ -116,6 +118,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    reject_lone_surrogates(body)
     return body
 
 
@@ -149,12 +152,18 @@ def guarded(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except BadRequest as exc:
+            release_frames(exc)
             return generic_error(exc.error_code, exc.message)
         except KsqlStatementError as exc:
-            return statement_error(exc.error_code, exc.message, exc.statement_text, exc.entities)
-        except Exception as exc:
+            response = statement_error(
+                exc.error_code, exc.message, exc.statement_text, exc.entities
+            )
+            release_frames(exc)
+            return response
+        except Exception:
+            # the details (which may quote the client's statement) go to the log only
             log.exception("%s %s failed", request.method, request.url.path)
-            return generic_error(ERROR_SERVER, f"internal error: {type(exc).__name__}: {exc}")
+            return generic_error(ERROR_SERVER, "internal error; the server log has the details")
 
     return wrapper
 

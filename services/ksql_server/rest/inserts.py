@@ -20,7 +20,12 @@ from starlette.types import Receive, Scope, Send
 
 from services.ksql_server.engine_api import KsqlEngine, KsqlStatementError
 from services.ksql_server.rest import streams
-from services.ksql_server.rest.errors import ERROR_BAD_REQUEST, ERROR_SERVER, http_status
+from services.ksql_server.rest.errors import (
+    ERROR_BAD_REQUEST,
+    ERROR_SERVER,
+    http_status,
+    lone_surrogate_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,9 @@ class InsertsStream:
             await session.finish()
         except _Rejected as exc:
             await session.reject(exc.message, exc.error_code)
-        except Exception as exc:
+        except Exception:
             log.exception("inserts-stream failed")
-            await session.reject(f"internal error: {type(exc).__name__}", ERROR_SERVER)
+            await session.reject("internal error; the server log has the details", ERROR_SERVER)
 
 
 async def _lines(receive: Receive) -> Any:
@@ -105,14 +110,16 @@ class _Session:
             row = json.loads(line)
             if not isinstance(row, dict):
                 return _error_ack(seq, ERROR_BAD_REQUEST, "each row must be a JSON object")
+            if lone_surrogate_in(row):
+                return _error_ack(seq, ERROR_BAD_REQUEST, "row contains a lone UTF-16 surrogate")
             await self.engine.insert_row(self.target, row)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             return _error_ack(seq, ERROR_BAD_REQUEST, f"row is not valid JSON: {exc}")
         except KsqlStatementError as exc:
             return _error_ack(seq, exc.error_code, exc.message)
-        except Exception as exc:
+        except Exception:
             log.exception("insert into %s failed", self.target)
-            return _error_ack(seq, ERROR_SERVER, f"internal error: {type(exc).__name__}: {exc}")
+            return _error_ack(seq, ERROR_SERVER, "internal error; the server log has the details")
         return {"status": "ok", "seq": seq}
 
     async def _start(self, status: int, media_type: str | None = None) -> None:
@@ -164,6 +171,8 @@ def _target(line: bytes) -> str:
         raise _Rejected(f"first line is not valid JSON: {exc}") from exc
     if not isinstance(head, dict) or not isinstance(head.get("target"), str):
         raise _Rejected('first line must be {"target": "<stream>"}')
+    if lone_surrogate_in(head):
+        raise _Rejected("first line contains a lone UTF-16 surrogate")
     return str(head["target"])
 
 
