@@ -36,6 +36,7 @@ import numpy as np
 from services.common.errors import FraudstreamError, ServiceUnavailable
 from services.common.features import N_FEATURES
 from services.common.files import fsync_dir, fsync_tree
+from services.common.json_limits import loads_bounded
 from services.common.settings import get_settings
 from services.common.topics import MODELS_TOPIC
 from services.model_registry.api import (
@@ -67,6 +68,8 @@ MAX_VERSION_FILES = 256
 """A manifest (or a version directory) beyond these is not one the trainer wrote."""
 MAX_ANNOUNCEMENT_BYTES = 4096
 """An announcement is a few hundred bytes; anything far larger is refused unparsed."""
+MAX_ANNOUNCEMENT_DEPTH = 2
+"""An announcement is one flat object; a little room for a future nested field."""
 MAX_LATEST_BYTES = 256
 _DIGEST_LENGTH = 64
 
@@ -159,8 +162,8 @@ def announcement_from_json(value: bytes | str | None) -> ModelAnnouncement:
     if len(raw) > MAX_ANNOUNCEMENT_BYTES:
         raise BadAnnouncement("too_large", f"{len(raw)} bytes (limit {MAX_ANNOUNCEMENT_BYTES})")
     try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        doc = loads_bounded(raw, MAX_ANNOUNCEMENT_DEPTH)
+    except ValueError as exc:  # JsonTooDeep and UnicodeDecodeError are ValueErrors
         raise BadAnnouncement("not_json", "not a JSON document") from exc
     if not isinstance(doc, dict):
         raise BadAnnouncement("bad_fields", "not a JSON object")
