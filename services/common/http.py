@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from hypercorn.asyncio import serve
@@ -23,14 +24,23 @@ def hypercorn_config(host: str, port: int, access_log: bool = False) -> Config:
     return config
 
 
-def run_asgi(app: Any, host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+def run_asgi(app: Any, host: str, port: int, on_shutdown: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully.
+
+    `on_shutdown` runs on the event loop when the signal arrives, before hypercorn waits (up to
+    `graceful_timeout`) for open connections: a server with endless streams ends them there."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def stopping() -> None:
+            if on_shutdown is not None and not stop.is_set():
+                on_shutdown()
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping)
         await serve(app, hypercorn_config(host, port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     asyncio.run(main())

@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+ERROR_MAX_PUSH_QUERIES_EXCEEDED = 40003
+"""ksqlDB's error code when `ksql.max.push.queries` queries already run (HTTP 400)."""
+
 
 class KsqlStatementError(Exception):
     """A statement failed. `error_code` follows ksqlDB: 40001 bad statement, 40002 a query was

@@ -120,4 +120,5 @@ def serve(
         logging.getLogger(chatty).setLevel(logging.WARNING)
     engine = build_engine(settings, service_id, properties)
     app = serving_app(engine, settings.bootstrap_servers)
-    run_asgi(app, host or default_host, port or default_port)
+    # On SIGTERM the push queries end first, so no open stream holds the shutdown up.
+    run_asgi(app, host or default_host, port or default_port, app.state.api.begin_shutdown)

@@ -11,6 +11,10 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from services.ksql_server.engine_api import (
+    ERROR_MAX_PUSH_QUERIES_EXCEEDED as ERROR_MAX_PUSH_QUERIES_EXCEEDED,
+)
+
 ERROR_BAD_STATEMENT = 40001
 ERROR_QUERY_ENDPOINT = 40002
 ERROR_BAD_REQUEST = 40000
