@@ -323,14 +323,17 @@ def _needs_registry(plan: QueryPlan, sink: DataSource | None) -> bool:
     return "AVRO" in fmts
 
 
-TRANSIENT_BATCH_ROWS = 500
+TRANSIENT_BATCH_ROWS = 250
 """Rows a push query hands to the event loop at once."""
 TRANSIENT_PENDING_BATCHES = 4
-"""Batches a push query may have waiting for its client; with the batch it is building and the
-consumer's own queue this bounds what a client that stops reading can hold (see
-`transient_consumer_overrides`)."""
-TRANSIENT_FETCH_BYTES = 1024 * 1024
-"""librdkafka's prefetch for one push query: its local queue and each fetch stop at this."""
+"""Batches a push query may have waiting for its client: with the batch being written and the one
+being built, at most 6 x 250 rows sit between a client that stopped reading and its consumer."""
+TRANSIENT_FETCH_BYTES = 128 * 1024
+"""One fetch of a push query's consumer. librdkafka runs ahead of an application that stops
+polling by about 17 fetches even with `queued.max.messages.kbytes` set (measured with
+librdkafka 2.16: the whole topic without the queue limits, ~2.2 MB of records with them, ~6 MB
+resident with its per-message overhead for 200-byte records), so the fetch size is what bounds
+a stuck query's prefetch. Larger records still come through (a fetch returns at least one)."""
 STOP_CHECK_S = 0.1
 """How often a push query's thread looks at its stop flag while it waits (for records or for its
 client); a closed query's thread has ended, consumer closed, within about this."""
@@ -338,13 +341,14 @@ client); a closed query's thread has ended, consumer closed, within about this."
 
 def transient_consumer_overrides(reset: str) -> dict[str, Any]:
     """Consumer settings for a push query: a small prefetch, so a client that stops reading pins
-    about a megabyte of fetched records rather than librdkafka's default 64 MiB queue."""
+    a few megabytes of fetched records rather than all of its topic's backlog."""
     return {
         "auto.offset.reset": reset,
         "queued.max.messages.kbytes": TRANSIENT_FETCH_BYTES // 1024,
-        "queued.min.messages": TRANSIENT_BATCH_ROWS * 2,
+        "queued.min.messages": TRANSIENT_BATCH_ROWS,
         "fetch.max.bytes": TRANSIENT_FETCH_BYTES,
         "max.partition.fetch.bytes": TRANSIENT_FETCH_BYTES,
+        "message.max.bytes": TRANSIENT_FETCH_BYTES,  # librdkafka: fetch.max.bytes >= this
     }
 
 
