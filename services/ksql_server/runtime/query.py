@@ -32,6 +32,7 @@ from confluent_kafka import (
 )
 
 from services.common.kafka import next_offsets
+from services.common.process import release_free_heap
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.kafka_context import KafkaContext
@@ -339,6 +340,31 @@ STOP_CHECK_S = 0.1
 client); a closed query's thread has ended, consumer closed, within about this."""
 
 
+TRIM_INTERVAL_S = 2.0
+_trim_lock = threading.Lock()
+_trimmed_at = 0.0
+_live_threads = 0
+
+
+def _thread_started() -> None:
+    global _live_threads
+    with _trim_lock:
+        _live_threads += 1
+
+
+def _thread_ended() -> None:
+    """After a push query's thread ended, give the memory it freed back to the system: when it
+    was the last one, else at most every TRIM_INTERVAL_S (a trim walks the heap, and clients
+    may come and go by the hundred)."""
+    global _trimmed_at, _live_threads
+    with _trim_lock:
+        _live_threads -= 1
+        if _live_threads > 0 and time.monotonic() - _trimmed_at < TRIM_INTERVAL_S:
+            return
+        _trimmed_at = time.monotonic()
+    release_free_heap()
+
+
 def transient_consumer_overrides(reset: str) -> dict[str, Any]:
     """Consumer settings for a push query: a small prefetch, so a client that stops reading pins
     a few megabytes of fetched records rather than all of its topic's backlog."""
@@ -403,6 +429,7 @@ class TransientQuery:
         self.sent = 0
 
     def start(self) -> None:
+        _thread_started()
         self._thread.start()
 
     def stop(self) -> None:
@@ -455,6 +482,7 @@ class TransientQuery:
             if self.on_close is not None:
                 self.on_close()
             self._call_on_loop(self._ended.set)
+            _thread_ended()
 
     def _loop(self) -> None:
         if self.limit == 0:
