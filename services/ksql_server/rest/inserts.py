@@ -76,16 +76,21 @@ async def _lines(receive: Receive) -> Any:
         newline = chunk.find(b"\n")
         while newline >= 0:
             buffer += chunk[start:newline]
+            _check_line_length(buffer)
             line, buffer = bytes(buffer), bytearray()
             if line.strip():
                 yield line
             start = newline + 1
             newline = chunk.find(b"\n", start)
         buffer += chunk[start:]
-        if len(buffer) > MAX_LINE_BYTES:
-            raise _Rejected(f"a line of the request is longer than {MAX_LINE_BYTES} bytes")
+        _check_line_length(buffer)
     if bytes(buffer).strip():
         yield bytes(buffer)
+
+
+def _check_line_length(line: bytearray) -> None:
+    if len(line) > MAX_LINE_BYTES:
+        raise _Rejected(f"a line of the request is longer than {MAX_LINE_BYTES} bytes")
 
 
 class _Session:
