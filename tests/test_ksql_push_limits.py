@@ -271,6 +271,34 @@ def test_clients_that_never_read_are_bounded_and_released(source_topic: str) -> 
         assert info_s < 2.0
 
 
+def test_http2_clients_that_do_not_grant_flow_control_are_bounded(source_topic: str) -> None:
+    """HTTP/2 clients that read their socket but never send WINDOW_UPDATE: the server's stream
+    window closes after 64 KiB, its send waits, and the query behind it stops fetching."""
+    with ksql_server(source_topic) as server:
+        read_rows_and_leave(server.port)
+        time.sleep(2)
+        base_threads, base_rss = _threads(server.pid), _rss_mb(server.pid)
+        clients = [_h2_open_query(server.port, acknowledge=False) for _ in range(10)]
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:  # keep the sockets drained: only h2 holds back
+            for conn, sock, _stream_id, _query_id in clients:
+                sock.settimeout(0.01)
+                with contextlib.suppress(TimeoutError):
+                    conn.receive_data(sock.recv(65536))
+        held_rss = _rss_mb(server.pid)
+        for conn, sock, stream_id, _query_id in clients:
+            conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+            sock.sendall(conn.data_to_send())
+        released_s = server.settle(base_threads, timeout=5)
+        for _conn, sock, _stream_id, _query_id in clients:
+            sock.close()
+        print(
+            f"\nh2 without WINDOW_UPDATE: baseline {base_rss:.0f} MB, 10 clients {held_rss:.0f} MB "
+            f"({(held_rss - base_rss) / 10:.1f} MB each), released in {released_s:.2f} s"
+        )
+        assert held_rss - base_rss < 10 * 15
+
+
 def test_disconnect_close_query_and_limit_release_within_a_second(source_topic: str) -> None:
     with ksql_server(source_topic) as server:
         read_rows_and_leave(server.port)
@@ -314,9 +342,10 @@ def test_disconnect_close_query_and_limit_release_within_a_second(source_topic: 
 
 
 def _h2_open_query(
-    port: int,
+    port: int, acknowledge: bool = True
 ) -> tuple[h2.connection.H2Connection, socket.socket, int, str]:
-    """An HTTP/2 (prior knowledge) push query with its header and a first row read."""
+    """An HTTP/2 (prior knowledge) push query with its header and a first row read; without
+    `acknowledge` the client never grants the server more flow-control window."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
@@ -339,7 +368,8 @@ def _h2_open_query(
         for event in conn.receive_data(chunk):
             if isinstance(event, h2.events.DataReceived):
                 data += event.data
-                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if acknowledge:
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         sock.sendall(conn.data_to_send())
     return conn, sock, stream_id, _query_id(data)
 
