@@ -926,7 +926,11 @@ class Engine:
             asyncio.get_running_loop(),
         )
         self._register_transient(runtime, sql)
-        runtime.start()
+        try:
+            runtime.start()
+        except BaseException:  # no thread (the system's limit): the query never ran
+            self._transient.pop(query_id, None)
+            raise
         push = _RunningPush(
             query_id=query_id,
             column_names=[n for n, _ in plan.output],

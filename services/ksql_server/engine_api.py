@@ -95,5 +95,7 @@ class ServedEngine(KsqlEngine, Protocol):
       `start_query`, `close_query` and `insert_row` are awaited on the event loop;
     - `healthy()` (optional, sync or async → bool) backs `/healthcheck` (503 when False);
     - `kafka_cluster_id` (optional attribute) is reported by `/info`;
+    - `stop_transient_queries()` (optional, sync) runs on the event loop when SIGTERM arrives,
+      before the connections are drained: every push query is told to end;
     - `close()` runs at shutdown, in a worker thread.
     """

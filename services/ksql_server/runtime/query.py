@@ -430,7 +430,11 @@ class TransientQuery:
 
     def start(self) -> None:
         _thread_started()
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            _thread_ended()
+            raise
 
     def stop(self) -> None:
         self._stop.set()
