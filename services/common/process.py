@@ -185,3 +185,25 @@ def freeze_startup_heap(batch_objects: int = 0) -> None:
     first, *rest = gc.get_threshold()
     if batch_objects * 2 > first:
         gc.set_threshold(batch_objects * 2, *rest)
+
+
+_libc_trim: Callable[[int], int] | None = None
+
+
+def release_free_heap() -> bool:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim).
+
+    A thread that allocated and freed a lot (a consumer's fetched records, rows in flight)
+    leaves the freed memory in its malloc arena, counted as resident for the life of the
+    process; trimming returns it. False where there is no glibc (nothing to do there)."""
+    global _libc_trim
+    if _libc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _libc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _libc_trim = lambda _pad: 0  # noqa: E731 - not glibc
+            return False
+    return bool(_libc_trim(0))

@@ -21,7 +21,12 @@ from services.common.settings import get_settings
 from services.ksql_server import entities as E
 from services.ksql_server import types as T
 from services.ksql_server.commands import CommandTopic
-from services.ksql_server.engine_api import KsqlStatementError, PushQuery, as_statement_error
+from services.ksql_server.engine_api import (
+    ERROR_MAX_PUSH_QUERIES_EXCEEDED,
+    KsqlStatementError,
+    PushQuery,
+    as_statement_error,
+)
 from services.ksql_server.errors import KsqlError, UnsupportedError
 from services.ksql_server.expressions import ExpressionCompiler, Scope
 from services.ksql_server.expressions.runtime_helpers import cast_value
@@ -85,17 +90,37 @@ def normalize_properties(props: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+MAX_PUSH_QUERIES_PROPERTY = "ksql.max.push.queries"
+DEFAULT_MAX_PUSH_QUERIES = 100
+MAX_PUSH_QUERIES_MESSAGE = "Maximum number of push queries exceeded"
+CLOSE_WAIT_S = 1.0
+"""How long closing a push query waits for its thread to end (it checks every 0.1 s)."""
+
+
 class _RunningPush(PushQuery):
-    """A PushQuery bound to its runtime, so `close()` stops the consumer thread."""
+    """A PushQuery bound to its runtime: `close()` stops the consumer thread, awaits its end."""
 
     _runtime: TransientQuery | None = None
-    _engine: Engine | None = None
 
     async def close(self) -> None:
         if self._runtime is not None:
             self._runtime.stop()
-        if self._engine is not None:
-            self._engine._transient.pop(self.query_id, None)
+            if not await self._runtime.wait_closed(CLOSE_WAIT_S):
+                LOG.warning(
+                    "push query %s still running %.1f s after close", self.query_id, CLOSE_WAIT_S
+                )
+
+
+def _max_push_queries(properties: dict[str, Any]) -> int:
+    """`ksql.max.push.queries`: a server property, so taken out of those every query inherits."""
+    raw = properties.pop(MAX_PUSH_QUERIES_PROPERTY, DEFAULT_MAX_PUSH_QUERIES)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{MAX_PUSH_QUERIES_PROPERTY} must be an integer, not {raw!r}") from exc
+    if value < 0:
+        raise ValueError(f"{MAX_PUSH_QUERIES_PROPERTY} must not be negative")
+    return value
 
 
 class Engine:
@@ -123,6 +148,9 @@ class Engine:
             "processing.guarantee": "at_least_once",
         }
         self.properties.update(normalize_properties(properties))
+        self.max_push_queries = _max_push_queries(self.properties)
+        """Transient (push, and pull over a stream) queries running at once; more get 40003."""
+        self._transient_lock = threading.Lock()
         self.auto_create_source_topics = auto_create_source_topics
         self.ctx = KafkaContext(
             self.bootstrap_servers, self.schema_registry_url, topic_prefix, fast
@@ -183,12 +211,22 @@ class Engine:
         except Exception:
             return None
 
+    def stop_transient_queries(self) -> None:
+        """Tell every push query to end (shutdown): their threads end, their streams finish."""
+        for tq in list(self._transient.values()):
+            tq.stop()
+
+    def transient_query_ids(self) -> list[str]:
+        """Push (and stream pull) queries whose thread is still running."""
+        return list(self._transient)
+
     def close(self) -> None:
+        self.stop_transient_queries()
         with self._lock:
-            for tq in list(self._transient.values()):
-                tq.stop()
             for q in list(self.queries.values()):
                 q.stop()
+            for tq in list(self._transient.values()):
+                tq.join(CLOSE_WAIT_S)
             self.ctx.close()
 
     def _plog_produce(self, topic: str, value: bytes) -> None:
@@ -899,13 +937,12 @@ class Engine:
             pull,
             asyncio.get_running_loop(),
         )
-        self._transient[query_id] = runtime
-
-        def forget() -> None:
+        self._register_transient(runtime, sql)
+        try:
+            runtime.start()
+        except BaseException:  # no thread (the system's limit): the query never ran
             self._transient.pop(query_id, None)
-
-        runtime.on_close = forget
-        runtime.start()
+            raise
         push = _RunningPush(
             query_id=query_id,
             column_names=[n for n, _ in plan.output],
@@ -915,14 +952,30 @@ class Engine:
             properties=dict(properties or {}),
         )
         push._runtime = runtime
-        push._engine = self
         return push
 
+    def _register_transient(self, runtime: TransientQuery, sql: str) -> None:
+        """Count the query against `ksql.max.push.queries` until its thread has ended (not
+        merely until it was told to stop), so the cap bounds threads and consumers."""
+        query_id = runtime.query_id
+        with self._transient_lock:
+            if len(self._transient) >= self.max_push_queries:
+                raise KsqlStatementError(
+                    MAX_PUSH_QUERIES_MESSAGE, sql, ERROR_MAX_PUSH_QUERIES_EXCEEDED
+                )
+            self._transient[query_id] = runtime
+
+        def forget() -> None:
+            self._transient.pop(query_id, None)
+
+        runtime.on_close = forget
+
     async def close_query(self, query_id: str) -> bool:
-        runtime = self._transient.pop(query_id, None)
+        runtime = self._transient.get(query_id)
         if runtime is None:
             return False
         runtime.stop()
+        await runtime.wait_closed(CLOSE_WAIT_S)
         return True
 
     # ------------------------------------------------------------------ helpers for callers

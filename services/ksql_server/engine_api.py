@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+ERROR_MAX_PUSH_QUERIES_EXCEEDED = 40003
+"""ksqlDB's error code when `ksql.max.push.queries` queries already run (HTTP 400)."""
+
 
 class KsqlStatementError(Exception):
     """A statement failed. `error_code` follows ksqlDB: 40001 bad statement, 40002 a query was
@@ -140,5 +143,7 @@ class ServedEngine(KsqlEngine, Protocol):
       `start_query`, `close_query` and `insert_row` are awaited on the event loop;
     - `healthy()` (optional, sync or async → bool) backs `/healthcheck` (503 when False);
     - `kafka_cluster_id` (optional attribute) is reported by `/info`;
+    - `stop_transient_queries()` (optional, sync) runs on the event loop when SIGTERM arrives,
+      before the connections are drained: every push query is told to end;
     - `close()` runs at shutdown, in a worker thread.
     """

@@ -128,4 +128,5 @@ def serve(
     guard = guard_config(KSQL_POLICY, settings.http_server, host, port, settings.ksql_url)
     engine = build_engine(settings, service_id, properties)
     app = serving_app(engine, settings.bootstrap_servers)
-    serve_api(app, guard, host, port, settings.http_server)
+    # On SIGTERM the push queries end first, so no open stream holds the shutdown up.
+    serve_api(app, guard, host, port, settings.http_server, app.state.api.begin_shutdown)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -71,15 +72,30 @@ def _configure_tls(config: Config, settings: HttpServerSettings) -> None:
         raise FraudstreamError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
 
 
-def run_asgi(app: Any, host: str, port: int, settings: HttpServerSettings | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+def run_asgi(
+    app: Any,
+    host: str,
+    port: int,
+    settings: HttpServerSettings | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully.
+
+    `on_shutdown` runs on the event loop when the signal arrives, before hypercorn waits (up to
+    `graceful_timeout`) for open connections: a server with endless streams ends them there."""
     config = hypercorn_config(host, port, settings=settings)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def stopping() -> None:
+            if on_shutdown is not None and not stop.is_set():
+                on_shutdown()
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping)
         await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     asyncio.run(main())
@@ -101,9 +117,14 @@ def guard_config(
 
 
 def serve_api(
-    app: Any, config: GuardConfig, host: str, port: int, settings: HttpServerSettings
+    app: Any,
+    config: GuardConfig,
+    host: str,
+    port: int,
+    settings: HttpServerSettings,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> None:
-    """Serve `app` behind the guard until SIGTERM or SIGINT."""
+    """Serve `app` behind the guard until SIGTERM or SIGINT (then `on_shutdown`, see run_asgi)."""
     auth = config.authenticator
     log.info(
         "%s on %s://%s:%d: authentication %s, hosts %s",
@@ -114,4 +135,4 @@ def serve_api(
         f"on ({len(auth.users)} users)" if auth is not None else "off",
         config.hosts.describe(),
     )
-    run_asgi(HttpGuard(app, config), host, port, settings)
+    run_asgi(HttpGuard(app, config), host, port, settings, on_shutdown)

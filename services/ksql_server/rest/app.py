@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,6 +28,7 @@ from services.ksql_server.engine_api import KsqlEngine, KsqlStatementError, Push
 from services.ksql_server.rest import streams
 from services.ksql_server.rest.errors import (
     ERROR_BAD_REQUEST,
+    ERROR_MAX_PUSH_QUERIES_EXCEEDED,
     ERROR_NOT_ACCEPTABLE,
     ERROR_NOT_FOUND,
     ERROR_SERVER,
@@ -54,17 +56,36 @@ class KsqlJSONResponse(JSONResponse):
         return streams.dumps(content).encode("utf-8")
 
 
+CLOSE_TIMEOUT_S = 2.0
+"""The most a finished or abandoned response waits for its query to close (thread ended)."""
+ERROR_SHUTTING_DOWN = 50300
+
+
 class QueryResponse(StreamingResponse):
     """A streamed query result that always closes its query, however the response ends.
 
     Over HTTP/2 each chunk is given a chance to leave as its own DATA frame before the next is
     queued (hypercorn would otherwise merge them, and line-per-frame clients would break).
+    Starlette ends the response when the client disconnects (HTTP/1.1 connection closed, HTTP/2
+    stream reset); `open_streams` lets a shutdown end it as well (`cancel`).
     """
 
-    def __init__(self, query: PushQuery, content: AsyncIterator[bytes], media_type: str) -> None:
+    def __init__(
+        self,
+        query: PushQuery,
+        content: AsyncIterator[bytes],
+        media_type: str,
+        open_streams: set[QueryResponse] | None = None,
+    ) -> None:
         super().__init__(content, media_type=media_type)
         self.query = query
         self.http2 = False
+        self.open_streams = open_streams if open_streams is not None else set()
+        self._scope = anyio.CancelScope()
+
+    def cancel(self) -> None:
+        """End the response now (server shutdown); its query is closed on the way out."""
+        self._scope.cancel()
 
     async def stream_response(self, send: Send) -> None:
         await send(
@@ -80,15 +101,20 @@ class QueryResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.http2 = scope.get("http_version") == "2"
+        self.open_streams.add(self)
         try:
-            await super().__call__(scope, receive, send)
+            with self._scope:
+                await super().__call__(scope, receive, send)
         except (OSError, ClientDisconnect):
             log.debug("client of query %s went away", self.query.query_id)
         finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await _close_quietly(self.query)
+            self.open_streams.discard(self)
+            # Shielded: a cancelled response (client gone, shutdown) must still free its query.
+            with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                aclose = getattr(self.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                await _close_quietly(self.query)
 
 
 async def _close_quietly(query: PushQuery) -> None:
@@ -185,6 +211,19 @@ class KsqlRestApi:
         """Reported by /info; the server fills it in at start when the engine does not."""
         self.command_statuses: dict[str, dict[str, Any]] = {}
         self._execute_lock = asyncio.Lock()
+        self.open_streams: set[QueryResponse] = set()
+        self.stopping = False
+
+    def begin_shutdown(self) -> None:
+        """On SIGTERM, before the server drains its connections: refuse new queries, end every
+        streaming response (each closes its query) and tell the engine's push queries to stop,
+        so open streams, read or not, never hold the shutdown up."""
+        self.stopping = True
+        for response in list(self.open_streams):
+            response.cancel()
+        stop = getattr(self.engine, "stop_transient_queries", None)
+        if stop is not None:
+            stop()
 
     def routes(self) -> list[Route]:
         return [
@@ -228,9 +267,11 @@ class KsqlRestApi:
         body = await read_json_object(request)
         sql = _string_field(body, "ksql", "sql")
         properties = _properties_field(body, "streamsProperties", "properties")
-        query = await self.engine.start_query(sql, properties)
+        query = await self._start_query(sql, properties)
+        if isinstance(query, Response):
+            return query
         lines = streams.legacy_query_lines(query, self.keepalive_s)
-        return QueryResponse(query, lines, media_type="application/json")
+        return QueryResponse(query, lines, "application/json", self.open_streams)
 
     async def query_stream(self, request: Request) -> Response:
         body = await read_json_object(request)
@@ -243,15 +284,30 @@ class KsqlRestApi:
                 f"unsupported Accept header; use {streams.DELIMITED} or {streams.JSON}",
             )
         try:
-            query = await self.engine.start_query(sql, properties)
+            query = await self._start_query(sql, properties)
         except KsqlStatementError as exc:
             return generic_error(exc.error_code, exc.message)
+        if isinstance(query, Response):
+            return query
         chunks = (
             streams.json_array_chunks(query)
             if media_type == streams.JSON
             else streams.delimited_lines(query)
         )
-        return QueryResponse(query, chunks, media_type=media_type)
+        return QueryResponse(query, chunks, media_type, self.open_streams)
+
+    async def _start_query(self, sql: str, properties: dict[str, Any]) -> PushQuery | Response:
+        """The engine's query, or the answer when none may start: shutting down, or the cap
+        (`ksql.max.push.queries`) reached, which ksqlDB answers with a generic_error 40003 on
+        either endpoint."""
+        if self.stopping:
+            return generic_error(ERROR_SHUTTING_DOWN, "the server is shutting down")
+        try:
+            return await self.engine.start_query(sql, properties)
+        except KsqlStatementError as exc:
+            if exc.error_code == ERROR_MAX_PUSH_QUERIES_EXCEEDED:
+                return generic_error(exc.error_code, exc.message)
+            raise
 
     async def close_query(self, request: Request) -> Response:
         body = await read_json_object(request)

@@ -13,6 +13,9 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from services.ksql_server.engine_api import (
+    ERROR_MAX_PUSH_QUERIES_EXCEEDED as ERROR_MAX_PUSH_QUERIES_EXCEEDED,
+)
 from services.ksql_server.errors import clip
 
 ERROR_BAD_STATEMENT = 40001

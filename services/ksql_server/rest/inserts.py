@@ -4,7 +4,10 @@ The request body is a first line `{"target": "<stream>"}` and then one JSON obje
 response is one ack per row (`{"status":"ok","seq":N}`), written as soon as that row is inserted,
 so a client may send a row, wait for its ack and send the next (ksqlDB's Java client does) on one
 HTTP/2 stream. The first failing row gets `{"status":"error","seq","error_code","message"}` and
-ends the inserts, as in ksqlDB; the rest of the body is read and ignored.
+ends the inserts, as in ksqlDB; the rest of the body is read and ignored. A row that is not
+JSON gets ksqlDB's `Invalid JSON in inserts stream` ack; a line over `MAX_LINE_BYTES` gets an
+error ack as well (or, when it is the first line, a 400 `generic_error`): the answer never ends
+without saying why.
 
 This is a raw ASGI app rather than a Starlette response: a streamed Starlette response reads the
 request channel itself (to notice disconnects), which would swallow the rows still arriving.
@@ -30,6 +33,8 @@ from services.ksql_server.rest.errors import (
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
+INVALID_JSON_MESSAGE = "Invalid JSON in inserts stream"
+"""ksqlDB's message (error_code 40000) for a row that does not parse."""
 
 
 class _Rejected(Exception):
@@ -60,23 +65,37 @@ class InsertsStream:
 
 
 async def _lines(receive: Receive) -> Any:
-    """Non-blank lines of the request body as they arrive (the last may lack its newline)."""
-    buffer = b""
+    """Non-blank lines of the request body as they arrive (the last may lack its newline).
+
+    The unfinished line is kept in one growing buffer and only the new chunk is searched for a
+    newline, so a long line sent in many small chunks costs linear time, not quadratic."""
+    buffer = bytearray()
     more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-        buffer += message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         more = bool(message.get("more_body", False))
-        *complete, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_LINE_BYTES:
-            raise _Rejected(f"a line of the request is longer than {MAX_LINE_BYTES} bytes")
-        for line in complete:
+        start = 0
+        newline = chunk.find(b"\n")
+        while newline >= 0:
+            buffer += chunk[start:newline]
+            _check_line_length(buffer)
+            line, buffer = bytes(buffer), bytearray()
             if line.strip():
                 yield line
-    if buffer.strip():
-        yield buffer
+            start = newline + 1
+            newline = chunk.find(b"\n", start)
+        buffer += chunk[start:]
+        _check_line_length(buffer)
+    if bytes(buffer).strip():
+        yield bytes(buffer)
+
+
+def _check_line_length(line: bytearray) -> None:
+    if len(line) > MAX_LINE_BYTES:
+        raise _Rejected(f"a line of the request is longer than {MAX_LINE_BYTES} bytes")
 
 
 class _Session:
@@ -113,8 +132,8 @@ class _Session:
             if lone_surrogate_in(row):
                 return _error_ack(seq, ERROR_BAD_REQUEST, "row contains a lone UTF-16 surrogate")
             await self.engine.insert_row(self.target, row)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            return _error_ack(seq, ERROR_BAD_REQUEST, f"row is not valid JSON: {exc}")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            return _error_ack(seq, ERROR_BAD_REQUEST, INVALID_JSON_MESSAGE)
         except KsqlStatementError as exc:
             return _error_ack(seq, exc.error_code, exc.message)
         except Exception:
@@ -148,9 +167,14 @@ class _Session:
         await self.send({"type": "http.response.body", "body": tail, "more_body": False})
 
     async def reject(self, message: str, error_code: int) -> None:
-        """Before the answer started: a ksqlDB error object. After: end the stream as it is."""
+        """Before the answer started: a ksqlDB error object with its 4xx/5xx status. After: an
+        error ack for the row that failed, then the end of the stream (as ksqlDB does)."""
         if self.started:
-            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not self.failed:
+                self.failed = True
+                await self._ack(_error_ack(self.seq, error_code, message))
+                self.seq += 1
+            await self.finish()
             return
         error = {"@type": "generic_error", "error_code": error_code, "message": message}
         body = streams.dumps(error).encode()

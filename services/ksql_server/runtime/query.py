@@ -32,6 +32,7 @@ from confluent_kafka import (
 )
 
 from services.common.kafka import next_offsets
+from services.common.process import release_free_heap
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.kafka_context import KafkaContext
@@ -323,10 +324,72 @@ def _needs_registry(plan: QueryPlan, sink: DataSource | None) -> bool:
     return "AVRO" in fmts
 
 
+TRANSIENT_BATCH_ROWS = 250
+"""Rows a push query hands to the event loop at once."""
+TRANSIENT_PENDING_BATCHES = 4
+"""Batches a push query may have waiting for its client: with the batch being written and the one
+being built, at most 6 x 250 rows sit between a client that stopped reading and its consumer."""
+TRANSIENT_FETCH_BYTES = 128 * 1024
+"""One fetch of a push query's consumer. librdkafka runs ahead of an application that stops
+polling by about 17 fetches even with `queued.max.messages.kbytes` set (measured with
+librdkafka 2.16: the whole topic without the queue limits, ~2.2 MB of records with them, ~6 MB
+resident with its per-message overhead for 200-byte records), so the fetch size is what bounds
+a stuck query's prefetch. Larger records still come through (a fetch returns at least one)."""
+STOP_CHECK_S = 0.1
+"""How often a push query's thread looks at its stop flag while it waits (for records or for its
+client); a closed query's thread has ended, consumer closed, within about this."""
+
+
+TRIM_INTERVAL_S = 2.0
+_trim_lock = threading.Lock()
+_trimmed_at = 0.0
+_live_threads = 0
+
+
+def _thread_started() -> None:
+    global _live_threads
+    with _trim_lock:
+        _live_threads += 1
+
+
+def _thread_ended() -> None:
+    """After a push query's thread ended, give the memory it freed back to the system: when it
+    was the last one, else at most every TRIM_INTERVAL_S (a trim walks the heap, and clients
+    may come and go by the hundred)."""
+    global _trimmed_at, _live_threads
+    with _trim_lock:
+        _live_threads -= 1
+        if _live_threads > 0 and time.monotonic() - _trimmed_at < TRIM_INTERVAL_S:
+            return
+        _trimmed_at = time.monotonic()
+    release_free_heap()
+
+
+def transient_consumer_overrides(reset: str) -> dict[str, Any]:
+    """Consumer settings for a push query: a small prefetch, so a client that stops reading pins
+    a few megabytes of fetched records rather than all of its topic's backlog."""
+    return {
+        "auto.offset.reset": reset,
+        "queued.max.messages.kbytes": TRANSIENT_FETCH_BYTES // 1024,
+        "queued.min.messages": TRANSIENT_BATCH_ROWS,
+        "fetch.max.bytes": TRANSIENT_FETCH_BYTES,
+        "max.partition.fetch.bytes": TRANSIENT_FETCH_BYTES,
+        "message.max.bytes": TRANSIENT_FETCH_BYTES,  # librdkafka: fetch.max.bytes >= this
+    }
+
+
 class TransientQuery:
     """A push query (`EMIT CHANGES`) or a pull query over a stream (reads to the current end).
 
-    A thread consumes and evaluates; rows cross to the event loop through an asyncio queue."""
+    One thread per query consumes and evaluates (a librdkafka consumer blocks its caller; the
+    number of such threads is capped by the engine's `ksql.max.push.queries`). Rows cross to the
+    event loop in batches through an asyncio queue; the thread takes a slot of a semaphore before
+    it hands a batch over and the reader gives it back once it took the batch, so a client that
+    stops reading stops its query's thread, which stops polling, and librdkafka stops fetching
+    once its small queue is full: backpressure from the socket to the broker.
+
+    `stop()` makes the thread end within `STOP_CHECK_S`; `wait_closed()` awaits that end.
+    """
 
     def __init__(
         self,
@@ -356,83 +419,133 @@ class TransientQuery:
         )
         self.loop = loop
         self.queue: asyncio.Queue[list[list[Any]] | BaseException | None] = asyncio.Queue()
+        self._slots = threading.Semaphore(TRANSIENT_PENDING_BATCHES)
         self._stop = threading.Event()
+        self._ended = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name=f"ksql-{query_id}", daemon=True)
         self.types = [t for _, t in plan.output]
         self.on_close: Callable[[], None] | None = None
+        """Called once, on the query's thread, when it has ended (the engine forgets it)."""
         self.sent = 0
 
     def start(self) -> None:
-        self._thread.start()
+        _thread_started()
+        try:
+            self._thread.start()
+        except BaseException:
+            _thread_ended()
+            raise
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _put(self, item: list[list[Any]] | BaseException | None) -> None:
-        """Hand a batch of rows (or the end marker, or an error) to the event loop, waiting
-        while the client is slower than the query (bounded queue)."""
-        while self.queue.qsize() > 1000 and not self._stop.is_set():
-            time.sleep(0.01)
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        """Block until the thread ended (for shutdown, off the event loop); True when it did."""
+        if self._thread.ident is not None and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    async def wait_closed(self, timeout: float) -> bool:
+        """Await the end of the thread (consumer closed) for at most `timeout` seconds."""
+        if self._thread.ident is None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        return self._ended.is_set()
+
+    def _call_on_loop(self, callback: Callable[..., None], *args: Any) -> bool:
         try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:  # the event loop is closed: nobody is listening any more
             self._stop.set()
+            return False
+        return True
+
+    def _put(self, batch: list[list[Any]]) -> bool:
+        """Hand a batch of rows to the event loop once a slot is free (the reader keeps up);
+        False when the query was stopped while waiting."""
+        while not self._stop.is_set():
+            if self._slots.acquire(timeout=STOP_CHECK_S):
+                return self._call_on_loop(self.queue.put_nowait, batch)
+        return False
 
     def _run(self) -> None:
+        end: BaseException | None = None
         try:
             self._loop()
         except Exception as exc:
             LOG.exception("transient query %s failed", self.query_id)
-            self._put(exc)
-            return
-        self._put(None)
+            end = exc
+        finally:
+            # The end marker needs no slot: it is one small item, and the reader must see it.
+            self._call_on_loop(self.queue.put_nowait, end)
+            if self.on_close is not None:
+                self.on_close()
+            self._call_on_loop(self._ended.set)
+            _thread_ended()
 
     def _loop(self) -> None:
         if self.limit == 0:
             return
-        consumer = Consumer(self.ctx.consumer_conf(self.group, **{"auto.offset.reset": self.reset}))
+        consumer = Consumer(
+            self.ctx.consumer_conf(self.group, **transient_consumer_overrides(self.reset))
+        )
         try:
             tps = _assign(consumer, self.topic, self.reset, False)
-            ends: dict[int, int] = {}
-            if self.pull:
-                for tp in tps:
-                    lo, hi = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-                    if hi > lo:
-                        ends[tp.partition] = hi
-                if not ends:
-                    return
+            ends = self._pull_ends(consumer, tps) if self.pull else {}
+            if self.pull and not ends:
+                return
             while not self._stop.is_set():
-                messages = consume_batch(consumer, 0.1, 1000)
+                messages = consume_batch(consumer, STOP_CHECK_S, TRANSIENT_BATCH_ROWS)
                 if self.pull:
                     messages = [
                         m
                         for m in messages
                         if m.error() is None and (m.offset() or 0) < ends.get(m.partition() or 0, 0)
                     ]
-                if messages:
-                    rows = self.processor.rows(messages)
-                    batch: list[list[Any]] = []
-                    for _row, values in self.processor.evaluate(rows):
-                        if values is None:
-                            continue
-                        batch.append(
-                            [to_json(v, t) for v, t in zip(values, self.types, strict=True)]
-                        )
-                        if self.limit is not None and self.sent + len(batch) >= self.limit:
-                            break
-                    if batch:
-                        self.sent += len(batch)
-                        self._put(batch)
-                    if self.limit is not None and self.sent >= self.limit:
-                        return
-                if self.pull:
-                    for tp in consumer.position([TopicPartition(self.topic, p) for p in ends]):
-                        if tp.offset >= ends[tp.partition]:
-                            ends.pop(tp.partition, None)
-                    if not ends:
-                        return
+                if messages and not self._emit(messages):
+                    return
+                if self.pull and self._pull_done(consumer, ends):
+                    return
         finally:
             consumer.close()
+
+    @staticmethod
+    def _pull_ends(consumer: Consumer, tps: list[TopicPartition]) -> dict[int, int]:
+        """For a pull query: the end offset of every non-empty partition when it started."""
+        ends: dict[int, int] = {}
+        for tp in tps:
+            lo, hi = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            if hi > lo:
+                ends[tp.partition] = hi
+        return ends
+
+    def _pull_done(self, consumer: Consumer, ends: dict[int, int]) -> bool:
+        for tp in consumer.position([TopicPartition(self.topic, p) for p in ends]):
+            if tp.offset >= ends[tp.partition]:
+                ends.pop(tp.partition, None)
+        return not ends
+
+    def _emit(self, messages: list[Any]) -> bool:
+        """Evaluate and hand over one consumed batch; False when the query is done (LIMIT
+        reached, or stopped while its client was not reading)."""
+        rows = self.processor.rows(messages)
+        batch: list[list[Any]] = []
+        for _row, values in self.processor.evaluate(rows):
+            if values is None:
+                continue
+            batch.append([to_json(v, t) for v, t in zip(values, self.types, strict=True)])
+            if self.limit is not None and self.sent + len(batch) >= self.limit:
+                break
+        if batch:
+            self.sent += len(batch)
+            if not self._put(batch):
+                return False
+        return self.limit is None or self.sent < self.limit
 
     async def rows(self) -> AsyncIterator[list[Any]]:
         try:
@@ -442,12 +555,11 @@ class TransientQuery:
                     return
                 if isinstance(item, BaseException):
                     raise item
+                self._slots.release()
                 for row in item:
                     yield row
         finally:
             self.stop()
-            if self.on_close is not None:
-                self.on_close()
 
 
 __all__ = ["PersistentQuery", "TransientQuery", "time"]
