@@ -16,7 +16,6 @@ same consumer groups, transactional ids and committed offsets.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -142,20 +141,18 @@ class CommandTopic:
         return self._producer
 
     def _abandon(self, exc: KafkaException) -> None:
-        """After a failed write: abort the open transaction; a producer in a fatal state (or
-        one whose abort failed) is dropped, the next write starts a new one (fencing it)."""
+        """After a failed write: abort the open transaction (unless the producer is in a fatal
+        state) and drop the producer, so the next write starts with a fresh one: records the
+        broker refused leave librdkafka's sequence numbers out of step ("requires epoch bump"),
+        and `init_transactions` with the same id fences whatever the old one still holds."""
         err = exc.args[0]
-        producer, fatal = self._producer, isinstance(err, KafkaError) and err.fatal()
-        if producer is not None and not fatal:
-            try:
-                producer.abort_transaction(WRITE_TIMEOUT_S)
-                return
-            except KafkaException:
-                LOG.warning("could not abort the command topic transaction", exc_info=True)
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                producer.flush(0)
-        self._producer = None
+        producer, self._producer = self._producer, None
+        if producer is None or (isinstance(err, KafkaError) and err.fatal()):
+            return
+        try:
+            producer.abort_transaction(WRITE_TIMEOUT_S)
+        except KafkaException:
+            LOG.warning("could not abort the command topic transaction", exc_info=True)
 
 
 def _decode(offset: int, key: bytes | None, value: bytes | None) -> Command | None:
