@@ -14,6 +14,7 @@ loop (scorer.py `_retry`/`_abort_if_required`/`_rewind`), to be moved onto it la
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,32 @@ def retry_retriable(call: Callable[[], Any], attempts: int = 5, backoff_s: float
                 continue
             raise
     raise AssertionError("unreachable")
+
+
+def within(call: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Call on a helper thread and wait at most `timeout_s`: librdkafka's
+    `send_offsets_to_transaction` can block past its own timeout when the group coordinator went
+    away (confluentinc/librdkafka#5456). A call still running then raises a plain (neither
+    retriable nor abortable) timeout, so the caller drops the producer and starts a new one,
+    which fences the stuck one; the helper thread ends whenever librdkafka lets go."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"kafka-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise KafkaException(
+            KafkaError(KafkaError._TIMED_OUT, f"{what} still blocked after {timeout_s:.0f} s")
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def requires_abort(exc: BaseException) -> bool:
@@ -96,4 +123,5 @@ __all__ = [
     "kafka_error",
     "requires_abort",
     "retry_retriable",
+    "within",
 ]

@@ -43,6 +43,7 @@ from services.common.transactions import (
     is_fenced,
     requires_abort,
     retry_retriable,
+    within,
 )
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
@@ -56,6 +57,8 @@ BATCH = 5000
 COMMIT_INTERVAL_S = 0.5
 COMMIT_RECORDS = 50_000
 TRANSACTION_TIMEOUT_MS = 60_000
+TXN_CALL_TIMEOUT_S = 10.0
+TXN_CALL_ATTEMPTS = 3
 RESTART_BACKOFF_S = 0.5
 RESTART_BACKOFF_MAX_S = 10.0
 
@@ -229,6 +232,7 @@ class PersistentQuery:
         self._consumer = consumer
         producer = self._producer()
         txn = OpenTransaction(self.source_topic)
+        self._in_txn = False  # a new producer: whatever an earlier run had open is gone
         try:
             tps = _assign(consumer, self.source_topic, self.reset, True)
             for tp in tps:
@@ -242,6 +246,9 @@ class PersistentQuery:
                         raise
                     self._abort_and_rewind(exc, consumer, producer, txn)
             self._commit(consumer, producer, txn)
+        except KafkaException:
+            self.processed -= txn.records  # read again by the next run
+            raise
         finally:
             if self.exactly_once:
                 with contextlib.suppress(Exception):
@@ -298,7 +305,7 @@ class PersistentQuery:
     ) -> None:
         """The transaction cannot commit: abort it and read its batches again."""
         LOG.warning("query %s: transaction aborted, re-reading its input: %s", self.query_id, exc)
-        retry_retriable(lambda: producer.abort_transaction(30))
+        retry_retriable(lambda: producer.abort_transaction(TXN_CALL_TIMEOUT_S), TXN_CALL_ATTEMPTS)
         self._in_txn = False
         self.aborts += 1
         self.processed -= txn.records
@@ -361,12 +368,20 @@ class PersistentQuery:
             return
         commit = txn.offsets()
         if self.exactly_once:
+            # a few short tries: a call the broker's restart left hanging is not resumed by
+            # librdkafka, a new producer (the loop's restart) fences and aborts it instead
+            group = consumer.consumer_group_metadata()
             retry_retriable(
-                lambda: producer.send_offsets_to_transaction(
-                    commit, consumer.consumer_group_metadata(), 30
-                )
+                lambda: within(
+                    lambda: producer.send_offsets_to_transaction(commit, group, TXN_CALL_TIMEOUT_S),
+                    TXN_CALL_TIMEOUT_S + 5,
+                    "send_offsets_to_transaction",
+                ),
+                TXN_CALL_ATTEMPTS,
             )
-            retry_retriable(lambda: producer.commit_transaction(30))
+            retry_retriable(
+                lambda: producer.commit_transaction(TXN_CALL_TIMEOUT_S), TXN_CALL_ATTEMPTS
+            )
             self._in_txn = False
         else:
             remaining = producer.flush(30)
