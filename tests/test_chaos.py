@@ -44,7 +44,7 @@ from services.stack.components import (
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = "creditcardfraud_source"
 SCORING = "creditcardfraud_scoring_avro"
-RECORDS = int(os.environ.get("FRAUDSTREAM_CHAOS_RECORDS", "12000"))
+RECORDS = int(os.environ.get("FRAUDSTREAM_CHAOS_RECORDS", "9000"))
 RATE = 1500  # records/s: the stream lasts ~8 s, so a kill lands in the middle of it
 V_COLUMNS = [f"V{i}" for i in range(1, 29)]
 
@@ -253,7 +253,7 @@ def _run_with_chaos(
             scorer = _scorer(settings, version, scorer_log)
         return {decoder.decode(m.value())["ID"] for m in read_all(ALERTS_TOPIC, bootstrap)}
 
-    if scorer_may_stall and not _eventually(lambda: alert_ids() >= expected, 45):
+    if scorer_may_stall and not _eventually(lambda: alert_ids() >= expected, 30):
         print("the scorer made no progress after the chaos: replaced")
         scorer.kill()
         scorer.wait()
