@@ -230,45 +230,53 @@ def _run_with_chaos(
     assert client.apply_files(statement_files([ROOT / "ksql"])) >= 4
     scorer_log = tmp_path / "scorer.log"
     scorer = _scorer(settings, version, scorer_log)
-    # TensorFlow takes a while to load: the stream starts once the scorer is reading
-    _wait_for(lambda: "partitions assigned" in scorer_log.read_text(), 120, "the scorer")
-    producer = _produce_paced(bootstrap, records)
-    target = random.Random().uniform(0.25, 0.45) * RECORDS
-    _wait_for(lambda: _end_offsets_total(SCORING, bootstrap) >= target, 120, "KSQL output")
-    assert producer.is_alive(), "the kill must land mid-stream"
-    stack.kill(victim)
-    time.sleep(down_s)
-    stack.restart(victim)
-    producer.join(timeout=180)
-    assert not producer.is_alive()
-    # KSQL has written the whole stream (a duplicate would show as more than RECORDS)
-    _wait_for(lambda: _committed_records(SCORING, bootstrap) >= RECORDS, 180, "the scoring stream")
-    expected = offline_alert_ids(settings.models_dir, version, records)
-    decoder = AvroDecoder(registry_client(settings.schema_registry_url))
+    try:
+        # TensorFlow takes a while to load: the stream starts once the scorer is reading
+        _wait_for(lambda: "partitions assigned" in scorer_log.read_text(), 120, "the scorer")
+        producer = _produce_paced(bootstrap, records)
+        target = random.Random().uniform(0.25, 0.45) * RECORDS
+        _wait_for(lambda: _end_offsets_total(SCORING, bootstrap) >= target, 120, "KSQL output")
+        assert producer.is_alive(), "the kill must land mid-stream"
+        stack.kill(victim)
+        time.sleep(down_s)
+        stack.restart(victim)
+        producer.join(timeout=180)
+        assert not producer.is_alive()
+        # KSQL has written the whole stream (a duplicate would show as more than RECORDS)
+        _wait_for(
+            lambda: _committed_records(SCORING, bootstrap) >= RECORDS, 180, "the scoring stream"
+        )
+        expected = offline_alert_ids(settings.models_dir, version, records)
+        decoder = AvroDecoder(registry_client(settings.schema_registry_url))
 
-    def alert_ids() -> set[int]:
-        nonlocal scorer
-        if scorer.poll() is not None:  # died in the chaos: restarted, as a supervisor would
-            print(f"scorer exited with {scorer.returncode}; restarting it")
+        def alert_ids() -> set[int]:
+            nonlocal scorer
+            if scorer.poll() is not None:  # died in the chaos: restarted, as a supervisor would
+                print(f"scorer exited with {scorer.returncode}; restarting it")
+                scorer = _scorer(settings, version, scorer_log)
+            return {decoder.decode(m.value())["ID"] for m in read_all(ALERTS_TOPIC, bootstrap)}
+
+        if scorer_may_stall and not _eventually(lambda: alert_ids() >= expected, 30):
+            print("the scorer made no progress after the chaos: replaced")
+            scorer.kill()
+            scorer.wait()
             scorer = _scorer(settings, version, scorer_log)
-        return {decoder.decode(m.value())["ID"] for m in read_all(ALERTS_TOPIC, bootstrap)}
+        _wait_for(lambda: alert_ids() >= expected, 150, "the alerts")
+        scorer.send_signal(signal.SIGTERM)
+        assert scorer.wait(timeout=120) == 0, scorer_log.read_text()[-3000:]
 
-    if scorer_may_stall and not _eventually(lambda: alert_ids() >= expected, 30):
-        print("the scorer made no progress after the chaos: replaced")
-        scorer.kill()
-        scorer.wait()
-        scorer = _scorer(settings, version, scorer_log)
-    _wait_for(lambda: alert_ids() >= expected, 150, "the alerts")
-    scorer.send_signal(signal.SIGTERM)
-    assert scorer.wait(timeout=120) == 0, scorer_log.read_text()[-3000:]
+        scored = Counter(decoder.decode(m.value())["ID"] for m in read_all(SCORING, bootstrap))
+        assert [i for i, c in scored.items() if c > 1] == []  # no duplicate
+        assert set(scored) == {r["ID"] for r in records}  # no loss
+        alerts = Counter(decoder.decode(m.value())["ID"] for m in read_all(ALERTS_TOPIC, bootstrap))
+        assert [i for i, c in alerts.items() if c > 1] == []
+        assert set(alerts) == expected
+        assert alerts, "the model flags some records"
 
-    scored = Counter(decoder.decode(m.value())["ID"] for m in read_all(SCORING, bootstrap))
-    assert [i for i, c in scored.items() if c > 1] == []  # no duplicate
-    assert set(scored) == {r["ID"] for r in records}  # no loss
-    alerts = Counter(decoder.decode(m.value())["ID"] for m in read_all(ALERTS_TOPIC, bootstrap))
-    assert [i for i, c in alerts.items() if c > 1] == []
-    assert set(alerts) == expected
-    assert alerts, "the model flags some records"
+    finally:  # a failed check must not leave a scorer behind
+        if scorer.poll() is None:
+            scorer.kill()
+            scorer.wait()
 
 
 @pytest.mark.slow
