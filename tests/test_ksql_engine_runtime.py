@@ -185,7 +185,10 @@ def test_command_topic_replay_resumes_exactly_once(kafka_bootstrap: str, unique:
         f"CREATE STREAM s (ID BIGINT KEY, V INT) WITH (kafka_topic='{source}', "
         "value_format='JSON', partitions=2);"
     )
-    first.execute(f"CREATE STREAM o WITH (kafka_topic='{sink}') AS SELECT ID, V FROM s;")
+    created = first.execute(f"CREATE STREAM o WITH (kafka_topic='{sink}') AS SELECT ID, V FROM s;")
+    # the query id is the command's offset; commit markers take offsets too (as in ksqlDB)
+    query_id = created[0]["commandStatus"]["queryId"]
+    assert query_id == f"CSAS_O_{created[0]['commandSequenceNumber']}" == "CSAS_O_2"
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
 
     def produce(lo: int, hi: int) -> None:
@@ -200,8 +203,8 @@ def test_command_topic_replay_resumes_exactly_once(kafka_bootstrap: str, unique:
     second = Engine(kafka_bootstrap, None, service_id=service, properties=props)
     try:
         assert second.replay_errors == []
-        assert list(second.queries) == ["CSAS_O_1"]
-        assert second.queries["CSAS_O_1"].exactly_once
+        assert list(second.queries) == [query_id]
+        assert second.queries[query_id].exactly_once
         assert second.wait_until_caught_up(30)
         values = [json.loads(m.value())["V"] for m in _read_all(kafka_bootstrap, sink, 600)]
         assert sorted(values) == list(range(600))
@@ -261,3 +264,90 @@ def test_demo_preprocessing_to_avro(
             if subject.startswith(f"demo_{unique}_"):
                 registry.delete_subject(subject)
                 registry.delete_subject(subject, permanent=True)
+
+
+def _set_topic_config(bootstrap: str, topic: str, name: str, value: str | None) -> None:
+    """Set (or, with None, delete) one config of a topic on the broker."""
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    from services.common.kafka import make_admin
+
+    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    entry = ConfigEntry(name, value or "", incremental_operation=op)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = make_admin(bootstrap)  # kept alive until the futures are done
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(15)
+
+
+def test_command_topic_write_failure_leaves_no_trace(kafka_bootstrap: str, unique: str) -> None:
+    """The broker refuses the command record (the command topic's max.message.bytes is set below
+    any command's size, above a transaction marker's, so the abort can still be written): the
+    statement answers ksqlDB's 50000 statement_error, no stream or query
+    exists, and none appears after a restart. A statement that succeeds is in the command topic
+    before its stream exists."""
+    from starlette.testclient import TestClient
+
+    from services.ksql_server.rest import create_app
+
+    service = f"w{unique}_"
+    source, sink = f"wfail_src_{unique}", f"wfail_out_{unique}"
+    first = Engine(kafka_bootstrap, None, service_id=service)
+    assert first._commands is not None
+    command_topic = first._commands.topic
+    logged_before_put: list[int] = []
+    put = first.metastore.put
+
+    def put_after_checking_the_log(source: Any) -> None:
+        assert first._commands is not None
+        logged_before_put.append(len(first._commands.read_all()))
+        put(source)
+
+    first.metastore.put = put_after_checking_the_log  # type: ignore[method-assign]
+    try:
+        first.execute(
+            f"CREATE STREAM s (ID BIGINT KEY, V INT) WITH (kafka_topic='{source}', "
+            "value_format='JSON', partitions=1);"
+        )
+        assert logged_before_put == [1]  # the command was committed before the stream existed
+        _set_topic_config(kafka_bootstrap, command_topic, "max.message.bytes", "150")
+        client = TestClient(create_app(first))
+        for statement in (
+            f"CREATE STREAM o WITH (kafka_topic='{sink}') AS SELECT ID, V FROM s;",
+            f"CREATE STREAM s2 (ID BIGINT KEY, V INT) WITH (kafka_topic='{source}', "
+            "value_format='JSON');",
+        ):
+            response = client.post("/ksql", json={"ksql": statement})
+            assert response.status_code == 500, response.text
+            body = response.json()
+            assert body["@type"] == "statement_error" and body["error_code"] == 50000
+            assert body["message"] == (
+                f"Could not write the statement '{statement}' into the command topic."
+            )
+            assert "Exception" not in response.text and "Error" not in body["message"]
+        assert first.metastore.get("O") is None and first.metastore.get("S2") is None
+        assert list(first.queries) == []
+        shown = first.execute("SHOW STREAMS;")[0]["streams"]
+        assert [s["name"] for s in shown] == ["S"]
+        _set_topic_config(kafka_bootstrap, command_topic, "max.message.bytes", None)
+        # the command topic producer recovers from the aborted transaction
+        created = first.execute(
+            f"CREATE STREAM o2 WITH (kafka_topic='{sink}') AS SELECT ID, V FROM s;"
+        )
+        query_id = created[0]["commandStatus"]["queryId"]
+    finally:
+        first.close()
+    second = Engine(kafka_bootstrap, None, service_id=service)
+    try:
+        assert second.replay_errors == []
+        assert sorted(second.metastore.sources) == ["O2", "S"]
+        assert list(second.queries) == [query_id]
+        second.execute("DROP STREAM o2 DELETE TOPIC; DROP STREAM s DELETE TOPIC;")
+    finally:
+        second.close()
+        _delete_prefixed(kafka_bootstrap, f"_confluent-ksql-{service}_command_topic")

@@ -4,6 +4,13 @@
 metastore holds streams, `runtime/` runs queries, and successful DDL/DML statements are kept in
 the command topic and replayed on start (deterministic query ids = same consumer groups, so
 queries resume from their committed offsets).
+
+A statement that changes state is validated first (`_prepare`), then written to the command
+topic, and only then applied with the sequence number the topic gave it: the order ksqlDB's
+`DistributingExecutor` keeps, so a statement whose write fails leaves no stream or query behind
+and what runs is exactly what a restart replays. Side effects in Kafka that ksqlDB also makes
+before the write (creating a missing sink topic) stay before it; deleting a topic is done only
+after the write, and never on replay.
 """
 
 from __future__ import annotations
@@ -14,20 +21,21 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from services.common.settings import get_settings
 from services.ksql_server import entities as E
 from services.ksql_server import types as T
-from services.ksql_server.commands import CommandTopic
+from services.ksql_server.commands import CommandTopic, CommandWriteError
 from services.ksql_server.engine_api import (
     ERROR_MAX_PUSH_QUERIES_EXCEEDED,
     KsqlStatementError,
     PushQuery,
     as_statement_error,
 )
-from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.errors import KsqlError, UnsupportedError, clip
 from services.ksql_server.expressions import ExpressionCompiler, Scope
 from services.ksql_server.expressions.runtime_helpers import cast_value
 from services.ksql_server.formats import make_serializer, validate_format
@@ -95,6 +103,15 @@ DEFAULT_MAX_PUSH_QUERIES = 100
 MAX_PUSH_QUERIES_MESSAGE = "Maximum number of push queries exceeded"
 CLOSE_WAIT_S = 1.0
 """How long closing a push query waits for its thread to end (it checks every 0.1 s)."""
+
+
+@dataclass
+class _Prepared:
+    """A validated statement that changes state: written to the command topic as `command_id`,
+    then `apply` runs with its sequence number and returns the statement's entity."""
+
+    command_id: str
+    apply: Callable[[int], dict[str, Any]]
 
 
 class _RunningPush(PushQuery):
@@ -180,7 +197,7 @@ class Engine:
             try:
                 stmt = parse(cmd.statement)
                 self._execute_statement(
-                    stmt, cmd.statement, normalize_properties(cmd.properties), replay=True
+                    stmt, cmd.statement, normalize_properties(cmd.properties), replay_seq=cmd.seq
                 )
             except Exception as exc:
                 LOG.warning("replay of %r failed: %s", redact(cmd.statement), exc)
@@ -270,7 +287,15 @@ class Engine:
                     continue
                 try:
                     check_recordable(stmt, text)
-                    entity = self._execute_statement(stmt, text, props, replay=False)
+                    entity = self._execute_statement(stmt, text, props)
+                except CommandWriteError as exc:
+                    LOG.error("statement not executed, command topic write failed: %s", exc)
+                    raise KsqlStatementError(
+                        f"Could not write the statement '{clip(text)}' into the command topic.",
+                        text,
+                        50000,
+                        entities,
+                    ) from None
                 except Exception as exc:
                     error = as_statement_error(exc, text, entities)
                     if error.error_code >= 50000:
@@ -288,34 +313,46 @@ class Engine:
         return entities
 
     def _execute_statement(
-        self, stmt: A.Statement, text: str, props: dict[str, Any], replay: bool
+        self, stmt: A.Statement, text: str, props: dict[str, Any], replay_seq: int | None = None
     ) -> dict[str, Any] | None:
+        """Run one statement. One that changes state is written to the command topic between
+        its validation and its effect; on replay (`replay_seq`: its offset in the topic) it is
+        applied with that sequence number and not written again."""
+        outcome = self._prepare(stmt, text, props, replay_seq is not None)
+        if not isinstance(outcome, _Prepared):
+            return outcome
+        seq = replay_seq if replay_seq is not None else self._log(outcome.command_id, text, props)
+        return outcome.apply(seq)
+
+    def _prepare(
+        self, stmt: A.Statement, text: str, props: dict[str, Any], replay: bool
+    ) -> dict[str, Any] | _Prepared | None:
         if isinstance(stmt, A.CreateSource):
             if stmt.query is None:
                 return self._create_source(stmt, text, props, replay)
             return self._create_as_select(stmt, text, props, replay)
         if isinstance(stmt, A.InsertSelect):
-            return self._insert_select(stmt, text, props, replay)
+            return self._insert_select(stmt, text, props)
         if isinstance(stmt, A.InsertValues):
             self._insert_values(stmt)
             return None
         if isinstance(stmt, A.DropSource):
             return self._drop(stmt, text, props, replay)
         if isinstance(stmt, A.Terminate):
-            return self._terminate(stmt, text, props, replay)
+            return self._terminate(stmt)
         if isinstance(stmt, A.Show):
             return self._show(stmt, text, props)
         if isinstance(stmt, A.Describe):
             return self._describe(stmt, text)
         raise UnsupportedError(f"statement {type(stmt).__name__}")
 
-    def _record(self, command_id: str, text: str, props: dict[str, Any], replay: bool) -> int:
-        """Append a successful command to the command topic; returns its sequence number."""
+    def _log(self, command_id: str, text: str, props: dict[str, Any]) -> int:
+        """Write a validated command to the command topic (raises CommandWriteError when it is
+        not durably there); returns its sequence number."""
         seq = self._seq
-        if not replay:
-            if self._commands is not None:
-                seq = self._commands.append(command_id, text, _command_props(props))
-            self._seq = seq + 1
+        if self._commands is not None:
+            seq = self._commands.append(command_id, text, _command_props(props))
+        self._seq = seq + 1
         return seq
 
     def _already_exists(self, stmt: A.CreateSource, text: str, command_id: str) -> dict[str, Any]:
@@ -335,7 +372,7 @@ class Engine:
     # ------------------------------------------------------------------ CREATE STREAM
     def _create_source(
         self, stmt: A.CreateSource, text: str, props: dict[str, Any], replay: bool
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | _Prepared:
         kind = stmt.kind
         if kind == "TABLE":
             raise UnsupportedError("tables (CREATE TABLE)")
@@ -370,9 +407,12 @@ class Engine:
                 f"partitions (topic has {partitions}), 1 replication factor (topic has 1)."
             )
         source.partitions = partitions
-        self.metastore.put(source)
-        seq = self._record(command_id, text, props, replay)
-        return E.current_status(text, command_id, f"{kind.title()} created", seq)
+
+        def apply(seq: int) -> dict[str, Any]:
+            self.metastore.put(source)
+            return E.current_status(text, command_id, f"{kind.title()} created", seq)
+
+        return _Prepared(command_id, apply)
 
     def _build_source(
         self, stmt: A.CreateSource, text: str, props: Mapping[str, Any]
@@ -499,7 +539,7 @@ class Engine:
     # ------------------------------------------------------------------ CSAS / INSERT INTO
     def _create_as_select(
         self, stmt: A.CreateSource, text: str, props: dict[str, Any], replay: bool
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | _Prepared:
         assert stmt.query is not None
         kind = stmt.kind
         if kind == "TABLE":
@@ -576,28 +616,34 @@ class Engine:
         )
         src_partitions = self.ctx.topic_partitions(self.ctx.physical(source.topic)) or 1
         sink.partitions = int(wp.get("PARTITIONS", src_partitions))
-        if existing is not None and stmt.or_replace:
-            for q in self._writers(existing.name):
-                q.stop()
-                self.queries.pop(q.query_id, None)
+        # before the write, as ksqlDB's topic injector does: a query needs its sink
         self.ctx.ensure_topic(self.ctx.physical(sink.topic), sink.partitions, 1)
-        seq = self._seq
-        query_id = f"CSAS_{stmt.name}_{seq}"
-        sink.created_by_query = query_id
+
+        def apply(seq: int) -> dict[str, Any]:
+            if existing is not None and stmt.or_replace:
+                for q in self._writers(existing.name):
+                    q.stop()
+                    self.queries.pop(q.query_id, None)
+            query_id = f"CSAS_{stmt.name}_{seq}"
+            sink.created_by_query = query_id
+            self.metastore.put(sink)
+            self._start_query(query_id, text, plan, sink, props)
+            return E.current_status(
+                text, command_id, f"Created query with ID {query_id}", seq, query_id
+            )
+
+        return _Prepared(command_id, apply)
+
+    def _start_query(
+        self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
+    ) -> None:
         query = PersistentQuery(
             query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props
         )
-        self.metastore.put(sink)
-        seq = self._record(command_id, text, props, replay)
         self.queries[query_id] = query
         query.start()
-        return E.current_status(
-            text, command_id, f"Created query with ID {query_id}", seq, query_id
-        )
 
-    def _insert_select(
-        self, stmt: A.InsertSelect, text: str, props: dict[str, Any], replay: bool
-    ) -> dict[str, Any]:
+    def _insert_select(self, stmt: A.InsertSelect, text: str, props: dict[str, Any]) -> _Prepared:
         target = self.metastore.get(stmt.target)
         if target is None:
             raise KsqlError(f"Line: 1, Col: 13: {stmt.target} does not exist.")
@@ -618,18 +664,16 @@ class Engine:
                 f"Result schema is {_schema_text(plan.key_columns, plan.value_columns)}\n"
                 f"Sink schema is {_schema_text(target.key_columns, target.value_columns)}"
             )
-        seq = self._seq
-        query_id = f"INSERTQUERY_{seq}"
         command_id = f"stream/`{target.name}`/create"
-        query = PersistentQuery(
-            query_id, text, plan, target, self.ctx, self.plog, self.service_id, props
-        )
-        seq = self._record(command_id, text, props, replay)
-        self.queries[query_id] = query
-        query.start()
-        return E.current_status(
-            text, command_id, f"Created query with ID {query_id}", seq, query_id
-        )
+
+        def apply(seq: int) -> dict[str, Any]:
+            query_id = f"INSERTQUERY_{seq}"
+            self._start_query(query_id, text, plan, target, props)
+            return E.current_status(
+                text, command_id, f"Created query with ID {query_id}", seq, query_id
+            )
+
+        return _Prepared(command_id, apply)
 
     # ------------------------------------------------------------------ INSERT VALUES
     def _insert_values(self, stmt: A.InsertValues) -> None:
@@ -734,7 +778,7 @@ class Engine:
 
     def _drop(
         self, stmt: A.DropSource, text: str, props: dict[str, Any], replay: bool
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | _Prepared:
         source = self.metastore.get(stmt.name)
         command_id = f"{stmt.kind.lower()}/`{stmt.name}`/drop"
         if source is None:
@@ -758,23 +802,28 @@ class Engine:
                 f"[{', '.join(sorted(q.query_id for q in writers))}].\n"
                 "You need to terminate them before dropping " + stmt.name + "."
             )
-        for q in self._writers(stmt.name):
-            q.stop()
-            self.queries.pop(q.query_id, None)
-        self.metastore.remove(stmt.name)
-        if stmt.delete_topic:
-            self.ctx.delete_topic(self.ctx.physical(source.topic))
-            if source.value_format.name == "AVRO":
-                with contextlib.suppress(Exception):
-                    self.ctx.registry.delete_subject(f"{self.ctx.physical(source.topic)}-value")
-        seq = self._record(command_id, text, props, replay)
-        return E.current_status(
-            text, command_id, f"Source `{stmt.name}` (topic: {source.topic}) was dropped.", seq
-        )
 
-    def _terminate(
-        self, stmt: A.Terminate, text: str, props: dict[str, Any], replay: bool
-    ) -> dict[str, Any]:
+        def apply(seq: int) -> dict[str, Any]:
+            for q in self._writers(stmt.name):
+                q.stop()
+                self.queries.pop(q.query_id, None)
+            self.metastore.remove(stmt.name)
+            # never on replay: a later command may have created the topic again
+            if stmt.delete_topic and not replay:
+                self._delete_topic(source)
+            return E.current_status(
+                text, command_id, f"Source `{stmt.name}` (topic: {source.topic}) was dropped.", seq
+            )
+
+        return _Prepared(command_id, apply)
+
+    def _delete_topic(self, source: DataSource) -> None:
+        self.ctx.delete_topic(self.ctx.physical(source.topic))
+        if source.value_format.name == "AVRO":
+            with contextlib.suppress(Exception):
+                self.ctx.registry.delete_subject(f"{self.ctx.physical(source.topic)}-value")
+
+    def _terminate(self, stmt: A.Terminate) -> _Prepared:
         if stmt.query_id is None:
             targets = list(self.queries.values())
             command_id = "terminate/ALL/execute"
@@ -784,13 +833,16 @@ class Engine:
                 raise KsqlError(f"Unknown queryId: {stmt.query_id}")
             targets = [q]
             command_id = f"terminate/{q.query_id}/execute"
-        for q in targets:
-            q.stop()
-            self.queries.pop(q.query_id, None)
-            if q.sink.created_by_query == q.query_id:
-                q.sink.created_by_query = None
-        seq = self._record(command_id, text, props, replay)
-        return E.current_status(text, command_id, "Query terminated.", seq)
+
+        def apply(seq: int) -> dict[str, Any]:
+            for q in targets:
+                q.stop()
+                self.queries.pop(q.query_id, None)
+                if q.sink.created_by_query == q.query_id:
+                    q.sink.created_by_query = None
+            return E.current_status(stmt.text, command_id, "Query terminated.", seq)
+
+        return _Prepared(command_id, apply)
 
     # ------------------------------------------------------------------ SHOW / DESCRIBE
     def _show(self, stmt: A.Show, text: str, props: dict[str, Any]) -> dict[str, Any]:

@@ -94,7 +94,9 @@ class HttpServerComponent:
                 f"port {port} is taken by a program that does not answer as the {self.name}"
             )
         proc = self.process
-        proc.start([sys.executable, "-m", "services.cli", *self.serve_args])
+        proc.start(
+            [sys.executable, "-m", "services.cli", *self.serve_args], settings_env(self.settings)
+        )
         proc.wait_healthy(self.healthy, self.start_timeout)
 
     def stop(self) -> bool:
@@ -105,6 +107,22 @@ class HttpServerComponent:
 
 
 Component = BrokerComponent | HttpServerComponent
+
+KSQL_SERVER_PROPERTIES = ("ksql.streams.processing.guarantee=exactly_once_v2",)
+"""The embedded KSQL server's server-wide properties: the pipeline's queries run exactly-once
+(docker-compose.yml sets the same on ksqlDB), so a crash cannot duplicate the scorer's input."""
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings (a stack started for other
+    addresses than the caller's own, as the chaos tests do)."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "KSQL_URL": settings.ksql_url,
+        "FRAUDSTREAM_HOME": str(settings.home),
+        "MODELS_DIR": str(settings.models_dir),
+    }
 
 
 def stack_components(settings: Settings) -> list[Component]:
@@ -123,7 +141,7 @@ def stack_components(settings: Settings) -> list[Component]:
             "ksql-server",
             settings.ksql_url.rstrip("/"),
             "/healthcheck",
-            ("ksql", "serve"),
+            ("ksql", "serve", *(f"--property={p}" for p in KSQL_SERVER_PROPERTIES)),
             settings,
             "ksql",
         ),

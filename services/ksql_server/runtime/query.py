@@ -10,6 +10,12 @@ At-least-once: produce the batch, flush, then commit the consumed offsets.
 Exactly-once (`processing.guarantee=exactly_once_v2`): one Kafka transaction per batch holds
 the output records and the consumed offsets (`send_offsets_to_transaction`), and downstream
 readers use read_committed.
+
+Broker trouble (services/common/transactions.py): a retriable error is retried, an abortable
+one aborts the transaction and seeks back to where it began, anything else from Kafka restarts
+the loop with new clients from the committed offsets after a growing pause. Under exactly-once
+none of these can duplicate or lose an output record; under at-least-once a restart re-reads
+what was produced but not yet committed.
 """
 
 from __future__ import annotations
@@ -31,8 +37,15 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from services.common.kafka import next_offsets
+from services.common.kafka import first_offsets, next_offsets
 from services.common.process import release_free_heap
+from services.common.transactions import (
+    OpenTransaction,
+    is_fenced,
+    requires_abort,
+    retry_retriable,
+    within,
+)
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.kafka_context import KafkaContext
@@ -44,6 +57,11 @@ LOG = logging.getLogger("fraudstream.ksql.runtime")
 BATCH = 5000
 COMMIT_INTERVAL_S = 0.5
 COMMIT_RECORDS = 50_000
+TRANSACTION_TIMEOUT_MS = 60_000
+TXN_CALL_TIMEOUT_S = 10.0
+TXN_CALL_ATTEMPTS = 3
+RESTART_BACKOFF_S = 0.5
+RESTART_BACKOFF_MAX_S = 10.0
 
 
 def consume_batch(consumer: Consumer, idle_timeout: float, size: int = BATCH) -> list[Any]:
@@ -124,6 +142,9 @@ class PersistentQuery:
         self.error: str | None = None
         self.processed = 0
         self.produced = 0
+        self.commits = 0
+        self.aborts = 0
+        self.restarts = 0
         self._stop = threading.Event()
         self._positions: dict[int, int] = {}
         self._idle = threading.Event()
@@ -174,49 +195,123 @@ class PersistentQuery:
     _consumer: Consumer | None = None
 
     def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:
-            LOG.exception("query %s failed", self.query_id)
-            self.error = str(exc)
-            self.state = "ERROR"
+        """Run the loop; after a Kafka error start it again (new clients, from the committed
+        offsets) with a growing pause, as ksqlDB restarts a failed query. Only a fenced
+        producer (another server runs this query) or a non-Kafka error ends the query."""
+        failures = 0
+        while not self._stop.is_set():
+            commits = self.commits
+            try:
+                self._loop()
+                return
+            except KafkaException as exc:
+                if is_fenced(exc):
+                    self._fail(exc)
+                    return
+                failures = 1 if self.commits > commits else failures + 1
+                self.restarts += 1
+                pause = min(RESTART_BACKOFF_S * 2 ** (failures - 1), RESTART_BACKOFF_MAX_S)
+                LOG.warning(
+                    "query %s restarts in %.1f s after a Kafka error: %s",
+                    self.query_id,
+                    pause,
+                    exc,
+                )
+                self._stop.wait(pause)
+            except Exception as exc:
+                self._fail(exc)
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        LOG.error("query %s failed", self.query_id, exc_info=exc)
+        self.error = str(exc)
+        self.state = "ERROR"
 
     def _loop(self) -> None:
         ctx = self.ctx
         consumer = Consumer(ctx.consumer_conf(self.group, **{"auto.offset.reset": self.reset}))
         self._consumer = consumer
-        producer: Producer
-        if self.exactly_once:
-            producer = Producer(
-                ctx.producer_conf(**{"transactional.id": self._transactional_id, "linger.ms": 5})
-            )
-            producer.init_transactions(30)
-        else:
-            producer = ctx.producer
+        producer = self._producer()
+        txn = OpenTransaction(self.source_topic)
+        self._in_txn = False  # a new producer: whatever an earlier run had open is gone
         try:
             tps = _assign(consumer, self.source_topic, self.reset, True)
             for tp in tps:
                 self._positions.setdefault(tp.partition, -1)
             self._init_positions(consumer, tps)
             while not self._stop.is_set():
-                messages = consume_batch(consumer, 0.05 if ctx.fast else 0.2)
-                if not messages:
-                    self._commit(consumer, producer)
-                    self._check_caught_up(consumer)
-                    continue
-                self._process(messages, consumer, producer)
-                if (
-                    time.monotonic() - self._last_commit > COMMIT_INTERVAL_S
-                    or self._uncommitted >= COMMIT_RECORDS
-                ):
-                    self._commit(consumer, producer)
-            self._commit(consumer, producer)
+                try:
+                    self._step(consumer, producer, txn)
+                except KafkaException as exc:
+                    if not (self.exactly_once and requires_abort(exc)):
+                        raise
+                    self._abort_and_rewind(exc, consumer, producer, txn)
+            self._commit(consumer, producer, txn)
+        except KafkaException:
+            self.processed -= txn.records  # read again by the next run
+            raise
         finally:
             if self.exactly_once:
                 with contextlib.suppress(Exception):
                     producer.flush(5)
             consumer.close()
             self._consumer = None
+
+    def _producer(self) -> Producer:
+        """The engine's shared producer (at-least-once), or this query's own transactional one:
+        `init_transactions` aborts whatever an earlier run (or a killed server) left open."""
+        if not self.exactly_once:
+            return self.ctx.producer
+        producer = Producer(
+            self.ctx.producer_conf(
+                **{
+                    "transactional.id": self._transactional_id,
+                    "linger.ms": 5,
+                    "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+                }
+            )
+        )
+        retry_retriable(lambda: producer.init_transactions(30))
+        return producer
+
+    def _step(self, consumer: Consumer, producer: Producer, txn: OpenTransaction) -> None:
+        """One consume call: process what came, commit when due (or when idle)."""
+        messages = consume_batch(consumer, 0.05 if self.ctx.fast else 0.2)
+        if messages:
+            messages = self._drop_errors(messages)
+        if not messages:
+            self._commit(consumer, producer, txn)
+            self._check_caught_up(consumer)
+            return
+        self._process(messages, consumer, producer, txn)
+        if (
+            time.monotonic() - self._last_commit > COMMIT_INTERVAL_S
+            or txn.records >= COMMIT_RECORDS
+        ):
+            self._commit(consumer, producer, txn)
+
+    def _drop_errors(self, messages: list[Any]) -> list[Any]:
+        """Error events in a consumed batch (a broker going away) are not records: dropped,
+        but a fatal one ends this run of the loop."""
+        if all(m.error() is None for m in messages):
+            return messages
+        for m in messages:
+            err = m.error()
+            if err is not None and err.fatal():
+                raise KafkaException(err)
+        return [m for m in messages if m.error() is None]
+
+    def _abort_and_rewind(
+        self, exc: KafkaException, consumer: Consumer, producer: Producer, txn: OpenTransaction
+    ) -> None:
+        """The transaction cannot commit: abort it and read its batches again."""
+        LOG.warning("query %s: transaction aborted, re-reading its input: %s", self.query_id, exc)
+        retry_retriable(lambda: producer.abort_transaction(TXN_CALL_TIMEOUT_S), TXN_CALL_ATTEMPTS)
+        self._in_txn = False
+        self.aborts += 1
+        self.processed -= txn.records
+        txn.rewind(consumer)
+        txn.clear()
 
     def _init_positions(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         for tp in consumer.position(tps):
@@ -235,11 +330,11 @@ class PersistentQuery:
                 )[0]
 
     _last_commit = 0.0
-    _uncommitted = 0
     _in_txn = False
-    _pending: dict[int, int] = {}
 
-    def _process(self, messages: list[Any], consumer: Consumer, producer: Producer) -> None:
+    def _process(
+        self, messages: list[Any], consumer: Consumer, producer: Producer, txn: OpenTransaction
+    ) -> None:
         """Transform one consumed batch and hand its output to the producer. Offsets are
         committed by `_commit` (after a flush, or inside the same transaction), batching several
         consume calls per commit: a commit is a broker round trip."""
@@ -249,7 +344,12 @@ class PersistentQuery:
         if columnar is None:
             rows = proc.rows(messages)
             out = proc.serialize(proc.evaluate(rows)) if rows else []
-        offsets = next_offsets(messages, len(self._positions))
+        partitions = len(self._positions)
+        # the batch joins the transaction before its output is produced: an abort rewinds it
+        txn.add(
+            first_offsets(messages, partitions), next_offsets(messages, partitions), len(messages)
+        )
+        self.processed += len(messages)
         topic = self.sink_topic
         if self.exactly_once and not self._in_txn:
             producer.begin_transaction()
@@ -261,28 +361,37 @@ class PersistentQuery:
                 self._produce(producer, topic, rec)
             produced = len(out)
         producer.poll(0)
-        self._pending = {**self._pending, **offsets}
-        self._uncommitted += len(messages)
-        self.processed += len(messages)
         self.produced += produced
 
-    def _commit(self, consumer: Consumer, producer: Producer) -> None:
+    def _commit(self, consumer: Consumer, producer: Producer, txn: OpenTransaction) -> None:
         self._last_commit = time.monotonic()
-        if not self._pending:
+        if not txn:
             return
-        commit = [TopicPartition(self.source_topic, p, o) for p, o in self._pending.items()]
+        commit = txn.offsets()
         if self.exactly_once:
-            producer.send_offsets_to_transaction(commit, consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(30)
+            # a few short tries: a call the broker's restart left hanging is not resumed by
+            # librdkafka, a new producer (the loop's restart) fences and aborts it instead
+            group = consumer.consumer_group_metadata()
+            retry_retriable(
+                lambda: within(
+                    lambda: producer.send_offsets_to_transaction(commit, group, TXN_CALL_TIMEOUT_S),
+                    TXN_CALL_TIMEOUT_S + 5,
+                    "send_offsets_to_transaction",
+                ),
+                TXN_CALL_ATTEMPTS,
+            )
+            retry_retriable(
+                lambda: producer.commit_transaction(TXN_CALL_TIMEOUT_S), TXN_CALL_ATTEMPTS
+            )
             self._in_txn = False
         else:
             remaining = producer.flush(30)
             if remaining:
                 raise KafkaException(f"{remaining} records not delivered; offsets not committed")
             consumer.commit(offsets=commit, asynchronous=False)
-        self._positions.update(self._pending)
-        self._pending = {}
-        self._uncommitted = 0
+        self._positions.update(txn.next)
+        self.commits += 1
+        txn.clear()
 
     @staticmethod
     def _produce_values(
