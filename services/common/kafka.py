@@ -37,7 +37,9 @@ class KafkaAuthenticationFailed(FraudstreamError):
     """The broker refused the client's credentials (wrong user, password or mechanism)."""
 
 
-def _base(bootstrap: str | None) -> Config:
+def client_config(bootstrap: str | None = None) -> Config:
+    """What every client needs: the bootstrap address and the security settings (SASL). A
+    client built by hand starts from this, so no service forgets the credentials."""
     settings = get_settings()
     return {
         "bootstrap.servers": bootstrap or settings.bootstrap_servers,
@@ -48,7 +50,7 @@ def _base(bootstrap: str | None) -> Config:
 def producer_config(bootstrap: str | None = None, **overrides: Any) -> Config:
     """An idempotent, batching, compressing producer (acks=all): no duplicates on retry."""
     conf: Config = {
-        **_base(bootstrap),
+        **client_config(bootstrap),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 20,
@@ -63,7 +65,7 @@ def producer_config(bootstrap: str | None = None, **overrides: Any) -> Config:
 def consumer_config(group: str, bootstrap: str | None = None, **overrides: Any) -> Config:
     """A manually committing, read-committed consumer that starts at the earliest offset."""
     conf: Config = {
-        **_base(bootstrap),
+        **client_config(bootstrap),
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -89,7 +91,7 @@ def make_consumer(group: str, bootstrap: str | None = None, **overrides: Any) ->
 
 def make_admin(bootstrap: str | None = None, quiet: bool = False, **overrides: Any) -> AdminClient:
     """An admin client; `quiet` silences librdkafka's connection errors (for health probes)."""
-    conf = _base(bootstrap)
+    conf = client_config(bootstrap)
     if quiet:
         conf["logger"] = _QUIET
         conf["log_level"] = 0  # nor its notes on events left unserved when a probe gives up

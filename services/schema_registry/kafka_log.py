@@ -37,7 +37,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from services.common.errors import FraudstreamError
-from services.common.kafka import ensure_topic, wait_for_broker
+from services.common.kafka import client_config, ensure_topic, make_admin, wait_for_broker
 from services.schema_registry import errors
 from services.schema_registry.state import Record, RegistryState, decode, encode
 
@@ -116,7 +116,7 @@ class KafkaLog:
         in background threads."""
         wait_for_broker(self.bootstrap, timeout=30)
         ensure_topic(self.topic, 1, self.bootstrap, TOPIC_CONFIG)
-        self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        self._admin = make_admin(self.bootstrap)
         meta = self._admin.list_topics(self.topic, timeout=10).topics[self.topic]
         if len(meta.partitions) != 1:
             raise FraudstreamError(
@@ -169,7 +169,7 @@ class KafkaLog:
     def _read_loop(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **client_config(self.bootstrap),
                 "group.id": f"{self.group}-reader",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
@@ -239,7 +239,7 @@ class KafkaLog:
     def _elect_loop(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **client_config(self.bootstrap),
                 "group.id": self.group,
                 "client.id": self.advertised_url,
                 "enable.auto.commit": False,
@@ -315,7 +315,7 @@ class KafkaLog:
         """Fence any older writer, then read to the end before the first write."""
         producer = Producer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **client_config(self.bootstrap),
                 # One id per storage topic, whatever the group: any two writers of one topic
                 # fence each other, even if misconfigured into different groups.
                 "transactional.id": f"fraudstream-schema-registry-writer-{self.topic}",
@@ -349,7 +349,7 @@ class KafkaLog:
         try:
             if self._admin is None:
                 # Not make_admin(quiet=True): with a Python logger, results wait for poll().
-                self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+                self._admin = make_admin(self.bootstrap)
             future = self._admin.describe_consumer_groups([self.group])
             description = future[self.group].result(timeout=3)
             for member in description.members:

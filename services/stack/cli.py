@@ -31,8 +31,9 @@ def _select(only: str | None, sasl: bool = False) -> list[Component]:
         components = [c for c in components if c.name in wanted]
     if settings.broker_sasl and any(c.name != "kafka" for c in components):
         raise FraudstreamError(
-            "a SASL broker is started alone for now (the Schema Registry and KSQL server do not "
-            "pass SASL settings to their Kafka clients yet): add --only kafka"
+            "a SASL broker is started alone for now (the stack does not yet hand each server its "
+            "own SASL user): add --only kafka, then start `registry serve` / `ksql serve` with "
+            "their user's settings ($FRAUDSTREAM_HOME/kafka/sasl/<user>.env)"
         )
     return components
 

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
+from services.common.kafka import client_config, make_admin
 from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
 from services.ksql_server.errors import UnsupportedError
@@ -154,9 +155,9 @@ class Runner:
         self.registry_url = registry_url
         self.workers = workers
         self.timeout = timeout
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin = make_admin(bootstrap)
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 2, "enable.idempotence": True}
+            {**client_config(bootstrap), "linger.ms": 2, "enable.idempotence": True}
         )
         self._local = threading.local()
         self._registry_ok: bool | None = None
@@ -560,7 +561,7 @@ class Runner:
         if c is None:
             c = Consumer(
                 {
-                    "bootstrap.servers": self.bootstrap,
+                    **client_config(self.bootstrap),
                     "group.id": "qtt-reader",
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
-from services.common.kafka import consumer_config, producer_config
+from services.common.kafka import consumer_config, make_admin, producer_config
 from services.ksql_server.errors import KsqlError
 
 
@@ -24,7 +24,7 @@ class KafkaContext:
         self.registry_url = registry_url
         self.topic_prefix = topic_prefix
         self.fast = fast
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin = make_admin(bootstrap)
         self._producer: Producer | None = None
         self._registry: Any = None
         self._lock = threading.Lock()
