@@ -18,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from test_scorer_support import make_records, offline_alert_ids, produce_records, save_model
+from test_scorer_support import (
+    StubModel,
+    make_records,
+    offline_alert_ids,
+    produce_records,
+    save_model,
+)
 
 from services.model_registry.api import LATEST_FILE, MODEL_NAME, ModelAnnouncement
 from services.model_registry.registry import (
@@ -192,15 +197,6 @@ def test_a_half_copied_version_is_loaded_once_complete(
         manager.stop()
     reason = "tampered" if copied_last == MODEL_FILE else "unverified"
     assert _ignored(manager, reason) == 1  # counted once, retries counted apart
-
-
-@dataclass
-class StubModel:
-    version: str
-    threshold: float = 1.0
-
-    def score(self, features: np.ndarray) -> np.ndarray:
-        return np.zeros(len(features), dtype=np.float32)
 
 
 class FlakyStore:

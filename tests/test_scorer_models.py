@@ -4,21 +4,12 @@ scoring loop asks (between batches); a pinned version never changes; failures ke
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
+from test_scorer_support import StubModel
 
 from services.scorer.models import ModelManager
 from services.scorer.records import alert_mask, alert_schema
-
-
-@dataclass
-class StubModel:
-    version: str
-    threshold: float = 1.0
-
-    def score(self, features: np.ndarray) -> np.ndarray:
-        return np.zeros(len(features), dtype=np.float32)
 
 
 class Store:

@@ -7,6 +7,7 @@ import json
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,17 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from services.common.avro import ksql_record_schema
 from services.common.kafka import make_consumer
 from services.common.topics import SCORING_FIELDS, V_COLUMNS
+
+
+@dataclass
+class StubModel:
+    """A model that scores everything 0: for tests of which version is in use, not of scoring."""
+
+    version: str
+    threshold: float = 1.0
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return np.zeros(len(features), dtype=np.float32)
 
 
 def input_schema() -> dict[str, Any]:
