@@ -8,8 +8,9 @@ again) and *fatal* ones (the producer is fenced or in an unknown state: drop the
 start again from the committed offsets; `init_transactions` with the same transactional id
 aborts whatever the old producer left open).
 
-The KSQL server's persistent queries use this module; the scorer has its own copy of the same
-loop (scorer.py `_retry`/`_abort_if_required`/`_rewind`), to be moved onto it later.
+The KSQL server's persistent queries and the scorer use this module: `commit_transaction` and
+`abort_transaction` are the bounded, retried calls both make, and a caller that gets any other
+error from them drops its clients and starts again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+TXN_CALL_TIMEOUT_S = 10.0
+"""each transactional call's own timeout: short, since after a broker restart a new producer
+(which fences a stuck one) is the way out rather than a longer wait"""
+TXN_CALL_ATTEMPTS = 3
 
 
 def kafka_error(exc: BaseException) -> KafkaError | None:
@@ -71,6 +77,35 @@ def within(call: Callable[[], Any], timeout_s: float, what: str) -> Any:
     return outcome.get("value")
 
 
+def commit_transaction(
+    producer: Producer,
+    offsets: list[TopicPartition],
+    group_metadata: Any,
+    timeout_s: float = TXN_CALL_TIMEOUT_S,
+    attempts: int = TXN_CALL_ATTEMPTS,
+) -> None:
+    """Commit the open transaction with these consumed offsets: `send_offsets_to_transaction`
+    on a helper thread (`within`), then `commit_transaction`, each retried a few times while
+    retriable. An abortable error means abort-and-rewind; any other (a fatal producer, a call
+    still blocked) means new clients."""
+    retry_retriable(
+        lambda: within(
+            lambda: producer.send_offsets_to_transaction(offsets, group_metadata, timeout_s),
+            timeout_s + 5,
+            "send_offsets_to_transaction",
+        ),
+        attempts,
+    )
+    retry_retriable(lambda: producer.commit_transaction(timeout_s), attempts)
+
+
+def abort_transaction(
+    producer: Producer, timeout_s: float = TXN_CALL_TIMEOUT_S, attempts: int = TXN_CALL_ATTEMPTS
+) -> None:
+    """Abort the open transaction, retried a few times while retriable."""
+    retry_retriable(lambda: producer.abort_transaction(timeout_s), attempts)
+
+
 def requires_abort(exc: BaseException) -> bool:
     """An error after which the open transaction must be aborted (and can be)."""
     err = kafka_error(exc)
@@ -118,7 +153,11 @@ class OpenTransaction:
 
 
 __all__ = [
+    "TXN_CALL_ATTEMPTS",
+    "TXN_CALL_TIMEOUT_S",
     "OpenTransaction",
+    "abort_transaction",
+    "commit_transaction",
     "is_fenced",
     "kafka_error",
     "requires_abort",

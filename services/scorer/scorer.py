@@ -23,6 +23,14 @@ callback) and drops the collected records of the revoked partitions (neither pro
 committed; whoever owns the partition next reads them from the committed offset). A commit that
 fails because the group moved on is aborted and the open batches' partitions are rewound.
 
+Broker trouble (services/common/transactions.py, as the KSQL queries do): retriable errors are
+retried, abortable ones abort and rewind, and the commit's calls are bounded (librdkafka's
+`send_offsets_to_transaction` can block past its own timeout after a broker SIGKILL,
+confluentinc/librdkafka#5456). Any other Kafka error (a call still blocked, a producer in a fatal
+state, a fenced static member) drops both clients and starts new ones in the same process: the
+new producer's `init_transactions()` fences the old one and aborts what it left open, and the new
+consumer resumes from the committed offsets, so nothing is lost or written twice.
+
 `--at-least-once` swaps the transaction for an idempotent producer flush followed by a consumer
 offset commit: no transaction markers, but a crash repeats the alerts produced since the last
 commit (and with transactions spanning batches it is hardly faster: two round trips a commit
@@ -70,6 +78,12 @@ from services.common.kafka import (
 from services.common.process import freeze_startup_heap
 from services.common.settings import get_settings
 from services.common.topics import ALERTS_TOPIC, DLQ_TOPIC, MODELS_TOPIC, SCORING_TOPIC
+from services.common.transactions import (
+    abort_transaction,
+    commit_transaction,
+    is_fenced,
+    requires_abort,
+)
 from services.model_registry.api import LoadedModel
 from services.scorer.decode import BatchDecoder, DecodedBatch
 from services.scorer.metrics import ScorerMetrics
@@ -86,6 +100,8 @@ from services.scorer.records import (
 log = logging.getLogger("fraudstream.scorer")
 
 SERVICE = "scorer"
+RESTART_BACKOFF_S = 0.5
+RESTART_BACKOFF_MAX_S = 10.0
 
 Headers = list[tuple[str, str | bytes | None]]
 Output = tuple[str, bytes | None, bytes | None, Headers | None]
@@ -244,16 +260,70 @@ class Scorer:
             },
         )
         try:
-            self._loop(consumer, producer, decoder, encoder, models)
-        except KafkaException as exc:
-            raise FraudstreamError(f"scorer stopped on a Kafka error: {exc}") from exc
+            self._run_clients(bootstrap, consumer, producer, decoder, encoder, models)
         finally:
             self.result.seconds = time.monotonic() - started
             models.stop()
-            producer.flush(30)
-            consumer.close()
+            if self._producer is not None:
+                self._producer.flush(30)
+            if self._consumer is not None:
+                self._consumer.close()
         log.info("scorer stopped", extra={"fields": self._summary()})
         return self.result
+
+    def _run_clients(
+        self,
+        bootstrap: str,
+        consumer: Consumer,
+        producer: Producer,
+        decoder: BatchDecoder,
+        encoder: AvroEncoder,
+        models: ModelManager,
+    ) -> None:
+        """Run the loop; after a Kafka error that neither a retry nor an abort resolves, start
+        again with new clients (a growing pause while nothing commits in between). A producer
+        fenced twice without a commit in between means another scorer holds this instance id:
+        that, and a fatal error at startup, end the run."""
+        failures, fenced = 0, False
+        while True:
+            commits = self.result.batches
+            try:
+                self._loop(consumer, producer, decoder, encoder, models)
+                return
+            except KafkaException as exc:
+                progressed = self.result.batches > commits
+                if is_fenced(exc) and fenced and not progressed:
+                    raise FraudstreamError(f"scorer fenced by another instance: {exc}") from exc
+                fenced = is_fenced(exc)
+                failures = 1 if progressed else failures + 1
+                pause = min(RESTART_BACKOFF_S * 2 ** (failures - 1), RESTART_BACKOFF_MAX_S)
+                log.warning(
+                    "new Kafka clients after an error: %s",
+                    exc,
+                    extra={"fields": {"error": str(exc), "pause_s": pause}},
+                )
+                self._drop_clients()
+                if self._stopping.wait(pause):
+                    return
+                try:
+                    consumer, producer = self._clients(bootstrap)
+                except KafkaException as again:
+                    raise FraudstreamError(f"scorer stopped on a Kafka error: {again}") from again
+
+    def _drop_clients(self) -> None:
+        """Forget what is open (the next producer's init_transactions aborts it; the next
+        consumer re-reads it from the committed offsets) and close the consumer. The old
+        producer is not flushed: its transaction is fenced anyway."""
+        self._open = _Open()
+        self._rewound = False
+        self._assigned.clear()
+        self._at_end.clear()
+        self._revoked.clear()
+        self._producer = None  # no commit from the revocation callback while closing
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                consumer.close()
 
     def _summary(self) -> dict[str, Any]:
         r = self.result
@@ -428,7 +498,7 @@ class Scorer:
                 continue
             if err.code() == KafkaError._PARTITION_EOF:
                 self._at_end.add((msg.topic() or "", msg.partition() or 0))
-            elif err.fatal():
+            elif err.fatal() or err.code() == KafkaError._FATAL:
                 raise KafkaException(err)
             else:
                 log.warning("consumer error", extra={"fields": {"error": str(err)}})
@@ -591,12 +661,7 @@ class Scorer:
         offsets = [TopicPartition(t, p, off) for (t, p), off in o.next.items()]
         try:
             if self.config.exactly_once:
-                _retry(
-                    lambda: producer.send_offsets_to_transaction(
-                        offsets, consumer.consumer_group_metadata(), 30
-                    )
-                )
-                _retry(lambda: producer.commit_transaction(60))
+                commit_transaction(producer, offsets, consumer.consumer_group_metadata())
             else:
                 self._commit_at_least_once(consumer, producer, offsets)
         except KafkaException as exc:
@@ -617,15 +682,12 @@ class Scorer:
     ) -> None:
         """An abortable transaction error: abort, seek back to the open batches' first offsets
         and raise _AbortBatch (other errors are left to the caller to raise)."""
-        err = exc.args[0]
-        if not (self.config.exactly_once and isinstance(err, KafkaError)):
-            return
-        if not err.txn_requires_abort():
+        if not (self.config.exactly_once and requires_abort(exc)):
             return
         log.warning(
-            "transaction aborted; re-reading its batches", extra={"fields": {"error": str(err)}}
+            "transaction aborted; re-reading its batches", extra={"fields": {"error": str(exc)}}
         )
-        producer.abort_transaction(60)
+        abort_transaction(producer)
         self.result.aborted += 1
         self.metrics.aborted.inc()
         first, self._open = self._open.first, _Open()
@@ -724,20 +786,6 @@ def _amount(record: dict[str, Any], fallback: float) -> float:
         return float(value) if value is not None else float(fallback)
     except (TypeError, ValueError):
         return float(fallback)
-
-
-def _retry(call: Callable[[], Any], attempts: int = 5) -> None:
-    """Retry a transactional call while librdkafka says the error is retriable."""
-    for attempt in range(attempts):
-        try:
-            call()
-            return
-        except KafkaException as exc:
-            err = exc.args[0]
-            if isinstance(err, KafkaError) and err.retriable() and attempt < attempts - 1:
-                time.sleep(0.2 * (attempt + 1))
-                continue
-            raise
 
 
 def score_stream(config: ScorerConfig | None = None, **overrides: Any) -> ScoreResult:

@@ -41,10 +41,11 @@ from services.common.kafka import first_offsets, next_offsets
 from services.common.process import release_free_heap
 from services.common.transactions import (
     OpenTransaction,
+    abort_transaction,
+    commit_transaction,
     is_fenced,
     requires_abort,
     retry_retriable,
-    within,
 )
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
@@ -58,8 +59,6 @@ BATCH = 5000
 COMMIT_INTERVAL_S = 0.5
 COMMIT_RECORDS = 50_000
 TRANSACTION_TIMEOUT_MS = 60_000
-TXN_CALL_TIMEOUT_S = 10.0
-TXN_CALL_ATTEMPTS = 3
 RESTART_BACKOFF_S = 0.5
 RESTART_BACKOFF_MAX_S = 10.0
 
@@ -306,7 +305,7 @@ class PersistentQuery:
     ) -> None:
         """The transaction cannot commit: abort it and read its batches again."""
         LOG.warning("query %s: transaction aborted, re-reading its input: %s", self.query_id, exc)
-        retry_retriable(lambda: producer.abort_transaction(TXN_CALL_TIMEOUT_S), TXN_CALL_ATTEMPTS)
+        abort_transaction(producer)
         self._in_txn = False
         self.aborts += 1
         self.processed -= txn.records
@@ -371,18 +370,7 @@ class PersistentQuery:
         if self.exactly_once:
             # a few short tries: a call the broker's restart left hanging is not resumed by
             # librdkafka, a new producer (the loop's restart) fences and aborts it instead
-            group = consumer.consumer_group_metadata()
-            retry_retriable(
-                lambda: within(
-                    lambda: producer.send_offsets_to_transaction(commit, group, TXN_CALL_TIMEOUT_S),
-                    TXN_CALL_TIMEOUT_S + 5,
-                    "send_offsets_to_transaction",
-                ),
-                TXN_CALL_ATTEMPTS,
-            )
-            retry_retriable(
-                lambda: producer.commit_transaction(TXN_CALL_TIMEOUT_S), TXN_CALL_ATTEMPTS
-            )
+            commit_transaction(producer, commit, consumer.consumer_group_metadata())
             self._in_txn = False
         else:
             remaining = producer.flush(30)
