@@ -281,14 +281,18 @@ class Scorer:
         models: ModelManager,
     ) -> None:
         """Run the loop; after a Kafka error that neither a retry nor an abort resolves, start
-        again with new clients (a growing pause while nothing commits in between). A producer
+        again with new clients (a growing pause while nothing commits in between; new clients
+        that cannot start yet, the broker still away, count as one more failure). A producer
         fenced twice without a commit in between means another scorer holds this instance id:
-        that, and a fatal error at startup, end the run."""
+        that ends the run."""
+        clients: tuple[Consumer, Producer] | None = (consumer, producer)
         failures, fenced = 0, False
         while True:
             commits = self.result.batches
             try:
-                self._loop(consumer, producer, decoder, encoder, models)
+                if clients is None:
+                    clients = self._clients(bootstrap)
+                self._loop(*clients, decoder, encoder, models)
                 return
             except KafkaException as exc:
                 progressed = self.result.batches > commits
@@ -303,12 +307,9 @@ class Scorer:
                     extra={"fields": {"error": str(exc), "pause_s": pause}},
                 )
                 self._drop_clients()
+                clients = None
                 if self._stopping.wait(pause):
                     return
-                try:
-                    consumer, producer = self._clients(bootstrap)
-                except KafkaException as again:
-                    raise FraudstreamError(f"scorer stopped on a Kafka error: {again}") from again
 
     def _drop_clients(self) -> None:
         """Forget what is open (the next producer's init_transactions aborts it; the next
@@ -385,6 +386,7 @@ class Scorer:
         if cfg.exactly_once:
             extra["transactional.id"] = cfg.transactional_id
             extra["transaction.timeout.ms"] = 60_000
+        self._consumer = consumer  # closed by _drop_clients if the producer cannot start
         producer = Producer(producer_config(bootstrap, **extra))
         if cfg.exactly_once:
             producer.init_transactions(60)
