@@ -428,7 +428,11 @@ def test_real_server_answers_deep_huge_and_surrogate_statements(ksql_url: str, u
     client = httpx.Client(timeout=120)
 
     def ksql(sql: str) -> httpx.Response:
-        response = client.post(ksql_url + "/ksql", content=json.dumps({"ksql": sql}))
+        response = client.post(
+            ksql_url + "/ksql",
+            content=json.dumps({"ksql": sql}),
+            headers={"Content-Type": "application/vnd.ksql.v1+json"},
+        )
         _check_statement_answer(response)
         return response
 
@@ -448,6 +452,7 @@ def test_real_server_answers_deep_huge_and_surrogate_statements(ksql_url: str, u
     surrogate = client.post(
         ksql_url + "/ksql",
         content=b'{"ksql": "INSERT INTO X (S) VALUES (\'\\ud800\');"}',
+        headers={"Content-Type": "application/vnd.ksql.v1+json"},
     )
     assert surrogate.status_code == 400 and surrogate.json()["error_code"] == 40000
     ksql(f"DROP STREAM {src}_ANDS;")
