@@ -6,36 +6,18 @@ from __future__ import annotations
 
 import random
 import tracemalloc
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from test_producer_csv import read_all
 from typer.testing import CliRunner
 
 from services.cli import app
 from services.common.dlq import fit_dead_letter, read_dlq_headers
 from services.common.errors import FraudstreamError
-from services.producer.csv_source import BadLine, CsvSource, Layout, check_line
+from services.producer.csv_source import CsvSource, Layout, check_line
 from services.producer.datagen import write_csv
 from services.producer.limits import LONG_LINE_KEEP_BYTES
-
-
-@dataclass
-class Read:
-    """What a whole replay of a source would send and refuse."""
-
-    keys: list[bytes] = field(default_factory=list)
-    values: list[bytes] = field(default_factory=list)
-    bad: list[BadLine] = field(default_factory=list)
-
-
-def read_all(source: CsvSource) -> Read:
-    whole = Read()
-    for batch in source.batches():
-        whole.keys += batch.keys
-        whole.values += batch.values
-        whole.bad += batch.bad
-    return whole
 
 
 def _rows(tmp_path: Path, rows: int = 20, seed: int = 3) -> list[bytes]:
