@@ -41,11 +41,14 @@ class DeadLetter:
     partition: int = -1
     offset: int = -1
     service: str = ""
+    reason: str = "other"
+    """The rejection's stable code (`RecordRejected.code`): what tools and metrics match on."""
 
 
 def dlq_headers(letter: DeadLetter) -> Headers:
     return [
         ("fraudstream.error", letter.error[:ERROR_TEXT_CHARS].encode()),
+        ("fraudstream.reason", letter.reason.encode()),
         ("fraudstream.source.topic", letter.source_topic.encode()),
         ("fraudstream.source.partition", str(letter.partition).encode()),
         ("fraudstream.source.offset", str(letter.offset).encode()),
