@@ -25,10 +25,6 @@ class FraudstreamError(Exception):
         super().__init__(message)
         self.code: str = code or self.default_code
 
-    @property
-    def message(self) -> str:
-        return str(self)
-
 
 class ServiceUnavailable(FraudstreamError):
     """A service (broker, registry, KSQL server) did not answer."""
