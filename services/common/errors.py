@@ -1,14 +1,11 @@
-"""One error family for the whole project, rooted at `FraudstreamError`.
+"""The root of the project's error family, `FraudstreamError`, and what every member carries.
 
-Every error a service raises on purpose derives from the root, through one subclass per service
-(`KsqlError`, `RegistryError`, `TrainingDataError`, ...), so a caller can catch "anything the
-project refused" with one clause and the CLI prints any of them as one line. Errors from other
-libraries (fastavro, confluent-kafka, numpy) are wrapped where they cross into the project, as
-confluent-kafka wraps its own serializer errors.
-
-Each error carries a `code`: a short, stable, machine-readable name chosen where the error is
-made. Metrics labels, dead-letter headers and API error bodies use the code; people read the
-message. Matching on message texts written in another file is what this replaces.
+The aim (issue 12) is that every error a service raises on purpose derives from this root, one
+subclass per service, with foreign errors wrapped where they enter the project. Each error
+carries a `code`: a short, stable name chosen where the error is made, for metrics labels and
+dead-letter headers, while people read the message. Until the per-service classes are
+re-rooted, only the classes here and their direct subclasses follow it, and dead letters carry
+the default code `other`.
 """
 
 from __future__ import annotations
