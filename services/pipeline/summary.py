@@ -107,7 +107,8 @@ class RunSummary:
             f"throughput: {rates}",
             "watch: fraudstream alerts --follow | fraudstream ksql query "
             '"SELECT * FROM FRAUD_ALERTS EMIT CHANGES;"',
-            f"       metrics http://127.0.0.1:{self.metrics_port}/metrics | report {self.report}",
+            f"       metrics http://127.0.0.1:{self.metrics_port}/metrics"
+            f" | report {_shown(self.report)}",
             self.headline(),
         ]
 
@@ -134,6 +135,14 @@ class RunSummary:
             f"(frauds {self.alerts.true_frauds}/{self.labels.frauds}) "
             f"precision={self.precision:.3f} recall={self.recall:.3f} model {self.model_version}"
         )
+
+
+def _shown(path: Path) -> str:
+    """A path under the working directory as a relative one (the README shows it)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 README_BLOCK = re.compile(
