@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from services.scorer.metrics import DEFAULT_METRICS_PORT, METRICS_HOST_ENV
+from services.scorer.metrics import DEFAULT_METRICS_PORT, METRICS_HOST_ENV, METRICS_PORT_ENV
 
 if TYPE_CHECKING:
     from services.scorer.scorer import ScorerConfig, ScoreResult
@@ -52,7 +52,10 @@ def register(app: typer.Typer) -> None:
             help="while batches come full, one transaction spans them for up to this long",
         ),
         metrics_port: int = typer.Option(
-            DEFAULT_METRICS_PORT, "--metrics-port", help="Prometheus /metrics port (0: off)"
+            DEFAULT_METRICS_PORT,
+            "--metrics-port",
+            envvar=METRICS_PORT_ENV,
+            help="Prometheus /metrics port (0: off)",
         ),
         metrics_host: str | None = typer.Option(
             None,

@@ -14,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 DEFAULT_METRICS_PORT = 9464
 METRICS_HOST_ENV = "FRAUDSTREAM_METRICS_HOST"
+METRICS_PORT_ENV = "FRAUDSTREAM_METRICS_PORT"
+"""`fraudstream score --metrics-port` from the environment (the compose rehearsal maps the
+container's port to a free one with it, as Docker maps published ports)."""
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
