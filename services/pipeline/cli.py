@@ -36,13 +36,7 @@ def register(app: typer.Typer) -> None:
             None, "--summary-json", help="also write the summary's figures to this JSON file"
         ),
     ) -> None:
-        from services.pipeline.run import (
-            RunOptions,
-            RunState,
-            run_pipeline,
-            stop_scorer,
-            stop_started_components,
-        )
+        from services.pipeline.run import RunOptions, RunState, run_pipeline, shutdown
 
         def say(message: str) -> None:
             typer.echo(f"· {message}", err=True)
@@ -64,6 +58,4 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             typer.echo("stopping …", err=True)
         finally:
-            stop_scorer(state)
-            if not keep:
-                stop_started_components(state)
+            shutdown(state, keep)

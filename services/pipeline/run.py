@@ -252,4 +252,14 @@ def stop_started_components(state: RunState) -> None:
         component.stop()
 
 
-__all__ = ["AlertTally", "RunOptions", "RunState", "run_pipeline", "stop_scorer"]
+def shutdown(state: RunState, keep: bool = False) -> None:
+    """Stop in reverse order of start: the scorer first (its last batch commits while the
+    broker is still there, so no librdkafka connection errors end the output), then the
+    components this run started, the KSQL server before the registry before the broker. The
+    components run in their own sessions, so Ctrl-C reaches only this process."""
+    stop_scorer(state)
+    if not keep:
+        stop_started_components(state)
+
+
+__all__ = ["AlertTally", "RunOptions", "RunState", "run_pipeline", "shutdown", "stop_scorer"]
