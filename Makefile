@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(LOCK) requirements/build.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-setup: $(STAMP)  ## virtualenv with the project (editable, dev extras) + the Kafka jars
+setup: $(STAMP)  ## .venv from the lock (requirements/dev.txt: runtime, dev, notebook), the project editable, the Kafka jars
 	$(BIN)/python -c "from services.broker.launcher import KafkaBroker; KafkaBroker.from_env().resolve_jars()"
 	@echo "setup done: $(VENV)/ and Kafka jars in $(FRAUDSTREAM_HOME)/kafka/libs"
 
