@@ -7,21 +7,40 @@ STAMP := $(VENV)/.installed
 export FRAUDSTREAM_HOME ?= $(CURDIR)/.fraudstream
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
-.PHONY: setup run test test-fast bench up down lint format clean
+LOCK := requirements/dev.txt
+# `make lock` writes these from pyproject.toml; the Dockerfile installs base.txt, setup dev.txt
+# (base + the dev and notebook extras, same pins), both with hashes (pip --require-hashes)
+UV_COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes -q
+PIP_LOCKED := $(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps
 
-$(STAMP): pyproject.toml
+.PHONY: setup lock run summary notebook test test-fast bench up down lint format clean
+
+$(STAMP): pyproject.toml $(LOCK) requirements/build.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e '.[dev]'
+	$(PIP_LOCKED) -r requirements/build.txt
+	$(PIP_LOCKED) -r $(LOCK)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-setup: $(STAMP)  ## virtualenv with the project (editable, dev extras) + the Kafka jars
+setup: $(STAMP)  ## .venv from the lock (requirements/dev.txt: runtime, dev, notebook), the project editable, the Kafka jars
 	$(BIN)/python -c "from services.broker.launcher import KafkaBroker; KafkaBroker.from_env().resolve_jars()"
 	@echo "setup done: $(VENV)/ and Kafka jars in $(FRAUDSTREAM_HOME)/kafka/libs"
 
+lock: setup  ## re-resolve requirements/*.txt from pyproject.toml (keeps current pins where allowed)
+	$(UV_COMPILE) requirements/build.in -o requirements/build.txt
+	$(UV_COMPILE) pyproject.toml -o requirements/base.txt
+	$(UV_COMPILE) pyproject.toml --extra dev --extra notebook -c requirements/base.txt -o $(LOCK)
+
 run: setup  ## the whole pipeline end to end on the embedded stack
 	$(BIN)/fraudstream run $(ARGS)
+
+summary: setup  ## a fresh `run --exit`: docs/run-summary.json and the README's example output
+	$(BIN)/fraudstream run --exit --summary-json docs/run-summary.json $(ARGS)
+	$(BIN)/python -m services.pipeline.summary README.md docs/run-summary.json
+
+notebook: setup  ## JupyterLab on the data scientist's notebook (start the stack first: make up)
+	$(BIN)/jupyter lab notebooks/fraud_detection.ipynb
 
 test: setup  ## unit + integration + end-to-end tests (starts the embedded stack)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.alerts.cli import _cells
+from services.alerts.cli import _cells, format_line
 from services.alerts.viewer import format_time_ms, iter_alerts
 
 
@@ -31,6 +31,15 @@ def test_cells_format_numbers_times_and_nulls() -> None:
     assert cells[0] == "7" and cells[3] == "12.50" and cells[4] == "3.1416"
     assert cells[7] == format_time_ms(1_795_700_000_123) and cells[7].endswith(".123")
     assert cells[8] == ""
+
+
+def test_a_line_per_alert_when_stdout_is_not_a_terminal() -> None:
+    """What `alerts --follow` prints in a pipe or `docker compose logs`: every column, one line."""
+    line = format_line(alert(7))
+    assert line.startswith("ID=7 USER=u7 TIMESTAMP=2026-11-26 10:00:00 AMOUNT=12.50 SCORE=3.1416")
+    assert line.endswith("CLASS=") and "\n" not in line and "\x1b" not in line
+    bad = format_line({"error": "bad magic", "offset": 3})
+    assert bad.startswith("undecodable alert at offset 3")
 
 
 @pytest.mark.slow

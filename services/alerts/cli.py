@@ -1,8 +1,13 @@
-"""`fraudstream alerts`: the alerts as they arrive (table, live table, or JSON lines)."""
+"""`fraudstream alerts`: the alerts as they arrive (table, live table, plain lines or JSON lines).
+
+A live table redraws a terminal in place, so it shows nothing in a pipe or a container log
+(`docker compose logs -f alerts`): there, --follow prints one line per alert instead.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import typer
@@ -28,7 +33,10 @@ def register(app: typer.Typer) -> None:
     def alerts(
         topic: str = typer.Option("fraud_alerts", "--topic", help="alerts topic"),
         follow: bool = typer.Option(
-            False, "--follow", "-f", help="keep showing new alerts (live table) until Ctrl-C"
+            False,
+            "--follow",
+            "-f",
+            help="keep showing new alerts until Ctrl-C (a live table on a terminal, else lines)",
         ),
         limit: int | None = typer.Option(None, "--limit", help="stop after N alerts"),
         as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
@@ -44,8 +52,10 @@ def register(app: typer.Typer) -> None:
         try:
             if as_json:
                 count = _print_json(stream)
-            elif follow:
+            elif follow and sys.stdout.isatty():
                 count = _live_table(stream)
+            elif follow:
+                count = _print_lines(stream)
             else:
                 count = _static_table(stream)
         except KeyboardInterrupt:
@@ -88,6 +98,22 @@ def _print_json(stream: Any) -> int:
     count = 0
     for alert in stream:
         typer.echo(json.dumps(alert, default=str))
+        count += 1
+        _COUNT[0] = count
+    return count
+
+
+def format_line(alert: dict[str, Any]) -> str:
+    """One alert as one plain line: `COLUMN=value` pairs in the table's column order."""
+    if "error" in alert:
+        return f"undecodable alert at offset {alert.get('offset')}: {alert['error']}"
+    return " ".join(f"{col}={cell}" for col, cell in zip(COLUMNS, _cells(alert), strict=True))
+
+
+def _print_lines(stream: Any) -> int:
+    count = 0
+    for alert in stream:
+        typer.echo(format_line(alert))
         count += 1
         _COUNT[0] = count
     return count

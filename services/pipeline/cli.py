@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -31,14 +32,11 @@ def register(app: typer.Typer) -> None:
         exit_: bool = typer.Option(
             False, "--exit", help="exit after the summary instead of scoring on until Ctrl-C"
         ),
+        summary_json: Path = typer.Option(
+            None, "--summary-json", help="also write the summary's figures to this JSON file"
+        ),
     ) -> None:
-        from services.pipeline.run import (
-            RunOptions,
-            RunState,
-            run_pipeline,
-            stop_scorer,
-            stop_started_components,
-        )
+        from services.pipeline.run import RunOptions, RunState, run_pipeline, shutdown
 
         def say(message: str) -> None:
             typer.echo(f"· {message}", err=True)
@@ -51,6 +49,8 @@ def register(app: typer.Typer) -> None:
             summary = run_pipeline(options, say, state)
             for line in summary.lines():
                 typer.echo(line)
+            if summary_json is not None:
+                summary_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
             if not exit_:
                 typer.echo("scoring goes on; Ctrl-C to stop", err=True)
                 while state.scorer_thread is not None and state.scorer_thread.is_alive():
@@ -58,6 +58,4 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             typer.echo("stopping …", err=True)
         finally:
-            stop_scorer(state)
-            if not keep:
-                stop_started_components(state)
+            shutdown(state, keep)

@@ -23,6 +23,7 @@ from services.common.topics import (
     SCORING_TOPIC,
     SOURCE_TOPIC,
 )
+from services.common.waiting import poll_until
 from services.pipeline.labels import LabelCounts, count_labels
 from services.pipeline.offsets import TopicMark, mark, start_group_at
 from services.pipeline.summary import AlertTally, RunSummary, StageRate, tally_alerts
@@ -88,32 +89,6 @@ def apply_ksql(say: Say) -> int:
     applied = KsqlClient(get_settings().ksql_url).apply_files(statement_files([KSQL_DIR]))
     say(f"applied {applied} KSQL statements from {KSQL_DIR.name}/")
     return applied
-
-
-def poll_until(
-    count: Callable[[], int],
-    expected: int,
-    timeout: float,
-    progress: Callable[[int], str],
-    timed_out: Callable[[int], str],
-    say: Say,
-    alive: Callable[[], bool] = lambda: True,
-    died: str = "",
-) -> None:
-    """Block until `count()` reaches `expected`, saying `progress(n)` every 5 s; raise with
-    `timed_out(n)` after `timeout` seconds, or with `died` at once when `alive()` turns False."""
-    started = time.monotonic()
-    last_report = 0.0
-    while (done := count()) < expected:
-        if not alive():
-            raise FraudstreamError(died)
-        waited = time.monotonic() - started
-        if waited > timeout:
-            raise FraudstreamError(timed_out(done))
-        if waited - last_report >= 5:
-            say(progress(done))
-            last_report = waited
-        time.sleep(0.25)
 
 
 def wait_for_growth(topic: str, since: TopicMark, expected: int, timeout: float, say: Say) -> None:
@@ -217,16 +192,12 @@ def _produce(csv: Path, options: RunOptions, out: dict[str, Any]) -> None:
 
 def _train(options: RunOptions, state: RunState, head: LabelCounts, say: Say) -> Any:
     from services.trainer.api import train
+    from services.trainer.ingest import wait_for_records
 
-    wait_for_growth(
-        PREPROCESSED_TOPIC,
-        state.marks[PREPROCESSED_TOPIC],
-        head.labelled,
-        options.stage_timeout_s,
-        say,
-    )
     group = f"fraudstream-run-train-{int(time.time())}"
     start_group_at(group, state.marks[PREPROCESSED_TOPIC])
+    # the same wait as `fraudstream train --wait-rows` (docker compose's trainer)
+    wait_for_records(PREPROCESSED_TOPIC, group, head.labelled, options.stage_timeout_s, say)
     say(f"training on the earliest {head.labelled} labelled transactions ({head.frauds} frauds)")
     started = time.monotonic()
     version = train(max_records=head.labelled, epochs=options.epochs, group=group)
@@ -281,4 +252,14 @@ def stop_started_components(state: RunState) -> None:
         component.stop()
 
 
-__all__ = ["AlertTally", "RunOptions", "RunState", "run_pipeline", "stop_scorer"]
+def shutdown(state: RunState, keep: bool = False) -> None:
+    """Stop in reverse order of start: the scorer first (its last batch commits while the
+    broker is still there, so no librdkafka connection errors end the output), then the
+    components this run started, the KSQL server before the registry before the broker. The
+    components run in their own sessions, so Ctrl-C reaches only this process."""
+    stop_scorer(state)
+    if not keep:
+        stop_started_components(state)
+
+
+__all__ = ["AlertTally", "RunOptions", "RunState", "run_pipeline", "shutdown", "stop_scorer"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import TopicPartition
 
@@ -104,9 +107,26 @@ class RunSummary:
             f"throughput: {rates}",
             "watch: fraudstream alerts --follow | fraudstream ksql query "
             '"SELECT * FROM FRAUD_ALERTS EMIT CHANGES;"',
-            f"       metrics http://127.0.0.1:{self.metrics_port}/metrics | report {self.report}",
+            f"       metrics http://127.0.0.1:{self.metrics_port}/metrics"
+            f" | report {_shown(self.report)}",
             self.headline(),
         ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `run --summary-json` writes: the printed lines and the figures behind them."""
+        return {
+            "lines": self.lines(),
+            "records_in": self.records_in,
+            "bad_lines": self.bad_lines,
+            "frauds": self.labels.frauds,
+            "alerts": self.alerts.alerts,
+            "true_frauds": self.alerts.true_frauds,
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "model_version": self.model_version,
+            "model_line": self.model_line,
+            "throughput": {s.name: round(s.rate, 1) for s in self.stages},
+        }
 
     def headline(self) -> str:
         """The last line: records, alerts, precision/recall, model."""
@@ -115,3 +135,33 @@ class RunSummary:
             f"(frauds {self.alerts.true_frauds}/{self.labels.frauds}) "
             f"precision={self.precision:.3f} recall={self.recall:.3f} model {self.model_version}"
         )
+
+
+def _shown(path: Path) -> str:
+    """A path under the working directory as a relative one (the README shows it)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+README_BLOCK = re.compile(
+    r"(<!-- run-summary:begin[^>]*-->\n)(.*?)(<!-- run-summary:end -->)", re.DOTALL
+)
+
+
+def update_readme(readme: Path, summary_json: Path) -> None:
+    """Put the printed lines of a real run (`make summary`) between the README's run-summary
+    markers, so its example output is a measured one."""
+    data = json.loads(summary_json.read_text())
+    text = readme.read_text()
+    if not README_BLOCK.search(text):
+        raise ValueError(f"{readme}: no <!-- run-summary:begin --> … end markers")
+    block = "```\n" + "\n".join(data["lines"]) + "\n```\n"
+    readme.write_text(README_BLOCK.sub(lambda m: m.group(1) + block + m.group(3), text, count=1))
+
+
+if __name__ == "__main__":  # make summary: python -m services.pipeline.summary README JSON
+    import sys
+
+    update_readme(Path(sys.argv[1]), Path(sys.argv[2]))

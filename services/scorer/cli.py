@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from services.scorer.metrics import DEFAULT_METRICS_PORT
+from services.scorer.metrics import DEFAULT_METRICS_PORT, METRICS_HOST_ENV, METRICS_PORT_ENV
 
 if TYPE_CHECKING:
     from services.scorer.scorer import ScorerConfig, ScoreResult
@@ -52,7 +52,16 @@ def register(app: typer.Typer) -> None:
             help="while batches come full, one transaction spans them for up to this long",
         ),
         metrics_port: int = typer.Option(
-            DEFAULT_METRICS_PORT, "--metrics-port", help="Prometheus /metrics port (0: off)"
+            DEFAULT_METRICS_PORT,
+            "--metrics-port",
+            envvar=METRICS_PORT_ENV,
+            help="Prometheus /metrics port (0: off)",
+        ),
+        metrics_host: str | None = typer.Option(
+            None,
+            "--metrics-host",
+            help=f"address /metrics binds (default ${METRICS_HOST_ENV} or 127.0.0.1; "
+            "0.0.0.0 in a container)",
         ),
         instance_id: str = typer.Option(
             "0",
@@ -85,10 +94,11 @@ def register(app: typer.Typer) -> None:
             batch_timeout_ms=batch_timeout_ms,
             commit_interval_ms=commit_interval_ms,
             metrics_port=metrics_port,
+            metrics_host=metrics_host,
             instance_id=instance_id,
             max_records=max_records,
         )
-        _check_port(metrics_port)
+        _check_port(metrics_host, metrics_port)
         result = _run_with_progress(config)
         versions = ", ".join(f"{v}: {n}" for v, n in result.versions.items()) or "none"
         typer.echo(
@@ -98,13 +108,16 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"scored {result.scored} alerts {result.alerts} ({result.rate:.0f} ev/s)")
 
 
-def _check_port(port: int) -> None:
+def _check_port(host: str | None, port: int) -> None:
     from services.common.errors import FraudstreamError
     from services.common.process import port_in_use
+    from services.scorer.metrics import metrics_host
 
-    if port > 0 and port_in_use("127.0.0.1", port):
+    bound = metrics_host(host)
+    probe = "127.0.0.1" if bound in ("0.0.0.0", "") else bound
+    if port > 0 and port_in_use(probe, port):
         raise FraudstreamError(
-            f"metrics port {port} is in use (another scorer?); pass --metrics-port N or 0"
+            f"metrics port {bound}:{port} is in use (another scorer?); pass --metrics-port N or 0"
         )
 
 

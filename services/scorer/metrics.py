@@ -1,14 +1,23 @@
 """Prometheus metrics of the scorer, served at http://HOST:PORT/metrics (default port 9464).
 
 Each Scorer owns its registry, so several scorers in one process (tests, the notebook) never
-collide on metric names.
+collide on metric names. HOST is 127.0.0.1 like every server here, unless
+`--metrics-host` or FRAUDSTREAM_METRICS_HOST says otherwise: in a container it must be 0.0.0.0
+for Prometheus (another container) to scrape it.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 DEFAULT_METRICS_PORT = 9464
+METRICS_HOST_ENV = "FRAUDSTREAM_METRICS_HOST"
+METRICS_PORT_ENV = "FRAUDSTREAM_METRICS_PORT"
+"""`fraudstream score --metrics-port` from the environment (the compose rehearsal maps the
+container's port to a free one with it, as Docker maps published ports)."""
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 _LATENCIES = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -89,7 +98,13 @@ class ScorerMetrics:
         self.threshold.set(threshold)
         self._version = version
 
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
-        """Expose /metrics (port 0 or negative: not served)."""
+    def serve(self, port: int, addr: str | None = None) -> None:
+        """Expose /metrics on `addr` (default: `metrics_host()`); port 0 or negative: not
+        served."""
         if port > 0:
-            start_http_server(port, addr=addr, registry=self.registry)
+            start_http_server(port, addr=metrics_host(addr), registry=self.registry)
+
+
+def metrics_host(explicit: str | None = None) -> str:
+    """The address /metrics binds: `explicit`, else FRAUDSTREAM_METRICS_HOST, else 127.0.0.1."""
+    return explicit or os.environ.get(METRICS_HOST_ENV, "").strip() or DEFAULT_METRICS_HOST

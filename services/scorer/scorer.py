@@ -130,6 +130,7 @@ class ScorerConfig:
     commit_records: int = 50_000
     instance_id: str = "0"
     metrics_port: int = 0
+    metrics_host: str | None = None  # None: $FRAUDSTREAM_METRICS_HOST or 127.0.0.1
     bootstrap: str | None = None
     schema_registry_url: str | None = None
     models_dir: Path | None = None
@@ -243,7 +244,7 @@ class Scorer:
         models.attach_metrics(self.metrics)
         models.start()
         self.metrics.set_model(models.version, models.current.threshold)
-        self.metrics.serve(cfg.metrics_port)
+        self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
         consumer, producer = self._clients(bootstrap)
         warm_up()
         freeze_startup_heap(batch_objects=cfg.batch_size)

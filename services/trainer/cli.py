@@ -100,6 +100,16 @@ def register(app: typer.Typer) -> None:
         ),
         window: int = typer.Option(300_000, help="--watch: train on at most the latest N rows"),
         rounds: int = typer.Option(None, help="--watch: stop after this many rounds"),
+        wait_rows: int = typer.Option(
+            None,
+            "--wait-rows",
+            min=1,
+            help="first wait until the topic holds this many records to read (from the group's "
+            "offsets or the beginning): KSQL may still be converting the stream",
+        ),
+        wait_timeout: float = typer.Option(
+            600.0, "--wait-timeout", min=0.0, help="--wait-rows: give up after this many seconds"
+        ),
     ) -> None:
         """Fit the autoencoder on the labelled stream and register a model version.
 
@@ -107,7 +117,8 @@ def register(app: typer.Typer) -> None:
         splits by event time 60/20/20, fits preprocessing and the model on the training split,
         picks the threshold on validation (best F1, --alert-budget or --target-precision) and
         reports test metrics next to IsolationForest and PCA baselines. The version lands in
-        MODELS_DIR, becomes LATEST and is announced on fraudstream_models.
+        MODELS_DIR, becomes LATEST and is announced on fraudstream_models. With --wait-rows N
+        it first waits (up to --wait-timeout seconds) until N records are there to read.
         """
         from services.common.kafka import wait_for_broker
         from services.model_registry.registry import ModelRegistry
@@ -128,6 +139,16 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise FraudstreamError(str(exc)) from exc
         wait_for_broker(timeout=15)
+        if wait_rows is not None:
+            from services.trainer.ingest import wait_for_records
+
+            def say(message: str) -> None:
+                typer.echo(message, err=True)
+
+            reached = wait_for_records(
+                topic, group, wait_rows, wait_timeout, say, from_beginning=from_beginning
+            )
+            say(f"{topic}: {reached} records to read")
         try:
             if watch:
                 from services.trainer.watch import WatchOptions

@@ -25,6 +25,7 @@ from services.common.errors import FraudstreamError, ServiceUnavailable
 from services.common.features import N_FEATURES
 from services.common.kafka import make_consumer, topic_partitions
 from services.common.settings import get_settings
+from services.common.waiting import poll_until
 
 BATCH = 10_000
 IDLE_TIMEOUT_S = 30.0
@@ -250,3 +251,53 @@ def commit(dataset: Dataset, group: str, bootstrap: str | None = None) -> None:
         )
     finally:
         consumer.close()
+
+
+def available_records(
+    topic: str,
+    group: str,
+    from_beginning: bool = False,
+    bootstrap: str | None = None,
+    timeout: float = 10.0,
+) -> int:
+    """Offsets `ingest` would read now: from the group's offsets (or the beginning) to the end;
+    0 while the topic does not exist. On a transactional topic (KSQL exactly-once) the commit
+    markers count too, a few per thousand records."""
+    consumer = make_consumer(group, bootstrap)
+    try:
+        try:
+            tps = topic_partitions(consumer, topic, timeout)
+        except ServiceUnavailable:
+            return 0
+        ends = {
+            tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)[1]
+            for tp in tps
+        }
+        starts = _start_positions(consumer, tps, from_beginning, timeout)
+        return sum(max(0, ends[p] - starts[p]) for p in ends)
+    finally:
+        consumer.close()
+
+
+def wait_for_records(
+    topic: str,
+    group: str,
+    rows: int,
+    timeout: float,
+    say: Callable[[str], None],
+    from_beginning: bool = False,
+    bootstrap: str | None = None,
+) -> int:
+    """Block until `available_records` reaches `rows` (KSQL converts the labelled stream while
+    the trainer waits); FraudstreamError after `timeout` seconds, naming how far it got."""
+    return poll_until(
+        lambda: available_records(topic, group, from_beginning, bootstrap),
+        rows,
+        timeout,
+        lambda n: f"waiting for {topic}: {n}/{rows} records",
+        lambda n: (
+            f"{topic}: only {n} of {rows} records within {timeout:.0f}s (is the KSQL server "
+            'running its persistent queries? see `fraudstream ksql query "SHOW QUERIES;"`)'
+        ),
+        say,
+    )
