@@ -128,7 +128,7 @@ def test_wrong_password_is_a_one_line_error_within_seconds(secured_stack: Secure
     assert "refused the credentials of user 'trainer'" in errors[0]
     assert "not-the-password" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    assert elapsed < 60, f"{elapsed:.1f}s"  # Python start-up included; the check itself: < 5 s
+    assert elapsed < 60, f"{elapsed:.1f}s"  # Python start-up included: 8 s here, loaded
 
 
 def test_the_whole_pipeline_runs_over_sasl_ssl(secured_stack: SecuredStack) -> None:
@@ -138,4 +138,5 @@ def test_the_whole_pipeline_runs_over_sasl_ssl(secured_stack: SecuredStack) -> N
     assert last.startswith("records 20000 alerts "), last
     alerts = int(last.split()[3])
     assert alerts > 0
+    assert "SASL authentication error" not in result.stderr  # no scary noise on success
     _assert_no_secret(secured_stack, result.stdout + result.stderr)
