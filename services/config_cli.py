@@ -7,6 +7,8 @@ into a ticket: every setting that is set, where it came from, and no secret's va
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from services.common.config_file import (
@@ -64,7 +66,11 @@ def _origin(name: str, origin: str) -> str:
     entry = config.values.get(name) if config else None
     refs = ", ".join(f"${{{ref}}}" for ref in entry.references) if entry else ""
     file_key = origin.split(" in ")[0]
-    return f"file {file_key}" + (f" from {refs}" if refs else "")
+    if refs:
+        return f"file {file_key} from {refs}"
+    return f"file {file_key}" + (
+        " (written in the file: prefer ${NAME})" if is_secret(name) else ""
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -79,11 +85,24 @@ def register(app: typer.Typer) -> None:
         for name, value, origin in table:
             typer.echo(f"{name:<{width}}  {value or '-':<40}  {origin}")
         config = load_config_file()
+        if (
+            config
+            and _readable_by_others(config.path)
+            and any("written in" in o for *_, o in table)
+        ):
+            typer.echo(
+                f"warning: {config.path} holds a secret and others may read it (chmod 600)",
+                err=True,
+            )
         source = f"file {config.path}" if config else f"no file ({_missing_file()})"
         from_env = sum(origin == "environment" for _, _, origin in table)
         typer.echo(f"{len(table)} settings ({from_env} from the environment; {source})")
 
     app.add_typer(config_app, name="config")
+
+
+def _readable_by_others(path: Path) -> bool:
+    return bool(path.stat().st_mode & 0o044)
 
 
 def _missing_file() -> str:

@@ -216,6 +216,17 @@ def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert last.endswith("from the environment; file fraudstream.toml)") and " settings (" in last
 
 
+def test_config_show_warns_of_a_secret_written_in_a_readable_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, f"[kafka]\nsasl.password = '{SECRET.replace('$', '$$')}'\n")
+    path.chmod(0o644)
+    result = CliRunner().invoke(app, ["config", "show"])
+    assert result.exit_code == 0 and SECRET not in result.output
+    assert "written in the file: prefer ${NAME}" in result.output
+    assert "others may read it" in result.output
+    path.chmod(0o600)
+    assert "others may read it" not in CliRunner().invoke(app, ["config", "show"]).output
+
+
 def test_config_show_reports_a_bad_setting_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", SECRET)  # no user
