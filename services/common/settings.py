@@ -244,8 +244,9 @@ class KafkaSecurity:
             )
         if self.uses_sasl and not (self.sasl_username and self.sasl_password):
             raise FraudstreamError(
-                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
-                "KAFKA_SASL_PASSWORD"
+                f"{where('KAFKA_SECURITY_PROTOCOL')}={protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD (or sasl.username and sasl.password in [kafka] of "
+                "fraudstream.toml)"
             )
         for prop, value in self.ssl:
             if _missing_file(prop, value):
