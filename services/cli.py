@@ -25,6 +25,7 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
+    from services import config_cli
     from services.alerts import cli as alerts_cli
     from services.bench_cli import register as register_bench
     from services.ksql_server import cli as ksql_cli
@@ -46,6 +47,7 @@ def _register_all() -> None:
         scorer_cli,
         alerts_cli,
         pipeline_cli,
+        config_cli,
     ):
         module.register(app)
     register_bench(app)

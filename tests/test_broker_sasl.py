@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AclOperation, AclPermissionType
-from typer.testing import CliRunner
 
 from services.broker.launcher import KafkaBroker, _server_properties
 from services.broker.sasl import (
@@ -27,7 +26,6 @@ from services.broker.sasl import (
     apply_acls,
     project_acls,
 )
-from services.cli import app
 from services.common.errors import FraudstreamError
 from services.common.kafka import (
     KafkaAuthenticationFailed,
@@ -118,12 +116,6 @@ def test_sasl_server_properties_and_acls() -> None:
         AclOperation.ALTER,
         AclOperation.ALTER_CONFIGS,
     }
-
-
-def test_stack_up_sasl_refuses_components_without_sasl_clients() -> None:
-    result = CliRunner().invoke(app, ["stack", "up", "--sasl"])
-    assert result.exit_code != 0
-    assert "--only kafka" in str(result.exception)
 
 
 # --- against a real SASL broker ------------------------------------------------------------------

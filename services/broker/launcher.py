@@ -5,8 +5,10 @@ and are kept under `$FRAUDSTREAM_HOME/kafka/libs`; the storage is formatted once
 keeps topics and data.
 
 With `FRAUDSTREAM_BROKER_SASL=true` (or `stack up --sasl`) the broker is formatted with one SCRAM
-user per service and started with SASL and the ACL authorizer (services/broker/sasl.py). A data
-directory formatted that way stays that way: starting it without the flag keeps SASL on, so
+user per service and started with SASL and the ACL authorizer (services/broker/sasl.py);
+`FRAUDSTREAM_BROKER_TLS=true` as well (or `stack up --sasl-ssl`) makes its client listener
+SASL_SSL, with a CA and certificate it makes itself (services/broker/tls.py). A data directory
+set up that way stays that way: starting it without the flags keeps SASL (and TLS) on, so
 protection is never dropped by a forgotten setting.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.broker.sasl import ADMIN_USER, SaslUsers, sasl_server_properties
+from services.broker.tls import BrokerTls
 from services.common.errors import FraudstreamError
 from services.common.kafka import broker_reachable, wait_for_broker
 from services.common.process import ManagedProcess, port_in_use
@@ -80,6 +83,11 @@ class KafkaBroker:
     @property
     def sasl_dir(self) -> Path:
         return self.root / "sasl"
+
+    @property
+    def tls(self) -> BrokerTls:
+        """Where the CA (`ca.pem`, for clients) and the broker's keystore are kept."""
+        return BrokerTls(self.root / "tls")
 
     @property
     def port(self) -> int:
@@ -150,32 +158,49 @@ class KafkaBroker:
         """The SCRAM users this broker was formatted with; None for a PLAINTEXT broker."""
         return SaslUsers.load(self.sasl_dir)
 
+    def ca(self) -> Path | None:
+        """The CA clients must trust: set when the listener is SASL_SSL."""
+        return self.tls.ca if self.tls.exists() else None
+
+    def client_config(self, user: str = ADMIN_USER) -> dict[str, str]:
+        """Client properties to reach this broker as `user` (empty for PLAINTEXT)."""
+        users = self.sasl_users()
+        return users.client_config(user, self.ca()) if users else {}
+
     def admin_config(self) -> dict[str, str]:
         """Client properties to reach this broker as its admin (empty for PLAINTEXT)."""
+        return self.client_config(ADMIN_USER)
+
+    def client_env(self, user: str) -> dict[str, str]:
+        """The environment that makes a service connect as `user` (empty for PLAINTEXT)."""
         users = self.sasl_users()
-        return users.client_config(ADMIN_USER) if users else {}
+        return users.client_env(user, self.address, self.ca()) if users else {}
 
     def _prepare_sasl(self) -> SaslUsers | None:
         """The users to start with: those of the data directory, or new ones for a fresh one
-        when SASL is asked for; a PLAINTEXT data directory cannot be switched."""
+        when SASL is asked for; a PLAINTEXT data directory cannot be switched. TLS, once asked
+        for, is made here and kept."""
         users = self.sasl_users()
-        if users is not None or not self.settings.broker_sasl:
-            return users
-        if (self.data_dir / "meta.properties").exists():
-            raise FraudstreamError(
-                f"the Kafka data directory {self.data_dir} was formatted without SASL users; "
-                f"{BROKER_SASL_ENV}=true needs a fresh one (remove it, or use another "
-                "FRAUDSTREAM_HOME)"
-            )
-        users = SaslUsers.generate()
-        users.save(self.sasl_dir, self.address)
+        wants_tls = self.settings.broker_tls or self.tls.exists()
+        if users is None and (self.settings.broker_sasl or wants_tls):
+            if (self.data_dir / "meta.properties").exists():
+                raise FraudstreamError(
+                    f"the Kafka data directory {self.data_dir} was formatted without SASL users; "
+                    f"{BROKER_SASL_ENV}=true needs a fresh one (remove it, or use another "
+                    "FRAUDSTREAM_HOME)"
+                )
+            users = SaslUsers.generate()
+        if users is not None:
+            tls = self.tls.ensure() if wants_tls else None
+            users.save(self.sasl_dir, self.address, tls)
         return users
 
     def write_config(self, users: SaslUsers | None = None) -> None:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:  # 0600: with SASL it holds the admin's password
-            out.write(_server_properties(self.port, self.data_dir, users))
+            tls = self.tls if users and self.tls.exists() else None
+            out.write(_server_properties(self.port, self.data_dir, users, tls))
         self.log4j_file.write_text(_log4j2_properties(self.settings.logs_dir / "kafka.log"))
 
     def format_storage(self, users: SaslUsers | None = None) -> None:
@@ -295,8 +320,10 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 """
 
 
-def _server_properties(port: int, data_dir: Path, users: SaslUsers | None = None) -> str:
-    listeners = sasl_server_properties(port, users) if users else _plaintext_listeners(port)
+def _server_properties(
+    port: int, data_dir: Path, users: SaslUsers | None = None, tls: BrokerTls | None = None
+) -> str:
+    listeners = sasl_server_properties(port, users, tls) if users else _plaintext_listeners(port)
     return f"""# Written by fraudstream: one KRaft node, broker and controller, on loopback.
 process.roles=broker,controller
 node.id=1

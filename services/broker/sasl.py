@@ -30,6 +30,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from services.broker.tls import BrokerTls, write_private
+from services.common.config_file import env_name
 from services.common.errors import FraudstreamError
 from services.common.kafka import make_admin
 from services.common.topics import MODELS_TOPIC
@@ -75,16 +77,27 @@ class SaslUsers:
         # hex only: the password appears in JAAS and --add-scram syntax, which have no escaping
         return cls({user: secrets.token_hex(24) for user in users})
 
-    def client_config(self, user: str) -> dict[str, str]:
-        """The Confluent client properties to connect as `user`."""
+    def client_config(self, user: str, ca: Path | None = None) -> dict[str, str]:
+        """The Confluent client properties to connect as `user` (over TLS, trusting `ca`, when
+        the broker's listener is SASL_SSL)."""
         if user not in self.passwords:
             raise FraudstreamError(f"no SASL user {user!r} (known: {', '.join(self.passwords)})")
-        return {
-            "security.protocol": "SASL_PLAINTEXT",
+        conf = {
+            "security.protocol": "SASL_SSL" if ca else "SASL_PLAINTEXT",
             "sasl.mechanism": MECHANISM,
             "sasl.username": user,
             "sasl.password": self.passwords[user],
         }
+        if ca:
+            conf["ssl.ca.location"] = str(ca)
+        return conf
+
+    def client_env(self, user: str, bootstrap: str, ca: Path | None = None) -> dict[str, str]:
+        """The environment variables that give a service `user`'s client properties."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+        for prop, value in self.client_config(user, ca).items():
+            env[env_name("kafka", prop)] = value
+        return env
 
     def scram_arguments(self) -> list[str]:
         """`kafka-storage format` arguments that create every user's SCRAM credential."""
@@ -94,26 +107,22 @@ class SaslUsers:
         return args
 
     # --- files -------------------------------------------------------------------------------
-    def save(self, folder: Path, bootstrap: str) -> None:
+    def save(self, folder: Path, bootstrap: str, tls: BrokerTls | None = None) -> None:
         """users.json for the launcher, a sourceable `<user>.env` and a Java client
-        `<user>.properties` per user, all 0600."""
+        `<user>.properties` per user, all 0600 (rewritten at each start: TLS may be new)."""
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
         _write_private(folder / "users.json", json.dumps(self.passwords, indent=1))
+        ca = tls.ca if tls else None
         for user, password in self.passwords.items():
-            _write_private(
-                folder / f"{user}.env",
-                f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}\n"
-                "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT\n"
-                f"KAFKA_SASL_MECHANISM={MECHANISM}\n"
-                f"KAFKA_SASL_USERNAME={user}\n"
-                f"KAFKA_SASL_PASSWORD={password}\n",
-            )
+            env = self.client_env(user, bootstrap, ca)
+            _write_private(folder / f"{user}.env", "".join(f"{k}={v}\n" for k, v in env.items()))
+            java_tls = f"ssl.truststore.type=PEM\nssl.truststore.location={ca}\n" if ca else ""
             _write_private(
                 folder / f"{user}.properties",
-                "security.protocol=SASL_PLAINTEXT\n"
+                f"security.protocol={env['KAFKA_SECURITY_PROTOCOL']}\n"
                 f"sasl.mechanism={MECHANISM}\n"
-                f"sasl.jaas.config={_scram_login(user, password)}\n",
+                f"sasl.jaas.config={_scram_login(user, password)}\n{java_tls}",
             )
 
     @classmethod
@@ -131,11 +140,7 @@ class SaslUsers:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, created so from the start (no readable window)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(path, 0o600)
+    write_private(path, text.encode())
 
 
 def _scram_login(user: str, password: str) -> str:
@@ -145,31 +150,34 @@ def _scram_login(user: str, password: str) -> str:
     )
 
 
-def sasl_server_properties(port: int, users: SaslUsers) -> str:
-    """server.properties lines for a SASL_PLAINTEXT client listener (SCRAM-SHA-512) and a
-    SASL_PLAINTEXT controller listener (PLAIN), with the StandardAuthorizer."""
+def sasl_server_properties(port: int, users: SaslUsers, tls: BrokerTls | None = None) -> str:
+    """server.properties lines for a SASL_PLAINTEXT client listener (SASL_SSL with `tls`),
+    SCRAM-SHA-512, and a SASL_PLAINTEXT controller listener (PLAIN) on loopback, with the
+    StandardAuthorizer."""
     admin = users.passwords[ADMIN_USER]
     scram = _scram_login(ADMIN_USER, admin)
     plain = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
         f'username="{ADMIN_USER}" password="{admin}" user_{ADMIN_USER}="{admin}";'
     )
-    return f"""listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}
-advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}
+    listener = "SASL_SSL" if tls else "SASL_PLAINTEXT"
+    name = listener.lower()
+    return f"""listeners={listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}
+advertised.listeners={listener}://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=SASL_PLAINTEXT
-listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name={listener}
+listener.security.protocol.map={listener}:{listener},CONTROLLER:SASL_PLAINTEXT
 sasl.enabled.mechanisms={MECHANISM}
 sasl.mechanism.inter.broker.protocol={MECHANISM}
 sasl.mechanism.controller.protocol={CONTROLLER_MECHANISM}
-listener.name.sasl_plaintext.sasl.enabled.mechanisms={MECHANISM}
-listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config={scram}
+listener.name.{name}.sasl.enabled.mechanisms={MECHANISM}
+listener.name.{name}.{MECHANISM.lower()}.sasl.jaas.config={scram}
 listener.name.controller.sasl.enabled.mechanisms={CONTROLLER_MECHANISM}
 listener.name.controller.{CONTROLLER_MECHANISM.lower()}.sasl.jaas.config={plain}
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:{ADMIN_USER}
 allow.everyone.if.no.acl.found=false
-"""
+{tls.server_properties() if tls else ""}"""
 
 
 # --- ACLs ------------------------------------------------------------------------------------

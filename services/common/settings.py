@@ -1,7 +1,8 @@
 """Typed settings, read once from the environment variables fixed in DESIGN.md.
 
 Every service takes its addresses from here, so the embedded stack and docker compose differ only
-in the environment, never in code.
+in the environment, never in code. A value missing from the environment may come from
+`fraudstream.toml` (services/common/config_file.py: same names, `${ENV}` references for secrets).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common.config_file import KAFKA_CLIENT_PROPERTIES, env_name, lookup, where
 from services.common.errors import FraudstreamError
 
 ENV_DEFAULTS: dict[str, str] = {
@@ -35,6 +37,8 @@ HTTP_SECURITY_ENV: dict[str, str] = {
     "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "",
     "KSQL_BASIC_AUTH_USER_INFO": "",
     "FRAUDSTREAM_HTTP_CA_FILE": "",
+    "SCHEMA_REGISTRY_SSL_CA_LOCATION": "",
+    "KSQL_SSL_CA_LOCATION": "",
 }
 """Optional HTTP security settings (docs/security.md): authentication, TLS, allowed Host names and
 timeouts of the two HTTP servers, and the credentials and CA the project's own clients use. Unlike
@@ -42,22 +46,24 @@ ENV_DEFAULTS a container need not set them: empty means off."""
 
 
 KAFKA_SECURITY_ENV: dict[str, str] = {
-    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
-    "KAFKA_SASL_MECHANISM": "sasl.mechanism",
-    "KAFKA_SASL_USERNAME": "sasl.username",
-    "KAFKA_SASL_PASSWORD": "sasl.password",
+    env_name("kafka", prop): prop for prop in KAFKA_CLIENT_PROPERTIES if prop != "bootstrap.servers"
 }
 """Optional Kafka client security settings: environment variable -> the Confluent client
-property it sets. Unset (the default) means PLAINTEXT without authentication. Kept apart from
-ENV_DEFAULTS: they have no default every container must set."""
+property it sets (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`, the allow-list of
+services/common/config_file.py). Unset (the default) means PLAINTEXT without authentication. Kept
+apart from ENV_DEFAULTS: they have no default every container must set."""
 BROKER_SASL_ENV = "FRAUDSTREAM_BROKER_SASL"
 """`true` starts the embedded broker with SASL/SCRAM and the ACL authorizer (docs/security.md)."""
+BROKER_TLS_ENV = "FRAUDSTREAM_BROKER_TLS"
+"""`true` (with SASL) makes the embedded broker's client listener SASL_SSL, with a CA and
+certificates it makes itself (services/broker/tls.py)."""
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 def _env(name: str) -> str:
-    return os.environ.get(name) or ENV_DEFAULTS.get(name) or HTTP_SECURITY_ENV[name]
+    """The environment, else fraudstream.toml, else the default."""
+    return lookup(name, ENV_DEFAULTS.get(name) or HTTP_SECURITY_ENV[name]).value
 
 
 def _path_env(name: str) -> Path | None:
@@ -133,10 +139,20 @@ class HttpClientSettings:
     )
     ca_file: Path | None = field(default_factory=lambda: _path_env("FRAUDSTREAM_HTTP_CA_FILE"))
     """PEM bundle that signs the servers' certificates (https URLs); unset: the system's."""
+    schema_registry_ca_file: Path | None = field(
+        default_factory=lambda: _path_env("SCHEMA_REGISTRY_SSL_CA_LOCATION")
+    )
+    """The registry's own CA (`ssl.ca.location` of the registry client), else `ca_file`."""
+    ksql_ca_file: Path | None = field(default_factory=lambda: _path_env("KSQL_SSL_CA_LOCATION"))
+
+    def ca_for(self, service: str | None) -> Path | None:
+        """The CA to trust for `service` ("schema-registry" or "ksql"; None: the shared one)."""
+        own = {"schema-registry": self.schema_registry_ca_file, "ksql": self.ksql_ca_file}
+        return own.get(service or "") or self.ca_file
 
 
 def _optional_env(name: str) -> str:
-    return os.environ.get(name, "").strip()
+    return lookup(name).value.strip()
 
 
 def _flag_env(name: str) -> bool:
@@ -170,6 +186,17 @@ class Secret:
     __str__ = __repr__
 
 
+_SASL_PROPERTIES = ("security.protocol", "sasl.mechanism", "sasl.username", "sasl.password")
+_FILE_PROPERTIES = (
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.keystore.location",
+)
+"""Properties naming a file: checked at start, so a typo is an error now rather than a
+handshake that fails later (`probe` is librdkafka's "look for the system's CA")."""
+
+
 @dataclass(frozen=True)
 class KafkaSecurity:
     """How clients authenticate to Kafka, with the Confluent clients' property names."""
@@ -178,14 +205,26 @@ class KafkaSecurity:
     sasl_mechanism: str = ""
     sasl_username: str = ""
     sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl: tuple[tuple[str, str | Secret], ...] = ()
+    """The other allow-listed properties that are set (`ssl.*`), secrets wrapped in Secret."""
 
     @classmethod
     def from_env(cls) -> KafkaSecurity:
+        """From the environment (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`, …),
+        else from fraudstream.toml's [kafka] table."""
+        ssl: list[tuple[str, str | Secret]] = []
+        for name, prop in KAFKA_SECURITY_ENV.items():
+            if prop in _SASL_PROPERTIES:
+                continue
+            value = lookup(name).value.strip()
+            if value:
+                ssl.append((prop, Secret(value) if _secret_property(prop) else value))
         security = cls(
             security_protocol=_optional_env("KAFKA_SECURITY_PROTOCOL").upper(),
             sasl_mechanism=_optional_env("KAFKA_SASL_MECHANISM").upper(),
             sasl_username=_optional_env("KAFKA_SASL_USERNAME"),
-            sasl_password=Secret(os.environ.get("KAFKA_SASL_PASSWORD", "")),
+            sasl_password=Secret(lookup("KAFKA_SASL_PASSWORD").value),
+            ssl=tuple(ssl),
         )
         security.check()
         return security
@@ -195,16 +234,23 @@ class KafkaSecurity:
         protocol, mechanism = self.security_protocol, self.sasl_mechanism
         if protocol and protocol not in SECURITY_PROTOCOLS:
             choices = ", ".join(SECURITY_PROTOCOLS)
-            raise FraudstreamError(f"KAFKA_SECURITY_PROTOCOL={protocol!r}: choose one of {choices}")
+            raise FraudstreamError(
+                f"{where('KAFKA_SECURITY_PROTOCOL')}={protocol!r}: choose one of {choices}"
+            )
         if mechanism and mechanism not in SASL_MECHANISMS:
             raise FraudstreamError(
-                f"KAFKA_SASL_MECHANISM={mechanism!r}: choose one of {', '.join(SASL_MECHANISMS)}"
+                f"{where('KAFKA_SASL_MECHANISM')}={mechanism!r}: choose one of "
+                f"{', '.join(SASL_MECHANISMS)}"
             )
         if self.uses_sasl and not (self.sasl_username and self.sasl_password):
             raise FraudstreamError(
-                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
-                "KAFKA_SASL_PASSWORD"
+                f"{where('KAFKA_SECURITY_PROTOCOL')}={protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD (or sasl.username and sasl.password in [kafka] of "
+                "fraudstream.toml)"
             )
+        for prop, value in self.ssl:
+            if _missing_file(prop, value):
+                raise FraudstreamError(f"{where(env_name('kafka', prop))}={value}: no such file")
 
     @property
     def uses_sasl(self) -> bool:
@@ -219,6 +265,8 @@ class KafkaSecurity:
             conf["sasl.mechanism"] = self.sasl_mechanism or "SCRAM-SHA-512"
             conf["sasl.username"] = self.sasl_username
             conf["sasl.password"] = self.sasl_password.reveal()
+        for prop, value in self.ssl:
+            conf[prop] = value.reveal() if isinstance(value, Secret) else value
         return conf
 
     def describe(self) -> str:
@@ -227,6 +275,16 @@ class KafkaSecurity:
             return self.security_protocol or "PLAINTEXT"
         mechanism = self.sasl_mechanism or "SCRAM-SHA-512"
         return f"{self.security_protocol} {mechanism} as user {self.sasl_username!r}"
+
+
+def _missing_file(prop: str, value: str | Secret) -> bool:
+    if prop not in _FILE_PROPERTIES or not isinstance(value, str) or value == "probe":
+        return False
+    return not Path(value).expanduser().is_file()
+
+
+def _secret_property(prop: str) -> bool:
+    return KAFKA_CLIENT_PROPERTIES.get(prop, False)
 
 
 @dataclass(frozen=True)
@@ -241,6 +299,8 @@ class Settings:
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity.from_env)
     broker_sasl: bool = field(default_factory=lambda: _flag_env(BROKER_SASL_ENV))
     """Start the embedded broker with SASL/SCRAM and the ACL authorizer."""
+    broker_tls: bool = field(default_factory=lambda: _flag_env(BROKER_TLS_ENV))
+    """With broker_sasl: the client listener is SASL_SSL (a CA and certificates made locally)."""
     http_server: HttpServerSettings = field(default_factory=HttpServerSettings)
     http_client: HttpClientSettings = field(default_factory=HttpClientSettings)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from services.common.errors import ServiceUnavailable
-from services.common.kafka import end_offsets, make_consumer
+from services.common.kafka import end_offsets, make_consumer, quiet_logging
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class TopicMark:
 
 
 def mark(topic: str, bootstrap: str | None = None) -> TopicMark:
-    consumer = make_consumer("fraudstream-run-probe", bootstrap)
+    consumer = make_consumer("fraudstream-run-probe", bootstrap, **quiet_logging())
     try:
         return TopicMark(topic, end_offsets(consumer, topic))
     except (ServiceUnavailable, KafkaException):  # not created yet

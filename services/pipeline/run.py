@@ -74,6 +74,9 @@ def prepare_data(options: RunOptions, say: Say) -> Path:
 
 
 def start_stack(state: RunState, say: Say) -> None:
+    """Start what does not answer yet, then check that the broker takes this run's own
+    credentials: a wrong password is a one-line error now, not a stage that waits forever."""
+    from services.common.kafka import wait_for_broker
     from services.stack.components import stack_components
 
     for component in stack_components(get_settings()):
@@ -81,6 +84,7 @@ def start_stack(state: RunState, say: Say) -> None:
             say(f"starting {component.name} …")
             component.start()
             state.started_components.append(component)
+    wait_for_broker(timeout=30)
 
 
 def apply_ksql(say: Say) -> int:

@@ -150,7 +150,9 @@ class RegistryApp:
 
     async def _forward(self, request: Request, leader: str) -> Response:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=30.0, verify=http_clients.verify())
+            self._http = httpx.AsyncClient(
+                timeout=30.0, verify=http_clients.verify(service="schema-registry")
+            )
         body = getattr(request.state, "raw_body", b"")
         # the leader checks the caller's own credentials, as Confluent's forwarding does
         caller_auth = {"authorization": request.headers.get("authorization", "")}

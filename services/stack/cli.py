@@ -15,10 +15,10 @@ from services.stack.components import Component, stack_components
 stack_app = typer.Typer(help="Start, stop and report the embedded stack (Kafka, registry, KSQL).")
 
 
-def _select(only: str | None, sasl: bool = False) -> list[Component]:
+def _select(only: str | None, sasl: bool = False, sasl_ssl: bool = False) -> list[Component]:
     settings = get_settings()
-    if sasl:
-        settings = replace(settings, broker_sasl=True)
+    if sasl or sasl_ssl:
+        settings = replace(settings, broker_sasl=True, broker_tls=sasl_ssl or settings.broker_tls)
     components = stack_components(settings)
     if only:
         wanted = {n.strip() for n in only.split(",") if n.strip()}
@@ -29,12 +29,6 @@ def _select(only: str | None, sasl: bool = False) -> list[Component]:
                 f"choose from {', '.join(names)}"
             )
         components = [c for c in components if c.name in wanted]
-    if settings.broker_sasl and any(c.name != "kafka" for c in components):
-        raise FraudstreamError(
-            "a SASL broker is started alone for now (the stack does not yet hand each server its "
-            "own SASL user): add --only kafka, then start `registry serve` / `ksql serve` with "
-            "their user's settings ($FRAUDSTREAM_HOME/kafka/sasl/<user>.env)"
-        )
     return components
 
 
@@ -47,9 +41,9 @@ def _line(component: Component) -> str:
     return f"{component.name:<16} {component.address:<24} {state}{origin}{mem}"
 
 
-def up(only: str | None = None, sasl: bool = False) -> list[Component]:
+def up(only: str | None = None, sasl: bool = False, sasl_ssl: bool = False) -> list[Component]:
     """Start every selected component in order and wait until each is healthy."""
-    components = _select(only, sasl)
+    components = _select(only, sasl, sasl_ssl)
     for component in components:
         if not component.healthy():
             typer.echo(f"starting {component.name} …", err=True)
@@ -72,12 +66,21 @@ def register(app: typer.Typer) -> None:
             False,
             "--sasl",
             help="broker with SASL/SCRAM users per service and ACLs (only the trainer writes "
-            "fraudstream_models); needs --only kafka and a fresh data directory; "
-            "also FRAUDSTREAM_BROKER_SASL=true",
+            "fraudstream_models); the registry and KSQL server connect as their own users; "
+            "needs a fresh data directory; also FRAUDSTREAM_BROKER_SASL=true",
+        ),
+        sasl_ssl: bool = typer.Option(
+            False,
+            "--sasl-ssl",
+            help="as --sasl, over TLS (SASL_SSL) with a CA and certificate made locally "
+            "($FRAUDSTREAM_HOME/kafka/tls/ca.pem); also FRAUDSTREAM_BROKER_TLS=true",
         ),
     ) -> None:
-        """Start the embedded stack and wait until each component is healthy."""
-        components = up(only, sasl)
+        """Start the embedded stack and wait until each component is healthy.
+
+        With --sasl or --sasl-ssl, each service's credentials are in
+        $FRAUDSTREAM_HOME/kafka/sasl/<user>.env (source one before running that service)."""
+        components = up(only, sasl, sasl_ssl)
         for component in components:
             typer.echo(_line(component))
         if not detach:

@@ -39,8 +39,10 @@ class BrokerComponent:
             from services.broker.sasl import apply_acls, project_acls
 
             apply_acls(self.broker.address, self.broker.admin_config(), project_acls())
+            ca = self.broker.ca()
             print(
-                f"SASL on: credentials per service in {self.broker.sasl_dir}/<user>.env",
+                f"SASL{'_SSL' if ca else ''} on: credentials per service in "
+                f"{self.broker.sasl_dir}/<user>.env" + (f", CA {ca}" if ca else ""),
                 file=sys.stderr,
             )
 
@@ -62,6 +64,8 @@ class HttpServerComponent:
     settings: Settings
     client_kind: Service
     """Whose credentials and CA the health probe uses (docs/security.md)."""
+    kafka_user: str | None = None
+    """The SASL user it connects to the embedded broker as, when that broker has SASL on."""
     start_timeout: float = 60.0
 
     @property
@@ -94,9 +98,10 @@ class HttpServerComponent:
                 f"port {port} is taken by a program that does not answer as the {self.name}"
             )
         proc = self.process
-        proc.start(
-            [sys.executable, "-m", "services.cli", *self.serve_args], settings_env(self.settings)
-        )
+        env = settings_env(self.settings)
+        if self.kafka_user:  # the embedded broker's SASL user for this server, if SASL is on
+            env.update(KafkaBroker(self.settings).client_env(self.kafka_user))
+        proc.start([sys.executable, "-m", "services.cli", *self.serve_args], env)
         proc.wait_healthy(self.healthy, self.start_timeout)
 
     def stop(self) -> bool:
@@ -136,6 +141,7 @@ def stack_components(settings: Settings) -> list[Component]:
             ("registry", "serve"),
             settings,
             "schema-registry",
+            kafka_user="schema-registry",
         ),
         HttpServerComponent(
             "ksql-server",
@@ -144,5 +150,6 @@ def stack_components(settings: Settings) -> list[Component]:
             ("ksql", "serve", *(f"--property={p}" for p in KSQL_SERVER_PROPERTIES)),
             settings,
             "ksql",
+            kafka_user="ksql",
         ),
     ]

@@ -1,8 +1,10 @@
 """What the project's own clients send to a protected KSQL server or Schema Registry.
 
 Credentials come from `SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO` / `KSQL_BASIC_AUTH_USER_INFO`
-(`user:password`, confluent-kafka's `basic.auth.user.info` form) and the CA that signs the
-servers' certificates from `FRAUDSTREAM_HTTP_CA_FILE`. Every client of the two servers (the
+(`user:password`, confluent-kafka's `basic.auth.user.info` form, or `basic.auth.user.info` in
+fraudstream.toml's [schema_registry] / [ksql] tables) and the CA that signs the servers'
+certificates from `SCHEMA_REGISTRY_SSL_CA_LOCATION` / `KSQL_SSL_CA_LOCATION`, else
+`FRAUDSTREAM_HTTP_CA_FILE`. Every client of the two servers (the
 stack's health checks, `fraudstream ksql …`, the KSQL server's registry client, the Avro serdes)
 builds its connection through here, so turning security on is a matter of the environment.
 """
@@ -36,15 +38,19 @@ def basic_auth(
     return user, password
 
 
-def verify(settings: HttpClientSettings | None = None) -> str | bool:
-    """httpx's `verify=`: the configured CA file, else the system's trust store."""
+def verify(
+    settings: HttpClientSettings | None = None, service: Service | None = None
+) -> str | bool:
+    """httpx's `verify=`: the service's CA file (`<SERVICE>_SSL_CA_LOCATION`, else
+    FRAUDSTREAM_HTTP_CA_FILE), else the system's trust store."""
     client = settings or get_settings().http_client
-    return str(client.ca_file) if client.ca_file is not None else True
+    ca = client.ca_for(service)
+    return str(ca) if ca is not None else True
 
 
 def httpx_options(service: Service, settings: HttpClientSettings | None = None) -> dict[str, Any]:
     """`auth` and `verify` keyword arguments for an httpx call or client."""
-    options: dict[str, Any] = {"verify": verify(settings)}
+    options: dict[str, Any] = {"verify": verify(settings, service)}
     auth = basic_auth(service, settings)
     if auth is not None:
         options["auth"] = auth
@@ -58,8 +64,9 @@ def registry_client_conf(url: str, settings: HttpClientSettings | None = None) -
     basic_auth("schema-registry", client)  # validates the form
     if client.schema_registry_user_info:
         conf["basic.auth.user.info"] = client.schema_registry_user_info
-    if client.ca_file is not None:
-        conf["ssl.ca.location"] = str(client.ca_file)
+    ca = client.ca_for("schema-registry")
+    if ca is not None:
+        conf["ssl.ca.location"] = str(ca)
     return conf
 
 

@@ -174,10 +174,15 @@ class Runner:
                     try:
                         import httpx
 
-                        httpx.get(self.registry_url + "/subjects", timeout=2.0).raise_for_status()
-                        from confluent_kafka.schema_registry import SchemaRegistryClient
+                        from services.common.avro import registry_client
+                        from services.common.http.clients import httpx_options
 
-                        self._registry = SchemaRegistryClient({"url": self.registry_url})
+                        httpx.get(
+                            self.registry_url + "/subjects",
+                            timeout=2.0,
+                            **httpx_options("schema-registry"),
+                        ).raise_for_status()
+                        self._registry = registry_client(self.registry_url)
                         ok = True
                     except Exception:
                         ok = False
