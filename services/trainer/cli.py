@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         from services.common.kafka import wait_for_broker
         from services.model_registry.registry import ModelRegistry
         from services.trainer import api
-        from services.trainer.core import TrainingDataError
+        from services.trainer.errors import TrainingDataError
 
         try:
             config = api.make_config(
@@ -161,8 +161,9 @@ def register(app: typer.Typer) -> None:
                     models_topic=models_topic,
                 )
         except TrainingDataError as exc:
-            raise FraudstreamError(
-                f"{exc} on {topic} (group {group}); use --from-beginning to re-read the topic"
+            raise TrainingDataError(
+                f"{exc} on {topic} (group {group}); use --from-beginning to re-read the topic",
+                code=exc.code,
             ) from exc
         source = mv.metrics.get("source", {})
         rejected = source.get("rejected") or {}

@@ -28,7 +28,7 @@ from confluent_kafka.admin import NewTopic
 from services.common.kafka import client_config, make_admin
 from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
-from services.ksql_server.errors import UnsupportedError
+from services.ksql_server.errors import KsqlServiceError, UnsupportedError
 from services.ksql_server.formats import make_deserializer, make_serializer
 from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
@@ -138,8 +138,10 @@ def normalize(value: Any) -> Any:
     return value
 
 
-class Unsupported(Exception):
+class Unsupported(KsqlServiceError):
     """Raised inside the runner for a case feature the engine does not implement."""
+
+    default_code = "unsupported"
 
 
 # ----------------------------------------------------------------------------- runner

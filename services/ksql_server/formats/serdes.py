@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from services.common.errors import RecordRejected
 from services.ksql_server import types as T
-from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.errors import KsqlError, KsqlServiceError, UnsupportedError
 from services.ksql_server.formats.columnar import delimited_columns_decoder
 from services.ksql_server.metastore import Column, FormatInfo
 from services.ksql_server.types import SqlType
@@ -32,8 +33,12 @@ SUPPORTED = ("KAFKA", "JSON", "DELIMITED", "AVRO", "NONE")
 KNOWN = (*SUPPORTED, "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
 
 
-class SerdeError(ValueError):
-    """A record that cannot be (de)serialized; the message is the processing-log reason."""
+class SerdeError(KsqlServiceError, RecordRejected):
+    """A record that cannot be (de)serialized; the message is the processing-log reason.
+
+    A `RecordRejected` (and so still a `ValueError`): the record is skipped, nothing else fails."""
+
+    default_code = "serde"
 
 
 def validate_format(fmt: FormatInfo, columns: Sequence[Column], is_key: bool) -> None:
