@@ -21,8 +21,9 @@ from services.ksql_server.formats.columnar import (
     delimited_columns_decoder,
     encode_avro,
 )
+from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.serdes import SerdeError, deserialize_batch
-from services.ksql_server.metastore import DataSource, FormatInfo, MetaStore
+from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser.parser import parse
 from services.ksql_server.planner.plan import plan_select
 from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
