@@ -23,7 +23,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from services.common.errors import FraudstreamError, ServiceUnavailable
+from services.common.errors import FraudstreamError, ServiceUnavailable, kafka_error_code
 from services.common.settings import get_settings
 
 Config = dict[str, Any]
@@ -187,7 +187,7 @@ def ensure_topic(
     try:
         futures[name].result(timeout)
     except KafkaException as exc:
-        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+        if kafka_error_code(exc) != "kafka_topic_already_exists":
             raise
         return False
     _wait_for_leaders(admin, name, timeout)
@@ -236,7 +236,7 @@ def delete_topics(
         try:
             fut.result(timeout)
         except KafkaException as exc:
-            if "UNKNOWN_TOPIC_OR_PART" not in str(exc):
+            if kafka_error_code(exc) != "kafka_unknown_topic_or_part":
                 raise
 
 

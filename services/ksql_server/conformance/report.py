@@ -52,7 +52,7 @@ def run_and_report(
     for f, c in sorted(per_file.items()):
         table.add_row(f, str(c["passed"]), str(c["failed"]), str(c["skipped"]))
     console.print(table)
-    reasons = collections.Counter(r.reason.split(":")[0] for r in results if r.status == "skipped")
+    reasons = collections.Counter(r.feature for r in results if r.status == "skipped")
     if reasons:
         console.print(
             "skipped because: " + ", ".join(f"{k} ({v})" for k, v in reasons.most_common(12))
