@@ -36,6 +36,8 @@ _QUIET.setLevel(logging.CRITICAL)
 class KafkaAuthenticationFailed(FraudstreamError):
     """The broker refused the client's credentials (wrong user, password or mechanism)."""
 
+    default_code = "kafka_authentication"
+
 
 def client_config(bootstrap: str | None = None) -> Config:
     """What every client needs: the bootstrap address and the security settings (SASL). A

@@ -54,6 +54,8 @@ def may_have_body(scope: Scope, headers: dict[str, str]) -> bool:
 class BodyLimitExceeded(FraudstreamError):
     """A request body over the byte limit (413) or too slow to arrive (408)."""
 
+    default_code = "body_too_large"
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message, code="body_too_large" if status == 413 else "body_timeout")
         self.status = status
