@@ -7,8 +7,10 @@ new module or a new error class is checked without anyone listing it. It also ho
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+import json
 import pkgutil
 import subprocess
 import sys
@@ -106,6 +108,43 @@ def test_default_codes_are_snake_case(name: str, cls: type[BaseException]) -> No
     if not issubclass(cls, FraudstreamError):
         pytest.skip("not in the family (pending)")
     assert CODE_PATTERN.fullmatch(cls.default_code), f"{name}.default_code"
+
+
+def _code_literals() -> list[tuple[str, str]]:
+    """(where, code) of every `code="..."` keyword and `default_code = "..."` in services/."""
+    root = Path(services.__file__).parent
+    found: list[tuple[str, str]] = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            value: ast.expr | None = None
+            if isinstance(node, ast.keyword) and node.arg == "code":
+                value = node.value
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "default_code" for t in node.targets
+            ):
+                value = node.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.append((f"{path.relative_to(root.parent)}:{value.lineno}", value.value))
+    return found
+
+
+def test_every_code_written_in_the_source_is_snake_case() -> None:
+    literals = _code_literals()
+    assert len(literals) > 30
+    bad = [f"{where}: {code!r}" for where, code in literals if not CODE_PATTERN.fullmatch(code)]
+    assert not bad, "\n".join(bad)
+
+
+def test_processing_log_entries_carry_a_code() -> None:
+    from services.ksql_server.runtime.processor import ProcessingLog
+
+    written: list[bytes] = []
+    plog = ProcessingLog(lambda _topic, value: written.append(value), "plog")
+    plog("Q1", "KsqlTopic.Source.deserializer", "bad", b"x", code="deserialize_value")
+    plog("Q1", "Project", "boom", None)
+    entries = [json.loads(value) for value in written]
+    assert [e["code"] for e in entries] == ["deserialize_value", "processing"]
+    assert entries[0]["message"]["deserializationError"]["errorMessage"] == "bad"
 
 
 def test_code_tables_are_snake_case_and_stable() -> None:
