@@ -128,6 +128,22 @@ def _code_literals() -> list[tuple[str, str]]:
     return found
 
 
+def test_services_with_a_root_raise_their_own_errors() -> None:
+    """A service with its own root raises it (or a shared error such as ServiceUnavailable),
+    never the bare FraudstreamError: a caller can then tell which service spoke."""
+    root = Path(services.__file__).parent
+    bare: list[str] = []
+    for package in SERVICE_ROOTS:
+        folder = root.parent / package.replace(".", "/")
+        for path in sorted(folder.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                    func = node.exc.func
+                    if isinstance(func, ast.Name) and func.id == "FraudstreamError":
+                        bare.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert not bare, "\n".join(bare)
+
+
 def test_every_code_written_in_the_source_is_snake_case() -> None:
     literals = _code_literals()
     assert len(literals) > 30

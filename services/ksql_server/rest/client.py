@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from services.common.errors import FraudstreamError, ServiceUnavailable
+from services.common.errors import ServiceUnavailable
 from services.common.http.clients import httpx_options
 from services.ksql_server.errors import KsqlServiceError, statement_error_code
 
@@ -107,7 +107,7 @@ def statement_files(paths: Iterable[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise FraudstreamError(f"no such file or folder: {path}")
+            raise KsqlServiceError(f"no such file or folder: {path}", code="no_statements")
     return files
 
 
