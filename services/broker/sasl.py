@@ -78,7 +78,9 @@ class SaslUsers:
     def client_config(self, user: str) -> dict[str, str]:
         """The Confluent client properties to connect as `user`."""
         if user not in self.passwords:
-            raise FraudstreamError(f"no SASL user {user!r} (known: {', '.join(self.passwords)})")
+            raise FraudstreamError(
+                f"no SASL user {user!r} (known: {', '.join(self.passwords)})", code="sasl_user"
+            )
         return {
             "security.protocol": "SASL_PLAINTEXT",
             "sasl.mechanism": MECHANISM,
@@ -124,9 +126,13 @@ class SaslUsers:
         try:
             passwords = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise FraudstreamError(f"cannot read the SASL users in {path}: {exc}") from exc
+            raise FraudstreamError(
+                f"cannot read the SASL users in {path}: {exc}", code="sasl_users_file"
+            ) from exc
         if not isinstance(passwords, dict) or ADMIN_USER not in passwords:
-            raise FraudstreamError(f"{path} is not a SASL users file of fraudstream")
+            raise FraudstreamError(
+                f"{path} is not a SASL users file of fraudstream", code="sasl_users_file"
+            )
         return cls({str(k): str(v) for k, v in passwords.items()})
 
 
@@ -224,5 +230,7 @@ def apply_acls(
         for future in futures.values():
             future.result(timeout)
     except KafkaException as exc:
-        raise FraudstreamError(f"applying the ACLs on {bootstrap} failed: {exc}") from exc
+        raise FraudstreamError(
+            f"applying the ACLs on {bootstrap} failed: {exc}", code="acl_failed"
+        ) from exc
     return len(bindings)

@@ -74,9 +74,11 @@ def _seconds_env(name: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise FraudstreamError(f"{name}={raw!r} is not a number of seconds") from None
+        raise FraudstreamError(
+            f"{name}={raw!r} is not a number of seconds", code="bad_setting"
+        ) from None
     if value <= 0:
-        raise FraudstreamError(f"{name}={raw!r} must be positive")
+        raise FraudstreamError(f"{name}={raw!r} must be positive", code="bad_setting")
     return value
 
 
@@ -195,15 +197,19 @@ class KafkaSecurity:
         protocol, mechanism = self.security_protocol, self.sasl_mechanism
         if protocol and protocol not in SECURITY_PROTOCOLS:
             choices = ", ".join(SECURITY_PROTOCOLS)
-            raise FraudstreamError(f"KAFKA_SECURITY_PROTOCOL={protocol!r}: choose one of {choices}")
+            raise FraudstreamError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol!r}: choose one of {choices}", code="bad_setting"
+            )
         if mechanism and mechanism not in SASL_MECHANISMS:
             raise FraudstreamError(
-                f"KAFKA_SASL_MECHANISM={mechanism!r}: choose one of {', '.join(SASL_MECHANISMS)}"
+                f"KAFKA_SASL_MECHANISM={mechanism!r}: choose one of {', '.join(SASL_MECHANISMS)}",
+                code="bad_setting",
             )
         if self.uses_sasl and not (self.sasl_username and self.sasl_password):
             raise FraudstreamError(
                 f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
-                "KAFKA_SASL_PASSWORD"
+                "KAFKA_SASL_PASSWORD",
+                code="bad_setting",
             )
 
     @property

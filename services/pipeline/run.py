@@ -59,7 +59,7 @@ def prepare_data(options: RunOptions, say: Say) -> Path:
     """The CSV to replay: --csv as given, or generated rows (made once, reused by later runs)."""
     if options.csv is not None:
         if not options.csv.is_file():
-            raise FraudstreamError(f"no such CSV file: {options.csv}")
+            raise FraudstreamError(f"no such CSV file: {options.csv}", code="no_such_file")
         return options.csv
     from services.producer.datagen import write_csv
 
@@ -106,10 +106,10 @@ def poll_until(
     last_report = 0.0
     while (done := count()) < expected:
         if not alive():
-            raise FraudstreamError(died)
+            raise FraudstreamError(died, code="component_died")
         waited = time.monotonic() - started
         if waited > timeout:
-            raise FraudstreamError(timed_out(done))
+            raise FraudstreamError(timed_out(done), code="timed_out")
         if waited - last_report >= 5:
             say(progress(done))
             last_report = waited

@@ -26,14 +26,16 @@ def _select(only: str | None, sasl: bool = False) -> list[Component]:
         if wanted - names:
             raise FraudstreamError(
                 f"unknown component {', '.join(sorted(wanted - names))}; "
-                f"choose from {', '.join(names)}"
+                f"choose from {', '.join(names)}",
+                code="bad_option",
             )
         components = [c for c in components if c.name in wanted]
     if settings.broker_sasl and any(c.name != "kafka" for c in components):
         raise FraudstreamError(
             "a SASL broker is started alone for now (the stack does not yet hand each server its "
             "own SASL user): add --only kafka, then start `registry serve` / `ksql serve` with "
-            "their user's settings ($FRAUDSTREAM_HOME/kafka/sasl/<user>.env)"
+            "their user's settings ($FRAUDSTREAM_HOME/kafka/sasl/<user>.env)",
+            code="bad_option",
         )
     return components
 
