@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         unknown = [n for n in chosen if n not in available()]
         if unknown:
             raise FraudstreamError(
-                f"unknown benchmark {', '.join(unknown)}; available: {', '.join(available())}"
+                f"unknown benchmark {', '.join(unknown)}; available: {', '.join(available())}",
+                code="bad_option",
             )
         for name in chosen:
             typer.echo(f"== bench {name}")

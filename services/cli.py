@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from services.common.errors import FraudstreamError
+from services.common.errors import FraudstreamError, one_line
 
 app = typer.Typer(
     name="fraudstream",
@@ -57,13 +57,14 @@ _register_all()
 
 
 def main() -> None:
-    """Entry point: user-facing errors become one line on stderr and exit code 1."""
+    """Entry point: any error of the family becomes one line `error: <text>` on stderr and exit
+    code 1 (the code and the cause chain are for logs and tools, not for the terminal)."""
     # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise on a terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         app()
     except FraudstreamError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {one_line(exc)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

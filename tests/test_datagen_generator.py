@@ -12,16 +12,16 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.common.topics import EXTENDED_COLUMNS, KAGGLE_COLUMNS, V_COLUMNS
-from services.producer.datagen import (
+from services.common.synthetic_transactions import (
     AMOUNT_MAX,
     CHUNK_ROWS,
     SECONDS,
     V_VARIANCES,
     generate_chunks,
     generate_frame,
-    write_csv,
 )
+from services.common.topics import EXTENDED_COLUMNS, KAGGLE_COLUMNS, V_COLUMNS
+from services.producer.datagen import write_csv
 from services.producer.layout import BASE_TIME, USERS
 
 STRONG = ["V14", "V12", "V10", "V17", "V4", "V11", "V3"]

@@ -4,6 +4,7 @@ column-wise filter + projection) against the exact per-record paths they stand i
 from __future__ import annotations
 
 import io
+import json
 import struct
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.avro import HEADER, MAGIC_BYTE
+from services.common.errors import RecordRejected
 from services.ksql_server import types as T
 from services.ksql_server.formats import make_deserializer
 from services.ksql_server.formats.avro import sink_schema
@@ -21,8 +23,9 @@ from services.ksql_server.formats.columnar import (
     delimited_columns_decoder,
     encode_avro,
 )
+from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.serdes import SerdeError, deserialize_batch
-from services.ksql_server.metastore import DataSource, FormatInfo, MetaStore
+from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser.parser import parse
 from services.ksql_server.planner.plan import plan_select
 from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
@@ -400,7 +403,9 @@ def test_a_malformed_record_sends_its_batch_down_the_row_path_and_to_the_log() -
     out = _row_output(proc, messages)
     assert len(out) == 3
     assert len(logged) == 1 and b"Failed to deserialise a field" in logged[0]
-    assert isinstance(_row_path([b"4,x,41,oops,1.0,0"])[0], SerdeError)
+    assert json.loads(logged[0])["code"] == "deserialize_value"
+    refused = _row_path([b"4,x,41,oops,1.0,0"])[0]
+    assert isinstance(refused, SerdeError) and isinstance(refused, RecordRejected)
 
 
 plain_string = st.text(

@@ -98,6 +98,7 @@ def test_csas_filter_project_and_entities(engine: Engine, kafka_bootstrap: str) 
     logged = json.loads(entry.value())
     assert logged["level"] == "ERROR" and logged["logger"].startswith("processing.CSAS_BIG_")
     assert "Unexpected field count" in logged["message"]["deserializationError"]["errorMessage"]
+    assert logged["code"] == "deserialize_value"  # docs/errors.md: what tools count by
 
     shown = engine.execute("SHOW STREAMS; SHOW QUERIES; DESCRIBE big; SHOW TOPICS;")
     streams = {s["name"]: s for s in shown[0]["streams"]}

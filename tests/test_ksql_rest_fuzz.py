@@ -25,7 +25,8 @@ from services.ksql_server import types as T
 from services.ksql_server.engine_api import PushQuery, as_statement_error
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.expressions import ExpressionCompiler, Scope
-from services.ksql_server.metastore import DataSource, FormatInfo, MetaStore
+from services.ksql_server.formats.info import FormatInfo
+from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser import parse, split_statements
 from services.ksql_server.parser.limits import ensure_recursion_headroom

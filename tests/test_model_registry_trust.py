@@ -254,7 +254,7 @@ def test_garbage_announcements_are_refused_without_dumping_them(
 ) -> None:
     with pytest.raises(BadAnnouncement) as caught:
         announcement_from_json(value)
-    assert caught.value.reason == reason
+    assert caught.value.code == reason
     message = str(caught.value)  # at most a short escaped prefix of a bad version name
     assert len(message) < 120 and message.isascii() and message.isprintable()
     if reason != "bad_version":

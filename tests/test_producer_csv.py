@@ -125,6 +125,7 @@ def test_bad_lines_reported_with_line_number_and_reason(tmp_path: Path, block_by
     path.write_bytes(b"\r\n".join(lines) + b"\r\n")
     got = read_all(CsvSource(path, block_bytes=block_bytes))
     assert [(b.line, b.reason) for b in got.bad] == expected_bad
+    assert [b.code for b in got.bad] == ["csv_columns"] + ["csv_value"] * 4
     assert all(b.raw == path.read_bytes().splitlines()[b.line - 1] for b in got.bad)
     assert len(got.values) == 40 - 4  # four rows corrupted in place, two lines inserted
     assert all(v.count(b",") == 33 and not v.endswith(b"\r") for v in got.values)

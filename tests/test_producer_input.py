@@ -57,6 +57,7 @@ def test_line_over_the_limit_is_refused_with_its_start_and_length(
     assert got.bad[0].raw == lines[4][:LONG_LINE_KEEP_BYTES]
     assert got.bad[1].raw == lines[12][:LONG_LINE_KEEP_BYTES]
     assert got.bad[0].reason == "line of 20002 bytes is over the limit of 5000 bytes"
+    assert {b.code for b in got.bad} == {"line_too_long"}
     assert len(got.values) == 20 - 2
     assert any(v.endswith(lines[9]) for v in got.values)
     assert got.keys == [str(n - 1).encode() for n in range(2, 22) if n not in (5, 13)]
@@ -140,6 +141,7 @@ def test_nul_bytes_and_invalid_utf8_are_refused_with_their_position(tmp_path: Pa
     assert reasons[2].startswith("NUL byte at byte ")
     assert reasons[4].startswith("invalid UTF-8 at byte ")
     assert reasons[6] == "invalid UTF-8 at byte 7"
+    assert {b.code for b in got.bad} == {"csv_encoding"}
     assert len(got.values) == 5 and all(v.decode() for v in got.values)
 
 

@@ -90,6 +90,7 @@ def test_good_rows_on_topic_bad_rows_in_dlq(
         "line 11: expected 31 fields, found 32",
         "line 2001: non-numeric V5 'NaN?'",
     ]
+    assert [h["reason"] for h in headers] == ["csv_columns", "csv_value"]
     assert {m.value() for m in letters} == {lines[10], lines[2000]}
     assert all(h["service"] == "producer" and h["source.topic"] == f"file:{path}" for h in headers)
 
@@ -216,6 +217,7 @@ def test_long_lines_go_to_the_dlq_cut_short_and_the_replay_goes_on(
     assert [h["source.offset"] for h in found] == ["51", "121"]
     assert found[0]["error"] == "line 51: line of 2000002 bytes is over the limit of 1000000 bytes"
     assert found[0]["original.size"] == "2000002" and found[0]["truncated"] == "true"
+    assert [h["reason"] for h in found] == ["line_too_long", "csv_columns"]
     assert letters[0].value() == lines[50][:4096]
     assert found[1]["original.size"] == "60000" and found[1]["truncated"] == "true"
     cut = letters[1].value() or b""

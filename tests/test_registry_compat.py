@@ -232,4 +232,4 @@ def test_levels_parse_in_any_case(level: str) -> None:
 def test_unknown_level_is_42203(bad: Any) -> None:
     with pytest.raises(errors.RegistryError) as info:
         compatibility.parse_level(bad)
-    assert info.value.code == 42203
+    assert info.value.error_code == 42203

@@ -345,7 +345,7 @@ def test_a_new_writer_fences_the_old_one(
         new.become_leader()
         with pytest.raises(RegistryError) as fenced:
             old.write([(schema_key("s", 2), schema_value(SchemaVersion("s", 2, 2, '"int"')))])
-        assert fenced.value.code == 50001 and not old.is_leader
+        assert fenced.value.error_code == 50001 and not old.is_leader
         new.write([(schema_key("s", 2), schema_value(SchemaVersion("s", 2, 3, '"long"')))])
         assert [v.schema_id for v in new.state.live_versions("s")] == [1, 3]
     finally:

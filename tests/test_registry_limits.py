@@ -221,7 +221,7 @@ def test_default_values_count_towards_depth() -> None:
     )
     with pytest.raises(errors.RegistryError) as refused:
         schemas.parse(text, "AVRO", limits)
-    assert refused.value.code == 42201
+    assert refused.value.error_code == 42201
 
 
 def test_node_count_boundary() -> None:
@@ -233,7 +233,7 @@ def test_node_count_boundary() -> None:
     assert schemas.parse(text, "AVRO", SchemaLimits(max_nodes=values)).canonical
     with pytest.raises(errors.RegistryError) as refused:
         schemas.parse(text, "AVRO", SchemaLimits(max_nodes=values - 1))
-    assert refused.value.code == 42201
+    assert refused.value.error_code == 42201
 
 
 def test_fields_and_symbols_count_boundary() -> None:
@@ -243,7 +243,7 @@ def test_fields_and_symbols_count_boundary() -> None:
     for text in (record_of(51), json.dumps(symbols)):
         with pytest.raises(errors.RegistryError) as refused:
             schemas.parse(text, "AVRO", limits)
-        assert refused.value.code == 42201 and "51 members" in refused.value.message
+        assert refused.value.error_code == 42201 and "51 members" in refused.value.message
 
 
 def test_fields_per_record_boundary(client: TestClient) -> None:
@@ -294,7 +294,7 @@ def test_compatibility_work_budget() -> None:
     assert check(new, [old], "FULL", max_steps=20_000) == []
     with pytest.raises(errors.RegistryError) as refused:
         check(new, [old], "FULL", max_steps=1_000)
-    assert refused.value.code == 42201 and "1000" in refused.value.message
+    assert refused.value.error_code == 42201 and "1000" in refused.value.message
 
 
 def optional_record(n_fields: int) -> str:

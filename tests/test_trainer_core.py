@@ -10,7 +10,8 @@ import pytest
 
 from services.model_registry.registry import REQUIRED_FILES, ModelRegistry
 from services.trainer.api import make_config, register, train_arrays
-from services.trainer.core import TrainingDataError, fit_and_evaluate
+from services.trainer.core import fit_and_evaluate
+from services.trainer.errors import TrainingDataError
 from services.trainer.report import PLOTS
 from services.trainer.synthetic import generated_arrays
 from services.trainer.watch import decide

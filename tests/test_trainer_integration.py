@@ -21,7 +21,7 @@ from services.common.kafka import delete_topics, make_consumer
 from services.model_registry.api import MODEL_NAME
 from services.model_registry.registry import REQUIRED_FILES, ModelRegistry, announcement_from_json
 from services.trainer.api import ModelVersion, make_config, train
-from services.trainer.core import TrainingDataError
+from services.trainer.errors import TrainingDataError
 from services.trainer.report import PLOTS
 from services.trainer.synthetic import fill_topic
 

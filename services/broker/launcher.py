@@ -113,7 +113,8 @@ class KafkaBroker:
         if not found:
             raise FraudstreamError(
                 "Java not found: the embedded Kafka broker needs Java 17+ "
-                "(install it, e.g. `apt-get install openjdk-17-jre-headless`, or set JAVA_HOME)"
+                "(install it, e.g. `apt-get install openjdk-17-jre-headless`, or set JAVA_HOME)",
+                code="java_missing",
             )
         return found
 
@@ -130,7 +131,8 @@ class KafkaBroker:
         if not mvn:
             raise FraudstreamError(
                 "Maven not found: it resolves the Kafka jars from Maven Central "
-                "(install it, e.g. `apt-get install maven`)"
+                "(install it, e.g. `apt-get install maven`)",
+                code="maven_missing",
             )
         staging = self.root / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
@@ -147,7 +149,9 @@ class KafkaBroker:
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-            raise FraudstreamError(f"Maven could not resolve the Kafka jars: {' '.join(tail)}")
+            raise FraudstreamError(
+                f"Maven could not resolve the Kafka jars: {' '.join(tail)}", code="maven_failed"
+            )
         (staging / ".pom-sha256").write_text(_pom_digest())
         shutil.rmtree(self.libs, ignore_errors=True)
         staging.rename(self.libs)
@@ -187,7 +191,8 @@ class KafkaBroker:
                 raise FraudstreamError(
                     f"the Kafka data directory {self.data_dir} was formatted without SASL users; "
                     f"{BROKER_SASL_ENV}=true needs a fresh one (remove it, or use another "
-                    "FRAUDSTREAM_HOME)"
+                    "FRAUDSTREAM_HOME)",
+                    code="data_dir",
                 )
             users = SaslUsers.generate()
         if users is not None:
@@ -211,13 +216,15 @@ class KafkaBroker:
             if not props.get("cluster.id") or props.get("node.id") != "1":
                 raise FraudstreamError(
                     f"corrupt Kafka data directory {self.data_dir}: meta.properties has no "
-                    "cluster.id/node.id 1 (remove the directory to start afresh)"
+                    "cluster.id/node.id 1 (remove the directory to start afresh)",
+                    code="data_dir",
                 )
             return
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             raise FraudstreamError(
                 f"corrupt Kafka data directory {self.data_dir}: files but no meta.properties "
-                "(remove the directory to start afresh)"
+                "(remove the directory to start afresh)",
+                code="data_dir",
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cluster_id = _cluster_id()
@@ -238,7 +245,9 @@ class KafkaBroker:
         )
         if result.returncode != 0:
             output = (result.stdout + result.stderr).strip()
-            raise FraudstreamError(f"formatting Kafka storage failed: {output}")
+            raise FraudstreamError(
+                f"formatting Kafka storage failed: {output}", code="format_failed"
+            )
 
     def _classpath_args(self) -> list[str]:
         return ["-cp", str(self.libs / "*"), f"-Dlog4j2.configurationFile={self.log4j_file}"]
@@ -257,7 +266,8 @@ class KafkaBroker:
                 return  # a broker we did not start is serving this address: use it
             raise FraudstreamError(
                 f"port {self.port} is taken by another program that is not a Kafka broker "
-                "(stop it or set KAFKA_BOOTSTRAP_SERVERS to another port)"
+                "(stop it or set KAFKA_BOOTSTRAP_SERVERS to another port)",
+                code="port_taken",
             )
         self.resolve_jars()
         users = self._prepare_sasl()

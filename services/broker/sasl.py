@@ -81,7 +81,9 @@ class SaslUsers:
         """The Confluent client properties to connect as `user` (over TLS, trusting `ca`, when
         the broker's listener is SASL_SSL)."""
         if user not in self.passwords:
-            raise FraudstreamError(f"no SASL user {user!r} (known: {', '.join(self.passwords)})")
+            raise FraudstreamError(
+                f"no SASL user {user!r} (known: {', '.join(self.passwords)})", code="sasl_user"
+            )
         conf = {
             "security.protocol": "SASL_SSL" if ca else "SASL_PLAINTEXT",
             "sasl.mechanism": MECHANISM,
@@ -133,9 +135,13 @@ class SaslUsers:
         try:
             passwords = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise FraudstreamError(f"cannot read the SASL users in {path}: {exc}") from exc
+            raise FraudstreamError(
+                f"cannot read the SASL users in {path}: {exc}", code="sasl_users_file"
+            ) from exc
         if not isinstance(passwords, dict) or ADMIN_USER not in passwords:
-            raise FraudstreamError(f"{path} is not a SASL users file of fraudstream")
+            raise FraudstreamError(
+                f"{path} is not a SASL users file of fraudstream", code="sasl_users_file"
+            )
         return cls({str(k): str(v) for k, v in passwords.items()})
 
 
@@ -232,5 +238,7 @@ def apply_acls(
         for future in futures.values():
             future.result(timeout)
     except KafkaException as exc:
-        raise FraudstreamError(f"applying the ACLs on {bootstrap} failed: {exc}") from exc
+        raise FraudstreamError(
+            f"applying the ACLs on {bootstrap} failed: {exc}", code="acl_failed"
+        ) from exc
     return len(bindings)

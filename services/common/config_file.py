@@ -87,6 +87,12 @@ def is_secret(name: str) -> bool:
     return bool(entry and entry[2])
 
 
+class ConfigFileError(FraudstreamError):
+    """A mistake in fraudstream.toml: it names the key, never the value (it may be a secret)."""
+
+    default_code = "bad_setting"
+
+
 @dataclass(frozen=True)
 class FileValue:
     """One setting as written in the file, before `${NAME}` references are resolved."""
@@ -104,9 +110,9 @@ class FileValue:
             if whole == "$$":
                 return "$"
             if name is None:
-                raise FraudstreamError(f"{self.key}: a lone '$' (write $$ for a dollar sign)")
+                raise ConfigFileError(f"{self.key}: a lone '$' (write $$ for a dollar sign)")
             if name not in os.environ:
-                raise FraudstreamError(f"{self.key} refers to ${{{name}}}, which is not set")
+                raise ConfigFileError(f"{self.key} refers to ${{{name}}}, which is not set")
             return os.environ[name]
 
         return _REFERENCE.sub(replace, self.raw)
@@ -132,7 +138,7 @@ def config_path() -> Path | None:
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
-            raise FraudstreamError(f"{CONFIG_ENV}={named}: no such file")
+            raise ConfigFileError(f"{CONFIG_ENV}={named}: no such file")
         return path
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
@@ -155,24 +161,24 @@ def load_config_file() -> ConfigFile | None:
 def parse_config(path: Path) -> ConfigFile:
     """Read and check a configuration file: known tables and keys only, scalar values."""
     if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise FraudstreamError(f"{path}: over {MAX_CONFIG_BYTES // 1024} KiB, not a config file")
+        raise ConfigFileError(f"{path}: over {MAX_CONFIG_BYTES // 1024} KiB, not a config file")
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise FraudstreamError(f"cannot read {path}: {exc}") from None
+        raise ConfigFileError(f"cannot read {path}: {exc}") from None
     values: dict[str, FileValue] = {}
     for section, table in document.items():
         if section not in SECTIONS:
-            raise FraudstreamError(
+            raise ConfigFileError(
                 f"{path}: unknown table [{section}] (known: {', '.join(SECTIONS)})"
             )
         if not isinstance(table, dict):
-            raise FraudstreamError(f"{path}: {section} must be a table ([{section}])")
+            raise ConfigFileError(f"{path}: {section} must be a table ([{section}])")
         allowed = SECTIONS[section][1]
         for prop, value in _flatten(table):
             where = f"[{section}] {prop} in {path}"
             if prop not in allowed:
-                raise FraudstreamError(
+                raise ConfigFileError(
                     f"{path}: [{section}] {prop} is not a supported property "
                     f"(supported: {', '.join(allowed)})"
                 )
@@ -198,7 +204,7 @@ def _scalar(value: Any, where: str) -> str:
         return "true" if value else "false"
     if isinstance(value, str | int):
         return str(value)
-    raise FraudstreamError(f"{where}: must be a string, a number or true/false")
+    raise ConfigFileError(f"{where}: must be a string, a number or true/false")
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,30 @@
 """The root of the project's error family, `FraudstreamError`, and what every member carries.
 
-The aim (issue 12) is that every error a service raises on purpose derives from this root, one
-subclass per service, with foreign errors wrapped where they enter the project. Each error
-carries a `code`: a short, stable name chosen where the error is made, for metrics labels and
-dead-letter headers, while people read the message. Until the per-service classes are
-re-rooted, only the classes here and their direct subclasses follow it, and dead letters carry
-the default code `other`.
+Every error a service raises on purpose derives from this root, through one subclass per service
+(`KsqlServiceError`, `SchemaRegistryError`, `ModelRegistryError`, `TrainerError`,
+`ProducerError`; the shared layer raises the root and the classes here). A caller can then catch
+one class for "anything the project meant to say", and the CLI turns any of them into one line.
+
+Each error carries a `code`: a short, stable snake_case name chosen where the error is made, for
+metrics labels, dead-letter headers and tools, while people read the message. Codes are part of
+the interface (docs/errors.md lists them); messages are not and may change.
+
+Foreign errors (librdkafka's `KafkaException`, fastavro's, `json`'s, `OSError`) are wrapped where
+they enter the project, with `raise ... from exc` so the cause stays on the chain;
+`kafka_error_code` gives a librdkafka error its stable code.
 """
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
+
+from confluent_kafka import KafkaError, KafkaException
+
+ONE_LINE_CHARS = 2000
+"""`one_line` cuts a message to this many characters (messages may quote bad input)."""
+CODE_PATTERN = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+"""What every code looks like: lowercase snake_case, so it is safe as a metric label value."""
 
 
 class FraudstreamError(Exception):
@@ -29,6 +43,25 @@ class ServiceUnavailable(FraudstreamError):
     default_code = "service_unavailable"
 
 
+class KafkaOperationFailed(FraudstreamError):
+    """A Kafka client call failed; `code` is `kafka_error_code` of librdkafka's error, which is
+    kept as `kafka_error` (so callers can still ask `retriable()` or `txn_requires_abort()`)."""
+
+    default_code = "kafka"
+
+    def __init__(self, message: str, kafka_error: KafkaError | None = None) -> None:
+        code = kafka_error_code(kafka_error) if kafka_error is not None else None
+        super().__init__(message, code=code)
+        self.kafka_error = kafka_error
+
+    @classmethod
+    def wrap(cls, doing: str, exc: KafkaException | KafkaError) -> KafkaOperationFailed:
+        """The error for `exc` raised while `doing` something (`raise X.wrap(...) from exc`)."""
+        error = _kafka_error(exc)
+        text = error.str() if error is not None else str(exc)
+        return cls(f"{doing}: {text}", error)
+
+
 class RecordRejected(FraudstreamError, ValueError):
     """One record that cannot be processed; it goes to the dead-letter topic, nothing else fails.
 
@@ -38,3 +71,49 @@ class RecordRejected(FraudstreamError, ValueError):
     """
 
     default_code = "other"
+
+
+def _kafka_error(exc: KafkaException | KafkaError) -> KafkaError | None:
+    if isinstance(exc, KafkaError):
+        return exc
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, KafkaError) else None
+
+
+def kafka_error_code(error: KafkaError | KafkaException) -> str:
+    """librdkafka's error as a stable code: `kafka_` and its name in lowercase, local errors
+    without their leading underscore (`_TRANSPORT` → `kafka_transport`,
+    `TOPIC_AUTHORIZATION_FAILED` → `kafka_topic_authorization_failed`)."""
+    found = _kafka_error(error)
+    if found is None:
+        return "kafka"
+    name = found.name().lstrip("_").lower()
+    return f"kafka_{name}" if CODE_PATTERN.fullmatch(name) else "kafka"
+
+
+def code_of(exc: BaseException) -> str:
+    """The stable code of any exception: its own for the family, librdkafka's for Kafka
+    errors, and a coarse one for the rest (which should have been wrapped where it entered)."""
+    if isinstance(exc, FraudstreamError):
+        return exc.code
+    if isinstance(exc, (KafkaException, KafkaError)):
+        return kafka_error_code(exc)
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, OSError):
+        return "os_error"
+    return "internal"
+
+
+def one_line(exc: BaseException, limit: int = ONE_LINE_CHARS) -> str:
+    """The error as one line of text for people: the message with its line breaks folded, cut
+    to `limit` characters. A foreign error (a bug, or one not wrapped) also names its class,
+    which the family's messages never need."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, FraudstreamError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    elif not text:
+        text = exc.code.replace("_", " ")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text

@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from services.common.errors import FraudstreamError
 
-class JsonTooDeep(ValueError):
+
+class JsonTooDeep(FraudstreamError, ValueError):
     """The document nests deeper than allowed."""
+
+    default_code = "json_too_deep"
 
 
 def nesting_depth(raw: bytes) -> int:

@@ -23,7 +23,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from services.common.errors import FraudstreamError, ServiceUnavailable
+from services.common.errors import FraudstreamError, ServiceUnavailable, kafka_error_code
 from services.common.settings import get_settings
 
 Config = dict[str, Any]
@@ -35,6 +35,8 @@ _QUIET.setLevel(logging.CRITICAL)
 
 class KafkaAuthenticationFailed(FraudstreamError):
     """The broker refused the client's credentials (wrong user, password or mechanism)."""
+
+    default_code = "kafka_authentication"
 
 
 def client_config(bootstrap: str | None = None) -> Config:
@@ -194,7 +196,7 @@ def ensure_topic(
     try:
         futures[name].result(timeout)
     except KafkaException as exc:
-        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+        if kafka_error_code(exc) != "kafka_topic_already_exists":
             raise
         return False
     _wait_for_leaders(admin, name, timeout)
@@ -243,7 +245,7 @@ def delete_topics(
         try:
             fut.result(timeout)
         except KafkaException as exc:
-            if "UNKNOWN_TOPIC_OR_PART" not in str(exc):
+            if kafka_error_code(exc) != "kafka_unknown_topic_or_part":
                 raise
 
 

@@ -76,12 +76,15 @@ class ManagedProcess:
                 why = describe_exit() if describe_exit else self.log_tail(3).strip()
                 raise FraudstreamError(
                     f"{self.name} exited with code {code} during start-up: "
-                    f"{why or 'no output'} (log: {self.log_file})"
+                    f"{why or 'no output'} (log: {self.log_file})",
+                    code="start_failed",
                 )
             if healthy():
                 return
             time.sleep(interval)
-        raise FraudstreamError(f"{self.name} did not become healthy within {timeout:.0f}s")
+        raise FraudstreamError(
+            f"{self.name} did not become healthy within {timeout:.0f}s", code="start_timeout"
+        )
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM, wait up to `timeout`, then SIGKILL. Returns True if something was stopped."""
@@ -164,7 +167,7 @@ def free_port_pair(host: str = "127.0.0.1", attempts: int = 50) -> int:
                 except OSError:
                     continue
         return port
-    raise FraudstreamError(f"no two consecutive free ports on {host}")
+    raise FraudstreamError(f"no two consecutive free ports on {host}", code="no_free_port")
 
 
 def freeze_startup_heap(batch_objects: int = 0) -> None:

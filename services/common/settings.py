@@ -80,9 +80,11 @@ def _seconds_env(name: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise FraudstreamError(f"{name}={raw!r} is not a number of seconds") from None
+        raise FraudstreamError(
+            f"{name}={raw!r} is not a number of seconds", code="bad_setting"
+        ) from None
     if value <= 0:
-        raise FraudstreamError(f"{name}={raw!r} must be positive")
+        raise FraudstreamError(f"{name}={raw!r} must be positive", code="bad_setting")
     return value
 
 
@@ -235,22 +237,27 @@ class KafkaSecurity:
         if protocol and protocol not in SECURITY_PROTOCOLS:
             choices = ", ".join(SECURITY_PROTOCOLS)
             raise FraudstreamError(
-                f"{where('KAFKA_SECURITY_PROTOCOL')}={protocol!r}: choose one of {choices}"
+                f"{where('KAFKA_SECURITY_PROTOCOL')}={protocol!r}: choose one of {choices}",
+                code="bad_setting",
             )
         if mechanism and mechanism not in SASL_MECHANISMS:
             raise FraudstreamError(
                 f"{where('KAFKA_SASL_MECHANISM')}={mechanism!r}: choose one of "
-                f"{', '.join(SASL_MECHANISMS)}"
+                f"{', '.join(SASL_MECHANISMS)}",
+                code="bad_setting",
             )
         if self.uses_sasl and not (self.sasl_username and self.sasl_password):
             raise FraudstreamError(
                 f"{where('KAFKA_SECURITY_PROTOCOL')}={protocol} needs KAFKA_SASL_USERNAME and "
                 "KAFKA_SASL_PASSWORD (or sasl.username and sasl.password in [kafka] of "
-                "fraudstream.toml)"
+                "fraudstream.toml)",
+                code="bad_setting",
             )
         for prop, value in self.ssl:
             if _missing_file(prop, value):
-                raise FraudstreamError(f"{where(env_name('kafka', prop))}={value}: no such file")
+                raise FraudstreamError(
+                    f"{where(env_name('kafka', prop))}={value}: no such file", code="bad_setting"
+                )
 
     @property
     def uses_sasl(self) -> bool:

@@ -34,10 +34,10 @@ def poll_until(
     last_report = 0.0
     while (done := count()) < expected:
         if not alive():
-            raise FraudstreamError(died)
+            raise FraudstreamError(died, code="component_died")
         waited = time.monotonic() - started
         if waited > timeout:
-            raise FraudstreamError(timed_out(done))
+            raise FraudstreamError(timed_out(done), code="timed_out")
         if waited - last_report >= report_every_s:
             say(progress(done))
             last_report = waited

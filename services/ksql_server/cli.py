@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from services.common.errors import FraudstreamError
 from services.common.http import cli as http_cli
+from services.ksql_server.errors import KsqlServiceError
 
 ksql_app = typer.Typer(
     help="The KSQL server (ksqlDB's REST API on the real broker) and its statements.",
@@ -65,7 +65,9 @@ def apply_command(
     paths = paths or [_default_statements()]
     files = statement_files(paths)
     if not files:
-        raise FraudstreamError(f"no .sql files in {', '.join(str(p) for p in paths)}")
+        raise KsqlServiceError(
+            f"no .sql files in {', '.join(str(p) for p in paths)}", code="no_statements"
+        )
     client = KsqlClient(get_settings().ksql_url)
     with Progress(transient=True) as progress:
         task = progress.add_task("applying statements", total=None)
@@ -84,7 +86,7 @@ def _parse_properties(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise FraudstreamError(f"bad property {pair!r}: expected NAME=VALUE")
+            raise KsqlServiceError(f"bad property {pair!r}: expected NAME=VALUE", code="bad_option")
         properties[name.strip()] = value.strip()
     return properties
 

@@ -31,6 +31,7 @@ from confluent_kafka import (
 )
 
 from services.common.transactions import retry_retriable
+from services.ksql_server.errors import KsqlServiceError
 from services.ksql_server.runtime.kafka_context import KafkaContext
 
 LOG = logging.getLogger("fraudstream.ksql.commands")
@@ -38,8 +39,10 @@ LOG = logging.getLogger("fraudstream.ksql.commands")
 WRITE_TIMEOUT_S = 30.0
 
 
-class CommandWriteError(Exception):
+class CommandWriteError(KsqlServiceError):
     """The command could not be made durable: nothing of the statement took effect."""
+
+    default_code = "command_write"
 
 
 @dataclass

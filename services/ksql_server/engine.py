@@ -39,7 +39,8 @@ from services.ksql_server.errors import KsqlError, UnsupportedError, clip
 from services.ksql_server.expressions import ExpressionCompiler, Scope
 from services.ksql_server.expressions.runtime_helpers import cast_value
 from services.ksql_server.formats import make_serializer, validate_format
-from services.ksql_server.metastore import Column, DataSource, FormatInfo, MetaStore
+from services.ksql_server.formats.info import FormatInfo
+from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ParseError, parse, split_statements
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
@@ -48,6 +49,7 @@ from services.ksql_server.planner.plan import plan_select
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
+from services.ksql_server.types import Column
 
 LOG = logging.getLogger("fraudstream.ksql.engine")
 
@@ -1219,7 +1221,7 @@ def _shorten(text: str, limit: int = 200) -> str:
 
 
 def _value_text(e: A.Expr) -> str:
-    from services.ksql_server.planner.naming import expr_text
+    from services.ksql_server.parser.naming import expr_text
 
     return expr_text(e)
 

@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from services.ksql_server.errors import KsqlServiceError, statement_error_code
+
 ERROR_MAX_PUSH_QUERIES_EXCEEDED = 40003
 """ksqlDB's error code when `ksql.max.push.queries` queries already run (HTTP 400)."""
 
 
-class KsqlStatementError(Exception):
+class KsqlStatementError(KsqlServiceError):
     """A statement failed. `error_code` follows ksqlDB: 40001 bad statement, 40002 a query was
-    sent to /ksql (use /query), 40000 bad request, 50000 server error. `entities` are the
+    sent to /ksql (use /query), 40000 bad request, 50000 server error; `code` is the stable name
+    of the cause (the engine error's own, else the one of `error_code`). `entities` are the
     results of the statements of the same request that ran before the failing one."""
 
     def __init__(
@@ -26,8 +29,10 @@ class KsqlStatementError(Exception):
         statement_text: str = "",
         error_code: int = 40001,
         entities: list[dict[str, Any]] | None = None,
+        *,
+        code: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, code=code or statement_error_code(error_code))
         self.message = message
         self.statement_text = statement_text
         self.error_code = error_code
@@ -53,20 +58,20 @@ def as_statement_error(
             exc.entities = entities
         return exc
     if isinstance(exc, (ParseError, KsqlError)):
-        return KsqlStatementError(str(exc), statement_text, 40001, entities)
+        return KsqlStatementError(str(exc), statement_text, 40001, entities, code=exc.code)
     if isinstance(exc, RecursionError):
         message = "Statement too complex: its expressions are nested too deeply"
-        return KsqlStatementError(message, statement_text, 40001, entities)
+        return KsqlStatementError(message, statement_text, 40001, entities, code="too_complex")
     if _record_too_large(exc):
         message = (
             "Statement too large: Kafka refused its record (message size too large); "
             "make the statement or its values smaller"
         )
-        return KsqlStatementError(message, statement_text, 40001, entities)
+        return KsqlStatementError(message, statement_text, 40001, entities, code="too_large")
     if isinstance(exc, UnicodeError):
         reason = getattr(exc, "reason", "invalid text")
         message = f"Statement contains text that cannot be encoded: {reason}"
-        return KsqlStatementError(message, statement_text, 40001, entities)
+        return KsqlStatementError(message, statement_text, 40001, entities, code="bad_text")
     message = "Internal error while running the statement; the server log has the details"
     return KsqlStatementError(message, statement_text, 50000, entities)
 

@@ -1,10 +1,42 @@
-"""Errors raised inside the engine; `engine.py` turns them into KsqlStatementError."""
+"""The KSQL server's branch of the error family, and the errors raised inside the engine.
+
+`KsqlServiceError` is the server's root (under `FraudstreamError`): statement errors
+(`KsqlError`, `ParseError`, `KsqlStatementError` with ksqlDB's numeric `error_code`), record
+errors (`SerdeError`, which is also a `RecordRejected`) and the server's own failures all derive
+from it. `engine.py` turns statement errors into `KsqlStatementError`.
+"""
 
 from __future__ import annotations
 
+from services.common.errors import FraudstreamError
 
-class KsqlError(Exception):
+STATEMENT_ERROR_CODES = {
+    40000: "bad_request",
+    40001: "invalid_statement",
+    40002: "query_endpoint",
+    40003: "max_push_queries",
+    40400: "not_found",
+    40600: "not_acceptable",
+    50000: "internal",
+}
+"""The stable `code` of a ksqlDB `error_code` when the failure names none more precise."""
+
+
+def statement_error_code(error_code: int | None) -> str:
+    """The stable code of ksqlDB's numeric `error_code` (`ksql` for one not in the table)."""
+    return STATEMENT_ERROR_CODES.get(error_code or 0, "ksql")
+
+
+class KsqlServiceError(FraudstreamError):
+    """Anything the KSQL server (engine, runtime, REST layer, CLI client) raises on purpose."""
+
+    default_code = "ksql"
+
+
+class KsqlError(KsqlServiceError):
     """A statement is invalid (wrong column, type mismatch, missing source…): error 40001."""
+
+    default_code = "invalid_statement"
 
 
 class UnsupportedError(KsqlError):
@@ -12,6 +44,8 @@ class UnsupportedError(KsqlError):
 
     Kept distinct so the conformance runner can report such cases as skipped (with this reason)
     rather than failed, and never as passed."""
+
+    default_code = "unsupported"
 
 
 MAX_ECHO_CHARS = 64 * 1024

@@ -5,20 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.ksql_server.types import SqlType
-
-Column = tuple[str, SqlType]
-
-
-@dataclass
-class FormatInfo:
-    """A key or value format and its properties (delimiter, schema name, wrapping…)."""
-
-    name: str  # KAFKA JSON DELIMITED AVRO NONE
-    delimiter: str = ","
-    wrap_single: bool | None = None
-    schema_name: str | None = None
-    schema_id: int | None = None
+from services.ksql_server.formats.info import FormatInfo
+from services.ksql_server.types import Column
 
 
 @dataclass

@@ -113,3 +113,6 @@ NAMED: dict[str, SqlType] = {
     "TIME": TIME,
     "BYTES": BYTES,
 }
+
+Column = tuple[str, SqlType]
+"""A named column of a schema (key, value or header column): what formats and plans take."""

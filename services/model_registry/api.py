@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from services.common.errors import FraudstreamError
+from services.model_registry.errors import ModelRegistryError
 
 MODEL_NAME = "creditcardfraud-autoencoder"
 LATEST_FILE = "LATEST"
@@ -38,10 +38,10 @@ letter or digit (so never hidden, never a staging directory), no `..`, at most 6
 No separator, no control character, no absolute path can match. Used with fullmatch only."""
 
 
-class InvalidVersion(FraudstreamError, ValueError):
+class InvalidVersion(ModelRegistryError, ValueError):
     """A version name that the registry would never publish (and must never turn into a path)."""
 
-    reason = "bad_version"
+    default_code = "bad_version"
 
 
 def validate_version(name: object) -> str:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from services.common.errors import FraudstreamError, ServiceUnavailable
+from services.common.errors import ServiceUnavailable
 from services.common.features import N_FEATURES
 from services.common.files import fsync_dir, fsync_tree
 from services.common.json_limits import loads_bounded
@@ -48,6 +48,7 @@ from services.model_registry.api import (
     validate_version,
     version_dir,
 )
+from services.model_registry.errors import ModelRegistryError
 from services.model_registry.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -76,42 +77,42 @@ _DIGEST_LENGTH = 64
 log = logging.getLogger("fraudstream.model_registry")
 
 
-class ModelRefused(FraudstreamError):
-    """A version the registry will not hand out; `reason` is the metric label saying why."""
+class ModelRefused(ModelRegistryError):
+    """A version the registry will not hand out; `code` is the metric label saying why."""
 
-    reason = "refused"
+    default_code = "refused"
 
 
 class VersionNotFound(ModelRefused):
     """The named version (or LATEST) does not exist in the registry."""
 
-    reason = "unknown_version"
+    default_code = "unknown_version"
 
 
 class UnverifiedVersion(ModelRefused):
     """The version has no manifest (registered before manifests existed, or half copied)."""
 
-    reason = "unverified"
+    default_code = "unverified"
 
 
 class IntegrityError(ModelRefused):
     """The version's files differ from its manifest, or the manifest from the announced digest."""
 
-    reason = "tampered"
+    default_code = "tampered"
 
 
 class BadLatest(ModelRefused):
     """`models/LATEST` holds something other than a version name (garbage, binary, too long)."""
 
-    reason = "bad_latest"
+    default_code = "bad_latest"
 
 
-class BadAnnouncement(ValueError):
-    """A record on `fraudstream_models` that is not a well-formed announcement."""
+class BadAnnouncement(ModelRegistryError, ValueError):
+    """A record on `fraudstream_models` that is not a well-formed announcement; `code` says
+    which rule it broke (`too_large`, `not_json`, `bad_fields`, `bad_version`)."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)
@@ -352,7 +353,9 @@ class ModelRegistry:
         version = validate_version(version or new_version_id())
         self.models_dir.mkdir(parents=True, exist_ok=True)
         if version_dir(self.models_dir, version).exists():
-            raise FraudstreamError(f"model version {version} already exists")
+            raise ModelRegistryError(
+                f"model version {version} already exists", code="version_exists"
+            )
         staging = self.models_dir / f"{STAGING_PREFIX}{version}"
         staging.mkdir()
         return version, staging
@@ -403,7 +406,10 @@ class ModelRegistry:
         target = version_dir(self.models_dir, version)
         missing = [name for name in REQUIRED_FILES if not (staging / name).exists()]
         if missing:
-            raise FraudstreamError(f"version {version} is incomplete: missing {', '.join(missing)}")
+            raise ModelRegistryError(
+                f"version {version} is incomplete: missing {', '.join(missing)}",
+                code="incomplete",
+            )
         (staging / MANIFEST_FILE).write_bytes(build_manifest(staging, version))
         fsync_tree(staging)  # data before names: a crash never leaves a name over lost data
         os.rename(staging, target)
@@ -581,7 +587,9 @@ class ModelRegistry:
         version = self.resolve(version)
         folder = version_dir(self.models_dir, version)
         if (folder / MANIFEST_FILE).exists():
-            raise FraudstreamError(f"model version {version} already has a {MANIFEST_FILE}")
+            raise ModelRegistryError(
+                f"model version {version} already has a {MANIFEST_FILE}", code="manifest_exists"
+            )
         manifest = build_manifest(folder, version)
         fsync_tree(folder)
         fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=folder)

@@ -60,7 +60,7 @@ def prepare_data(options: RunOptions, say: Say) -> Path:
     """The CSV to replay: --csv as given, or generated rows (made once, reused by later runs)."""
     if options.csv is not None:
         if not options.csv.is_file():
-            raise FraudstreamError(f"no such CSV file: {options.csv}")
+            raise FraudstreamError(f"no such CSV file: {options.csv}", code="no_such_file")
         return options.csv
     from services.producer.datagen import write_csv
 

@@ -18,8 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from services.common.errors import FraudstreamError
 from services.common.topics import SOURCE_TOPIC
+from services.producer.errors import ProducerError
 from services.producer.limits import DEFAULT_MAX_LINE_BYTES, LONG_LINE_KEEP_BYTES
 
 SHOWN_BAD_LINES = 20
@@ -60,7 +60,9 @@ def datagen(
                 progress=lambda n: progress.advance(task, n),
             )
         except OSError as exc:
-            raise FraudstreamError(f"cannot write {out}: {exc.strerror or exc}") from exc
+            raise ProducerError(
+                f"cannot write {out}: {exc.strerror or exc}", code="cannot_write"
+            ) from exc
     typer.echo(f"wrote {result.rows} rows ({result.frauds} frauds) to {result.path}")
 
 

@@ -29,8 +29,16 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
-from services.common.errors import FraudstreamError
 from services.common.topics import EXTENDED_COLUMNS, KAGGLE_COLUMNS
+from services.producer.errors import (
+    CSV_COLUMNS,
+    CSV_ENCODING,
+    CSV_VALUE,
+    LINE_TOO_LONG,
+    CsvFileError,
+    ProducerError,
+    Refusal,
+)
 from services.producer.layout import USERS, iso_seconds_bytes, user_indices
 from services.producer.limits import DEFAULT_MAX_LINE_BYTES, LONG_LINE_KEEP_BYTES
 
@@ -73,6 +81,8 @@ class BadLine:
     """The line as it was in the file, or only its first bytes when it was too long to keep."""
     reason: str
     length: int = -1
+    code: str = CSV_VALUE
+    """The refusal's stable code (`services.producer.errors.LINE_CODES`): the DLQ header."""
     """Length of the whole line in bytes (line end excluded); -1 = len(raw)."""
 
     @property
@@ -87,7 +97,7 @@ class BadLine:
         """The same bad line holding at most `keep` bytes (for lists kept in memory)."""
         if len(self.raw) <= keep:
             return self
-        return BadLine(self.line, self.raw[:keep], self.reason, self.size)
+        return BadLine(self.line, self.raw[:keep], self.reason, self.size, self.code)
 
 
 @dataclass
@@ -128,53 +138,57 @@ def _unquote(raw: bytes) -> str:
     return text
 
 
-def _encoding_fault(raw: bytes) -> str | None:
+def _encoding_fault(raw: bytes) -> Refusal | None:
     """A NUL byte or invalid UTF-8: the DELIMITED value must be text KSQL can decode."""
     nul = raw.find(b"\0")
     if nul >= 0:
-        return f"NUL byte at byte {nul + 1}"
+        return Refusal(CSV_ENCODING, f"NUL byte at byte {nul + 1}")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return f"invalid UTF-8 at byte {exc.start + 1}"
+        return Refusal(CSV_ENCODING, f"invalid UTF-8 at byte {exc.start + 1}")
     return None
 
 
-def check_line(raw: bytes, layout: Layout) -> tuple[str | None, int, float]:
-    """The per-line rule: (reason or None, Id, Time). Used where the bulk check found a fault."""
+def _columns_fault(layout: Layout, found: int) -> Refusal:
+    return Refusal(CSV_COLUMNS, f"expected {layout.fields} fields, found {found}")
+
+
+def check_line(raw: bytes, layout: Layout) -> tuple[Refusal | None, int, float]:
+    """The per-line rule: (refusal or None, Id, Time). Used where the bulk check found a fault."""
     fault = _encoding_fault(raw)
     if fault is not None:
         return fault, 0, 0.0
     fields = raw.split(b",")
     if len(fields) != layout.fields:
-        return f"expected {layout.fields} fields, found {len(fields)}", 0, 0.0
+        return _columns_fault(layout, len(fields)), 0, 0.0
     row_id = 0
     if layout is Layout.EXTENDED:
         text = _unquote(fields[0])
         try:
             row_id = int(text)
         except ValueError:
-            return f"non-numeric Id {text[:40]!r}", 0, 0.0
+            return Refusal(CSV_VALUE, f"non-numeric Id {text[:40]!r}"), 0, 0.0
         if not -(2**63) <= row_id < 2**63:
-            return "Id out of range (BIGINT)", 0, 0.0
+            return Refusal(CSV_VALUE, "Id out of range (BIGINT)"), 0, 0.0
     start = layout.first_number
     numbers: list[float] = []
     for name, raw_value in zip(layout.columns[start:-1], fields[start:-1], strict=True):
         text = _unquote(raw_value)
         if not text:
-            return f"empty {name}", row_id, 0.0
+            return Refusal(CSV_VALUE, f"empty {name}"), row_id, 0.0
         try:
             number = float(text)
         except ValueError:
-            return f"non-numeric {name} {text[:40]!r}", row_id, 0.0
+            return Refusal(CSV_VALUE, f"non-numeric {name} {text[:40]!r}"), row_id, 0.0
         if not math.isfinite(number):
-            return f"non-finite {name} {text!r}", row_id, 0.0
+            return Refusal(CSV_VALUE, f"non-finite {name} {text!r}"), row_id, 0.0
         numbers.append(number)
     if abs(numbers[0]) >= TIME_LIMIT:
-        return f"Time out of range (INT) {numbers[0]!r}", row_id, 0.0
+        return Refusal(CSV_VALUE, f"Time out of range (INT) {numbers[0]!r}"), row_id, 0.0
     label = _unquote(fields[-1])
     if label not in _EXPECTED_CLASS:
-        return f"bad Class {label[:40]!r} (expected 0, 1 or empty)", row_id, 0.0
+        return Refusal(CSV_VALUE, f"bad Class {label[:40]!r} (expected 0, 1 or empty)"), row_id, 0.0
     return None, row_id, numbers[0]
 
 
@@ -189,21 +203,21 @@ def detect_layout(path: Path) -> tuple[Layout, bool]:
     with path.open("rb") as stream:
         head, skipped = _head_lines(stream)
     if head and head[0].startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise FraudstreamError(f"{path} is UTF-16 text: convert it to UTF-8 first")
+        raise CsvFileError(f"{path} is UTF-16 text: convert it to UTF-8 first")
     if not head:
         if skipped:
-            raise FraudstreamError(
+            raise CsvFileError(
                 f"{path} is not a transactions CSV: no line among its first {HEAD_LINES} is "
                 f"shorter than {HEAD_LINE_BYTES} bytes"
             )
-        raise FraudstreamError(f"{path} is empty")
+        raise CsvFileError(f"{path} is empty")
     has_header = _is_header(head[0]) and not skipped
     counts = Counter(line.count(b",") + 1 for line in (head[:1] if has_header else head))
     for count, _n in counts.most_common():
         for layout in Layout:
             if count == layout.fields:
                 return layout, has_header
-    raise FraudstreamError(
+    raise CsvFileError(
         f"{path}: neither the Kaggle layout (31 fields) nor the extended layout (34 fields)"
     )
 
@@ -267,9 +281,9 @@ class CsvSource:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         if not path.is_file():
-            raise FraudstreamError(f"no such file: {path}")
+            raise CsvFileError(f"no such file: {path}")
         if max_line_bytes < 1:
-            raise FraudstreamError("--max-line-bytes must be at least 1")
+            raise ProducerError("--max-line-bytes must be at least 1", code="bad_option")
         self.path = path
         self.block_bytes = block_bytes
         self.max_line_bytes = max_line_bytes
@@ -277,7 +291,7 @@ class CsvSource:
             self.layout, self.has_header = detect_layout(path)
             self.size = path.stat().st_size
         except OSError as exc:
-            raise FraudstreamError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            raise CsvFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
         self._header_line = 0
         """Line number of the header (0 without one): Kaggle `Id` = line number - this."""
 
@@ -286,7 +300,7 @@ class CsvSource:
             with self.path.open("rb") as stream:
                 yield from self._read(stream)
         except OSError as exc:
-            raise FraudstreamError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+            raise CsvFileError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
 
     def _read(self, stream: BinaryIO) -> Iterator[Batch]:
         """Blocks of whole lines: one read, one split, no per-line Python work."""
@@ -383,7 +397,7 @@ class CsvSource:
                 elif not line.strip():
                     blank.add(i)  # blank lines are not records: skipped, not refused
                 else:
-                    reasons[i] = f"expected {layout.fields} fields, found {found + 1}"
+                    reasons[i] = _columns_fault(layout, found + 1)
         ids = np.zeros(len(lines), dtype=np.int64)
         times = np.zeros(len(lines), dtype=np.float64)
         for i in self._bulk_check(lines, candidates, ids, times):
@@ -393,7 +407,9 @@ class CsvSource:
         if layout is Layout.KAGGLE:
             ids = np.arange(first_line, first_line + len(lines), dtype=np.int64) - self._header_line
         bad = [
-            BadLine(first_line + i, lines[i], reasons[i], long_lines.get(i, -1))
+            BadLine(
+                first_line + i, lines[i], reasons[i].text, long_lines.get(i, -1), reasons[i].code
+            )
             for i in sorted(reasons)
         ]
         if reasons or blank:
@@ -407,17 +423,20 @@ class CsvSource:
 
     def _refused_unparsed(
         self, lines: list[bytes], long_lines: dict[int, int], has_nul: bool
-    ) -> dict[int, str]:
-        """Reasons for the lines refused before any parsing: too long, or holding NUL bytes
+    ) -> dict[int, Refusal]:
+        """Refusals of the lines refused before any parsing: too long, or holding NUL bytes
         (which pandas' parser would not reliably report)."""
         reasons = {
-            i: f"line of {length} bytes is over the limit of {self.max_line_bytes} bytes"
+            i: Refusal(
+                LINE_TOO_LONG,
+                f"line of {length} bytes is over the limit of {self.max_line_bytes} bytes",
+            )
             for i, length in long_lines.items()
         }
         if has_nul:
             for i, line in enumerate(lines):
                 if i not in reasons and b"\0" in line:
-                    reasons[i] = _encoding_fault(line) or "NUL byte"
+                    reasons[i] = _encoding_fault(line) or Refusal(CSV_ENCODING, "NUL byte")
         return reasons
 
     def _bulk_check(

@@ -21,7 +21,7 @@ import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
 
 from services.common.dlq import DLQ_MAX_RECORD_BYTES, DeadLetter, send_to_dlq
-from services.common.errors import FraudstreamError, ServiceUnavailable
+from services.common.errors import ServiceUnavailable
 from services.common.kafka import (
     broker_reachable,
     ensure_topic,
@@ -31,6 +31,7 @@ from services.common.kafka import (
 from services.common.settings import get_settings
 from services.common.topics import DLQ_TOPIC, SOURCE_TOPIC
 from services.producer.csv_source import BadLine, Batch, CsvSource
+from services.producer.errors import ProducerError
 from services.producer.limits import DEFAULT_MAX_LINE_BYTES
 
 SOURCE_PARTITIONS = 3
@@ -162,11 +163,11 @@ def produce_csv(
     was queued and returns with `interrupted=True`.
     """
     if rate is not None and speedup is not None:
-        raise FraudstreamError("--rate and --speedup exclude each other")
+        raise ProducerError("--rate and --speedup exclude each other", code="bad_option")
     if (rate is not None and rate <= 0) or (speedup is not None and speedup <= 0):
-        raise FraudstreamError("--rate and --speedup must be positive")
+        raise ProducerError("--rate and --speedup must be positive", code="bad_option")
     if limit is not None and limit < 0:
-        raise FraudstreamError("--limit must be >= 0")
+        raise ProducerError("--limit must be >= 0", code="bad_option")
     source = CsvSource(Path(path), max_line_bytes=max_line_bytes)
     where = bootstrap or get_settings().bootstrap_servers
     if not broker_reachable(bootstrap):
@@ -204,7 +205,9 @@ def _flush(producer: Producer, timeout: float = 60.0) -> None:
     except KeyboardInterrupt:
         remaining = len(producer)
     if remaining:
-        raise FraudstreamError(f"{remaining} records were not delivered within {timeout:.0f}s")
+        raise ProducerError(
+            f"{remaining} records were not delivered within {timeout:.0f}s", code="not_delivered"
+        )
 
 
 class _Replay:
@@ -302,6 +305,7 @@ class _Replay:
                 source_topic=self.source_name,
                 offset=line.line,
                 service="producer",
+                reason=line.code,
             )
             self._send_dead_letter(line, letter)
             self.result.bad += 1

@@ -44,7 +44,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def error_response(exc: errors.RegistryError) -> Response:
-    return json_response({"error_code": exc.code, "message": exc.message}, exc.status)
+    return json_response({"error_code": exc.error_code, "message": exc.message}, exc.status)
 
 
 def query_bool(request: Request, name: str, default: bool = False) -> bool:
@@ -116,7 +116,9 @@ class RegistryApp:
                 return result if isinstance(result, Response) else json_response(result)
             except errors.RegistryError as exc:
                 level = logging.WARNING if exc.status >= 500 else logging.DEBUG
-                log.log(level, "%s %s -> %s %s", request.method, request.url.path, exc.code, exc)
+                log.log(
+                    level, "%s %s -> %s %s", request.method, request.url.path, exc.error_code, exc
+                )
                 return error_response(exc)
             except Exception as exc:
                 log.exception("unexpected failure on %s %s", request.method, request.url.path)

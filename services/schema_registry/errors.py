@@ -1,19 +1,58 @@
-"""Confluent Schema Registry's error codes, as one exception type the HTTP layer turns into JSON.
+"""The Schema Registry's branch of the error family, with Confluent's numeric error codes.
 
 Clients (confluent_kafka's `SchemaRegistryError`, ksqlDB, Kafka Connect) branch on `error_code`,
-not on the message, so every failure carries the exact code Confluent's server would send.
+not on the message, so every failure carries the exact `error_code` Confluent's server would
+send; `code` is the family's stable string for the same failure (logs, metrics).
 """
 
 from __future__ import annotations
 
+from services.common.errors import FraudstreamError
 
-class RegistryError(Exception):
-    """A failure answered as `{"error_code": code, "message": message}` with HTTP `status`."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
+class SchemaRegistryError(FraudstreamError):
+    """Anything the Schema Registry service raises on purpose."""
+
+    default_code = "schema_registry"
+
+
+ERROR_CODES = {
+    400: "bad_request",
+    405: "method_not_allowed",
+    409: "incompatible_schema",
+    413: "body_too_large",
+    40401: "subject_not_found",
+    40402: "version_not_found",
+    40403: "schema_not_found",
+    40404: "subject_soft_deleted",
+    40405: "subject_not_soft_deleted",
+    40406: "version_soft_deleted",
+    40407: "version_not_soft_deleted",
+    40408: "subject_config_not_found",
+    40409: "subject_mode_not_found",
+    42201: "invalid_schema",
+    42202: "invalid_version",
+    42203: "invalid_compatibility_level",
+    42204: "invalid_mode",
+    42205: "operation_not_permitted",
+    50001: "store_error",
+    50002: "timeout",
+    50003: "forwarding_error",
+    50004: "unknown_leader",
+}
+"""Confluent's numeric `error_code` → the family's `code`."""
+
+
+class RegistryError(SchemaRegistryError):
+    """A failure answered as `{"error_code": error_code, "message": message}` with HTTP
+    `status`; `code` is the stable name of `error_code` unless the caller names a finer one."""
+
+    def __init__(
+        self, status: int, error_code: int, message: str, *, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code or ERROR_CODES.get(error_code, "schema_registry"))
         self.status = status
-        self.code = code
+        self.error_code = error_code
         self.message = message
 
 
@@ -130,7 +169,10 @@ def timeout(detail: str) -> RegistryError:
 
 def not_ready() -> RegistryError:
     return RegistryError(
-        503, 50002, "Schema Registry is still reading the _schemas topic; try again shortly"
+        503,
+        50002,
+        "Schema Registry is still reading the _schemas topic; try again shortly",
+        code="not_ready",
     )
 
 

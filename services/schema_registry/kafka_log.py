@@ -36,9 +36,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from services.common.errors import FraudstreamError
 from services.common.kafka import client_config, ensure_topic, make_admin, wait_for_broker
 from services.schema_registry import errors
+from services.schema_registry.errors import SchemaRegistryError
 from services.schema_registry.state import Record, RegistryState, decode, encode
 
 log = logging.getLogger("fraudstream.schema_registry.kafka")
@@ -50,17 +50,21 @@ RECORD_OVERHEAD_BYTES = 512
 """What a record batch adds around one record (header, transactional markers, with room)."""
 
 
-class WriteFailed(Exception):
+class WriteFailed(SchemaRegistryError):
     """A transaction that did not commit; `recovered` says whether the producer aborted it and
     can take the next one (else it is fenced or broken and must be replaced)."""
+
+    default_code = "write_failed"
 
     def __init__(self, detail: str, recovered: bool) -> None:
         super().__init__(detail)
         self.recovered = recovered
 
 
-class NotLeader(Exception):
+class NotLeader(SchemaRegistryError):
     """This instance is not the writer; the HTTP layer forwards the request to `leader_url`."""
+
+    default_code = "not_leader"
 
     def __init__(self, leader_url: str | None) -> None:
         super().__init__(leader_url or "unknown leader")
@@ -119,9 +123,10 @@ class KafkaLog:
         self._admin = make_admin(self.bootstrap)
         meta = self._admin.list_topics(self.topic, timeout=10).topics[self.topic]
         if len(meta.partitions) != 1:
-            raise FraudstreamError(
+            raise SchemaRegistryError(
                 f"topic {self.topic} has {len(meta.partitions)} partitions; the registry's "
-                "storage topic must have exactly one (record order is the registry's history)"
+                "storage topic must have exactly one (record order is the registry's history)",
+                code="storage_topic",
             )
         self.max_message_bytes = self._topic_max_message_bytes()
         loops = [(self._read_loop, "reader")] + ([(self._elect_loop, "election")] if elect else [])

@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from services.common.logs import LogThrottle
 from services.model_registry.api import LATEST_ALIAS, MODEL_NAME, LoadedModel
+from services.model_registry.errors import ModelRegistryError
 from services.scorer.metrics import ScorerMetrics
 
 log = logging.getLogger("fraudstream.scorer.models")
@@ -64,9 +65,9 @@ def registry_loader(models_dir: Path | None = None) -> tuple[Loader, Callable[[]
 
 
 def refusal_reason(exc: BaseException) -> str:
-    """The metric label for why a version was not loaded (the registry's errors carry one)."""
-    reason = getattr(exc, "reason", None)
-    return reason if isinstance(reason, str) else "load_failed"
+    """The metric label for why a version was not loaded: the registry's error code, or
+    `load_failed` for anything else (a broken file that the loader itself choked on)."""
+    return exc.code if isinstance(exc, ModelRegistryError) else "load_failed"
 
 
 @dataclass
@@ -299,7 +300,9 @@ class ModelManager:
             problem = f"{type(exc).__name__}: {str(exc)[:200]}"
             if problem != self._latest_problem:
                 self._latest_problem = problem
-                self._ignored(getattr(exc, "reason", "bad_latest"), problem)
+                self._ignored(
+                    exc.code if isinstance(exc, ModelRegistryError) else "bad_latest", problem
+                )
             return
         self._latest_problem = None
         if latest is not None and latest != self._seen_latest:
@@ -327,7 +330,7 @@ class ModelManager:
         try:
             event = announcement_from_json(value)
         except BadAnnouncement as exc:
-            self._ignored(exc.reason, str(exc))
+            self._ignored(exc.code, str(exc))
             return None
         if event.model != MODEL_NAME:
             self._ignored("other_model", f"model {ascii(event.model)[:60]}")

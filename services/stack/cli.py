@@ -26,7 +26,8 @@ def _select(only: str | None, sasl: bool = False, sasl_ssl: bool = False) -> lis
         if wanted - names:
             raise FraudstreamError(
                 f"unknown component {', '.join(sorted(wanted - names))}; "
-                f"choose from {', '.join(names)}"
+                f"choose from {', '.join(names)}",
+                code="bad_option",
             )
         components = [c for c in components if c.name in wanted]
     return components

@@ -95,7 +95,8 @@ class HttpServerComponent:
         host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
         if port_in_use(host, port):
             raise FraudstreamError(
-                f"port {port} is taken by a program that does not answer as the {self.name}"
+                f"port {port} is taken by a program that does not answer as the {self.name}",
+                code="port_taken",
             )
         proc = self.process
         env = settings_env(self.settings)

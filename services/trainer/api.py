@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from services.common.errors import FraudstreamError
 from services.common.topics import PREPROCESSED_TOPIC
 from services.model_registry.registry import (
     REPORT_FILE,
@@ -26,6 +25,7 @@ from services.model_registry.registry import (
     ModelRegistry,
 )
 from services.trainer.core import TrainConfig, TrainOutcome, fit_and_evaluate
+from services.trainer.errors import TrainingDataError
 from services.trainer.evaluate import ThresholdRule
 from services.trainer.ingest import Dataset, commit, ingest
 from services.trainer.model import ModelConfig
@@ -243,7 +243,7 @@ def train(
     )
     if len(dataset) == 0 and dataset.rejected:
         reasons = "; ".join(f"{n}x {r}" for r, n in dataset.rejected.most_common(3))
-        raise FraudstreamError(
+        raise TrainingDataError(
             f"no usable record among {dataset.consumed} read from {topic}: {reasons}"
         )
     version = train_dataset(

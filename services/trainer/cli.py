@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from services.common.errors import FraudstreamError
 from services.common.topics import MODELS_TOPIC, PREPROCESSED_TOPIC
+from services.trainer.errors import TrainerError, TrainingDataError
 
 if TYPE_CHECKING:
     from services.trainer.api import Hooks
@@ -20,11 +20,11 @@ def _hidden(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError as exc:
-        raise FraudstreamError(
-            f"--hidden wants comma-separated widths like 14,7: {text!r}"
+        raise TrainerError(
+            f"--hidden wants comma-separated widths like 14,7: {text!r}", code="bad_option"
         ) from exc
     if not sizes or min(sizes) < 1:
-        raise FraudstreamError(f"--hidden wants positive widths like 14,7: {text!r}")
+        raise TrainerError(f"--hidden wants positive widths like 14,7: {text!r}", code="bad_option")
     return sizes
 
 
@@ -123,7 +123,6 @@ def register(app: typer.Typer) -> None:
         from services.common.kafka import wait_for_broker
         from services.model_registry.registry import ModelRegistry
         from services.trainer import api
-        from services.trainer.core import TrainingDataError
 
         try:
             config = api.make_config(
@@ -137,7 +136,7 @@ def register(app: typer.Typer) -> None:
                 baselines=not no_baselines,
             )
         except ValueError as exc:
-            raise FraudstreamError(str(exc)) from exc
+            raise TrainerError(str(exc), code="bad_option") from exc
         wait_for_broker(timeout=15)
         if wait_rows is not None:
             from services.trainer.ingest import wait_for_records
@@ -182,8 +181,9 @@ def register(app: typer.Typer) -> None:
                     models_topic=models_topic,
                 )
         except TrainingDataError as exc:
-            raise FraudstreamError(
-                f"{exc} on {topic} (group {group}); use --from-beginning to re-read the topic"
+            raise TrainingDataError(
+                f"{exc} on {topic} (group {group}); use --from-beginning to re-read the topic",
+                code=exc.code,
             ) from exc
         source = mv.metrics.get("source", {})
         rejected = source.get("rejected") or {}

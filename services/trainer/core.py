@@ -17,6 +17,7 @@ import numpy as np
 
 from services.model_registry.preprocessing import Preprocessing
 from services.model_registry.registry import KerasLoadedModel, utc_now_iso
+from services.trainer.errors import TrainingDataError
 from services.trainer.evaluate import (
     Split,
     ThresholdRule,
@@ -62,10 +63,6 @@ class TrainOutcome:
     @property
     def threshold_value(self) -> float:
         return float(self.threshold["threshold"])
-
-
-class TrainingDataError(ValueError):
-    """The data cannot support a training run (too few rows, no normal rows)."""
 
 
 def scorer_for(

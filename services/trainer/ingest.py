@@ -21,11 +21,12 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from services.common.avro import SchemaCache, registry_client
 from services.common.avro_columns import ColumnarDecoder
-from services.common.errors import FraudstreamError, ServiceUnavailable
+from services.common.errors import ServiceUnavailable
 from services.common.features import N_FEATURES
 from services.common.kafka import make_consumer, topic_partitions
 from services.common.settings import get_settings
 from services.common.waiting import poll_until
+from services.trainer.errors import TrainerError
 
 BATCH = 10_000
 IDLE_TIMEOUT_S = 30.0
@@ -199,9 +200,10 @@ def _read(
                 on_progress(consumed, capacity)
         pending = _still_pending(consumer, topic, pending, ends, next_offsets)
         if pending and time.monotonic() - last_progress > idle_timeout:
-            raise FraudstreamError(
+            raise TrainerError(
                 f"no records from {topic} for {idle_timeout:.0f}s while offsets below the end "
-                f"remain on partitions {sorted(pending)}"
+                f"remain on partitions {sorted(pending)}",
+                code="ingest_stalled",
             )
     order = np.lexsort((offsets[:rows], partitions[:rows]))
     return Dataset(

@@ -34,7 +34,7 @@ def generated_arrays(
     rows: int, seed: int = 0, fraud_ratio: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features float64 [rows, 30] TIME, V1..V28, AMOUNT; labels int8) from the datagen."""
-    from services.producer.datagen import FRAUD_RATIO, generate_chunks
+    from services.common.synthetic_transactions import FRAUD_RATIO, generate_chunks
 
     ratio = FRAUD_RATIO if fraud_ratio is None else fraud_ratio
     feats, labels = [], []

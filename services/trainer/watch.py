@@ -40,7 +40,7 @@ def decide(
     except ModelRefused as exc:  # none yet, or one that no scorer would load either
         return {
             "decision": "promoted",
-            "reason": f"no usable champion registered yet ({exc.reason})",
+            "reason": f"no usable champion registered yet ({exc.code})",
             "window": window,
             "challenger": challenger,
             "champion": None,

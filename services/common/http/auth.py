@@ -58,15 +58,20 @@ def parse_users(lines: Iterable[str], source: str = "users file") -> dict[str, U
             continue
         cut = min((i for i in (line.find(":"), line.find("=")) if i >= 0), default=-1)
         if cut <= 0:
-            raise FraudstreamError(f"{source}:{number}: expected 'username: password[,role...]'")
+            raise FraudstreamError(
+                f"{source}:{number}: expected 'username: password[,role...]'", code="users_file"
+            )
         name = line[:cut].strip()
         credential, *roles = (part.strip() for part in line[cut + 1 :].split(","))
         if not credential:
-            raise FraudstreamError(f"{source}:{number}: user {name!r} has no password")
+            raise FraudstreamError(
+                f"{source}:{number}: user {name!r} has no password", code="users_file"
+            )
         if credential[:4].upper() in ("OBF:", "CRYP"):
             raise FraudstreamError(
                 f"{source}:{number}: password form {credential.split(':')[0]}: is not "
-                "supported; use plaintext or MD5:<hex>"
+                "supported; use plaintext or MD5:<hex>",
+                code="users_file",
             )
         users[name] = User(name, credential, tuple(r for r in roles if r))
     return users
@@ -77,10 +82,12 @@ def load_users(path: Path) -> dict[str, User]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise FraudstreamError(f"cannot read users file {path}: {exc.strerror}") from None
+        raise FraudstreamError(
+            f"cannot read users file {path}: {exc.strerror}", code="users_file"
+        ) from None
     users = parse_users(text.splitlines(), str(path))
     if not users:
-        raise FraudstreamError(f"users file {path} names no user")
+        raise FraudstreamError(f"users file {path} names no user", code="users_file")
     return users
 
 

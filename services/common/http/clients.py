@@ -34,7 +34,9 @@ def basic_auth(
     user, sep, password = info.partition(":")
     if not sep:
         variable = "KSQL" if service == "ksql" else "SCHEMA_REGISTRY"
-        raise FraudstreamError(f"{variable}_BASIC_AUTH_USER_INFO must be user:password")
+        raise FraudstreamError(
+            f"{variable}_BASIC_AUTH_USER_INFO must be user:password", code="bad_setting"
+        )
     return user, password
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope
 
+from services.common.errors import FraudstreamError
+
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -49,9 +51,13 @@ def may_have_body(scope: Scope, headers: dict[str, str]) -> bool:
     return "transfer-encoding" in headers or scope.get("http_version") not in ("1.0", "1.1")
 
 
-class BodyLimitExceeded(Exception):
+class BodyLimitExceeded(FraudstreamError):
+    """A request body over the byte limit (413) or too slow to arrive (408)."""
+
+    default_code = "body_too_large"
+
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, code="body_too_large" if status == 413 else "body_timeout")
         self.status = status
         self.message = message
 

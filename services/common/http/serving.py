@@ -58,18 +58,21 @@ def _configure_tls(config: Config, settings: HttpServerSettings) -> None:
     if cert is None or key is None:
         raise FraudstreamError(
             "TLS needs both a certificate and a key "
-            "(FRAUDSTREAM_HTTP_TLS_CERTFILE and FRAUDSTREAM_HTTP_TLS_KEYFILE)"
+            "(FRAUDSTREAM_HTTP_TLS_CERTFILE and FRAUDSTREAM_HTTP_TLS_KEYFILE)",
+            code="tls",
         )
     for path in (cert, key):
         if not path.is_file():
-            raise FraudstreamError(f"TLS file {path} does not exist")
+            raise FraudstreamError(f"TLS file {path} does not exist", code="tls")
     config.certfile = str(cert)
     config.keyfile = str(key)
     config.alpn_protocols = ["h2", "http/1.1"]
     try:
         config.create_ssl_context()  # a wrong key or certificate fails here, not per connection
     except (OSError, ValueError) as exc:
-        raise FraudstreamError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
+        raise FraudstreamError(
+            f"cannot load TLS certificate {cert} / key {key}: {exc}", code="tls"
+        ) from None
 
 
 def run_asgi(

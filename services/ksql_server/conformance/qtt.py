@@ -25,10 +25,11 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from services.common.errors import code_of
 from services.common.kafka import client_config, make_admin
 from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
-from services.ksql_server.errors import UnsupportedError
+from services.ksql_server.errors import KsqlServiceError, UnsupportedError
 from services.ksql_server.formats import make_deserializer, make_serializer
 from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
@@ -85,6 +86,9 @@ class Result:
     status: str  # passed | failed | skipped
     reason: str = ""
     seconds: float = 0.0
+    feature: str = ""
+    """For a skipped case: the feature it needs (`Unsupported.feature`), what skips are
+    counted by."""
 
 
 def load_cases(path: Path) -> list[Case]:
@@ -138,8 +142,15 @@ def normalize(value: Any) -> Any:
     return value
 
 
-class Unsupported(Exception):
+class Unsupported(KsqlServiceError):
     """Raised inside the runner for a case feature the engine does not implement."""
+
+    default_code = "unsupported"
+
+    def __init__(self, feature: str, detail: str = "") -> None:
+        super().__init__(f"{feature}: {detail}" if detail else feature)
+        self.feature = feature
+        """What the summary counts skipped cases by (`syntax`, `windowed keys`, ...)."""
 
 
 # ----------------------------------------------------------------------------- runner
@@ -210,18 +221,19 @@ class Runner:
         start = time.monotonic()
         prefix = f"qtt_{uuid.uuid4().hex[:10]}_"
         engine: Engine | None = None
+        feature = ""
         try:
             engine = self._engine(case, prefix)
             status, reason = self._run(case, engine, prefix)
         except Unsupported as exc:
-            status, reason = "skipped", str(exc)
+            status, reason, feature = "skipped", str(exc), exc.feature
         except Exception as exc:
             status, reason = "failed", f"runner error: {type(exc).__name__}: {exc}"
         finally:
             if engine is not None:
                 engine.close()
             self._cleanup(prefix, "AVRO" in json.dumps(case.spec).upper())
-        return Result(case, status, reason, time.monotonic() - start)
+        return Result(case, status, reason, time.monotonic() - start, feature)
 
     def _engine(self, case: Case, prefix: str) -> Engine:
         spec = case.spec
@@ -261,10 +273,10 @@ class Runner:
                     if want in exc.message:
                         return "passed", ""
                     if isinstance(cause, ParseError):
-                        raise Unsupported(f"syntax: {exc.message[:120]}") from exc
+                        raise Unsupported("syntax", exc.message[:120]) from exc
                     return "failed", f"expected error {want[:200]!r}, got {exc.message[:300]!r}"
                 if isinstance(cause, ParseError):
-                    raise Unsupported(f"syntax: {exc.message[:120]}") from exc
+                    raise Unsupported("syntax", exc.message[:120]) from exc
                 return "failed", f"statement failed: {text[:120]} -> {exc.message[:300]}"
         if expected_exc:
             want = expected_exc.get("message", "")
@@ -324,7 +336,7 @@ class Runner:
                 if expected_error and expected_error.get("message", "") in exc.message:
                     return "passed", ""
                 if isinstance(cause, ParseError) and not expected_error:
-                    raise Unsupported(f"syntax: {exc.message[:120]}") from exc
+                    raise Unsupported("syntax", exc.message[:120]) from exc
                 if expected_error:
                     return "failed", (
                         f"expected error {expected_error.get('message', '')[:200]!r}"
@@ -434,7 +446,7 @@ class Runner:
             try:
                 fut.result(20)
             except Exception as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                if code_of(exc) != "kafka_topic_already_exists":
                     raise
 
     def _register_topic_schemas(self, topic: dict[str, Any], prefix: str) -> None:

@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from services.common.errors import FraudstreamError
+from services.common.errors import ServiceUnavailable
 from services.common.kafka import broker_reachable
 from services.common.settings import get_settings
 from services.ksql_server.conformance.qtt import Case, Result, Runner, collect_files, load_cases
+from services.ksql_server.errors import KsqlServiceError
 
 
 def run_files(
@@ -22,10 +23,12 @@ def run_files(
 ) -> list[Result]:
     settings = get_settings()
     if not broker_reachable(settings.bootstrap_servers):
-        raise FraudstreamError(f"Kafka broker at {settings.bootstrap_servers} is not reachable")
+        raise ServiceUnavailable(f"Kafka broker at {settings.bootstrap_servers} is not reachable")
     files = collect_files(paths)
     if not files:
-        raise FraudstreamError(f"no QTT files found in {', '.join(map(str, paths))}")
+        raise KsqlServiceError(
+            f"no QTT files found in {', '.join(map(str, paths))}", code="no_cases"
+        )
     cases: list[Case] = []
     for f in files:
         cases += [c for c in load_cases(f) if match is None or match in c.name]
@@ -52,7 +55,7 @@ def run_and_report(
     for f, c in sorted(per_file.items()):
         table.add_row(f, str(c["passed"]), str(c["failed"]), str(c["skipped"]))
     console.print(table)
-    reasons = collections.Counter(r.reason.split(":")[0] for r in results if r.status == "skipped")
+    reasons = collections.Counter(r.feature for r in results if r.status == "skipped")
     if reasons:
         console.print(
             "skipped because: " + ", ".join(f"{k} ({v})" for k, v in reasons.most_common(12))

@@ -200,7 +200,7 @@ class ExpressionCompiler:
                 T.STRING,
             )
         if left.type is None or right.type is None:
-            from services.ksql_server.planner.naming import expr_text
+            from services.ksql_server.parser.naming import expr_text
 
             lt = "null" if left.type is None else str(left.type)
             rt = "null" if right.type is None else str(right.type)
@@ -487,7 +487,7 @@ class ExpressionCompiler:
 
 
 def _sql(e: A.Expr) -> str:
-    from services.ksql_server.planner.naming import expr_text
+    from services.ksql_server.parser.naming import expr_text
 
     return expr_text(e)
 

@@ -27,9 +27,9 @@ from services.common.avro import (
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats.columnar import avro_columns_encoder
+from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.serdes import Deserializer, SerdeError, Serializer, coercer
-from services.ksql_server.metastore import Column, FormatInfo
-from services.ksql_server.types import SqlType
+from services.ksql_server.types import Column, SqlType
 
 
 def avro_type(typ: SqlType, name: str) -> Any:

@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from services.common.errors import RecordRejected
 from services.ksql_server import types as T
-from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.errors import KsqlError, KsqlServiceError, UnsupportedError
 from services.ksql_server.formats.columnar import delimited_columns_decoder
-from services.ksql_server.metastore import Column, FormatInfo
-from services.ksql_server.types import SqlType
+from services.ksql_server.formats.info import FormatInfo
+from services.ksql_server.types import Column, SqlType
 from services.ksql_server.values import EPOCH, java_double, parse_timestamp
 
 Deserializer = Callable[[bytes | None], list[Any] | None]
@@ -32,8 +33,12 @@ SUPPORTED = ("KAFKA", "JSON", "DELIMITED", "AVRO", "NONE")
 KNOWN = (*SUPPORTED, "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
 
 
-class SerdeError(ValueError):
-    """A record that cannot be (de)serialized; the message is the processing-log reason."""
+class SerdeError(KsqlServiceError, RecordRejected):
+    """A record that cannot be (de)serialized; the message is the processing-log reason.
+
+    A `RecordRejected` (and so still a `ValueError`): the record is skipped, nothing else fails."""
+
+    default_code = "serde"
 
 
 def validate_format(fmt: FormatInfo, columns: Sequence[Column], is_key: bool) -> None:
@@ -303,7 +308,7 @@ def _encode_decimal(obj: Any) -> str:
 # ----------------------------------------------------------------------------- JSON
 
 
-def _json_deserializer(columns: Sequence[Column], wrap: bool) -> Deserializer:
+def json_deserializer(columns: Sequence[Column], wrap: bool) -> Deserializer:
     convs = [(name, name.upper(), coercer(t)) for name, t in columns]
     if not wrap:
         conv = convs[0][2]
@@ -347,7 +352,7 @@ def _json_deserializer(columns: Sequence[Column], wrap: bool) -> Deserializer:
     return wrapped
 
 
-def _json_serializer(columns: Sequence[Column], wrap: bool) -> Serializer:
+def json_serializer(columns: Sequence[Column], wrap: bool) -> Serializer:
     names = [n for n, _ in columns]
     types = [t for _, t in columns]
     simple = all(t.base in ("INTEGER", "BIGINT", "STRING", "BOOLEAN", "DOUBLE") for t in types)
@@ -403,7 +408,7 @@ def _delimited_parser(typ: SqlType) -> Callable[[str], Any]:
     raise KsqlError(f"The 'DELIMITED' format does not support type '{base}'")
 
 
-def _delimited_deserializer(columns: Sequence[Column], delimiter: str) -> Deserializer:
+def delimited_deserializer(columns: Sequence[Column], delimiter: str) -> Deserializer:
     """Split (csv only when quotes need it) and convert every field with one generated function:
     the DELIMITED source is the pipeline's hot path."""
     parsers = [_delimited_parser(t) for _, t in columns]
@@ -532,7 +537,7 @@ def _needs_quotes(s: str, first: bool, delimiter: str) -> bool:
     return s[-1] <= " "
 
 
-def _delimited_serializer(columns: Sequence[Column], delimiter: str) -> Serializer:
+def delimited_serializer(columns: Sequence[Column], delimiter: str) -> Serializer:
     def field(v: Any, first: bool) -> str:
         if v is None:
             return ""
@@ -563,7 +568,7 @@ _JAVA_DESER = {
 }
 
 
-def _kafka_deserializer(columns: Sequence[Column]) -> Deserializer:
+def kafka_deserializer(columns: Sequence[Column]) -> Deserializer:
     if not columns:
         return lambda data: []
     typ = columns[0][1]
@@ -586,7 +591,7 @@ def _kafka_deserializer(columns: Sequence[Column]) -> Deserializer:
     return deser
 
 
-def _kafka_serializer(columns: Sequence[Column]) -> Serializer:
+def kafka_serializer(columns: Sequence[Column]) -> Serializer:
     if not columns:
         return lambda row: None
     base = columns[0][1].base
@@ -598,65 +603,6 @@ def _kafka_serializer(columns: Sequence[Column]) -> Serializer:
     if base == "DOUBLE":
         return lambda row: None if row[0] is None else packer.pack(float(row[0]))
     return lambda row: None if row[0] is None else packer.pack(row[0])
-
-
-# ----------------------------------------------------------------------------- factories
-
-
-def make_deserializer(
-    fmt: FormatInfo, columns: Sequence[Column], topic: str, is_key: bool, registry: Any = None
-) -> Deserializer:
-    name = fmt.name
-    if is_key and not columns:
-        return lambda data: []
-    if name == "KAFKA":
-        return _kafka_deserializer(columns)
-    if name == "DELIMITED":
-        return _delimited_deserializer(columns, fmt.delimiter)
-    if name == "JSON":
-        wrap = _wrap(fmt, columns, is_key)
-        return _json_deserializer(columns, wrap)
-    if name == "AVRO":
-        from services.ksql_server.formats.avro import avro_deserializer
-
-        return avro_deserializer(columns, _wrap(fmt, columns, is_key), registry)
-    if name == "NONE":
-        return lambda data: []
-    raise UnsupportedError(f"format {name}")
-
-
-def make_serializer(
-    fmt: FormatInfo, columns: Sequence[Column], topic: str, is_key: bool, registry: Any = None
-) -> Serializer:
-    name = fmt.name
-    if is_key and not columns:
-        return lambda row: None
-    if name == "KAFKA":
-        return _kafka_serializer(columns)
-    if name == "DELIMITED":
-        return _delimited_serializer(columns, fmt.delimiter)
-    if name == "JSON":
-        return _json_serializer(columns, _wrap(fmt, columns, is_key))
-    if name == "AVRO":
-        from services.ksql_server.formats.avro import avro_serializer
-
-        return avro_serializer(
-            columns,
-            _wrap(fmt, columns, is_key),
-            registry,
-            f"{topic}-{'key' if is_key else 'value'}",
-            fmt,
-        )
-    if name == "NONE":
-        return lambda row: None
-    raise UnsupportedError(f"format {name}")
-
-
-def _wrap(fmt: FormatInfo, columns: Sequence[Column], is_key: bool) -> bool:
-    """Keys with one column are unwrapped; values are wrapped unless WRAP_SINGLE_VALUE=false."""
-    if is_key:
-        return len(columns) > 1
-    return not (fmt.wrap_single is False and len(columns) == 1)
 
 
 def decode_timestamp_value(v: Any) -> int:

@@ -16,9 +16,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from services.ksql_server.errors import KsqlServiceError
 
-class ParseError(Exception):
+
+class ParseError(KsqlServiceError):
     """A statement that does not follow the grammar (ksqlDB error 40001)."""
+
+    default_code = "syntax"
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,8 @@ def check_recordable(statement: Any, text: str) -> None:
         raise ParseError(
             f"Statement too large: {len(text):,} characters; statements kept in the command "
             f"topic (CREATE, INSERT … SELECT, DROP, TERMINATE) may have at most "
-            f"{MAX_RECORDED_STATEMENT_CHARS:,}"
+            f"{MAX_RECORDED_STATEMENT_CHARS:,}",
+            code="too_large",
         )
 
 
@@ -74,11 +75,13 @@ def check_statement(statement: Any) -> None:
             if depth > MAX_EXPRESSION_DEPTH:
                 raise ParseError(
                     f"Expression too deep: more than {MAX_EXPRESSION_DEPTH} nested operations "
-                    "(split it, or use parentheses to group the operands)"
+                    "(split it, or use parentheses to group the operands)",
+                    code="too_complex",
                 )
             if nodes > MAX_EXPRESSION_NODES:
                 raise ParseError(
-                    f"Statement too large: more than {MAX_EXPRESSION_NODES} expression terms"
+                    f"Statement too large: more than {MAX_EXPRESSION_NODES} expression terms",
+                    code="too_large",
                 )
         if isinstance(value, (list, tuple)):
             stack.extend((item, depth) for item in value)

@@ -19,10 +19,10 @@ from services.ksql_server.expressions import (
     Scope,
     build_batch_function,
 )
-from services.ksql_server.metastore import Column, DataSource, MetaStore
+from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ast as A
-from services.ksql_server.planner.naming import expr_text, natural_name
-from services.ksql_server.types import SqlType
+from services.ksql_server.parser.naming import expr_text, natural_name
+from services.ksql_server.types import Column, SqlType
 
 PSEUDO_COLUMNS: list[Column] = [
     ("ROWTIME", T.BIGINT),

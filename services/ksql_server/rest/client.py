@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 
-from services.common.errors import FraudstreamError, ServiceUnavailable
+from services.common.errors import ServiceUnavailable
 from services.common.http.clients import httpx_options
+from services.ksql_server.errors import KsqlServiceError, statement_error_code
 
 _SET = re.compile(r"^\s*SET\s+'([^']+)'\s*=\s*'((?:[^']|'')*)'\s*;?\s*$", re.I | re.S)
 _UNSET = re.compile(r"^\s*UNSET\s+'([^']+)'\s*;?\s*$", re.I | re.S)
@@ -31,11 +32,11 @@ _ALREADY_EXISTS = re.compile(
 count ("A Kafka topic with the name 'x' already exists, with different ...") is a real error."""
 
 
-class KsqlServerError(FraudstreamError):
-    """The server refused a statement or a query; carries ksqlDB's error code."""
+class KsqlServerError(KsqlServiceError):
+    """The server refused a statement or a query; carries ksqlDB's numeric `error_code`."""
 
     def __init__(self, message: str, error_code: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, code=statement_error_code(error_code))
         self.message = message
         self.error_code = error_code
 
@@ -106,7 +107,7 @@ def statement_files(paths: Iterable[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise FraudstreamError(f"no such file or folder: {path}")
+            raise KsqlServiceError(f"no such file or folder: {path}", code="no_statements")
     return files
 
 

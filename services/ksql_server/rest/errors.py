@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from services.ksql_server.engine_api import (
     ERROR_MAX_PUSH_QUERIES_EXCEEDED as ERROR_MAX_PUSH_QUERIES_EXCEEDED,
 )
-from services.ksql_server.errors import clip
+from services.ksql_server.errors import KsqlServiceError, clip, statement_error_code
 
 ERROR_BAD_STATEMENT = 40001
 ERROR_QUERY_ENDPOINT = 40002
@@ -50,11 +50,11 @@ def statement_error(
     return JSONResponse(body, status_code=http_status(error_code))
 
 
-class BadRequest(Exception):
+class BadRequest(KsqlServiceError):
     """A request the server cannot even read (bad JSON, missing field): `generic_error` 40000."""
 
     def __init__(self, message: str, error_code: int = ERROR_BAD_REQUEST) -> None:
-        super().__init__(message)
+        super().__init__(message, code=statement_error_code(error_code))
         self.message = message
         self.error_code = error_code
 

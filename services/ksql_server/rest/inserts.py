@@ -26,6 +26,7 @@ from services.ksql_server.rest import streams
 from services.ksql_server.rest.errors import (
     ERROR_BAD_REQUEST,
     ERROR_SERVER,
+    BadRequest,
     http_status,
     lone_surrogate_in,
 )
@@ -35,13 +36,6 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES = 16 * 1024 * 1024
 INVALID_JSON_MESSAGE = "Invalid JSON in inserts stream"
 """ksqlDB's message (error_code 40000) for a row that does not parse."""
-
-
-class _Rejected(Exception):
-    def __init__(self, message: str, error_code: int = ERROR_BAD_REQUEST) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_code = error_code
 
 
 class InsertsStream:
@@ -57,7 +51,7 @@ class InsertsStream:
             async for line in _lines(receive):
                 await session.handle(line)
             await session.finish()
-        except _Rejected as exc:
+        except BadRequest as exc:
             await session.reject(exc.message, exc.error_code)
         except Exception:
             log.exception("inserts-stream failed")
@@ -95,7 +89,7 @@ async def _lines(receive: Receive) -> Any:
 
 def _check_line_length(line: bytearray) -> None:
     if len(line) > MAX_LINE_BYTES:
-        raise _Rejected(f"a line of the request is longer than {MAX_LINE_BYTES} bytes")
+        raise BadRequest(f"a line of the request is longer than {MAX_LINE_BYTES} bytes")
 
 
 class _Session:
@@ -162,7 +156,7 @@ class _Session:
 
     async def finish(self) -> None:
         if self.target is None:
-            raise _Rejected('request body is empty; expected {"target": "<stream>"} first')
+            raise BadRequest('request body is empty; expected {"target": "<stream>"} first')
         tail = (b"[]" if self.seq == 0 else b"]") + b"\n" if self.json else b""
         await self.send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -192,11 +186,11 @@ def _target(line: bytes) -> str:
     try:
         head = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise _Rejected(f"first line is not valid JSON: {exc}") from exc
+        raise BadRequest(f"first line is not valid JSON: {exc}") from exc
     if not isinstance(head, dict) or not isinstance(head.get("target"), str):
-        raise _Rejected('first line must be {"target": "<stream>"}')
+        raise BadRequest('first line must be {"target": "<stream>"}')
     if lone_surrogate_in(head):
-        raise _Rejected("first line contains a lone UTF-16 surrogate")
+        raise BadRequest("first line contains a lone UTF-16 surrogate")
     return str(head["target"])
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
+from services.common.errors import code_of
 from services.common.kafka import consumer_config, make_admin, producer_config
 from services.ksql_server.errors import KsqlError
 
@@ -109,7 +110,7 @@ class KafkaContext:
         try:
             fut.result(15)
         except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            if code_of(exc) != "kafka_topic_already_exists":
                 raise KsqlError(f"Could not create topic {topic}: {exc}") from exc
             return False
         deadline = time.monotonic() + 10
@@ -124,7 +125,7 @@ class KafkaContext:
         try:
             self.admin.delete_topics([topic], operation_timeout=10)[topic].result(15)
         except Exception as exc:
-            if "UNKNOWN_TOPIC" not in str(exc):
+            if code_of(exc) not in ("kafka_unknown_topic_or_part", "kafka_unknown_topic_id"):
                 raise KsqlError(f"Could not delete topic {topic}: {exc}") from exc
 
     def close(self) -> None:

@@ -27,7 +27,8 @@ from services.ksql_server.values import parse_timestamp
 
 LOG = logging.getLogger("fraudstream.ksql.runtime")
 
-ProcessingLogger = Callable[[str, str, str, bytes | None], None]
+ProcessingLogger = Callable[..., None]
+"""`(query_id, component, message, record, *, code)`: see `ProcessingLog.__call__`."""
 
 
 @dataclass
@@ -39,7 +40,11 @@ class OutRecord:
 
 
 class ProcessingLog:
-    """Writes ksqlDB-style processing-log entries (JSON) to the processing-log topic."""
+    """Writes ksqlDB-style processing-log entries (JSON) to the processing-log topic.
+
+    Each entry carries, beside ksqlDB's fields, a top-level `code`: the stable name of what went
+    wrong (`deserialize_value`, `expression`, ...; docs/errors.md lists them), chosen where the
+    record was rejected, so tools count entries by code and people read `errorMessage`."""
 
     def __init__(self, produce: Callable[[str, bytes], None] | None, topic: str) -> None:
         self._produce = produce
@@ -47,13 +52,22 @@ class ProcessingLog:
         self.count = 0
         self._lock = threading.Lock()
 
-    def __call__(self, query_id: str, component: str, message: str, record: bytes | None) -> None:
+    def __call__(
+        self,
+        query_id: str,
+        component: str,
+        message: str,
+        record: bytes | None,
+        *,
+        code: str = "processing",
+    ) -> None:
         with self._lock:
             self.count += 1
         entry = {
             "level": "ERROR",
             "logger": f"processing.{query_id}.{component}",
             "time": int(time.time() * 1000),
+            "code": code,
             "message": {
                 "type": 0 if component.endswith("deserializer") else 1,
                 "deserializationError"
@@ -155,6 +169,7 @@ class BatchProcessor:
                     "KsqlTopic.Source.deserializer",
                     f"Failed to deserialize value from topic: {m.topic()}. {vals}",
                     m.value(),
+                    code="deserialize_value",
                 )
                 continue
             tombstone = vals is None
@@ -171,6 +186,7 @@ class BatchProcessor:
                         "KsqlTopic.Source.deserializer",
                         f"Failed to deserialize key from topic: {m.topic()}. {exc}",
                         raw_key,
+                        code="deserialize_key",
                     )
                     continue
                 row = keys + vals
@@ -186,6 +202,7 @@ class BatchProcessor:
                         "KsqlTopic.Source.timestamp",
                         f"Failed to extract timestamp: {exc}",
                         m.value(),
+                        code="timestamp",
                     )
                     continue
                 if ts is None or ts < 0:
@@ -222,6 +239,7 @@ class BatchProcessor:
                 "Project" if column != "WHERE" else "Filter",
                 f"Error computing expression {column}: {exc}",
                 None,
+                code="expression",
             )
 
         tombs = self.tombstones
@@ -277,7 +295,11 @@ class BatchProcessor:
                     value = vs(values if all_values else [values[i] for i in val_idx])
             except Exception as exc:
                 self.plog(
-                    self.query_id, "KsqlTopic.Sink.serializer", f"Failed to serialize: {exc}", None
+                    self.query_id,
+                    "KsqlTopic.Sink.serializer",
+                    f"Failed to serialize: {exc}",
+                    None,
+                    code="serialize",
                 )
                 continue
             ts = row[ts_pos]
@@ -287,7 +309,11 @@ class BatchProcessor:
                     ts = self._sink_timestamp(t)
                 except Exception as exc:
                     self.plog(
-                        self.query_id, "KsqlTopic.Sink.timestamp", f"Bad timestamp: {exc}", None
+                        self.query_id,
+                        "KsqlTopic.Sink.timestamp",
+                        f"Bad timestamp: {exc}",
+                        None,
+                        code="sink_timestamp",
                     )
                     continue
                 if ts is None or ts < 0:

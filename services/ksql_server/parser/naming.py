@@ -1,4 +1,8 @@
-"""SQL text of expressions (for error messages and SHOW QUERIES) and ksqlDB's column naming."""
+"""SQL text of expressions (error messages, SHOW QUERIES) and ksqlDB's column naming.
+
+It reads only the syntax tree, so it sits with the parser: the planner and the expression
+compiler both use it, and neither imports the other for it.
+"""
 
 from __future__ import annotations
 
