@@ -28,7 +28,7 @@ from confluent_kafka import TopicPartition
 from test_scorer_support import make_records, offline_alert_ids, read_all, save_model
 
 from services.common.avro import AvroDecoder, registry_client
-from services.common.kafka import make_consumer, make_producer
+from services.common.kafka import make_consumer, make_producer, produce
 from services.common.process import ManagedProcess
 from services.common.settings import Settings, get_settings
 from services.common.topics import ALERTS_TOPIC
@@ -139,12 +139,7 @@ def _produce_paced(bootstrap: str, records: list[dict[str, Any]]) -> threading.T
         chunk = RATE // 20
         for start in range(0, len(records), chunk):
             for record in records[start : start + chunk]:
-                while True:
-                    try:
-                        producer.produce(SOURCE, _delimited(record), str(record["ID"]).encode())
-                        break
-                    except BufferError:
-                        producer.poll(0.1)
+                produce(producer, SOURCE, _delimited(record), str(record["ID"]).encode())
             producer.poll(0)
             time.sleep(0.05)
         deadline = time.monotonic() + 120
