@@ -1,7 +1,8 @@
-"""The scorer's Kafka clients: a read-committed consumer in the scorer's group (static member)
-and a producer, transactional under exactly-once. Built here so the loop in scorer.py only
-uses them; the transactional id is stable per (group, input topic, instance), so a restarted
-scorer's `init_transactions()` aborts whatever its killed predecessor left open."""
+"""The scorer's clients: a read-committed consumer in the scorer's group (static member), a
+producer, transactional under exactly-once, its output topics and the alert schema. Built here
+so the loop in scorer.py only uses them; the transactional id is stable per (group, input
+topic, instance), so a restarted scorer's `init_transactions()` aborts whatever its killed
+predecessor left open."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from services.common.avro import AvroEncoder
 from services.common.checkpoint import TRANSACTION_TIMEOUT_MS, transactional_producer
-from services.common.kafka import consumer_config, producer_config
+from services.common.errors import FraudstreamError
+from services.common.kafka import consumer_config, ensure_topic, producer_config
 from services.scorer.config import ScorerConfig
+from services.scorer.records import alert_schema
 
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
 
@@ -56,4 +60,19 @@ def subscribe(
     consumer.subscribe([cfg.topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
 
 
-__all__: list[Any] = ["scorer_consumer", "scorer_producer", "subscribe"]
+def setup_topics(cfg: ScorerConfig, bootstrap: str) -> None:
+    """The alerts and dead-letter topics exist before the first transaction writes to them."""
+    for topic in (cfg.alerts_topic, cfg.dlq_topic):
+        ensure_topic(topic, bootstrap=bootstrap)
+
+
+def alert_encoder(cfg: ScorerConfig, registry: Any) -> AvroEncoder:
+    """The alert schema, registered under `<alerts topic>-value`."""
+    subject = f"{cfg.alerts_topic}-value"
+    try:
+        return AvroEncoder(registry, subject, alert_schema())
+    except Exception as exc:
+        raise FraudstreamError(f"cannot register the alert schema under {subject}: {exc}") from exc
+
+
+__all__ = ["alert_encoder", "scorer_consumer", "scorer_producer", "setup_topics", "subscribe"]

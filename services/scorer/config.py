@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from services.common.topics import ALERTS_TOPIC, DLQ_TOPIC, MODELS_TOPIC, SCORING_TOPIC
 
@@ -60,3 +61,14 @@ class ScoreResult:
     @property
     def rate(self) -> float:
         return (self.scored + self.dead_letters) / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The counts, for the log line at the end of a run."""
+        return {
+            "scored": self.scored,
+            "alerts": self.alerts,
+            "dead_letters": self.dead_letters,
+            "batches": self.batches,
+            "aborted": self.aborted,
+            "versions": self.versions,
+        }

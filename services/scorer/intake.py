@@ -13,7 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from services.common.checkpoint import Partition
 from services.common.kafka import end_offsets, next_offsets
@@ -99,6 +108,19 @@ class Intake:
         self._mark_ends(messages)
         self.seen += len(messages)
         return Batch(messages, len(messages) >= self.batch_size)
+
+    def lag(self, consumer: Consumer) -> dict[int, int]:
+        """Records behind the end, per assigned partition ({} when the broker does not say)."""
+        lags: dict[int, int] = {}
+        try:
+            tps = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+            for tp in consumer.position(tps):
+                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                unknown = tp.offset in (OFFSET_INVALID, OFFSET_BEGINNING, OFFSET_END)
+                lags[tp.partition] = max(0, high - (high if unknown else tp.offset))
+        except KafkaException as exc:
+            log.debug("lag not updated", extra={"fields": {"error": str(exc)}})
+        return lags
 
     def _drop_rewound(
         self, consumer: Consumer, messages: list[Message], got: list[Message]

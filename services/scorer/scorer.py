@@ -1,41 +1,25 @@
 """The scorer: consume transactions, score them in micro-batches, write alerts exactly once.
 
-The loop follows confluent-kafka-python's `examples/eos_transactions.py` consume-transform-produce
-pattern, per micro-batch instead of per 100 messages:
-
-    collect up to B records or T ms  (intake.py: read_committed consumer, no auto-commit)
-    decode the batch, one model call, build alerts and dead letters
-    the batch joins the checkpoint (which begins a transaction if none is open) → produce
-    when the batch was not full, or the checkpoint is due: commit it
-      (send_offsets_to_transaction(next offsets, consumer_group_metadata) → commit_transaction)
-
-The transaction, the offsets it covers, when it is due, the commit and abort-and-rewind belong
-to the shared `Checkpoint` (services/common/checkpoint.py; the KSQL queries use the same one).
-A commit costs two broker round trips, so while the scorer is behind (full batches) one
-transaction spans several batches, as Kafka Streams' commit.interval.ms does; once it has
-caught up, every batch commits at once. Alerts, dead letters and the input offsets become
-visible together or not at all, so a crash at any point (SIGKILL included) re-reads exactly the
-records whose results were not committed. The transactional id is stable per (group, input
-topic, instance; clients.py): a restarted scorer's `init_transactions()` aborts whatever its
-killed predecessor left open, and the consumer group metadata fences a zombie after a
-rebalance (KIP-447).
+The loop follows confluent-kafka-python's `examples/eos_transactions.py`, per micro-batch:
+collect up to B records or T ms (intake.py), decode, one model call, build alerts and dead
+letters; the batch joins the shared `Checkpoint` (services/common/checkpoint.py, as the KSQL
+queries do), which begins a transaction if none is open; produce; when the batch was not full
+(caught up) or the checkpoint is due, commit (`send_offsets_to_transaction` → `commit_transaction`).
+While the scorer is behind, one transaction spans several batches (a commit costs two broker
+round trips), as Kafka Streams' commit.interval.ms does. Alerts, dead letters and input offsets
+become visible together or not at all, so a crash at any point (SIGKILL included) re-reads
+exactly the records whose results were not committed.
 
 Rebalances: a revocation commits what is open (the generation is still valid inside the
-callback) and drops the collected records of the revoked partitions (neither produced nor
-committed; whoever owns the partition next reads them from the committed offset). A commit that
-fails because the group moved on is aborted and the open batches' partitions are rewound.
+callback) and drops the collected records of the revoked partitions; a commit that fails
+because the group moved on aborts and rewinds. Broker trouble: the checkpoint retries retriable
+errors and aborts and rewinds on abortable ones (`TransactionAborted`: read again); any other
+Kafka error (a call still blocked, a fatal producer, a fenced static member) drops both clients
+and starts new ones in the same process: the new producer's `init_transactions()` fences the
+old one and aborts what it left open, the new consumer resumes from the committed offsets.
 
-Broker trouble: the checkpoint retries retriable errors and aborts and rewinds on abortable
-ones (`TransactionAborted`: the loop reads again). Any other Kafka error (a call still blocked,
-a producer in a fatal state, a fenced static member) drops both clients and starts new ones in
-the same process: the new producer's `init_transactions()` fences the old one and aborts what it
-left open, and the new consumer resumes from the committed offsets, so nothing is lost or
-written twice.
-
-`--at-least-once` swaps the transaction for an idempotent producer flush followed by a consumer
-offset commit: no transaction markers, but a crash repeats the alerts produced since the last
-commit (and with transactions spanning batches it is hardly faster: two round trips a commit
-either way).
+`--at-least-once` swaps the transaction for a producer flush followed by an offset commit: a
+crash repeats the alerts produced since the last commit (docs/scorer.md).
 """
 
 from __future__ import annotations
@@ -51,9 +35,6 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    OFFSET_INVALID,
     Consumer,
     KafkaException,
     Message,
@@ -66,11 +47,17 @@ from services.common.avro_columns import warm_up
 from services.common.checkpoint import Checkpoint, TransactionAborted, is_fenced
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import FraudstreamError
-from services.common.kafka import ensure_topic, produce, wait_for_broker
+from services.common.kafka import produce, wait_for_broker
 from services.common.process import freeze_startup_heap
 from services.common.settings import get_settings
 from services.model_registry.api import LoadedModel
-from services.scorer.clients import scorer_consumer, scorer_producer, subscribe
+from services.scorer.clients import (
+    alert_encoder,
+    scorer_consumer,
+    scorer_producer,
+    setup_topics,
+    subscribe,
+)
 from services.scorer.config import ScorerConfig, ScoreResult
 from services.scorer.decode import BatchDecoder, DecodedBatch
 from services.scorer.intake import Batch, Intake
@@ -80,7 +67,6 @@ from services.scorer.records import (
     ALERT_INPUT_FIELDS,
     alert_key,
     alert_mask,
-    alert_schema,
     encode_alerts,
     make_alert,
 )
@@ -139,10 +125,10 @@ class Scorer:
         settings = get_settings()
         bootstrap = cfg.bootstrap or settings.bootstrap_servers
         wait_for_broker(bootstrap, timeout=15)
-        self._setup_topics(bootstrap)
+        setup_topics(cfg, bootstrap)
         registry = registry_client(cfg.schema_registry_url)
         decoder = BatchDecoder(registry)
-        encoder = self._alert_encoder(registry)
+        encoder = alert_encoder(cfg, registry)
         models = self._models or self._default_models(bootstrap)
         models.attach_metrics(self.metrics)
         models.start()
@@ -172,7 +158,7 @@ class Scorer:
                 self._producer.flush(30)
             if self._consumer is not None:
                 self._consumer.close()
-        log.info("scorer stopped", extra={"fields": self._summary()})
+        log.info("scorer stopped", extra={"fields": self.result.summary()})
         return self.result
 
     def _run_clients(
@@ -226,31 +212,6 @@ class Scorer:
         if consumer is not None:
             with contextlib.suppress(Exception):
                 consumer.close()
-
-    def _summary(self) -> dict[str, Any]:
-        r = self.result
-        return {
-            "scored": r.scored,
-            "alerts": r.alerts,
-            "dead_letters": r.dead_letters,
-            "batches": r.batches,
-            "aborted": r.aborted,
-            "versions": r.versions,
-        }
-
-    def _setup_topics(self, bootstrap: str) -> None:
-        cfg = self.config
-        for topic in (cfg.alerts_topic, cfg.dlq_topic):
-            ensure_topic(topic, bootstrap=bootstrap)
-
-    def _alert_encoder(self, registry: Any) -> AvroEncoder:
-        subject = f"{self.config.alerts_topic}-value"
-        try:
-            return AvroEncoder(registry, subject, alert_schema())
-        except Exception as exc:
-            raise FraudstreamError(
-                f"cannot register the alert schema under {subject}: {exc}"
-            ) from exc
 
     def _default_models(self, bootstrap: str) -> ModelManager:
         cfg = self.config
@@ -471,18 +432,8 @@ class Scorer:
         if now < self._next_lag_at or not self._intake.assigned:
             return
         self._next_lag_at = now + self.config.lag_interval_s
-        try:
-            tps = [TopicPartition(t, p) for t, p in sorted(self._intake.assigned)]
-            for tp in consumer.position(tps):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
-                position = (
-                    tp.offset
-                    if tp.offset not in (OFFSET_INVALID, OFFSET_BEGINNING, OFFSET_END)
-                    else high
-                )
-                self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - position))
-        except KafkaException as exc:
-            log.debug("lag not updated", extra={"fields": {"error": str(exc)}})
+        for partition, lag in self._intake.lag(consumer).items():
+            self.metrics.lag.labels(partition=str(partition)).set(lag)
 
 
 _REASON_LABELS: tuple[tuple[str, str], ...] = (
@@ -520,3 +471,6 @@ def score_stream(config: ScorerConfig | None = None, **overrides: Any) -> ScoreR
             raise TypeError(f"unknown scorer setting {name!r}")
         setattr(cfg, name, value)
     return Scorer(cfg).run()
+
+
+__all__ = ["ScoreResult", "Scorer", "ScorerConfig", "dlq_reason_label", "score_stream"]
