@@ -307,10 +307,13 @@ class Checkpoint:
 
     def _commit_at_least_once(self) -> None:
         remaining = self.producer.flush(FLUSH_TIMEOUT_S)
-        if remaining:
-            raise FraudstreamError(
-                f"{remaining} records not delivered within {FLUSH_TIMEOUT_S:.0f} s; "
-                "offsets not committed"
+        if remaining:  # a Kafka error like any other: the loop starts again with new clients
+            raise KafkaException(
+                KafkaError(
+                    KafkaError._TIMED_OUT,
+                    f"{remaining} records not delivered within {FLUSH_TIMEOUT_S:.0f} s; "
+                    "offsets not committed",
+                )
             )
         owned = self._owned() if self._owned is not None else None
         offsets = self.offsets.offsets(owned)

@@ -47,7 +47,7 @@ from services.common.avro_columns import warm_up
 from services.common.checkpoint import Checkpoint, TransactionAborted, is_fenced
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import FraudstreamError
-from services.common.kafka import produce, wait_for_broker
+from services.common.kafka import ProducerStuck, produce, wait_for_broker
 from services.common.process import freeze_startup_heap
 from services.common.settings import get_settings
 from services.model_registry.api import LoadedModel
@@ -184,7 +184,7 @@ class Scorer:
                     clients = self._clients(bootstrap)
                 self._loop(*clients, decoder, encoder, models)
                 return
-            except KafkaException as exc:
+            except (KafkaException, ProducerStuck) as exc:  # neither retry nor abort helped
                 progressed = self.result.batches > commits
                 if is_fenced(exc) and fenced and not progressed:
                     raise FraudstreamError(f"scorer fenced by another instance: {exc}") from exc

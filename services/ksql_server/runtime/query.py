@@ -46,7 +46,7 @@ from services.common.checkpoint import (
     is_fenced,
     transactional_producer,
 )
-from services.common.kafka import produce, produce_many
+from services.common.kafka import ProducerStuck, produce, produce_many
 from services.common.process import release_free_heap
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
@@ -202,7 +202,7 @@ class PersistentQuery:
             try:
                 self._loop()
                 return
-            except KafkaException as exc:
+            except (KafkaException, ProducerStuck) as exc:  # the broker went away
                 if is_fenced(exc):
                     self._fail(exc)
                     return
@@ -247,7 +247,7 @@ class PersistentQuery:
                     self._step(consumer, checkpoint)
             with contextlib.suppress(TransactionAborted):  # read again by the next start
                 self._commit(checkpoint)
-        except KafkaException:
+        except (KafkaException, ProducerStuck):
             self.processed -= checkpoint.pending  # read again by the next run
             raise
         finally:
