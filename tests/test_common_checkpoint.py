@@ -122,11 +122,16 @@ def topics(kafka_bootstrap: str, unique: str) -> Iterator[tuple[str, str]]:
     delete_topics([source, sink], bootstrap=kafka_bootstrap)
 
 
-def _clients(bootstrap: str, source: str, unique: str) -> tuple[Consumer, Producer]:
-    consumer = make_consumer(f"t-ckpt-{unique}", bootstrap)
-    consumer.assign([TopicPartition(source, p, 0) for p in (0, 1)])
-    producer = transactional_producer(producer_config(bootstrap), f"t-ckpt-{unique}")
-    return consumer, producer
+@pytest.fixture
+def clients(
+    kafka_bootstrap: str, topics: tuple[str, str], unique: str
+) -> Iterator[tuple[Consumer, Producer]]:
+    """A consumer assigned the input topic from its start and a transactional producer."""
+    consumer = make_consumer(f"t-ckpt-{unique}", kafka_bootstrap)
+    consumer.assign([TopicPartition(topics[0], p, 0) for p in (0, 1)])
+    producer = transactional_producer(producer_config(kafka_bootstrap), f"t-ckpt-{unique}")
+    yield consumer, producer
+    consumer.close()
 
 
 def _consume(consumer: Consumer, count: int) -> list[Message]:
@@ -151,86 +156,74 @@ def _ids(messages: list[Message]) -> list[int]:
 
 @pytest.mark.slow
 def test_commit_makes_outputs_and_offsets_visible_together(
-    kafka_bootstrap: str, topics: tuple[str, str], unique: str
+    kafka_bootstrap: str, topics: tuple[str, str], clients: tuple[Consumer, Producer]
 ) -> None:
-    source, sink = topics
-    consumer, producer = _clients(kafka_bootstrap, source, unique)
+    (source, sink), (consumer, producer) = topics, clients
     committed: list[int] = []
-    try:
-        checkpoint = Checkpoint(consumer, producer)
-        batch = _consume(consumer, 12)
-        _through(checkpoint, batch, source, sink)
-        checkpoint.after_commit(lambda: committed.append(len(batch)))
-        assert read_all(sink, kafka_bootstrap) == []  # not committed yet: invisible
-        done = checkpoint.commit()
-        assert done is not None and done.records == 12 and committed == [12]
-        assert _ids(read_all(sink, kafka_bootstrap)) == _ids(batch)
-        group = consumer.committed([TopicPartition(source, p) for p in (0, 1)], timeout=10)
-        assert {tp.partition: tp.offset for tp in group if tp.offset >= 0} == {
-            p: o for (_t, p), o in done.next.items()
-        }
-        assert checkpoint.commit() is None  # nothing open
-    finally:
-        consumer.close()
+    checkpoint = Checkpoint(consumer, producer)
+    batch = _consume(consumer, 12)
+    _through(checkpoint, batch, source, sink)
+    checkpoint.after_commit(lambda: committed.append(len(batch)))
+    assert read_all(sink, kafka_bootstrap) == []  # not committed yet: invisible
+    done = checkpoint.commit()
+    assert done is not None and done.records == 12 and committed == [12]
+    assert _ids(read_all(sink, kafka_bootstrap)) == _ids(batch)
+    group = consumer.committed([TopicPartition(source, p) for p in (0, 1)], timeout=10)
+    assert {tp.partition: tp.offset for tp in group if tp.offset >= 0} == {
+        p: o for (_t, p), o in done.next.items()
+    }
+    assert checkpoint.commit() is None  # nothing open
 
 
 @pytest.mark.slow
 def test_abort_rewinds_to_exactly_the_uncommitted_records(
-    kafka_bootstrap: str, topics: tuple[str, str], unique: str
+    kafka_bootstrap: str, topics: tuple[str, str], clients: tuple[Consumer, Producer]
 ) -> None:
-    source, sink = topics
-    consumer, producer = _clients(kafka_bootstrap, source, unique)
+    (source, sink), (consumer, producer) = topics, clients
     aborted: list[TransactionAborted] = []
-    try:
-        checkpoint = Checkpoint(consumer, producer, on_abort=aborted.append)
-        first = _consume(consumer, 10)
-        _through(checkpoint, first, source, sink)
-        checkpoint.commit()
-        uncommitted: list[Message] = []
-        for size in (6, 5):  # two batches in one open transaction
-            batch = _consume(consumer, size)
-            _through(checkpoint, batch, source, sink)
-            uncommitted += batch
-        checkpoint.after_commit(lambda: pytest.fail("an aborted batch was counted"))
-        abortable = KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "x", txn_requires_abort=True)
-        with pytest.raises(TransactionAborted) as raised, checkpoint.aborting():
-            raise KafkaException(abortable)
-        assert raised.value.records == 11 and aborted == [raised.value]
-        assert not checkpoint.offsets and checkpoint.aborts == 1
-        # the rest of the topic: the uncommitted records again (the rewind), then the records
-        # never read, each once; partitions interleave, so it is read whole
-        rest = _consume(consumer, RECORDS - len(first))
-        positions = [(m.partition(), m.offset()) for m in rest]
-        assert len(set(positions)) == len(positions)
-        assert {(m.partition(), m.offset()) for m in uncommitted} <= set(positions)
-        assert _ids(first + rest) == list(range(RECORDS))
-        assert consumer.consume(1, 1.0) == []  # nothing beyond the end
-        _through(checkpoint, rest, source, sink)
-        checkpoint.commit()
-        assert _ids(read_all(sink, kafka_bootstrap)) == list(range(RECORDS))  # aborted: never shown
-    finally:
-        consumer.close()
+    checkpoint = Checkpoint(consumer, producer, on_abort=aborted.append)
+    first = _consume(consumer, 10)
+    _through(checkpoint, first, source, sink)
+    checkpoint.commit()
+    uncommitted: list[Message] = []
+    for size in (6, 5):  # two batches in one open transaction
+        batch = _consume(consumer, size)
+        _through(checkpoint, batch, source, sink)
+        uncommitted += batch
+    checkpoint.after_commit(lambda: pytest.fail("an aborted batch was counted"))
+    abortable = KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "x", txn_requires_abort=True)
+    with pytest.raises(TransactionAborted) as raised, checkpoint.aborting():
+        raise KafkaException(abortable)
+    assert raised.value.records == 11 and aborted == [raised.value]
+    assert not checkpoint.offsets and checkpoint.aborts == 1
+    # the rest of the topic: the uncommitted records again (the rewind), then the records
+    # never read, each once; partitions interleave, so it is read whole
+    rest = _consume(consumer, RECORDS - len(first))
+    positions = [(m.partition(), m.offset()) for m in rest]
+    assert len(set(positions)) == len(positions)
+    assert {(m.partition(), m.offset()) for m in uncommitted} <= set(positions)
+    assert _ids(first + rest) == list(range(RECORDS))
+    assert consumer.consume(1, 1.0) == []  # nothing beyond the end
+    _through(checkpoint, rest, source, sink)
+    checkpoint.commit()
+    assert _ids(read_all(sink, kafka_bootstrap)) == list(range(RECORDS))  # aborted: never shown
 
 
 @pytest.mark.slow
 def test_a_checkpoint_is_due_after_enough_records_or_time(
-    kafka_bootstrap: str, topics: tuple[str, str], unique: str
+    kafka_bootstrap: str, topics: tuple[str, str], clients: tuple[Consumer, Producer]
 ) -> None:
-    source, sink = topics
-    consumer, producer = _clients(kafka_bootstrap, source, unique)
-    try:
-        checkpoint = Checkpoint(consumer, producer, commit_interval_s=0.5, commit_records=8)
-        assert not checkpoint.due()  # nothing open
-        _through(checkpoint, _consume(consumer, 3), source, sink)
-        opened = time.monotonic()
-        assert not checkpoint.due(opened)
-        assert checkpoint.due(opened + 0.6)
-        _through(checkpoint, _consume(consumer, 5), source, sink)
-        assert checkpoint.pending == 8 and checkpoint.due(opened)
-        checkpoint.commit()
-        assert not checkpoint.due(opened + 10)
-    finally:
-        consumer.close()
+    (source, sink), (consumer, producer) = topics, clients
+    checkpoint = Checkpoint(consumer, producer, commit_interval_s=0.5, commit_records=8)
+    assert not checkpoint.due()  # nothing open
+    _through(checkpoint, _consume(consumer, 3), source, sink)
+    opened = time.monotonic()
+    assert not checkpoint.due(opened)
+    assert checkpoint.due(opened + 0.6)
+    _through(checkpoint, _consume(consumer, 5), source, sink)
+    assert checkpoint.pending == 8 and checkpoint.due(opened)
+    checkpoint.commit()
+    assert not checkpoint.due(opened + 10)
 
 
 @pytest.mark.slow
