@@ -218,6 +218,8 @@ class Checkpoint:
     def add(self, messages: Sequence[Message], topic: str, partitions: int) -> None:
         """A consumed batch joins, before its outputs are produced (so an abort rewinds it
         too); under exactly-once this begins a transaction if none is open."""
+        if not messages:
+            return
         if not self.offsets:
             self._opened_at = time.monotonic()
         self.offsets.add(messages, topic, partitions)
