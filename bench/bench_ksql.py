@@ -35,6 +35,8 @@ from services.common.kafka import (
     ensure_topic,
     make_consumer,
     make_producer,
+    produce,
+    produce_many,
 )
 from services.common.settings import get_settings
 from services.ksql_server.rest.client import KsqlClient
@@ -64,13 +66,7 @@ def source_values(rows: int) -> list[bytes]:
 def produce_all(topic: str, values: list[bytes]) -> None:
     """Keyed by Id (the first field), as `fraudstream produce` keys them."""
     producer = make_producer()
-    for value in values:
-        key = value.split(b",", 1)[0]
-        try:
-            producer.produce(topic, value, key)
-        except BufferError:
-            producer.poll(0.05)
-            producer.produce(topic, value, key)
+    produce_many(producer, topic, values, [value.split(b",", 1)[0] for value in values])
     producer.flush(60)
 
 
@@ -92,11 +88,7 @@ def bare_pass_through(source: str, sink: str, count: int) -> float:
                     continue
                 if not started:
                     started = time.perf_counter()
-                try:
-                    producer.produce(sink, message.value(), message.key())
-                except BufferError:
-                    producer.poll(0.05)
-                    producer.produce(sink, message.value(), message.key())
+                produce(producer, sink, message.value(), message.key())
                 seen += 1
             producer.poll(0)
         producer.flush(60)

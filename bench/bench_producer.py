@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.common.kafka import delete_topics, ensure_topic, make_producer
+from services.common.kafka import delete_topics, ensure_topic, make_producer, produce_many
 from services.producer.csv_source import CsvSource
 from services.producer.datagen import write_csv
 from services.producer.replay import produce_csv
@@ -32,12 +32,7 @@ def bare_loop(topic: str, keys: list[bytes], values: list[bytes]) -> float:
     """Records/s of the plainest correct loop: produce, poll on a full queue, flush."""
     producer = make_producer()
     started = time.perf_counter()
-    for key, value in zip(keys, values, strict=True):
-        try:
-            producer.produce(topic, value, key)
-        except BufferError:
-            producer.poll(0.05)
-            producer.produce(topic, value, key)
+    produce_many(producer, topic, values, keys)
     producer.flush(60)
     return len(values) / (time.perf_counter() - started)
 

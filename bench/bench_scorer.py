@@ -46,6 +46,7 @@ from services.common.kafka import (  # noqa: E402
     ensure_topic,
     make_consumer,
     make_producer,
+    produce,
     producer_config,
 )
 from services.common.settings import get_settings  # noqa: E402
@@ -110,16 +111,11 @@ def save_model(models_dir: Path) -> str:
     )
 
 
-def produce(topic: str, rows: list[dict[str, Any]], encoder: AvroEncoder) -> float:
+def produce_input(topic: str, rows: list[dict[str, Any]], encoder: AvroEncoder) -> float:
     producer = make_producer()
     started = time.perf_counter()
     for row in rows:
-        while True:
-            try:
-                producer.produce(topic, key=str(row["ID"]).encode(), value=encoder.encode(row))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, topic, encoder.encode(row), str(row["ID"]).encode())
     producer.flush(120)
     return time.perf_counter() - started
 
@@ -335,7 +331,7 @@ def main() -> None:
         registry_client(), f"{topic}-value", ksql_record_schema(list(SCORING_FIELDS))
     )
     rows = records(args.records)
-    produce_s = produce(topic, rows, encoder)
+    produce_s = produce_input(topic, rows, encoder)
     del rows
     print(
         f"input: {args.records} Avro records on {PARTITIONS} partitions "

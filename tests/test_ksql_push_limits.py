@@ -31,7 +31,13 @@ import h2.events
 import httpx
 import pytest
 
-from services.common.kafka import delete_topics, ensure_topic, make_admin, make_producer
+from services.common.kafka import (
+    delete_topics,
+    ensure_topic,
+    make_admin,
+    make_producer,
+    produce_many,
+)
 from services.common.process import rss_of
 
 pytestmark = pytest.mark.slow
@@ -103,14 +109,7 @@ def source_topic() -> Iterator[str]:
     topic = f"push_limits_{uuid.uuid4().hex[:8]}"
     ensure_topic(topic, 1)
     producer = make_producer()
-    for i in range(SOURCE_ROWS):
-        value = f"{i},{PAYLOAD},{i / 2}".encode()
-        while True:
-            try:
-                producer.produce(topic, value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+    produce_many(producer, topic, [f"{i},{PAYLOAD},{i / 2}".encode() for i in range(SOURCE_ROWS)])
     assert producer.flush(60) == 0
     yield topic
     delete_topics([topic])

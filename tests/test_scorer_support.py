@@ -140,16 +140,10 @@ def serialize_records(
 def produce_raw(
     topic: str, items: Sequence[tuple[bytes | None, bytes | None]], bootstrap: str
 ) -> None:
-    from services.common.kafka import make_producer
+    from services.common.kafka import make_producer, produce_many
 
     producer = make_producer(bootstrap)
-    for key, value in items:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:  # the local queue is full: let it drain
-                producer.poll(0.1)
+    produce_many(producer, topic, [value for _key, value in items], [key for key, _value in items])
     assert producer.flush(60) == 0
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Producer
 
+from services.common.kafka import produce
 from services.common.topics import DLQ_TOPIC
 
 DLQ_MAX_RECORD_BYTES = 1_000_000
@@ -106,7 +107,7 @@ def send_to_dlq(
     value, key, headers = fit_dead_letter(
         value, key, dlq_headers(letter), max_record_bytes, original_size
     )
-    producer.produce(topic, value=value, key=key, headers=headers)
+    produce(producer, topic, value, key, headers=headers)
 
 
 def read_dlq_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:

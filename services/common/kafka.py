@@ -303,3 +303,84 @@ def _edge_offsets(messages: Iterable[Message], partitions: int) -> dict[int, int
             if len(found) == partitions:
                 break
     return found
+
+
+BACKPRESSURE_LIMIT_S = 60.0
+"""How long a producer's full local queue may keep a record out before `produce` gives up."""
+
+
+class ProducerStuck(FraudstreamError):
+    """The producer's local queue stayed full: the broker has not taken records for a while."""
+
+    default_code = "producer_stuck"
+
+
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    *,
+    headers: Any = None,
+    timestamp: int = 0,
+    limit_s: float = BACKPRESSURE_LIMIT_S,
+) -> None:
+    """Produce one record, waiting out a full local queue (BufferError: poll, so delivery
+    reports are served and the queue drains, then retry) for at most `limit_s`."""
+    try:
+        producer.produce(topic, value, key, headers=headers, timestamp=timestamp)
+        return
+    except BufferError:
+        pass
+    deadline = time.monotonic() + limit_s
+    while True:
+        _wait_for_room(producer, topic, deadline, limit_s)
+        try:
+            producer.produce(topic, value, key, headers=headers, timestamp=timestamp)
+            return
+        except BufferError:
+            continue
+
+
+def produce_many(
+    producer: Producer,
+    topic: str,
+    values: Sequence[bytes | None],
+    keys: Sequence[bytes | None] | None = None,
+    *,
+    timestamps: Sequence[int] | None = None,
+    limit_s: float = BACKPRESSURE_LIMIT_S,
+) -> int:
+    """Produce records in order (`keys`, `timestamps` parallel to `values`), resuming at the
+    record a full queue refused; the queue may stay full for at most `limit_s` at a stretch.
+    Returns how many were produced (all of them)."""
+    count = len(values)
+    key_list = keys if keys is not None else [None] * count
+    done, stalled_at, deadline = 0, -1, 0.0
+    send = producer.produce
+    while done < count:
+        try:
+            if timestamps is None:
+                for value, key in zip(values[done:], key_list[done:], strict=True):
+                    send(topic, value, key)
+                    done += 1
+            else:
+                for value, key, ts in zip(
+                    values[done:], key_list[done:], timestamps[done:], strict=True
+                ):
+                    send(topic, value, key, timestamp=ts)
+                    done += 1
+        except BufferError:
+            if done > stalled_at:  # records went through since the last stall
+                stalled_at, deadline = done, time.monotonic() + limit_s
+            _wait_for_room(producer, topic, deadline, limit_s)
+    return count
+
+
+def _wait_for_room(producer: Producer, topic: str, deadline: float, limit_s: float) -> None:
+    if time.monotonic() >= deadline:
+        raise ProducerStuck(
+            f"the producer's queue for {topic!r} stayed full for {limit_s:.0f} s: "
+            "is the broker reachable?"
+        )
+    producer.poll(0.05)

@@ -30,7 +30,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from services.common.transactions import retry_retriable
+from services.common.checkpoint import retry_retriable
 from services.ksql_server.errors import KsqlServiceError
 from services.ksql_server.runtime.kafka_context import KafkaContext
 

@@ -315,22 +315,15 @@ class _Replay:
                 on_bad(line)
 
     def _send_dead_letter(self, line: BadLine, letter: DeadLetter) -> None:
-        for attempt in range(2):
-            try:
-                send_to_dlq(
-                    self.producer,
-                    line.raw,
-                    None,
-                    letter,
-                    topic=self.dlq_topic,
-                    max_record_bytes=self.dlq_record_bytes,
-                    original_size=line.size,
-                )
-                return
-            except BufferError:
-                if attempt:
-                    raise
-                self.producer.poll(0.05)
+        send_to_dlq(
+            self.producer,
+            line.raw,
+            None,
+            letter,
+            topic=self.dlq_topic,
+            max_record_bytes=self.dlq_record_bytes,
+            original_size=line.size,
+        )
 
 
 _END = object()

@@ -1,40 +1,25 @@
 """The scorer: consume transactions, score them in micro-batches, write alerts exactly once.
 
-The loop follows confluent-kafka-python's `examples/eos_transactions.py` consume-transform-produce
-pattern, per micro-batch instead of per 100 messages:
-
-    collect up to B records or T ms  (read_committed consumer, no auto-commit)
-    decode the batch, one model call, build alerts and dead letters
-    begin_transaction (if none is open) → produce alerts + dead letters
-    when the batch was not full, or the transaction is commit_interval_ms old:
-      send_offsets_to_transaction(next offsets, consumer_group_metadata) → commit_transaction
-
-A commit costs two broker round trips, so while the scorer is behind (full batches) one
-transaction spans several batches, as Kafka Streams' commit.interval.ms does; once it has
-caught up, every batch commits at once. Alerts, dead letters and the input offsets become
-visible together or not at all, so a crash at any point (SIGKILL included) re-reads exactly the
-records whose results were not committed. The
-transactional id is stable per (group, input topic, instance): a restarted scorer's
-`init_transactions()` aborts whatever its killed predecessor left open instead of waiting for the
-transaction timeout, and the consumer group metadata fences a zombie after a rebalance (KIP-447).
+The loop follows confluent-kafka-python's `examples/eos_transactions.py`, per micro-batch:
+collect up to B records or T ms (intake.py), decode, one model call, build alerts and dead
+letters; the batch joins the shared `Checkpoint` (services/common/checkpoint.py, as the KSQL
+queries do), which begins a transaction if none is open; produce; when the batch was not full
+(caught up) or the checkpoint is due, commit (`send_offsets_to_transaction` → `commit_transaction`).
+While the scorer is behind, one transaction spans several batches (a commit costs two broker
+round trips), as Kafka Streams' commit.interval.ms does. Alerts, dead letters and input offsets
+become visible together or not at all, so a crash at any point (SIGKILL included) re-reads
+exactly the records whose results were not committed.
 
 Rebalances: a revocation commits what is open (the generation is still valid inside the
-callback) and drops the collected records of the revoked partitions (neither produced nor
-committed; whoever owns the partition next reads them from the committed offset). A commit that
-fails because the group moved on is aborted and the open batches' partitions are rewound.
+callback) and drops the collected records of the revoked partitions; a commit that fails
+because the group moved on aborts and rewinds. Broker trouble: the checkpoint retries retriable
+errors and aborts and rewinds on abortable ones (`TransactionAborted`: read again); any other
+Kafka error (a call still blocked, a fatal producer, a fenced static member) drops both clients
+and starts new ones in the same process: the new producer's `init_transactions()` fences the
+old one and aborts what it left open, the new consumer resumes from the committed offsets.
 
-Broker trouble (services/common/transactions.py, as the KSQL queries do): retriable errors are
-retried, abortable ones abort and rewind, and the commit's calls are bounded (librdkafka's
-`send_offsets_to_transaction` can block past its own timeout after a broker SIGKILL,
-confluentinc/librdkafka#5456). Any other Kafka error (a call still blocked, a producer in a fatal
-state, a fenced static member) drops both clients and starts new ones in the same process: the
-new producer's `init_transactions()` fences the old one and aborts what it left open, and the new
-consumer resumes from the committed offsets, so nothing is lost or written twice.
-
-`--at-least-once` swaps the transaction for an idempotent producer flush followed by a consumer
-offset commit: no transaction markers, but a crash repeats the alerts produced since the last
-commit (and with transactions spanning batches it is hardly faster: two round trips a commit
-either way).
+`--at-least-once` swaps the transaction for a producer flush followed by an offset commit: a
+crash repeats the alerts produced since the last commit (docs/scorer.md).
 """
 
 from __future__ import annotations
@@ -45,18 +30,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import numpy as np
 from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    OFFSET_INVALID,
     Consumer,
-    KafkaError,
     KafkaException,
     Message,
     Producer,
@@ -65,34 +44,29 @@ from confluent_kafka import (
 
 from services.common.avro import AvroEncoder, registry_client
 from services.common.avro_columns import warm_up
+from services.common.checkpoint import Checkpoint, TransactionAborted, is_fenced
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import FraudstreamError
-from services.common.kafka import (
-    consumer_config,
-    ensure_topic,
-    first_offsets,
-    next_offsets,
-    producer_config,
-    wait_for_broker,
-)
+from services.common.kafka import ProducerStuck, produce, wait_for_broker
 from services.common.process import freeze_startup_heap
 from services.common.settings import get_settings
-from services.common.topics import ALERTS_TOPIC, DLQ_TOPIC, MODELS_TOPIC, SCORING_TOPIC
-from services.common.transactions import (
-    abort_transaction,
-    commit_transaction,
-    is_fenced,
-    requires_abort,
-)
 from services.model_registry.api import LoadedModel
+from services.scorer.clients import (
+    alert_encoder,
+    scorer_consumer,
+    scorer_producer,
+    setup_topics,
+    subscribe,
+)
+from services.scorer.config import ScorerConfig, ScoreResult
 from services.scorer.decode import BatchDecoder, DecodedBatch
+from services.scorer.intake import Batch, Intake
 from services.scorer.metrics import ScorerMetrics
 from services.scorer.models import ModelManager, registry_loader
 from services.scorer.records import (
     ALERT_INPUT_FIELDS,
     alert_key,
     alert_mask,
-    alert_schema,
     encode_alerts,
     make_alert,
 )
@@ -108,86 +82,6 @@ Output = tuple[str, bytes | None, bytes | None, Headers | None]
 """(topic, key, value, headers) of one record to produce in the batch's transaction."""
 
 
-@dataclass
-class ScorerConfig:
-    """Everything `fraudstream score` can set; the defaults are the production ones."""
-
-    topic: str = SCORING_TOPIC
-    alerts_topic: str = ALERTS_TOPIC
-    dlq_topic: str = DLQ_TOPIC
-    models_topic: str | None = MODELS_TOPIC
-    group: str = "fraudstream-score"
-    model: str = "latest"
-    exactly_once: bool = True
-    from_beginning: bool = False
-    stop_at_end: bool = False
-    batch_size: int = 10000
-    batch_timeout_ms: int = 100
-    commit_interval_ms: int = 100
-    """While batches come full, one transaction spans them for up to this long (or
-    commit_records): a commit costs two broker round trips. A batch that is not full (the
-    scorer has caught up) commits at once, so alerts are never held back at low rates."""
-    commit_records: int = 50_000
-    instance_id: str = "0"
-    metrics_port: int = 0
-    metrics_host: str | None = None  # None: $FRAUDSTREAM_METRICS_HOST or 127.0.0.1
-    bootstrap: str | None = None
-    schema_registry_url: str | None = None
-    models_dir: Path | None = None
-    model_poll_interval_s: float = 1.0
-    lag_interval_s: float = 5.0
-    max_records: int | None = None
-    """Stop after about this many records (whole batches; tests and benchmarks)."""
-
-    @property
-    def transactional_id(self) -> str:
-        return f"fraudstream-score.{self.group}.{self.topic}.{self.instance_id}"
-
-
-@dataclass
-class ScoreResult:
-    """What one run did (also the numbers of the CLI's last line)."""
-
-    scored: int = 0
-    alerts: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    aborted: int = 0
-    seconds: float = 0.0
-    versions: dict[str, int] = field(default_factory=dict)
-    """records scored per model version."""
-
-    @property
-    def rate(self) -> float:
-        return (self.scored + self.dead_letters) / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass
-class _Batch:
-    messages: list[Message]
-    first: dict[tuple[str, int], int]
-    next: dict[tuple[str, int], int]
-
-
-@dataclass
-class _Open:
-    """What is produced but not committed yet: the open transaction (exactly-once) or the
-    unflushed batches (at-least-once)."""
-
-    first: dict[tuple[str, int], int] = field(default_factory=dict)
-    """the earliest offset per partition: where to seek back if it aborts"""
-    next: dict[tuple[str, int], int] = field(default_factory=dict)
-    """the offsets to commit"""
-    records: int = 0
-    since: float = 0.0
-    accounts: list[Callable[[], None]] = field(default_factory=list)
-    """counters and callbacks of its batches, run once it is committed"""
-
-
-class _AbortBatch(Exception):
-    """The open transaction could not commit; it was aborted and its batches rewound."""
-
-
 class Scorer:
     """One scorer instance: a consumer in `group`, a (transactional) producer, a model."""
 
@@ -197,23 +91,18 @@ class Scorer:
         model_manager: ModelManager | None = None,
         on_batch: Callable[[ScoreResult], None] | None = None,
     ) -> None:
-        self.config = config or ScorerConfig()
+        self.config = cfg = config or ScorerConfig()
         self.metrics = ScorerMetrics()
         self.result = ScoreResult()
         self._on_batch = on_batch
         """called with the totals after each commit (which may cover several batches)"""
         self._stopping = threading.Event()
-        self._revoked: set[tuple[str, int]] = set()
-        self._assigned: set[tuple[str, int]] = set()
-        self._at_end: set[tuple[str, int]] = set()
-        self._ends: dict[int, int] = {}
+        self._intake = Intake(cfg.topic, cfg.batch_size, cfg.batch_timeout_ms)
         self._models = model_manager
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._checkpoint: Checkpoint | None = None
         self._next_lag_at = 0.0
-        self._open = _Open()
-        self._rewound = False
-        self._seen = 0
 
     # ------------------------------------------------------------------ lifecycle
     def stop(self) -> None:
@@ -236,10 +125,10 @@ class Scorer:
         settings = get_settings()
         bootstrap = cfg.bootstrap or settings.bootstrap_servers
         wait_for_broker(bootstrap, timeout=15)
-        self._setup_topics(bootstrap)
+        setup_topics(cfg, bootstrap)
         registry = registry_client(cfg.schema_registry_url)
         decoder = BatchDecoder(registry)
-        encoder = self._alert_encoder(registry)
+        encoder = alert_encoder(cfg, registry)
         models = self._models or self._default_models(bootstrap)
         models.attach_metrics(self.metrics)
         models.start()
@@ -269,7 +158,7 @@ class Scorer:
                 self._producer.flush(30)
             if self._consumer is not None:
                 self._consumer.close()
-        log.info("scorer stopped", extra={"fields": self._summary()})
+        log.info("scorer stopped", extra={"fields": self.result.summary()})
         return self.result
 
     def _run_clients(
@@ -295,7 +184,7 @@ class Scorer:
                     clients = self._clients(bootstrap)
                 self._loop(*clients, decoder, encoder, models)
                 return
-            except KafkaException as exc:
+            except (KafkaException, ProducerStuck) as exc:  # neither retry nor abort helped
                 progressed = self.result.batches > commits
                 if is_fenced(exc) and fenced and not progressed:
                     raise FraudstreamError(f"scorer fenced by another instance: {exc}") from exc
@@ -316,41 +205,13 @@ class Scorer:
         """Forget what is open (the next producer's init_transactions aborts it; the next
         consumer re-reads it from the committed offsets) and close the consumer. The old
         producer is not flushed: its transaction is fenced anyway."""
-        self._open = _Open()
-        self._rewound = False
-        self._assigned.clear()
-        self._at_end.clear()
-        self._revoked.clear()
-        self._producer = None  # no commit from the revocation callback while closing
+        self._checkpoint = None  # no commit from the revocation callback while closing
+        self._intake.reset()
+        self._producer = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
                 consumer.close()
-
-    def _summary(self) -> dict[str, Any]:
-        r = self.result
-        return {
-            "scored": r.scored,
-            "alerts": r.alerts,
-            "dead_letters": r.dead_letters,
-            "batches": r.batches,
-            "aborted": r.aborted,
-            "versions": r.versions,
-        }
-
-    def _setup_topics(self, bootstrap: str) -> None:
-        cfg = self.config
-        for topic in (cfg.alerts_topic, cfg.dlq_topic):
-            ensure_topic(topic, bootstrap=bootstrap)
-
-    def _alert_encoder(self, registry: Any) -> AvroEncoder:
-        subject = f"{self.config.alerts_topic}-value"
-        try:
-            return AvroEncoder(registry, subject, alert_schema())
-        except Exception as exc:
-            raise FraudstreamError(
-                f"cannot register the alert schema under {subject}: {exc}"
-            ) from exc
 
     def _default_models(self, bootstrap: str) -> ModelManager:
         cfg = self.config
@@ -365,159 +226,104 @@ class Scorer:
         )
 
     def _clients(self, bootstrap: str) -> tuple[Consumer, Producer]:
+        """New clients (clients.py) and the checkpoint over them; subscribed."""
         cfg = self.config
-        reset = "earliest" if cfg.from_beginning else "latest"
-        consumer = Consumer(
-            consumer_config(
-                cfg.group,
-                bootstrap,
-                **{
-                    "auto.offset.reset": reset,
-                    "enable.partition.eof": True,
-                    # Static membership: a restarted scorer (same instance id) takes its
-                    # partitions back at once instead of waiting out the session timeout.
-                    "group.instance.id": cfg.transactional_id,
-                    # A few batches of prefetch, not librdkafka's 64 MB: the scorer's memory
-                    # budget (< 1 GB) is mostly TensorFlow's already.
-                    "queued.max.messages.kbytes": 16 * 1024,
-                },
-            )
-        )
-        extra: dict[str, Any] = {"linger.ms": 5}
-        if cfg.exactly_once:
-            extra["transactional.id"] = cfg.transactional_id
-            extra["transaction.timeout.ms"] = 60_000
+        consumer = scorer_consumer(cfg, bootstrap)
         self._consumer = consumer  # closed by _drop_clients if the producer cannot start
-        producer = Producer(producer_config(bootstrap, **extra))
-        if cfg.exactly_once:
-            producer.init_transactions(60)
+        producer = scorer_producer(cfg, bootstrap)
         if cfg.stop_at_end:
-            from services.common.kafka import end_offsets
-
-            self._ends = end_offsets(consumer, cfg.topic)
-        consumer.subscribe(
-            [cfg.topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            self._intake.read_ends(consumer)
+        self._checkpoint = Checkpoint(
+            consumer,
+            producer,
+            exactly_once=cfg.exactly_once,
+            commit_interval_s=cfg.commit_interval_ms / 1000,
+            commit_records=cfg.commit_records,
+            owned=lambda: self._intake.assigned,
+            on_abort=self._aborted,
         )
+        subscribe(cfg, consumer, self._on_assign, self._on_revoke)
         self._consumer, self._producer = consumer, producer
         return consumer, producer
 
     # ------------------------------------------------------------------ rebalances
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
-        self._assigned |= keys
-        self._at_end -= keys
+        self._intake.assign(keys)
         log.info(
             "partitions assigned", extra={"fields": {"partitions": sorted(p for _, p in keys)}}
         )
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         # What is produced commits while the partitions are still ours (and the group's
         # generation still valid); if that fails, the rest is rewound and the revoked
         # partitions are re-read by their next owner from the committed offsets.
-        if self._producer is not None:
-            with contextlib.suppress(_AbortBatch):
-                self._commit_open(consumer, self._producer, skip=keys)
-        self._assigned -= keys
-        self._revoked |= keys
+        if self._checkpoint is not None:
+            with contextlib.suppress(TransactionAborted):
+                self._commit(self._checkpoint, skip=keys)
+        self._intake.revoke(keys)
         log.info("partitions revoked", extra={"fields": {"partitions": sorted(p for _, p in keys)}})
 
     # ------------------------------------------------------------------ the loop
     def _loop(
         self,
         consumer: Consumer,
-        producer: Producer,
+        _producer: Producer,
         decoder: BatchDecoder,
         encoder: AvroEncoder,
         models: ModelManager,
     ) -> None:
+        checkpoint, cfg = self._checkpoint, self.config
+        assert checkpoint is not None, "_clients makes the checkpoint"
         while True:
             swapped = models.swap_if_ready()
             if swapped is not None:
                 self.metrics.set_model(swapped.version, swapped.threshold)
-            batch = self._collect(consumer)
+            batch = self._intake.collect(consumer, self._stopping.is_set, cfg.stop_at_end)
             try:
                 if batch.messages:
-                    self._process(batch, consumer, producer, decoder, encoder, models.current)
-                if self._should_commit(batch):
-                    self._commit_open(consumer, producer)
+                    self._process(batch, checkpoint, decoder, encoder, models.current)
+                # caught up (a batch not full): commit now, for latency
+                if not batch.full or checkpoint.due():
+                    self._commit(checkpoint)
                 if self._finished(batch):
-                    self._commit_open(consumer, producer)
+                    self._commit(checkpoint)
                     return
-            except _AbortBatch:
+            except TransactionAborted:
                 continue  # rewound: read again
             self._maybe_update_lag(consumer)
 
-    def _finished(self, batch: _Batch) -> bool:
+    def _finished(self, batch: Batch) -> bool:
         cfg = self.config
         if self._stopping.is_set():
             return not batch.messages
-        if cfg.stop_at_end and self._reached_end():
+        if cfg.stop_at_end and self._intake.reached_end():
             return True
-        return cfg.max_records is not None and self._seen >= cfg.max_records
+        return cfg.max_records is not None and self._intake.seen >= cfg.max_records
 
-    def _collect(self, consumer: Consumer) -> _Batch:
-        """Up to batch_size records or batch_timeout_ms, minus any of revoked partitions."""
-        cfg = self.config
-        messages: list[Message] = []
-        deadline = time.monotonic() + cfg.batch_timeout_ms / 1000
-        self._revoked.clear()
-        while len(messages) < cfg.batch_size and not self._stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            got = consumer.consume(num_messages=cfg.batch_size - len(messages), timeout=remaining)
-            if self._rewound:
-                # A commit failed during a rebalance and the consumer was sought back: what
-                # was collected so far will be read again.
-                self._rewound = False
-                messages, got = [], []
-            if self._revoked:
-                # Collected before the revocation: not ours to commit any more.
-                messages = [m for m in messages if (m.topic(), m.partition()) not in self._revoked]
-                self._revoked.clear()
-            errors = [m for m in got if m.error() is not None]
-            if errors:
-                got = [m for m in got if m.error() is None]
-                self._handle_errors(errors)
-            messages.extend(got)
-            if cfg.stop_at_end and not got and self._reached_end():
-                break
-        partitions = len(self._assigned)
-        first = {(cfg.topic, p): o for p, o in first_offsets(messages, partitions).items()}
-        nxt = {(cfg.topic, p): o for p, o in next_offsets(messages, partitions).items()}
-        for key, offset in nxt.items():
-            if key[1] in self._ends and offset >= self._ends[key[1]]:
-                self._at_end.add(key)
-        return _Batch(messages, first, nxt)
+    def _commit(self, checkpoint: Checkpoint, skip: set[tuple[str, int]] | None = None) -> None:
+        """Commit what is open (its batches are counted by their `after_commit` callbacks)."""
+        if checkpoint.commit(skip or ()) is not None and self._on_batch is not None:
+            self._on_batch(self.result)
 
-    def _handle_errors(self, errors: list[Message]) -> None:
-        for msg in errors:
-            err = msg.error()
-            if err is None:
-                continue
-            if err.code() == KafkaError._PARTITION_EOF:
-                self._at_end.add((msg.topic() or "", msg.partition() or 0))
-            elif err.fatal() or err.code() == KafkaError._FATAL:
-                raise KafkaException(err)
-            else:
-                log.warning("consumer error", extra={"fields": {"error": str(err)}})
+    def _aborted(self, aborted: TransactionAborted) -> None:
+        """The checkpoint aborted the open transaction and sought its partitions back."""
+        self.result.aborted += 1
+        self.metrics.aborted.inc()
+        self._intake.rewound(aborted.rewound)
 
-    def _reached_end(self) -> bool:
-        return bool(self._assigned) and self._assigned <= self._at_end
-
+    # ------------------------------------------------------------------ scoring
     def _process(
         self,
-        batch: _Batch,
-        consumer: Consumer,
-        producer: Producer,
+        batch: Batch,
+        checkpoint: Checkpoint,
         decoder: BatchDecoder,
         encoder: AvroEncoder,
         model: LoadedModel,
     ) -> None:
+        """Score a batch and produce its alerts and dead letters into the checkpoint's
+        transaction; its counters move once that commits."""
         started = time.perf_counter()
         messages = batch.messages
         decoded = decoder.decode([m.value() for m in messages])
@@ -534,14 +340,19 @@ class Scorer:
             outputs.append((self.config.dlq_topic, msg.key(), msg.value(), headers))
             kind = dlq_reason_label(reason)
             reasons[kind] = reasons.get(kind, 0) + 1
-        self._seen += len(messages)
 
         def account() -> None:
             self._account(
                 batch, len(decoded.kept), len(alerting), decoded.rejected, reasons, model, started
             )
 
-        self._add(batch, consumer, producer, outputs, account)
+        # the batch joins before anything is produced, so an abort rewinds it too
+        checkpoint.add(messages, self.config.topic, len(self._intake.assigned))
+        checkpoint.after_commit(account)
+        producer = checkpoint.producer
+        with checkpoint.aborting():
+            for topic, key, value, extra in outputs:
+                produce(producer, topic, value, key, headers=extra)
 
     def _alerts(
         self,
@@ -588,7 +399,7 @@ class Scorer:
 
     def _account(
         self,
-        batch: _Batch,
+        batch: Batch,
         scored: int,
         alerts: int,
         rejected: list[tuple[int, str]],
@@ -615,153 +426,14 @@ class Scorer:
                 extra={"fields": {"count": len(rejected), "first_error": rejected[0][1]}},
             )
 
-    # ------------------------------------------------------------------ committing
-    def _add(
-        self,
-        batch: _Batch,
-        consumer: Consumer,
-        producer: Producer,
-        outputs: list[Output],
-        account: Callable[[], None],
-    ) -> None:
-        """Produce a batch's outputs into the open transaction (beginning one if needed)."""
-        o = self._open
-        starting = not o.accounts  # exactly-once: a transaction is open iff batches are
-        if starting:
-            o.since = time.monotonic()
-        # the batch joins before anything is produced, so an abort rewinds it too
-        for key, offset in batch.first.items():
-            o.first[key] = min(offset, o.first.get(key, offset))
-        o.next.update(batch.next)
-        o.records += len(batch.messages)
-        o.accounts.append(account)
-        try:
-            if starting and self.config.exactly_once:
-                producer.begin_transaction()
-            self._produce_all(producer, outputs)
-        except KafkaException as exc:
-            self._abort_if_required(exc, consumer, producer, set())
-            raise
-
-    def _should_commit(self, batch: _Batch) -> bool:
-        """Something is open, and the last batch was not full (caught up: commit now, for
-        latency) or the transaction has run long enough."""
-        cfg, o = self.config, self._open
-        return bool(o.accounts) and (
-            len(batch.messages) < cfg.batch_size
-            or o.records >= cfg.commit_records
-            or time.monotonic() - o.since >= cfg.commit_interval_ms / 1000
-        )
-
-    def _commit_open(
-        self, consumer: Consumer, producer: Producer, skip: set[tuple[str, int]] | None = None
-    ) -> None:
-        """Commit what is open: its outputs and its next offsets together (exactly-once), or
-        flush then commit the offsets (at-least-once); then count its batches."""
-        o = self._open
-        if not o.accounts:
-            return
-        offsets = [TopicPartition(t, p, off) for (t, p), off in o.next.items()]
-        try:
-            if self.config.exactly_once:
-                commit_transaction(producer, offsets, consumer.consumer_group_metadata())
-            else:
-                self._commit_at_least_once(consumer, producer, offsets)
-        except KafkaException as exc:
-            self._abort_if_required(exc, consumer, producer, skip or set())
-            raise
-        self._open = _Open()
-        for account in o.accounts:
-            account()
-        if self._on_batch is not None:
-            self._on_batch(self.result)
-
-    def _abort_if_required(
-        self,
-        exc: KafkaException,
-        consumer: Consumer,
-        producer: Producer,
-        skip: set[tuple[str, int]],
-    ) -> None:
-        """An abortable transaction error: abort, seek back to the open batches' first offsets
-        and raise _AbortBatch (other errors are left to the caller to raise)."""
-        if not (self.config.exactly_once and requires_abort(exc)):
-            return
-        log.warning(
-            "transaction aborted; re-reading its batches", extra={"fields": {"error": str(exc)}}
-        )
-        abort_transaction(producer)
-        self.result.aborted += 1
-        self.metrics.aborted.inc()
-        first, self._open = self._open.first, _Open()
-        self._rewind(consumer, first, skip)
-        self._at_end -= set(first)
-        self._rewound = True
-        raise _AbortBatch() from exc
-
-    def _produce_all(
-        self,
-        producer: Producer,
-        outputs: list[Output],
-    ) -> None:
-        for topic, key, value, headers in outputs:
-            while True:
-                try:
-                    producer.produce(topic, value=value, key=key, headers=headers)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-
-    def _commit_at_least_once(
-        self,
-        consumer: Consumer,
-        producer: Producer,
-        offsets: list[TopicPartition],
-    ) -> None:
-        if producer.flush(60) > 0:
-            raise FraudstreamError("alerts were not delivered within 60 s")
-        owned = [tp for tp in offsets if (tp.topic, tp.partition) in self._assigned]
-        if owned:
-            try:
-                consumer.commit(offsets=owned, asynchronous=False)
-            except KafkaException as exc:
-                log.warning(
-                    "offset commit failed (batch will be re-read by the next owner)",
-                    extra={"fields": {"error": str(exc)}},
-                )
-
-    def _rewind(
-        self, consumer: Consumer, first: dict[tuple[str, int], int], skip: set[tuple[str, int]]
-    ) -> None:
-        """Seek the still-assigned partitions (but `skip`) back to these offsets."""
-        for (topic, partition), offset in first.items():
-            if (topic, partition) not in self._assigned or (topic, partition) in skip:
-                continue
-            try:
-                consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:
-                log.warning(
-                    "seek failed", extra={"fields": {"partition": partition, "error": str(exc)}}
-                )
-
     # ------------------------------------------------------------------ lag
     def _maybe_update_lag(self, consumer: Consumer) -> None:
         now = time.monotonic()
-        if now < self._next_lag_at or not self._assigned:
+        if now < self._next_lag_at or not self._intake.assigned:
             return
         self._next_lag_at = now + self.config.lag_interval_s
-        try:
-            tps = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
-            for tp in consumer.position(tps):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
-                position = (
-                    tp.offset
-                    if tp.offset not in (OFFSET_INVALID, OFFSET_BEGINNING, OFFSET_END)
-                    else high
-                )
-                self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - position))
-        except KafkaException as exc:
-            log.debug("lag not updated", extra={"fields": {"error": str(exc)}})
+        for partition, lag in self._intake.lag(consumer).items():
+            self.metrics.lag.labels(partition=str(partition)).set(lag)
 
 
 _REASON_LABELS: tuple[tuple[str, str], ...] = (
@@ -799,3 +471,6 @@ def score_stream(config: ScorerConfig | None = None, **overrides: Any) -> ScoreR
             raise TypeError(f"unknown scorer setting {name!r}")
         setattr(cfg, name, value)
     return Scorer(cfg).run()
+
+
+__all__ = ["ScoreResult", "Scorer", "ScorerConfig", "dlq_reason_label", "score_stream"]

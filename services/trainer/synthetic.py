@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from services.common.avro import ksql_record_schema
+from services.common.kafka import produce
 from services.common.topics import V_COLUMNS
 
 PREPROCESSED_FIELDS: list[tuple[str, str]] = [
@@ -85,19 +86,10 @@ def fill_topic(
         record = dict(zip(names[1:-1], rest[i], strict=True))
         record["TIME"] = times[i]
         record["CLASS"] = classes[i]
-        _produce(producer, topic, str(first_key + i).encode(), serializer(record, ctx))
+        produce(producer, topic, serializer(record, ctx), str(first_key + i).encode())
     for j, odd in enumerate(extra or []):
         value = serializer(odd, ctx) if odd is not None else None
-        _produce(producer, topic, f"extra-{j}".encode(), value)
+        produce(producer, topic, value, f"extra-{j}".encode())
     if producer.flush(60) > 0:
         raise RuntimeError(f"could not deliver every record to {topic}")
     return features, labels
-
-
-def _produce(producer: Any, topic: str, key: bytes, value: bytes | None) -> None:
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value)
-            return
-        except BufferError:
-            producer.poll(0.1)

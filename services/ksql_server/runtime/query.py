@@ -11,11 +11,13 @@ Exactly-once (`processing.guarantee=exactly_once_v2`): one Kafka transaction per
 the output records and the consumed offsets (`send_offsets_to_transaction`), and downstream
 readers use read_committed.
 
-Broker trouble (services/common/transactions.py): a retriable error is retried, an abortable
-one aborts the transaction and seeks back to where it began, anything else from Kafka restarts
-the loop with new clients from the committed offsets after a growing pause. Under exactly-once
-none of these can duplicate or lose an output record; under at-least-once a restart re-reads
-what was produced but not yet committed.
+The transaction, its offsets, when it is due and what a Kafka error means belong to the shared
+`Checkpoint` (services/common/checkpoint.py, as in the scorer): a retriable error is retried, an
+abortable one (or a retriable one retries did not resolve) aborts the transaction and seeks
+back to the first uncommitted offsets, so the query reads them again instead of failing; anything
+else from Kafka restarts the loop with new clients from the committed offsets after a growing
+pause. Under exactly-once none of these can duplicate or lose an output record; under
+at-least-once a restart re-reads what was produced but not yet committed.
 """
 
 from __future__ import annotations
@@ -37,16 +39,15 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from services.common.kafka import first_offsets, next_offsets
-from services.common.process import release_free_heap
-from services.common.transactions import (
-    OpenTransaction,
-    abort_transaction,
-    commit_transaction,
+from services.common.checkpoint import (
+    TRANSACTION_TIMEOUT_MS,
+    Checkpoint,
+    TransactionAborted,
     is_fenced,
-    requires_abort,
-    retry_retriable,
+    transactional_producer,
 )
+from services.common.kafka import ProducerStuck, produce, produce_many
+from services.common.process import release_free_heap
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.kafka_context import KafkaContext
@@ -58,7 +59,6 @@ LOG = logging.getLogger("fraudstream.ksql.runtime")
 BATCH = 5000
 COMMIT_INTERVAL_S = 0.5
 COMMIT_RECORDS = 50_000
-TRANSACTION_TIMEOUT_MS = 60_000
 RESTART_BACKOFF_S = 0.5
 RESTART_BACKOFF_MAX_S = 10.0
 
@@ -149,6 +149,9 @@ class PersistentQuery:
         self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ksql-{query_id}", daemon=True)
         self._transactional_id = f"{service_id}-{query_id}-{ctx.topic_prefix}"
+        self._consumer: Consumer | None = None
+        self._caught: tuple[float, bool] = (0.0, False)
+        """(when the loop thread last looked, whether every partition was consumed to its end)"""
 
     def start(self) -> None:
         self._thread.start()
@@ -172,8 +175,6 @@ class PersistentQuery:
         checked_at, caught = self._caught
         return checked_at > since and caught
 
-    _caught: tuple[float, bool] = (0.0, False)
-
     def _check_caught_up(self, consumer: Consumer) -> None:
         now = time.monotonic()
         if now - self._caught[0] < 0.03:
@@ -191,8 +192,6 @@ class PersistentQuery:
         self._caught = (now, caught)
 
     # ------------------------------------------------------------------ loop
-    _consumer: Consumer | None = None
-
     def _run(self) -> None:
         """Run the loop; after a Kafka error start it again (new clients, from the committed
         offsets) with a growing pause, as ksqlDB restarts a failed query. Only a fenced
@@ -203,7 +202,7 @@ class PersistentQuery:
             try:
                 self._loop()
                 return
-            except KafkaException as exc:
+            except (KafkaException, ProducerStuck) as exc:  # the broker went away
                 if is_fenced(exc):
                     self._fail(exc)
                     return
@@ -227,27 +226,29 @@ class PersistentQuery:
         self.state = "ERROR"
 
     def _loop(self) -> None:
-        ctx = self.ctx
-        consumer = Consumer(ctx.consumer_conf(self.group, **{"auto.offset.reset": self.reset}))
+        consumer = Consumer(self.ctx.consumer_conf(self.group, **{"auto.offset.reset": self.reset}))
         self._consumer = consumer
         producer = self._producer()
-        txn = OpenTransaction(self.source_topic)
-        self._in_txn = False  # a new producer: whatever an earlier run had open is gone
+        checkpoint = Checkpoint(
+            consumer,
+            producer,
+            exactly_once=self.exactly_once,
+            commit_interval_s=COMMIT_INTERVAL_S,
+            commit_records=COMMIT_RECORDS,
+            on_abort=self._aborted,
+        )
         try:
             tps = _assign(consumer, self.source_topic, self.reset, True)
             for tp in tps:
                 self._positions.setdefault(tp.partition, -1)
             self._init_positions(consumer, tps)
             while not self._stop.is_set():
-                try:
-                    self._step(consumer, producer, txn)
-                except KafkaException as exc:
-                    if not (self.exactly_once and requires_abort(exc)):
-                        raise
-                    self._abort_and_rewind(exc, consumer, producer, txn)
-            self._commit(consumer, producer, txn)
-        except KafkaException:
-            self.processed -= txn.records  # read again by the next run
+                with contextlib.suppress(TransactionAborted):  # rewound: read again
+                    self._step(consumer, checkpoint)
+            with contextlib.suppress(TransactionAborted):  # read again by the next start
+                self._commit(checkpoint)
+        except (KafkaException, ProducerStuck):
+            self.processed -= checkpoint.pending  # read again by the next run
             raise
         finally:
             if self.exactly_once:
@@ -261,33 +262,24 @@ class PersistentQuery:
         `init_transactions` aborts whatever an earlier run (or a killed server) left open."""
         if not self.exactly_once:
             return self.ctx.producer
-        producer = Producer(
-            self.ctx.producer_conf(
-                **{
-                    "transactional.id": self._transactional_id,
-                    "linger.ms": 5,
-                    "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
-                }
-            )
+        return transactional_producer(
+            self.ctx.producer_conf(**{"linger.ms": 5}),
+            self._transactional_id,
+            TRANSACTION_TIMEOUT_MS,
         )
-        retry_retriable(lambda: producer.init_transactions(30))
-        return producer
 
-    def _step(self, consumer: Consumer, producer: Producer, txn: OpenTransaction) -> None:
+    def _step(self, consumer: Consumer, checkpoint: Checkpoint) -> None:
         """One consume call: process what came, commit when due (or when idle)."""
         messages = consume_batch(consumer, 0.05 if self.ctx.fast else 0.2)
         if messages:
             messages = self._drop_errors(messages)
         if not messages:
-            self._commit(consumer, producer, txn)
+            self._commit(checkpoint)
             self._check_caught_up(consumer)
             return
-        self._process(messages, consumer, producer, txn)
-        if (
-            time.monotonic() - self._last_commit > COMMIT_INTERVAL_S
-            or txn.records >= COMMIT_RECORDS
-        ):
-            self._commit(consumer, producer, txn)
+        self._process(messages, checkpoint)
+        if checkpoint.due():
+            self._commit(checkpoint)
 
     def _drop_errors(self, messages: list[Any]) -> list[Any]:
         """Error events in a consumed batch (a broker going away) are not records: dropped,
@@ -300,17 +292,11 @@ class PersistentQuery:
                 raise KafkaException(err)
         return [m for m in messages if m.error() is None]
 
-    def _abort_and_rewind(
-        self, exc: KafkaException, consumer: Consumer, producer: Producer, txn: OpenTransaction
-    ) -> None:
-        """The transaction cannot commit: abort it and read its batches again."""
-        LOG.warning("query %s: transaction aborted, re-reading its input: %s", self.query_id, exc)
-        abort_transaction(producer)
-        self._in_txn = False
+    def _aborted(self, aborted: TransactionAborted) -> None:
+        """The checkpoint aborted a transaction and sought back: its records count again."""
+        LOG.warning("query %s: %s; re-reading its input", self.query_id, aborted)
         self.aborts += 1
-        self.processed -= txn.records
-        txn.rewind(consumer)
-        txn.clear()
+        self.processed -= aborted.records
 
     def _init_positions(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         for tp in consumer.position(tps):
@@ -328,14 +314,9 @@ class PersistentQuery:
                     tp, timeout=10, cached=False
                 )[0]
 
-    _last_commit = 0.0
-    _in_txn = False
-
-    def _process(
-        self, messages: list[Any], consumer: Consumer, producer: Producer, txn: OpenTransaction
-    ) -> None:
-        """Transform one consumed batch and hand its output to the producer. Offsets are
-        committed by `_commit` (after a flush, or inside the same transaction), batching several
+    def _process(self, messages: list[Any], checkpoint: Checkpoint) -> None:
+        """Transform one consumed batch and hand its output to the producer, inside the
+        checkpoint's open transaction. Offsets are committed by `_commit`, batching several
         consume calls per commit: a commit is a broker round trip."""
         proc = self.processor
         columnar = proc.columnar_batch(messages)
@@ -343,75 +324,30 @@ class PersistentQuery:
         if columnar is None:
             rows = proc.rows(messages)
             out = proc.serialize(proc.evaluate(rows)) if rows else []
-        partitions = len(self._positions)
-        # the batch joins the transaction before its output is produced: an abort rewinds it
-        txn.add(
-            first_offsets(messages, partitions), next_offsets(messages, partitions), len(messages)
-        )
+        # the batch joins the checkpoint before its output is produced: an abort rewinds it
+        checkpoint.add(messages, self.source_topic, len(self._positions))
         self.processed += len(messages)
-        topic = self.sink_topic
-        if self.exactly_once and not self._in_txn:
-            producer.begin_transaction()
-            self._in_txn = True
-        if columnar is not None:
-            produced = self._produce_values(producer, topic, *columnar)
-        else:
-            for rec in out:
-                self._produce(producer, topic, rec)
-            produced = len(out)
-        producer.poll(0)
+        producer, topic = checkpoint.producer, self.sink_topic
+        with checkpoint.aborting():
+            if columnar is not None:
+                values, timestamps, keys = columnar
+                produced = produce_many(producer, topic, values, keys, timestamps=timestamps)
+            else:
+                for rec in out:
+                    produce(producer, topic, rec.value, rec.key, timestamp=rec.timestamp)
+                produced = len(out)
+            producer.poll(0)
         self.produced += produced
 
-    def _commit(self, consumer: Consumer, producer: Producer, txn: OpenTransaction) -> None:
-        self._last_commit = time.monotonic()
-        if not txn:
+    def _commit(self, checkpoint: Checkpoint) -> None:
+        """Commit what the checkpoint holds (a few short tries: a call the broker's restart left
+        hanging is not resumed by librdkafka, a new producer, the loop's restart, fences and
+        aborts it instead)."""
+        committed = checkpoint.commit()
+        if committed is None:
             return
-        commit = txn.offsets()
-        if self.exactly_once:
-            # a few short tries: a call the broker's restart left hanging is not resumed by
-            # librdkafka, a new producer (the loop's restart) fences and aborts it instead
-            commit_transaction(producer, commit, consumer.consumer_group_metadata())
-            self._in_txn = False
-        else:
-            remaining = producer.flush(30)
-            if remaining:
-                raise KafkaException(f"{remaining} records not delivered; offsets not committed")
-            consumer.commit(offsets=commit, asynchronous=False)
-        self._positions.update(txn.next)
+        self._positions.update({p: o for (_t, p), o in committed.next.items()})
         self.commits += 1
-        txn.clear()
-
-    @staticmethod
-    def _produce_values(
-        producer: Producer,
-        topic: str,
-        values: list[bytes],
-        timestamps: list[int],
-        keys: list[bytes | None],
-    ) -> int:
-        """The column-wise path's records: one bound-method call per record; a full local
-        queue (BufferError) is waited out and the loop resumes at the record that hit it."""
-        produce = producer.produce
-        done = 0
-        while done < len(values):
-            try:
-                for value, ts, key in zip(
-                    values[done:], timestamps[done:], keys[done:], strict=True
-                ):
-                    produce(topic, value, key, timestamp=ts)
-                    done += 1
-            except BufferError:
-                producer.poll(0.05)
-        return len(values)
-
-    @staticmethod
-    def _produce(producer: Producer, topic: str, rec: Any) -> None:
-        while True:
-            try:
-                producer.produce(topic, rec.value, rec.key, timestamp=rec.timestamp)
-                return
-            except BufferError:
-                producer.poll(0.05)
 
 
 def _needs_registry(plan: QueryPlan, sink: DataSource | None) -> bool:
