@@ -27,7 +27,8 @@ import pytest
 from confluent_kafka import TopicPartition
 from test_scorer_support import make_records, offline_alert_ids, read_all, save_model
 
-from services.common.avro import AvroDecoder, registry_client
+from services.common.avro.codec import AvroDecoder
+from services.common.avro.schemas import registry_client
 from services.common.kafka import make_consumer, make_producer
 from services.common.process import ManagedProcess
 from services.common.settings import Settings, get_settings

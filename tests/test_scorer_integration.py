@@ -27,7 +27,8 @@ from test_scorer_support import (
     serialize_records,
 )
 
-from services.common.avro import AvroDecoder, registry_client
+from services.common.avro.codec import AvroDecoder
+from services.common.avro.schemas import registry_client
 from services.common.dlq import read_dlq_headers
 from services.common.kafka import ensure_topic, make_consumer, make_producer
 from services.scorer.scorer import Scorer, ScorerConfig
@@ -149,7 +150,7 @@ class AvroEncoderForTest:
     """Frames records with the registered input schema (and a variant with V2 as text)."""
 
     def __init__(self, sr_url: str, subject: str) -> None:
-        from services.common.avro import AvroEncoder
+        from services.common.avro.codec import AvroEncoder
 
         client = registry_client(sr_url)
         self._v1 = AvroEncoder(client, subject, input_schema())

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from services.common.avro import ksql_record_schema
+from services.common.avro.schemas import ksql_record_schema
 from services.common.kafka import make_consumer
 from services.common.topics import SCORING_FIELDS, V_COLUMNS
 

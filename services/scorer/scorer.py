@@ -63,8 +63,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from services.common.avro import AvroEncoder, registry_client
-from services.common.avro_columns import warm_up
+from services.common.avro.codec import AvroEncoder
+from services.common.avro.decoder import DecodedBatch, FeatureDecoder, Rejections, warm_up
+from services.common.avro.schemas import registry_client
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import FraudstreamError
 from services.common.kafka import (
@@ -85,7 +86,6 @@ from services.common.transactions import (
     requires_abort,
 )
 from services.model_registry.api import LoadedModel
-from services.scorer.decode import BatchDecoder, DecodedBatch
 from services.scorer.metrics import ScorerMetrics
 from services.scorer.models import ModelManager, registry_loader
 from services.scorer.records import (
@@ -237,7 +237,7 @@ class Scorer:
         wait_for_broker(bootstrap, timeout=15)
         self._setup_topics(bootstrap)
         registry = registry_client(cfg.schema_registry_url)
-        decoder = BatchDecoder(registry)
+        decoder = FeatureDecoder(registry)
         encoder = self._alert_encoder(registry)
         models = self._models or self._default_models(bootstrap)
         models.attach_metrics(self.metrics)
@@ -276,7 +276,7 @@ class Scorer:
         bootstrap: str,
         consumer: Consumer,
         producer: Producer,
-        decoder: BatchDecoder,
+        decoder: FeatureDecoder,
         encoder: AvroEncoder,
         models: ModelManager,
     ) -> None:
@@ -429,7 +429,7 @@ class Scorer:
         self,
         consumer: Consumer,
         producer: Producer,
-        decoder: BatchDecoder,
+        decoder: FeatureDecoder,
         encoder: AvroEncoder,
         models: ModelManager,
     ) -> None:
@@ -513,7 +513,7 @@ class Scorer:
         batch: _Batch,
         consumer: Consumer,
         producer: Producer,
-        decoder: BatchDecoder,
+        decoder: FeatureDecoder,
         encoder: AvroEncoder,
         model: LoadedModel,
     ) -> None:
@@ -524,15 +524,19 @@ class Scorer:
         alerting = np.flatnonzero(alert_mask(scores, model.threshold))
         outputs = self._alerts(decoded, alerting, scores, model, messages, encoder)
         reasons: dict[str, int] = {}
-        for index, reason in decoded.rejected:
+        for index, why in decoded.rejected:
             msg = messages[index]
             letter = DeadLetter(
-                reason, msg.topic() or "", msg.partition() or 0, msg.offset() or 0, SERVICE
+                str(why),
+                msg.topic() or "",
+                msg.partition() or 0,
+                msg.offset() or 0,
+                SERVICE,
+                reason=why.code,
             )
             headers: Headers = list(dlq_headers(letter))
             outputs.append((self.config.dlq_topic, msg.key(), msg.value(), headers))
-            kind = dlq_reason_label(reason)
-            reasons[kind] = reasons.get(kind, 0) + 1
+            reasons[why.code] = reasons.get(why.code, 0) + 1
         self._seen += len(messages)
 
         def account() -> None:
@@ -590,7 +594,7 @@ class Scorer:
         batch: _Batch,
         scored: int,
         alerts: int,
-        rejected: list[tuple[int, str]],
+        rejected: Rejections,
         reasons: dict[str, int],
         model: LoadedModel,
         started: float,
@@ -611,7 +615,7 @@ class Scorer:
         if rejected:
             log.warning(
                 "records sent to the DLQ",
-                extra={"fields": {"count": len(rejected), "first_error": rejected[0][1]}},
+                extra={"fields": {"count": len(rejected), "first_error": str(rejected[0][1])}},
             )
 
     # ------------------------------------------------------------------ committing
@@ -761,25 +765,6 @@ class Scorer:
                 self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - position))
         except KafkaException as exc:
             log.debug("lag not updated", extra={"fields": {"error": str(exc)}})
-
-
-_REASON_LABELS: tuple[tuple[str, str], ...] = (
-    ("unknown magic byte", "magic_byte"),
-    ("value too short", "framing"),
-    ("unknown schema id", "schema_id"),
-    ("cannot decode", "avro"),
-    ("missing feature", "missing_feature"),
-    ("non-numeric", "non_numeric"),
-    ("non-finite", "non_finite"),
-)
-
-
-def dlq_reason_label(reason: str) -> str:
-    """A short, bounded label for the DLQ counter (the full reason is in the DLQ header)."""
-    for prefix, label in _REASON_LABELS:
-        if reason.startswith(prefix):
-            return label
-    return "other"
 
 
 def _amount(record: dict[str, Any], fallback: float) -> float:

@@ -15,15 +15,9 @@ from typing import Any
 
 import fastavro
 
-from services.common.avro import (
-    HEADER,
-    KSQL_RECORD_NAME,
-    KSQL_RECORD_NAMESPACE,
-    MAGIC_BYTE,
-    SchemaCache,
-    WireFormatError,
-    split_header,
-)
+from services.common.avro.schemas import KSQL_RECORD_NAME, KSQL_RECORD_NAMESPACE, WriterSchemas
+from services.common.avro.wire import WireFormatError, header_of, split_header
+from services.common.errors import ServiceUnavailable
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats.columnar import avro_columns_encoder
@@ -176,19 +170,16 @@ def columns_from_registry(registry: Any, subject: str) -> list[Column]:
 def avro_deserializer(columns: Sequence[Column], wrap: bool, registry: Any) -> Deserializer:
     if registry is None:
         raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")
-    schemas = SchemaCache(registry)
+    schemas = WriterSchemas(registry, retries=0)  # a record at a time: no waiting per record
 
     def decode(data: bytes) -> Any:
         """Any Avro value (records, and the primitives of keys and unwrapped values)."""
         schema_id, body = split_header(data)
-        try:
-            parsed = schemas.get(schema_id)
-        except Exception as exc:
-            raise WireFormatError(f"unknown schema id {schema_id}: {exc}") from exc
+        parsed = schemas.get(schema_id).parsed
         try:
             return fastavro.schemaless_reader(io.BytesIO(body), parsed, None)  # type: ignore[call-arg]
         except Exception as exc:
-            raise WireFormatError(f"cannot decode Avro body (schema {schema_id}): {exc}") from exc
+            raise WireFormatError.bad_body(schema_id, exc) from exc
 
     convs = [(n, n.upper(), coercer(t)) for n, t in columns]
 
@@ -197,7 +188,7 @@ def avro_deserializer(columns: Sequence[Column], wrap: bool, registry: Any) -> D
             return None
         try:
             obj = decode(data)
-        except WireFormatError as exc:
+        except (WireFormatError, ServiceUnavailable) as exc:
             raise SerdeError(str(exc)) from exc
         if not wrap:
             return [None if obj is None else convs[0][2](obj)]
@@ -316,7 +307,7 @@ def avro_serializer(
     except Exception as exc:
         raise KsqlError(f"Could not register schema for subject {subject}: {exc}") from exc
     parsed = fastavro.parse_schema(schema)
-    header = HEADER.pack(MAGIC_BYTE, schema_id)
+    header = header_of(schema_id)
     names = [n for n, _ in columns]
     types = [t for _, t in columns]
     plain = all(t.is_primitive for t in types)
