@@ -77,13 +77,15 @@ class ColumnBatch:
     columns: list[Column]
     names: Sequence[str] = ()
     """each column's field name (empty where the columns are known by position only)"""
-    ok: np.ndarray | None = None
+    ok: np.ndarray = field(default_factory=lambda: np.ones(0, np.bool_))
     """bool [n]: the row was read completely (a walker reports False for a record it could
-    not read, which is then read another way); None: every row."""
+    not read, which is then read another way); left out: every row."""
     _index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index = {name: j for j, name in enumerate(self.names)}
+        if not self.ok.size and self.size:
+            self.ok = np.ones(self.size, np.bool_)
 
     @property
     def size(self) -> int:
@@ -95,8 +97,8 @@ class ColumnBatch:
 
     def take(self, mask: np.ndarray) -> ColumnBatch:
         """The records where `mask` is true (a filter), in order."""
-        ok = None if self.ok is None else self.ok[mask]
-        return ColumnBatch(self.buf, [c.take(mask) for c in self.columns], self.names, ok)
+        columns = [c.take(mask) for c in self.columns]
+        return ColumnBatch(self.buf, columns, self.names, self.ok[mask])
 
     def column_values(self, index: int) -> list[Any]:
         """Column `index` as Python values (None for null)."""

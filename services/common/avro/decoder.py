@@ -165,7 +165,6 @@ def features_from_columns(
     """Features (float32) of every row, which rows are usable, and extract_features' rejection
     of the others that the walker read (the first bad field in field order). The fields must
     pass `numeric_features`."""
-    assert batch.ok is not None
     n = len(batch.ok)
     x = np.empty((n, len(fields)), dtype=np.float32)
     bad = np.zeros((n, len(fields)), dtype=bool)
@@ -414,7 +413,6 @@ class FeatureDecoder:
                 starts = framing.starts[indices] + HEADER.size
                 batch = decode_columns_at(framing.buf, starts, framing.ends[indices], plans)
                 parts.append(self._take_columns(batch, indices, out, rejected))
-                assert batch.ok is not None
                 slow = indices[~batch.ok]
             if len(slow):
                 parts.append(self._decode_slow(values, slow, writer, out, rejected))
@@ -437,7 +435,6 @@ class FeatureDecoder:
         )
         out._columnar.append(_Columns(indices, batch=batch))
         rejected.extend((int(indices[row]), why) for row, why in reasons.items())
-        assert batch.ok is not None
         out.fast_rows += int(batch.ok.sum())
         return x[rows], indices[rows], labels
 

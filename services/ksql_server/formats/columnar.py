@@ -290,8 +290,6 @@ def avro_columns_encoder(
     return encode
 
 
-
-
 def encode_avro(batch: ColumnBatch, indexes: Sequence[int], header: bytes) -> list[bytes]:
     """One Confluent-framed Avro record per row: `header` then, for each column in `indexes`,
     the union branch (0 null / 1 value, as zig-zag varints 0x00 / 0x02) and the value; strings
