@@ -241,10 +241,6 @@ class _Columns:
         return self.framed.columns(self.framed_rows[rows], self.plans), np.arange(len(rows))
 
 
-def _empty_rejections() -> Rejections:
-    return []
-
-
 @dataclass
 class DecodedBatch:
     """Usable rows as features (and labels), the way back to each row's record, and the
@@ -256,7 +252,7 @@ class DecodedBatch:
     """int64 [n_ok]: index into the input values of each feature row (ascending)."""
     labels: np.ndarray
     """int8 [n_ok]: 1, 0, or -1 when unlabelled (always -1 without a label field)."""
-    rejected: Rejections = field(default_factory=_empty_rejections)
+    rejected: Rejections = field(default_factory=list)
     """(input index, why), ascending by index."""
     fast_rows: int = 0
     """how many inputs a compiled kernel read (the rest: fastavro or rejected by header)"""
@@ -299,11 +295,14 @@ class DecodedBatch:
 
     def add(self, features: np.ndarray, kept: np.ndarray, labels: np.ndarray) -> None:
         """Add rows (any order); rows stay sorted by input index."""
-        all_kept = np.concatenate([self.kept, kept])
-        order = np.argsort(all_kept, kind="stable")
-        self.kept = all_kept[order]
-        self.features = np.concatenate([self.features, features])[order]
-        self.labels = np.concatenate([self.labels, labels])[order]
+        if len(self.kept):
+            kept = np.concatenate([self.kept, kept])
+            features = np.concatenate([self.features, features])
+            labels = np.concatenate([self.labels, labels])
+        if len(kept) > 1 and not (kept[1:] > kept[:-1]).all():  # (one group: sorted already)
+            order = np.argsort(kept, kind="stable")
+            kept, features, labels = kept[order], features[order], labels[order]
+        self.kept, self.features, self.labels = kept, features, labels
 
     def merge(self, other: DecodedBatch, where: np.ndarray) -> None:
         """Add the result of decoding the inputs `where` (ascending) on their own."""
@@ -416,7 +415,9 @@ class FeatureDecoder:
                 slow = indices[~batch.ok]
             if len(slow):
                 parts.append(self._decode_slow(values, slow, writer, out, rejected))
-        if parts:
+        if len(parts) == 1:
+            out.add(*parts[0])
+        elif parts:
             out.add(*(np.concatenate(p) for p in zip(*parts, strict=True)))
         rejected.sort(key=_index)
         out.rejected = rejected
