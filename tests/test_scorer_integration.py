@@ -129,6 +129,9 @@ def test_dlq_each_bad_record_kind_in_the_transaction(
     assert reasons[b"bad-nan"] == "non-finite feature V9=nan"
     assert reasons[b"bad-text"] == "non-numeric feature V2='twelve'"
     assert "too short" in reasons[b"bad-short"]
+    codes = {k: dlq_headers(m)["reason"] for k, m in by_key.items()}
+    assert codes[b"bad-magic"] == "magic_byte" and codes[b"bad-short"] == "framing"
+    assert codes[b"bad-id"] == "schema_id" and codes[b"bad-text"] == "non_numeric"
     for key, value in bad:
         headers = dlq_headers(by_key[key])
         assert headers["source.topic"] == n["topic"] and headers["source.partition"] == "0"
