@@ -5,7 +5,8 @@ caps the count), so the result is a fixed data set even while producers keep wri
 are *assigned*, not subscribed, so no group rebalance or `max.poll.interval.ms` eviction can hit
 the trainer however long the fit takes afterwards; the group id only stores offsets (committed
 after a version is registered, see `commit`). Values are decoded a batch at a time by
-`ColumnarDecoder` straight into the arrays; rows that cannot be used are counted by reason.
+`FeatureDecoder` (with the label column) straight into the arrays; rows that cannot be used are
+counted by reason.
 """
 
 from __future__ import annotations
