@@ -39,7 +39,7 @@ from services.ksql_server.errors import KsqlError, UnsupportedError, clip
 from services.ksql_server.expressions import ExpressionCompiler, Scope
 from services.ksql_server.expressions.runtime_helpers import cast_value
 from services.ksql_server.formats import make_serializer, validate_format
-from services.ksql_server.metastore import Column, DataSource, FormatInfo, MetaStore
+from services.ksql_server.metastore import ColumnDef, DataSource, FormatInfo, MetaStore
 from services.ksql_server.parser import ParseError, parse, split_statements
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
@@ -443,7 +443,7 @@ class Engine:
             )
             if value_cols and value_cols[0][0] == "ROWVAL" and len(value_cols) == 1:
                 wp["_WRAP_DEFAULT"] = False
-            key_cols: list[Column] = []
+            key_cols: list[ColumnDef] = []
         else:
             key_cols = [(c.name, c.type) for c in columns if c.key]
             value_cols = [(c.name, c.type) for c in columns if not c.key and not c.headers]
@@ -1115,7 +1115,7 @@ def _default_wrap(props: Mapping[str, Any]) -> bool | None:
     return str(v).lower() == "true"
 
 
-def _check_sink_timestamp(wp: Mapping[str, Any], output: list[Column]) -> None:
+def _check_sink_timestamp(wp: Mapping[str, Any], output: list[ColumnDef]) -> None:
     ts_col = str(wp["TIMESTAMP"]).upper()
     typ = dict(output).get(ts_col)
     if typ is None:
@@ -1197,7 +1197,7 @@ def _format_info(name: str, wp: Mapping[str, Any], which: str) -> FormatInfo:
     return fmt
 
 
-def _check_wrapping(fmt: FormatInfo, value_cols: list[Column], wp: Mapping[str, Any]) -> None:
+def _check_wrapping(fmt: FormatInfo, value_cols: list[ColumnDef], wp: Mapping[str, Any]) -> None:
     if "WRAP_SINGLE_VALUE" not in wp:
         return
     if fmt.name == "DELIMITED" and fmt.wrap_single:
@@ -1208,7 +1208,7 @@ def _check_wrapping(fmt: FormatInfo, value_cols: list[Column], wp: Mapping[str, 
         raise KsqlError("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")
 
 
-def _schema_text(keys: list[Column], values: list[Column]) -> str:
+def _schema_text(keys: list[ColumnDef], values: list[ColumnDef]) -> str:
     parts = [f"`{n}` {t} KEY" for n, t in keys] + [f"`{n}` {t}" for n, t in values]
     return ", ".join(parts)
 

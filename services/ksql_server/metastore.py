@@ -7,7 +7,9 @@ from typing import Any
 
 from services.ksql_server.types import SqlType
 
-Column = tuple[str, SqlType]
+ColumnDef = tuple[str, SqlType]
+"""A column of a source or sink schema: its name and SQL type (the data of a batch is in
+`services.common.avro.columns`)."""
 
 
 @dataclass
@@ -26,8 +28,8 @@ class DataSource:
     name: str
     kind: str  # STREAM | TABLE
     topic: str
-    key_columns: list[Column]
-    value_columns: list[Column]
+    key_columns: list[ColumnDef]
+    value_columns: list[ColumnDef]
     key_format: FormatInfo
     value_format: FormatInfo
     sql: str
@@ -37,10 +39,10 @@ class DataSource:
     replicas: int = 1
     is_source: bool = False
     created_by_query: str | None = None
-    header_columns: list[Column] = field(default_factory=list)
+    header_columns: list[ColumnDef] = field(default_factory=list)
 
     @property
-    def columns(self) -> list[Column]:
+    def columns(self) -> list[ColumnDef]:
         """Keys first, then values: the order of `SELECT *` and DESCRIBE."""
         return self.key_columns + self.value_columns
 

@@ -22,7 +22,7 @@ from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats.columnar import avro_columns_encoder
 from services.ksql_server.formats.serdes import Deserializer, SerdeError, Serializer, coercer
-from services.ksql_server.metastore import Column, FormatInfo
+from services.ksql_server.metastore import ColumnDef, FormatInfo
 from services.ksql_server.types import SqlType
 
 
@@ -79,7 +79,7 @@ def avro_type(typ: SqlType, name: str) -> Any:
     raise KsqlError(f"The 'AVRO' format does not support type '{base}'")
 
 
-def sink_schema(columns: Sequence[Column], wrap: bool, full_name: str | None = None) -> Any:
+def sink_schema(columns: Sequence[ColumnDef], wrap: bool, full_name: str | None = None) -> Any:
     if not wrap:
         return ["null", avro_type(columns[0][1], columns[0][0])]
     name, namespace = KSQL_RECORD_NAME, KSQL_RECORD_NAMESPACE
@@ -133,7 +133,7 @@ def sql_type_of(schema: Any) -> SqlType:
     return sql_type_of(t)
 
 
-def key_columns_from_registry(registry: Any, subject: str) -> list[Column] | None:
+def key_columns_from_registry(registry: Any, subject: str) -> list[ColumnDef] | None:
     """The key column (ROWKEY) from a registered key schema, or None when there is none."""
     try:
         latest = registry.get_latest_version(subject)
@@ -142,7 +142,7 @@ def key_columns_from_registry(registry: Any, subject: str) -> list[Column] | Non
     return [("ROWKEY", sql_type_of(json.loads(latest.schema.schema_str)))]
 
 
-def columns_from_registry(registry: Any, subject: str) -> list[Column]:
+def columns_from_registry(registry: Any, subject: str) -> list[ColumnDef]:
     """Value columns from the latest schema registered under `subject`."""
     try:
         latest = registry.get_latest_version(subject)
@@ -167,7 +167,7 @@ def columns_from_registry(registry: Any, subject: str) -> list[Column]:
     return [("ROWVAL", sql_type_of(schema))]
 
 
-def avro_deserializer(columns: Sequence[Column], wrap: bool, registry: Any) -> Deserializer:
+def avro_deserializer(columns: Sequence[ColumnDef], wrap: bool, registry: Any) -> Deserializer:
     if registry is None:
         raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")
     schemas = WriterSchemas(registry, retries=0)  # a record at a time: no waiting per record
@@ -236,7 +236,7 @@ def _zigzag(n: int) -> bytes:
     return _TABLE[z] if z < 32768 else _varint(z)
 
 
-def _fast_encoder(columns: Sequence[Column], header: bytes) -> Any:
+def _fast_encoder(columns: Sequence[ColumnDef], header: bytes) -> Any:
     """A generated encoder for flat records of nullable primitives (the pipeline's sinks): one
     struct.pack for each run of doubles, no dict and no schema walk per record."""
     import struct
@@ -295,7 +295,7 @@ def _fast_encoder(columns: Sequence[Column], header: bytes) -> Any:
 
 
 def avro_serializer(
-    columns: Sequence[Column], wrap: bool, registry: Any, subject: str, fmt: FormatInfo
+    columns: Sequence[ColumnDef], wrap: bool, registry: Any, subject: str, fmt: FormatInfo
 ) -> Serializer:
     if registry is None:
         raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")

@@ -20,7 +20,7 @@ from typing import Any
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError, UnsupportedError
 from services.ksql_server.formats.columnar import delimited_columns_decoder
-from services.ksql_server.metastore import Column, FormatInfo
+from services.ksql_server.metastore import ColumnDef, FormatInfo
 from services.ksql_server.types import SqlType
 from services.ksql_server.values import EPOCH, java_double, parse_timestamp
 
@@ -36,7 +36,7 @@ class SerdeError(ValueError):
     """A record that cannot be (de)serialized; the message is the processing-log reason."""
 
 
-def validate_format(fmt: FormatInfo, columns: Sequence[Column], is_key: bool) -> None:
+def validate_format(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool) -> None:
     """Reject schemas a format cannot carry, with ksqlDB's messages."""
     name = fmt.name
     if name not in KNOWN:
@@ -303,7 +303,7 @@ def _encode_decimal(obj: Any) -> str:
 # ----------------------------------------------------------------------------- JSON
 
 
-def _json_deserializer(columns: Sequence[Column], wrap: bool) -> Deserializer:
+def _json_deserializer(columns: Sequence[ColumnDef], wrap: bool) -> Deserializer:
     convs = [(name, name.upper(), coercer(t)) for name, t in columns]
     if not wrap:
         conv = convs[0][2]
@@ -347,7 +347,7 @@ def _json_deserializer(columns: Sequence[Column], wrap: bool) -> Deserializer:
     return wrapped
 
 
-def _json_serializer(columns: Sequence[Column], wrap: bool) -> Serializer:
+def _json_serializer(columns: Sequence[ColumnDef], wrap: bool) -> Serializer:
     names = [n for n, _ in columns]
     types = [t for _, t in columns]
     simple = all(t.base in ("INTEGER", "BIGINT", "STRING", "BOOLEAN", "DOUBLE") for t in types)
@@ -403,7 +403,7 @@ def _delimited_parser(typ: SqlType) -> Callable[[str], Any]:
     raise KsqlError(f"The 'DELIMITED' format does not support type '{base}'")
 
 
-def _delimited_deserializer(columns: Sequence[Column], delimiter: str) -> Deserializer:
+def _delimited_deserializer(columns: Sequence[ColumnDef], delimiter: str) -> Deserializer:
     """Split (csv only when quotes need it) and convert every field with one generated function:
     the DELIMITED source is the pipeline's hot path."""
     parsers = [_delimited_parser(t) for _, t in columns]
@@ -532,7 +532,7 @@ def _needs_quotes(s: str, first: bool, delimiter: str) -> bool:
     return s[-1] <= " "
 
 
-def _delimited_serializer(columns: Sequence[Column], delimiter: str) -> Serializer:
+def _delimited_serializer(columns: Sequence[ColumnDef], delimiter: str) -> Serializer:
     def field(v: Any, first: bool) -> str:
         if v is None:
             return ""
@@ -563,7 +563,7 @@ _JAVA_DESER = {
 }
 
 
-def _kafka_deserializer(columns: Sequence[Column]) -> Deserializer:
+def _kafka_deserializer(columns: Sequence[ColumnDef]) -> Deserializer:
     if not columns:
         return lambda data: []
     typ = columns[0][1]
@@ -586,7 +586,7 @@ def _kafka_deserializer(columns: Sequence[Column]) -> Deserializer:
     return deser
 
 
-def _kafka_serializer(columns: Sequence[Column]) -> Serializer:
+def _kafka_serializer(columns: Sequence[ColumnDef]) -> Serializer:
     if not columns:
         return lambda row: None
     base = columns[0][1].base
@@ -604,7 +604,7 @@ def _kafka_serializer(columns: Sequence[Column]) -> Serializer:
 
 
 def make_deserializer(
-    fmt: FormatInfo, columns: Sequence[Column], topic: str, is_key: bool, registry: Any = None
+    fmt: FormatInfo, columns: Sequence[ColumnDef], topic: str, is_key: bool, registry: Any = None
 ) -> Deserializer:
     name = fmt.name
     if is_key and not columns:
@@ -626,7 +626,7 @@ def make_deserializer(
 
 
 def make_serializer(
-    fmt: FormatInfo, columns: Sequence[Column], topic: str, is_key: bool, registry: Any = None
+    fmt: FormatInfo, columns: Sequence[ColumnDef], topic: str, is_key: bool, registry: Any = None
 ) -> Serializer:
     name = fmt.name
     if is_key and not columns:
@@ -652,7 +652,7 @@ def make_serializer(
     raise UnsupportedError(f"format {name}")
 
 
-def _wrap(fmt: FormatInfo, columns: Sequence[Column], is_key: bool) -> bool:
+def _wrap(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool) -> bool:
     """Keys with one column are unwrapped; values are wrapped unless WRAP_SINGLE_VALUE=false."""
     if is_key:
         return len(columns) > 1
