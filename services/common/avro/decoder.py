@@ -205,7 +205,8 @@ def labels_from_columns(batch: ColumnBatch, rows: np.ndarray, label_field: str) 
     # up to 7 bytes and the length packed into one integer per row; each distinct value once
     keys = np.where(present, lengths, 255).astype(np.uint64) << np.uint64(56)
     for k in range(width):
-        byte = batch.buf[np.minimum(starts + k, len(batch.buf) - 1)].astype(np.uint64)
+        # (a null's span is garbage, whatever its sign: clipped, and masked out below)
+        byte = batch.buf[np.clip(starts + k, 0, len(batch.buf) - 1)].astype(np.uint64)
         keys |= np.where(present & (k < lengths), byte, 0).astype(np.uint64) << np.uint64(8 * k)
     distinct, inverse = np.unique(keys, return_inverse=True)
     parsed = np.array([_label(_unpack(int(key))) for key in distinct.tolist()], dtype=np.int8)
