@@ -40,7 +40,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
-from services.common.avro import AvroEncoder, ksql_record_schema, registry_client  # noqa: E402
+from services.common.avro.codec import AvroEncoder  # noqa: E402
+from services.common.avro.schemas import ksql_record_schema, registry_client  # noqa: E402
 from services.common.kafka import (  # noqa: E402
     consumer_config,
     ensure_topic,
@@ -81,7 +82,7 @@ def save_model(models_dir: Path) -> str:
     """The demo's autoencoder shape (30-14-7-7-30), briefly fitted, threshold at the 97th pct."""
     import keras
 
-    from services.common.features import extract_features
+    from services.common.avro.features import extract_features
     from services.model_registry.preprocessing import Preprocessing
     from services.model_registry.registry import ModelRegistry
 
@@ -212,8 +213,8 @@ def naive(
 
     import fastavro
 
-    from services.common.avro import parse_schema
-    from services.common.features import extract_features
+    from services.common.avro.features import extract_features
+    from services.common.avro.schemas import parse_schema
     from services.model_registry.registry import ModelRegistry
 
     loaded = ModelRegistry(models_dir).load(version)
@@ -241,7 +242,7 @@ def latency(
 ) -> tuple[float, float, int]:
     """Produce at `rate` records/s while the scorer runs; time from produce() to the alert
     being readable by a read_committed consumer."""
-    from services.common.avro import AvroDecoder
+    from services.common.avro.codec import AvroDecoder
     from services.scorer.scorer import Scorer, ScorerConfig
 
     tag = uuid.uuid4().hex[:8]

@@ -46,7 +46,8 @@ def test_a_line_per_alert_when_stdout_is_not_a_terminal() -> None:
 def test_follow_shows_alerts_written_after_it_started(
     kafka_bootstrap: str, schema_registry_url: str, topic_name: str
 ) -> None:
-    from services.common.avro import AvroEncoder, registry_client
+    from services.common.avro.codec import AvroEncoder
+    from services.common.avro.schemas import registry_client
     from services.common.kafka import ensure_topic, make_producer
     from services.scorer.records import alert_schema
 

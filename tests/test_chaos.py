@@ -31,7 +31,8 @@ from chaos_support import (
 )
 from test_scorer_support import make_records, offline_alert_ids, read_all, save_model
 
-from services.common.avro import AvroDecoder, registry_client
+from services.common.avro.codec import AvroDecoder
+from services.common.avro.schemas import registry_client
 from services.common.settings import Settings, get_settings
 from services.common.topics import ALERTS_TOPIC
 from services.ksql_server.rest.client import KsqlClient, statement_files

@@ -29,7 +29,8 @@ from chaos_support import (
 )
 from test_scorer_support import make_records, read_all
 
-from services.common.avro import AvroDecoder, registry_client
+from services.common.avro.codec import AvroDecoder
+from services.common.avro.schemas import registry_client
 from services.ksql_server.rest.client import KsqlClient, statement_files
 
 __all__ = ["chaos_stack"]  # the fixture (chaos_support.py)

@@ -13,13 +13,14 @@ from confluent_kafka import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.avro import HEADER, MAGIC_BYTE
+from services.common.avro.columns import ColumnBatch
+from services.common.avro.wire import header_of
 from services.common.errors import RecordRejected
 from services.ksql_server import types as T
 from services.ksql_server.formats import make_deserializer
 from services.ksql_server.formats.avro import sink_schema
 from services.ksql_server.formats.columnar import (
-    ColumnBatch,
+    columns_from_rows,
     delimited_columns_decoder,
     encode_avro,
 )
@@ -187,7 +188,7 @@ def _fastavro_records(rows: list[tuple[Any, ...]], schema_id: int) -> list[bytes
     out = []
     for row in rows:
         buf = io.BytesIO()
-        buf.write(HEADER.pack(MAGIC_BYTE, schema_id))
+        buf.write(header_of(schema_id))
         fastavro.schemaless_writer(buf, parsed, dict(zip(names, row, strict=True)))
         out.append(buf.getvalue())
     return out
@@ -212,8 +213,8 @@ avro_rows = st.lists(
 def test_batch_avro_encoding_is_byte_identical_to_fastavro(
     rows: list[tuple[Any, ...]], schema_id: int
 ) -> None:
-    batch = ColumnBatch.from_rows(rows, [t for _, t in AVRO_COLUMNS])
-    header = HEADER.pack(MAGIC_BYTE, schema_id)
+    batch = columns_from_rows(rows, [t for _, t in AVRO_COLUMNS])
+    header = header_of(schema_id)
     assert encode_avro(batch, range(len(AVRO_COLUMNS)), header) == _fastavro_records(
         rows, schema_id
     )
@@ -224,11 +225,11 @@ def test_batch_avro_encoding_of_a_projection_and_long_strings() -> None:
         (1, "x" * 300, 7, 1.5, None, "é"),
         (None, None, None, -0.0, 2.0, None),
     ]
-    batch = ColumnBatch.from_rows(rows, [t for _, t in AVRO_COLUMNS])
-    header = HEADER.pack(MAGIC_BYTE, 3)
+    batch = columns_from_rows(rows, [t for _, t in AVRO_COLUMNS])
+    header = header_of(3)
     got = encode_avro(batch, [0, 1, 2, 3, 4, 5], header)
     assert got == _fastavro_records(rows, 3)
-    assert encode_avro(batch.take(batch.columns[0].nulls), range(6), header) == got[1:]
+    assert encode_avro(batch.take(~batch.columns[0].present), range(6), header) == got[1:]
 
 
 # ----------------------------------------------------------------------------- runtime
@@ -443,7 +444,7 @@ def test_fast_decoding_accepts_the_strict_form_and_equals_the_row_path(lines: li
 
 def test_warm_up_loads_both_kernels_before_any_query() -> None:
     """The server calls warm_up at start-up so the first batch does not pay for compiling."""
-    from services.common.avro_flat import encode_records
+    from services.common.avro.kernels import encode_records
     from services.ksql_server.formats import columnar
 
     columnar.warm_up()

@@ -27,7 +27,8 @@ from test_scorer_support import (
     serialize_records,
 )
 
-from services.common.avro import AvroDecoder, registry_client
+from services.common.avro.codec import AvroDecoder
+from services.common.avro.schemas import registry_client
 from services.common.dlq import read_dlq_headers
 from services.common.kafka import ensure_topic, make_consumer, make_producer
 from services.scorer.scorer import Scorer, ScorerConfig
@@ -128,6 +129,9 @@ def test_dlq_each_bad_record_kind_in_the_transaction(
     assert reasons[b"bad-nan"] == "non-finite feature V9=nan"
     assert reasons[b"bad-text"] == "non-numeric feature V2='twelve'"
     assert "too short" in reasons[b"bad-short"]
+    codes = {k: dlq_headers(m)["reason"] for k, m in by_key.items()}
+    assert codes[b"bad-magic"] == "magic_byte" and codes[b"bad-short"] == "framing"
+    assert codes[b"bad-id"] == "schema_id" and codes[b"bad-text"] == "non_numeric"
     for key, value in bad:
         headers = dlq_headers(by_key[key])
         assert headers["source.topic"] == n["topic"] and headers["source.partition"] == "0"
@@ -149,7 +153,7 @@ class AvroEncoderForTest:
     """Frames records with the registered input schema (and a variant with V2 as text)."""
 
     def __init__(self, sr_url: str, subject: str) -> None:
-        from services.common.avro import AvroEncoder
+        from services.common.avro.codec import AvroEncoder
 
         client = registry_client(sr_url)
         self._v1 = AvroEncoder(client, subject, input_schema())

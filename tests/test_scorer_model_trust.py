@@ -309,7 +309,8 @@ def _scorer(unique: str, models: Path, models_topic: str) -> Scorer:
 def _decode_alerts(topic: str, bootstrap: str, sr_url: str) -> list[dict[str, Any]]:
     from test_scorer_support import read_all
 
-    from services.common.avro import AvroDecoder, registry_client
+    from services.common.avro.codec import AvroDecoder
+    from services.common.avro.schemas import registry_client
 
     decoder = AvroDecoder(registry_client(sr_url))
     return [decoder.decode(m.value()) for m in read_all(topic, bootstrap)]

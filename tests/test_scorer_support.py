@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from services.common.avro import ksql_record_schema
+from services.common.avro.schemas import ksql_record_schema
 from services.common.kafka import make_consumer
 from services.common.topics import SCORING_FIELDS, V_COLUMNS
 
@@ -60,7 +60,7 @@ def make_records(n: int, seed: int = 0, start_id: int = 0) -> list[dict[str, Any
 
 
 def feature_matrix(records: Sequence[dict[str, Any]]) -> np.ndarray:
-    from services.common.features import extract_features
+    from services.common.avro.features import extract_features
 
     batch = extract_features(records)
     assert not batch.rejected

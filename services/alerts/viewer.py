@@ -12,7 +12,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from services.common.avro import AvroDecoder, WireFormatError, registry_client
+from services.common.avro.codec import AvroDecoder
+from services.common.avro.schemas import registry_client
+from services.common.avro.wire import WireFormatError
 from services.common.errors import ServiceUnavailable
 from services.common.kafka import make_consumer, wait_for_broker
 from services.common.topics import ALERTS_TOPIC

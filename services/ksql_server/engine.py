@@ -49,7 +49,7 @@ from services.ksql_server.planner.plan import plan_select
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
-from services.ksql_server.types import Column
+from services.ksql_server.types import ColumnDef
 
 LOG = logging.getLogger("fraudstream.ksql.engine")
 
@@ -445,7 +445,7 @@ class Engine:
             )
             if value_cols and value_cols[0][0] == "ROWVAL" and len(value_cols) == 1:
                 wp["_WRAP_DEFAULT"] = False
-            key_cols: list[Column] = []
+            key_cols: list[ColumnDef] = []
         else:
             key_cols = [(c.name, c.type) for c in columns if c.key]
             value_cols = [(c.name, c.type) for c in columns if not c.key and not c.headers]
@@ -461,7 +461,7 @@ class Engine:
             if stmt.kind == "STREAM" and any(c.primary for c in columns):
                 raise KsqlError(
                     f"Line: 1, Col: {next(c.pos for c in columns if c.primary) + 1}: "
-                    "Column `"
+                    "ColumnDef `"
                     + next(c.name for c in columns if c.primary)
                     + "` is a 'PRIMARY KEY' "
                     "column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are "
@@ -709,7 +709,7 @@ class Engine:
         row: dict[str, Any] = {}
         for name, expr in zip(names, stmt.values, strict=True):
             if name not in types:
-                raise KsqlError(f"Column name {name} does not exist.")
+                raise KsqlError(f"ColumnDef name {name} does not exist.")
             compiled = compiler.compile(expr)
             try:
                 value = eval(compiled.code, dict(compiler.namespace), {"r": []})
@@ -1117,7 +1117,7 @@ def _default_wrap(props: Mapping[str, Any]) -> bool | None:
     return str(v).lower() == "true"
 
 
-def _check_sink_timestamp(wp: Mapping[str, Any], output: list[Column]) -> None:
+def _check_sink_timestamp(wp: Mapping[str, Any], output: list[ColumnDef]) -> None:
     ts_col = str(wp["TIMESTAMP"]).upper()
     typ = dict(output).get(ts_col)
     if typ is None:
@@ -1199,7 +1199,7 @@ def _format_info(name: str, wp: Mapping[str, Any], which: str) -> FormatInfo:
     return fmt
 
 
-def _check_wrapping(fmt: FormatInfo, value_cols: list[Column], wp: Mapping[str, Any]) -> None:
+def _check_wrapping(fmt: FormatInfo, value_cols: list[ColumnDef], wp: Mapping[str, Any]) -> None:
     if "WRAP_SINGLE_VALUE" not in wp:
         return
     if fmt.name == "DELIMITED" and fmt.wrap_single:
@@ -1210,7 +1210,7 @@ def _check_wrapping(fmt: FormatInfo, value_cols: list[Column], wp: Mapping[str, 
         raise KsqlError("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")
 
 
-def _schema_text(keys: list[Column], values: list[Column]) -> str:
+def _schema_text(keys: list[ColumnDef], values: list[ColumnDef]) -> str:
     parts = [f"`{n}` {t} KEY" for n, t in keys] + [f"`{n}` {t}" for n, t in values]
     return ", ".join(parts)
 

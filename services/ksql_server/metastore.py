@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.ksql_server.formats.info import FormatInfo
-from services.ksql_server.types import Column
+from services.ksql_server.types import ColumnDef
 
 
 @dataclass
@@ -14,8 +14,8 @@ class DataSource:
     name: str
     kind: str  # STREAM | TABLE
     topic: str
-    key_columns: list[Column]
-    value_columns: list[Column]
+    key_columns: list[ColumnDef]
+    value_columns: list[ColumnDef]
     key_format: FormatInfo
     value_format: FormatInfo
     sql: str
@@ -25,10 +25,10 @@ class DataSource:
     replicas: int = 1
     is_source: bool = False
     created_by_query: str | None = None
-    header_columns: list[Column] = field(default_factory=list)
+    header_columns: list[ColumnDef] = field(default_factory=list)
 
     @property
-    def columns(self) -> list[Column]:
+    def columns(self) -> list[ColumnDef]:
         """Keys first, then values: the order of `SELECT *` and DESCRIBE."""
         return self.key_columns + self.value_columns
 

@@ -114,5 +114,6 @@ NAMED: dict[str, SqlType] = {
     "BYTES": BYTES,
 }
 
-Column = tuple[str, SqlType]
-"""A named column of a schema (key, value or header column): what formats and plans take."""
+ColumnDef = tuple[str, SqlType]
+"""A named column of a schema (key, value or header column): what formats and plans take (the
+data of a batch is a `services.common.avro.columns.Column`)."""

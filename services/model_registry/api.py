@@ -90,5 +90,5 @@ class LoadedModel(Protocol):
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Reconstruction error per row for raw features float32 [n, 30] (TIME, V1..V28,
-        AMOUNT as in common.features); one compiled model call for the whole batch."""
+        AMOUNT as in common.avro.features); one compiled model call for the whole batch."""
         ...

@@ -3,7 +3,7 @@
 The trainer fits it on the training split only; the scorer applies the very same parameters, read
 back from `preprocessing.json`, so a row is transformed identically in training and production.
 
-Columns are those of `services.common.features` (TIME, V1..V28, AMOUNT):
+Columns are those of `services.common.avro.features` (TIME, V1..V28, AMOUNT):
 - TIME (seconds since the first transaction of the data set) becomes the hour of the day,
   because the absolute offset only grows with the stream and would put every future row outside
   the training range;
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from services.common.features import N_FEATURES
+from services.common.avro.features import N_FEATURES
 
 SECONDS_PER_DAY = 86_400.0
 TIME_COLUMN = 0

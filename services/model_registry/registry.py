@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from services.common.avro.features import N_FEATURES
 from services.common.errors import ServiceUnavailable
-from services.common.features import N_FEATURES
 from services.common.files import fsync_dir, fsync_tree
 from services.common.json_limits import loads_bounded
 from services.common.settings import get_settings

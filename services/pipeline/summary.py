@@ -10,7 +10,9 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from services.common.avro import AvroDecoder, WireFormatError, registry_client
+from services.common.avro.codec import AvroDecoder
+from services.common.avro.schemas import registry_client
+from services.common.avro.wire import WireFormatError
 from services.common.kafka import make_consumer
 from services.common.topics import ALERTS_TOPIC
 from services.pipeline.labels import LabelCounts

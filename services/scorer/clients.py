@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from services.common.avro import AvroEncoder
+from services.common.avro.codec import AvroEncoder
 from services.common.checkpoint import TRANSACTION_TIMEOUT_MS, transactional_producer
 from services.common.errors import FraudstreamError
 from services.common.kafka import consumer_config, ensure_topic, producer_config

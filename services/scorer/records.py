@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from services.common.avro import ksql_record_schema
-from services.common.avro_columns import ColumnarBatch
-from services.common.avro_flat import KINDS, encode_records, slots_of, split_records
+from services.common.avro.columns import Column, ColumnBatch
+from services.common.avro.kernels import KINDS, encode_records, slots_of, split_records
+from services.common.avro.schemas import ksql_record_schema
 
 ALERT_SUBJECT_SUFFIX = "-value"
 
@@ -109,7 +109,7 @@ _COPIED_TYPES = {
 
 
 def encode_alerts(
-    batch: ColumnarBatch,
+    batch: ColumnBatch,
     rows: np.ndarray,
     scores: np.ndarray,
     threshold: float,
@@ -120,10 +120,12 @@ def encode_alerts(
     """The alert values of `rows` of a columnar batch in one compiled pass (the same bytes
     `make_alert` + fastavro give), or None when an input field this copies is absent or of
     another type (then the caller makes each alert with `make_alert`)."""
-    columns = batch.columns
+    columns: dict[str, Column] = {}
     for name, types in _COPIED_TYPES.items():
-        if name not in columns or columns[name].plan.type not in types:
+        column = batch.column(name)
+        if column is None or column.type not in types:
             return None
+        columns[name] = column
     m = len(rows)
     version_bytes = version.encode()
     floats = np.empty((3, m), dtype=np.float64)
@@ -137,14 +139,14 @@ def encode_alerts(
     for slot, copied in ((0, "USER"), (1, "TIMESTAMP"), (3, "CLASS")):
         spans[slot, 0] = columns[copied].starts[rows]  # type: ignore[index]
         spans[slot, 1] = columns[copied].lengths[rows]  # type: ignore[index]
-    spans[2, 0], spans[2, 1] = len(batch.buffer), len(version_bytes)  # MODEL_VERSION
+    spans[2, 0], spans[2, 1] = len(batch.buf), len(version_bytes)  # MODEL_VERSION
     present = np.ones((len(ALERT_FIELDS), m), dtype=np.bool_)
     for j, (name, _) in enumerate(ALERT_FIELDS):
         if name in _COPIED_TYPES:
             present[j] = columns[name].present[rows]
     out, bounds = encode_records(
         np.frombuffer(header, np.uint8),
-        batch.buffer,
+        batch.buf,
         np.frombuffer(version_bytes, np.uint8),  # MODEL_VERSION's span is past the buffer
         np.array(_ALERT_KINDS, dtype=np.int8),
         _ALERT_SLOTS,

@@ -42,8 +42,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from services.common.avro import AvroEncoder, registry_client
-from services.common.avro_columns import warm_up
+from services.common.avro.codec import AvroEncoder
+from services.common.avro.decoder import DecodedBatch, FeatureDecoder, Rejections, warm_up
+from services.common.avro.schemas import registry_client
 from services.common.checkpoint import Checkpoint, TransactionAborted, is_fenced
 from services.common.dlq import DeadLetter, dlq_headers
 from services.common.errors import FraudstreamError
@@ -59,7 +60,6 @@ from services.scorer.clients import (
     subscribe,
 )
 from services.scorer.config import ScorerConfig, ScoreResult
-from services.scorer.decode import BatchDecoder, DecodedBatch
 from services.scorer.intake import Batch, Intake
 from services.scorer.metrics import ScorerMetrics
 from services.scorer.models import ModelManager, registry_loader
@@ -127,7 +127,7 @@ class Scorer:
         wait_for_broker(bootstrap, timeout=15)
         setup_topics(cfg, bootstrap)
         registry = registry_client(cfg.schema_registry_url)
-        decoder = BatchDecoder(registry)
+        decoder = FeatureDecoder(registry)
         encoder = alert_encoder(cfg, registry)
         models = self._models or self._default_models(bootstrap)
         models.attach_metrics(self.metrics)
@@ -166,7 +166,7 @@ class Scorer:
         bootstrap: str,
         consumer: Consumer,
         producer: Producer,
-        decoder: BatchDecoder,
+        decoder: FeatureDecoder,
         encoder: AvroEncoder,
         models: ModelManager,
     ) -> None:
@@ -270,7 +270,7 @@ class Scorer:
         self,
         consumer: Consumer,
         _producer: Producer,
-        decoder: BatchDecoder,
+        decoder: FeatureDecoder,
         encoder: AvroEncoder,
         models: ModelManager,
     ) -> None:
@@ -318,7 +318,7 @@ class Scorer:
         self,
         batch: Batch,
         checkpoint: Checkpoint,
-        decoder: BatchDecoder,
+        decoder: FeatureDecoder,
         encoder: AvroEncoder,
         model: LoadedModel,
     ) -> None:
@@ -331,15 +331,19 @@ class Scorer:
         alerting = np.flatnonzero(alert_mask(scores, model.threshold))
         outputs = self._alerts(decoded, alerting, scores, model, messages, encoder)
         reasons: dict[str, int] = {}
-        for index, reason in decoded.rejected:
+        for index, why in decoded.rejected:
             msg = messages[index]
             letter = DeadLetter(
-                reason, msg.topic() or "", msg.partition() or 0, msg.offset() or 0, SERVICE
+                str(why),
+                msg.topic() or "",
+                msg.partition() or 0,
+                msg.offset() or 0,
+                SERVICE,
+                reason=why.code,
             )
             headers: Headers = list(dlq_headers(letter))
             outputs.append((self.config.dlq_topic, msg.key(), msg.value(), headers))
-            kind = dlq_reason_label(reason)
-            reasons[kind] = reasons.get(kind, 0) + 1
+            reasons[why.code] = reasons.get(why.code, 0) + 1
 
         def account() -> None:
             self._account(
@@ -402,7 +406,7 @@ class Scorer:
         batch: Batch,
         scored: int,
         alerts: int,
-        rejected: list[tuple[int, str]],
+        rejected: Rejections,
         reasons: dict[str, int],
         model: LoadedModel,
         started: float,
@@ -423,7 +427,7 @@ class Scorer:
         if rejected:
             log.warning(
                 "records sent to the DLQ",
-                extra={"fields": {"count": len(rejected), "first_error": rejected[0][1]}},
+                extra={"fields": {"count": len(rejected), "first_error": str(rejected[0][1])}},
             )
 
     # ------------------------------------------------------------------ lag
@@ -434,25 +438,6 @@ class Scorer:
         self._next_lag_at = now + self.config.lag_interval_s
         for partition, lag in self._intake.lag(consumer).items():
             self.metrics.lag.labels(partition=str(partition)).set(lag)
-
-
-_REASON_LABELS: tuple[tuple[str, str], ...] = (
-    ("unknown magic byte", "magic_byte"),
-    ("value too short", "framing"),
-    ("unknown schema id", "schema_id"),
-    ("cannot decode", "avro"),
-    ("missing feature", "missing_feature"),
-    ("non-numeric", "non_numeric"),
-    ("non-finite", "non_finite"),
-)
-
-
-def dlq_reason_label(reason: str) -> str:
-    """A short, bounded label for the DLQ counter (the full reason is in the DLQ header)."""
-    for prefix, label in _REASON_LABELS:
-        if reason.startswith(prefix):
-            return label
-    return "other"
 
 
 def _amount(record: dict[str, Any], fallback: float) -> float:
@@ -473,4 +458,4 @@ def score_stream(config: ScorerConfig | None = None, **overrides: Any) -> ScoreR
     return Scorer(cfg).run()
 
 
-__all__ = ["ScoreResult", "Scorer", "ScorerConfig", "dlq_reason_label", "score_stream"]
+__all__ = ["ScoreResult", "Scorer", "ScorerConfig", "score_stream"]

@@ -5,7 +5,8 @@ caps the count), so the result is a fixed data set even while producers keep wri
 are *assigned*, not subscribed, so no group rebalance or `max.poll.interval.ms` eviction can hit
 the trainer however long the fit takes afterwards; the group id only stores offsets (committed
 after a version is registered, see `commit`). Values are decoded a batch at a time by
-`ColumnarDecoder` straight into the arrays; rows that cannot be used are counted by reason.
+`FeatureDecoder` (with the label column) straight into the arrays; rows that cannot be used are
+counted by reason.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from services.common.avro import SchemaCache, registry_client
-from services.common.avro_columns import ColumnarDecoder
+from services.common.avro.decoder import FeatureDecoder
+from services.common.avro.features import N_FEATURES
+from services.common.avro.schemas import registry_client
 from services.common.errors import ServiceUnavailable
-from services.common.features import N_FEATURES
 from services.common.kafka import make_consumer, topic_partitions
 from services.common.settings import get_settings
 from services.common.waiting import poll_until
@@ -136,7 +137,8 @@ def ingest(
         starts = _start_positions(consumer, tps, from_beginning, timeout)
         available = sum(max(0, ends[p] - starts[p]) for p in ends)
         capacity = available if max_records is None else min(available, max_records)
-        decoder = ColumnarDecoder(SchemaCache(_reachable_registry(schema_registry_url)))
+        registry = _reachable_registry(schema_registry_url)
+        decoder = FeatureDecoder(registry, label_field="CLASS")
         ds = _read(consumer, topic, starts, ends, capacity, decoder, on_progress, idle_timeout)
     finally:
         consumer.close()
@@ -150,7 +152,7 @@ def _read(
     starts: dict[int, int],
     ends: dict[int, int],
     capacity: int,
-    decoder: ColumnarDecoder,
+    decoder: FeatureDecoder,
     on_progress: Callable[[int, int], None] | None,
     idle_timeout: float,
 ) -> Dataset:
@@ -192,7 +194,7 @@ def _read(
             labels[rows : rows + n] = batch.labels
             partitions[rows : rows + n] = np.asarray(parts, dtype=np.int32)[batch.kept]
             offsets[rows : rows + n] = np.asarray(offs, dtype=np.int64)[batch.kept]
-            rejected.update(reason for _i, reason in batch.rejected)
+            rejected.update(str(why) for _i, why in batch.rejected)
             rows += n
             consumed += len(values)
             fast += batch.fast_rows

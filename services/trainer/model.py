@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from services.common.features import N_FEATURES
+from services.common.avro.features import N_FEATURES
 
 if TYPE_CHECKING:
     import keras

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from services.common.avro import ksql_record_schema
+from services.common.avro.schemas import ksql_record_schema
 from services.common.kafka import produce
 from services.common.topics import V_COLUMNS
 
@@ -66,7 +66,7 @@ def fill_topic(
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    from services.common.avro import registry_client
+    from services.common.avro.schemas import registry_client
     from services.common.kafka import ensure_topic, make_producer
 
     features, labels = generated_arrays(rows, seed, fraud_ratio)

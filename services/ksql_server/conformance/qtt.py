@@ -185,7 +185,7 @@ class Runner:
                     try:
                         import httpx
 
-                        from services.common.avro import registry_client
+                        from services.common.avro.schemas import registry_client
                         from services.common.http.clients import httpx_options
 
                         httpx.get(
@@ -752,10 +752,10 @@ def _avro_encode(value: Any, schema_id: int, schema: Any) -> bytes:
 
     import fastavro
 
-    from services.common.avro import HEADER, MAGIC_BYTE
+    from services.common.avro.wire import header_of
 
     buf = io.BytesIO()
-    buf.write(HEADER.pack(MAGIC_BYTE, schema_id))
+    buf.write(header_of(schema_id))
     fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), _avro_ready(value, schema))
     return buf.getvalue()
 

@@ -15,21 +15,15 @@ from typing import Any
 
 import fastavro
 
-from services.common.avro import (
-    HEADER,
-    KSQL_RECORD_NAME,
-    KSQL_RECORD_NAMESPACE,
-    MAGIC_BYTE,
-    SchemaCache,
-    WireFormatError,
-    split_header,
-)
+from services.common.avro.schemas import KSQL_RECORD_NAME, KSQL_RECORD_NAMESPACE, WriterSchemas
+from services.common.avro.wire import WireFormatError, header_of, split_header
+from services.common.errors import ServiceUnavailable
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats.columnar import avro_columns_encoder
 from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.serdes import Deserializer, SerdeError, Serializer, coercer
-from services.ksql_server.types import Column, SqlType
+from services.ksql_server.types import ColumnDef, SqlType
 
 
 def avro_type(typ: SqlType, name: str) -> Any:
@@ -85,7 +79,7 @@ def avro_type(typ: SqlType, name: str) -> Any:
     raise KsqlError(f"The 'AVRO' format does not support type '{base}'")
 
 
-def sink_schema(columns: Sequence[Column], wrap: bool, full_name: str | None = None) -> Any:
+def sink_schema(columns: Sequence[ColumnDef], wrap: bool, full_name: str | None = None) -> Any:
     if not wrap:
         return ["null", avro_type(columns[0][1], columns[0][0])]
     name, namespace = KSQL_RECORD_NAME, KSQL_RECORD_NAMESPACE
@@ -139,7 +133,7 @@ def sql_type_of(schema: Any) -> SqlType:
     return sql_type_of(t)
 
 
-def key_columns_from_registry(registry: Any, subject: str) -> list[Column] | None:
+def key_columns_from_registry(registry: Any, subject: str) -> list[ColumnDef] | None:
     """The key column (ROWKEY) from a registered key schema, or None when there is none."""
     try:
         latest = registry.get_latest_version(subject)
@@ -148,7 +142,7 @@ def key_columns_from_registry(registry: Any, subject: str) -> list[Column] | Non
     return [("ROWKEY", sql_type_of(json.loads(latest.schema.schema_str)))]
 
 
-def columns_from_registry(registry: Any, subject: str) -> list[Column]:
+def columns_from_registry(registry: Any, subject: str) -> list[ColumnDef]:
     """Value columns from the latest schema registered under `subject`."""
     try:
         latest = registry.get_latest_version(subject)
@@ -173,22 +167,19 @@ def columns_from_registry(registry: Any, subject: str) -> list[Column]:
     return [("ROWVAL", sql_type_of(schema))]
 
 
-def avro_deserializer(columns: Sequence[Column], wrap: bool, registry: Any) -> Deserializer:
+def avro_deserializer(columns: Sequence[ColumnDef], wrap: bool, registry: Any) -> Deserializer:
     if registry is None:
         raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")
-    schemas = SchemaCache(registry)
+    schemas = WriterSchemas(registry, retries=0)  # a record at a time: no waiting per record
 
     def decode(data: bytes) -> Any:
         """Any Avro value (records, and the primitives of keys and unwrapped values)."""
         schema_id, body = split_header(data)
-        try:
-            parsed = schemas.get(schema_id)
-        except Exception as exc:
-            raise WireFormatError(f"unknown schema id {schema_id}: {exc}") from exc
+        parsed = schemas.get(schema_id).parsed
         try:
             return fastavro.schemaless_reader(io.BytesIO(body), parsed, None)  # type: ignore[call-arg]
         except Exception as exc:
-            raise WireFormatError(f"cannot decode Avro body (schema {schema_id}): {exc}") from exc
+            raise WireFormatError.bad_body(schema_id, exc) from exc
 
     convs = [(n, n.upper(), coercer(t)) for n, t in columns]
 
@@ -197,7 +188,7 @@ def avro_deserializer(columns: Sequence[Column], wrap: bool, registry: Any) -> D
             return None
         try:
             obj = decode(data)
-        except WireFormatError as exc:
+        except (WireFormatError, ServiceUnavailable) as exc:
             raise SerdeError(str(exc)) from exc
         if not wrap:
             return [None if obj is None else convs[0][2](obj)]
@@ -245,7 +236,7 @@ def _zigzag(n: int) -> bytes:
     return _TABLE[z] if z < 32768 else _varint(z)
 
 
-def _fast_encoder(columns: Sequence[Column], header: bytes) -> Any:
+def _fast_encoder(columns: Sequence[ColumnDef], header: bytes) -> Any:
     """A generated encoder for flat records of nullable primitives (the pipeline's sinks): one
     struct.pack for each run of doubles, no dict and no schema walk per record."""
     import struct
@@ -304,7 +295,7 @@ def _fast_encoder(columns: Sequence[Column], header: bytes) -> Any:
 
 
 def avro_serializer(
-    columns: Sequence[Column], wrap: bool, registry: Any, subject: str, fmt: FormatInfo
+    columns: Sequence[ColumnDef], wrap: bool, registry: Any, subject: str, fmt: FormatInfo
 ) -> Serializer:
     if registry is None:
         raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")
@@ -316,7 +307,7 @@ def avro_serializer(
     except Exception as exc:
         raise KsqlError(f"Could not register schema for subject {subject}: {exc}") from exc
     parsed = fastavro.parse_schema(schema)
-    header = HEADER.pack(MAGIC_BYTE, schema_id)
+    header = header_of(schema_id)
     names = [n for n, _ in columns]
     types = [t for _, t in columns]
     plain = all(t.is_primitive for t in types)

@@ -17,16 +17,17 @@ double/long/int/string), in the Confluent wire format.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numba
 import numpy as np
 
-from services.common.avro_flat import (
+from services.common.avro.columns import Column, ColumnBatch
+from services.common.avro.kernels import (
     KIND_DOUBLE,
     KIND_STRING,
     KIND_VARINT,
+    KINDS,
     encode_records,
     slots_of,
     split_records,
@@ -39,83 +40,40 @@ _MAX_NUMBER_WIDTH = 40  # wider numbers go the exact per-record way
 _QUOTE = ord('"')
 
 
-@dataclass
-class ColumnData:
-    """One column of a batch: numbers in `values`, strings as [starts, ends) slices of the
-    batch's buffer; `nulls` marks SQL NULLs (their `values` entries are meaningless)."""
-
-    base: str
-    nulls: np.ndarray
-    values: np.ndarray | None = None
-    starts: np.ndarray | None = None
-    ends: np.ndarray | None = None
-
-    def take(self, mask: np.ndarray) -> ColumnData:
-        def pick(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a[mask]
-
-        return ColumnData(
-            self.base, self.nulls[mask], pick(self.values), pick(self.starts), pick(self.ends)
-        )
+AVRO_TYPE = {"DOUBLE": "double", "INTEGER": "int", "BIGINT": "long", "STRING": "string"}
+"""The Avro primitive type a column of each SQL type holds (`Column.type`)."""
 
 
-@dataclass
-class ColumnBatch:
-    """A batch of records held column-wise; `buf` holds the bytes the string columns slice."""
-
-    size: int
-    buf: np.ndarray
-    columns: list[ColumnData]
-
-    def take(self, mask: np.ndarray) -> ColumnBatch:
-        """The records where `mask` is true (a filter), in order."""
-        return ColumnBatch(int(mask.sum()), self.buf, [c.take(mask) for c in self.columns])
-
-    def column_values(self, index: int) -> list[Any]:
-        """A column as Python values (None for NULL), as the per-record parser gives them."""
-        col = self.columns[index]
-        if col.base == "STRING":
-            assert col.starts is not None and col.ends is not None
-            raw = self.buf.tobytes()
-            return [
-                None if n else raw[s:e].decode("utf-8")
-                for n, s, e in zip(
-                    col.nulls.tolist(), col.starts.tolist(), col.ends.tolist(), strict=True
+def columns_from_rows(rows: Sequence[Sequence[Any]], types: Sequence[SqlType]) -> ColumnBatch:
+    """Python rows → a ColumnBatch (tests and any row-shaped caller of `encode_avro`)."""
+    pieces: list[bytes] = []
+    offset = 0
+    columns = []
+    for j, typ in enumerate(types):
+        vals = [r[j] for r in rows]
+        present = np.array([v is not None for v in vals], dtype=bool)
+        if typ.base == "STRING":
+            starts, lengths = [], []
+            for v in vals:
+                b = b"" if v is None else v.encode("utf-8")
+                pieces.append(b)
+                starts.append(offset)
+                lengths.append(len(b))
+                offset += len(b)
+            columns.append(
+                Column(
+                    "string",
+                    present,
+                    starts=np.array(starts, np.int64),
+                    lengths=np.array(lengths, np.int64),
                 )
-            ]
-        assert col.values is not None
-        return [
-            None if n else v for n, v in zip(col.nulls.tolist(), col.values.tolist(), strict=True)
-        ]
-
-    @staticmethod
-    def from_rows(rows: Sequence[Sequence[Any]], types: Sequence[SqlType]) -> ColumnBatch:
-        """Python rows → a ColumnBatch (tests and any row-shaped caller of `encode_avro`)."""
-        pieces: list[bytes] = []
-        offset = 0
-        columns = []
-        for j, typ in enumerate(types):
-            vals = [r[j] for r in rows]
-            nulls = np.array([v is None for v in vals], dtype=bool)
-            if typ.base == "STRING":
-                starts, ends = [], []
-                for v in vals:
-                    b = b"" if v is None else v.encode("utf-8")
-                    pieces.append(b)
-                    starts.append(offset)
-                    offset += len(b)
-                    ends.append(offset)
-                columns.append(
-                    ColumnData(
-                        "STRING", nulls, None, np.array(starts, np.int64), np.array(ends, np.int64)
-                    )
-                )
-            else:
-                dtype = np.float64 if typ.base == "DOUBLE" else np.int64
-                array = np.array([0 if v is None else v for v in vals], dtype=dtype)
-                columns.append(ColumnData(typ.base, nulls, array))
-        buf = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-        return ColumnBatch(len(rows), buf, columns)
+            )
+        else:
+            dtype = np.float64 if typ.base == "DOUBLE" else np.int64
+            array = np.array([0 if v is None else v for v in vals], dtype=dtype)
+            columns.append(Column(AVRO_TYPE[typ.base], present, array))
+    buf = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+    return ColumnBatch(buf, columns)
 
 
 # ----------------------------------------------------------------------------- DELIMITED
@@ -195,16 +153,17 @@ def _typed_columns(
         for slot, i in zip(*np.nonzero(slow), strict=True):
             j = int(np.flatnonzero((codes == _DOUBLE) & (slots == slot))[0])
             doubles[slot, i] = float(raw[starts[j, i] : ends[j, i]])
-    nulls = ends == starts
+    lengths = ends - starts
+    present = lengths != 0
     columns = []
     for j, base in enumerate(bases):
         code, slot = int(codes[j]), int(slots[j])
         if code == _STRING:
-            columns.append(ColumnData(base, nulls[j], None, starts[j], ends[j]))
+            columns.append(Column("string", present[j], starts=starts[j], lengths=lengths[j]))
         else:
             values = doubles[slot] if code == _DOUBLE else longs[slot]
-            columns.append(ColumnData(base, nulls[j], values))
-    return ColumnBatch(size, buf, columns)
+            columns.append(Column(AVRO_TYPE[base], present[j], values))
+    return ColumnBatch(buf, columns)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -320,38 +279,30 @@ def avro_columns_encoder(
     """An encoder for records of nullable primitives (null-first unions), or None."""
     if not types or any(t.base not in COLUMNAR_TYPES for t in types):
         return None
-    bases = [t.base for t in types]
+    wanted = [AVRO_TYPE[t.base] for t in types]
 
     def encode(batch: ColumnBatch, indexes: Sequence[int]) -> list[bytes]:
-        for i, base in zip(indexes, bases, strict=True):
-            if batch.columns[i].base != base:
-                raise TypeError(f"column {i} is {batch.columns[i].base}, the schema has {base}")
+        for i, typ in zip(indexes, wanted, strict=True):
+            if batch.columns[i].type != typ:
+                raise TypeError(f"column {i} is {batch.columns[i].type}, the schema has {typ}")
         return encode_avro(batch, indexes, header)
 
     return encode
-
-
-_KIND_OF = {
-    "DOUBLE": KIND_DOUBLE,
-    "INTEGER": KIND_VARINT,
-    "BIGINT": KIND_VARINT,
-    "STRING": KIND_STRING,
-}
 
 
 def encode_avro(batch: ColumnBatch, indexes: Sequence[int], header: bytes) -> list[bytes]:
     """One Confluent-framed Avro record per row: `header` then, for each column in `indexes`,
     the union branch (0 null / 1 value, as zig-zag varints 0x00 / 0x02) and the value; strings
     are the source buffer's UTF-8 bytes. One compiled pass over the batch
-    (`services.common.avro_flat.encode_records`)."""
+    (`services.common.avro.kernels.encode_records`)."""
     size = batch.size
     if not size:
         return []
     cols = [batch.columns[i] for i in indexes]
-    kinds = [_KIND_OF[c.base] for c in cols]
+    kinds = [KINDS[c.type] for c in cols]
     slots, _ = slots_of(kinds)
 
-    def stack(kind: int, pick: Callable[[ColumnData], np.ndarray], dtype: Any) -> np.ndarray:
+    def stack(kind: int, pick: Callable[[Column], np.ndarray], dtype: Any) -> np.ndarray:
         chosen = [pick(c) for c, k in zip(cols, kinds, strict=True) if k == kind]
         if not chosen:
             return np.empty((0, size), dtype=dtype)
@@ -362,10 +313,10 @@ def encode_avro(batch: ColumnBatch, indexes: Sequence[int], header: bytes) -> li
     strings = [c for c, k in zip(cols, kinds, strict=True) if k == KIND_STRING]
     spans = np.empty((len(strings), 2, size), dtype=np.int64)
     for slot, col in enumerate(strings):
-        assert col.starts is not None and col.ends is not None
+        assert col.starts is not None and col.lengths is not None
         spans[slot, 0] = col.starts
-        spans[slot, 1] = np.where(col.nulls, 0, col.ends - col.starts)
-    present = ~np.stack([c.nulls for c in cols])
+        spans[slot, 1] = np.where(col.present, col.lengths, 0)
+    present = np.stack([c.present for c in cols])
     out, bounds = encode_records(
         np.frombuffer(header, dtype=np.uint8),
         batch.buf,
@@ -390,9 +341,8 @@ def warm_up() -> None:
 
 
 __all__ = [
-    "ColumnBatch",
-    "ColumnData",
     "avro_columns_encoder",
+    "columns_from_rows",
     "delimited_columns",
     "delimited_columns_decoder",
     "encode_avro",

@@ -15,11 +15,11 @@ from services.ksql_server.formats import serdes
 from services.ksql_server.formats.avro import avro_deserializer, avro_serializer
 from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.serdes import Deserializer, Serializer
-from services.ksql_server.types import Column
+from services.ksql_server.types import ColumnDef
 
 
 def make_deserializer(
-    fmt: FormatInfo, columns: Sequence[Column], topic: str, is_key: bool, registry: Any = None
+    fmt: FormatInfo, columns: Sequence[ColumnDef], topic: str, is_key: bool, registry: Any = None
 ) -> Deserializer:
     name = fmt.name
     if is_key and not columns:
@@ -39,7 +39,7 @@ def make_deserializer(
 
 
 def make_serializer(
-    fmt: FormatInfo, columns: Sequence[Column], topic: str, is_key: bool, registry: Any = None
+    fmt: FormatInfo, columns: Sequence[ColumnDef], topic: str, is_key: bool, registry: Any = None
 ) -> Serializer:
     name = fmt.name
     if is_key and not columns:
@@ -63,7 +63,7 @@ def make_serializer(
     raise UnsupportedError(f"format {name}")
 
 
-def _wrap(fmt: FormatInfo, columns: Sequence[Column], is_key: bool) -> bool:
+def _wrap(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool) -> bool:
     """Keys with one column are unwrapped; values are wrapped unless WRAP_SINGLE_VALUE=false."""
     if is_key:
         return len(columns) > 1

@@ -22,7 +22,7 @@ from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError, KsqlServiceError, UnsupportedError
 from services.ksql_server.formats.columnar import delimited_columns_decoder
 from services.ksql_server.formats.info import FormatInfo
-from services.ksql_server.types import Column, SqlType
+from services.ksql_server.types import ColumnDef, SqlType
 from services.ksql_server.values import EPOCH, java_double, parse_timestamp
 
 Deserializer = Callable[[bytes | None], list[Any] | None]
@@ -41,7 +41,7 @@ class SerdeError(KsqlServiceError, RecordRejected):
     default_code = "serde"
 
 
-def validate_format(fmt: FormatInfo, columns: Sequence[Column], is_key: bool) -> None:
+def validate_format(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool) -> None:
     """Reject schemas a format cannot carry, with ksqlDB's messages."""
     name = fmt.name
     if name not in KNOWN:
@@ -54,7 +54,7 @@ def validate_format(fmt: FormatInfo, columns: Sequence[Column], is_key: bool) ->
             raise KsqlError(
                 "Map keys, including types that contain maps, are not supported as they may "
                 "lead to unexpected behavior due to inconsistent serialization. Key column name: "
-                f"`{col}`. Column type: {typ}. See "
+                f"`{col}`. ColumnDef type: {typ}. See "
                 "https://github.com/confluentinc/ksql/issues/6621 "
                 "for more."
             )
@@ -308,7 +308,7 @@ def _encode_decimal(obj: Any) -> str:
 # ----------------------------------------------------------------------------- JSON
 
 
-def json_deserializer(columns: Sequence[Column], wrap: bool) -> Deserializer:
+def json_deserializer(columns: Sequence[ColumnDef], wrap: bool) -> Deserializer:
     convs = [(name, name.upper(), coercer(t)) for name, t in columns]
     if not wrap:
         conv = convs[0][2]
@@ -352,7 +352,7 @@ def json_deserializer(columns: Sequence[Column], wrap: bool) -> Deserializer:
     return wrapped
 
 
-def json_serializer(columns: Sequence[Column], wrap: bool) -> Serializer:
+def json_serializer(columns: Sequence[ColumnDef], wrap: bool) -> Serializer:
     names = [n for n, _ in columns]
     types = [t for _, t in columns]
     simple = all(t.base in ("INTEGER", "BIGINT", "STRING", "BOOLEAN", "DOUBLE") for t in types)
@@ -408,7 +408,7 @@ def _delimited_parser(typ: SqlType) -> Callable[[str], Any]:
     raise KsqlError(f"The 'DELIMITED' format does not support type '{base}'")
 
 
-def delimited_deserializer(columns: Sequence[Column], delimiter: str) -> Deserializer:
+def delimited_deserializer(columns: Sequence[ColumnDef], delimiter: str) -> Deserializer:
     """Split (csv only when quotes need it) and convert every field with one generated function:
     the DELIMITED source is the pipeline's hot path."""
     parsers = [_delimited_parser(t) for _, t in columns]
@@ -537,7 +537,7 @@ def _needs_quotes(s: str, first: bool, delimiter: str) -> bool:
     return s[-1] <= " "
 
 
-def delimited_serializer(columns: Sequence[Column], delimiter: str) -> Serializer:
+def delimited_serializer(columns: Sequence[ColumnDef], delimiter: str) -> Serializer:
     def field(v: Any, first: bool) -> str:
         if v is None:
             return ""
@@ -568,7 +568,7 @@ _JAVA_DESER = {
 }
 
 
-def kafka_deserializer(columns: Sequence[Column]) -> Deserializer:
+def kafka_deserializer(columns: Sequence[ColumnDef]) -> Deserializer:
     if not columns:
         return lambda data: []
     typ = columns[0][1]
@@ -591,7 +591,7 @@ def kafka_deserializer(columns: Sequence[Column]) -> Deserializer:
     return deser
 
 
-def kafka_serializer(columns: Sequence[Column]) -> Serializer:
+def kafka_serializer(columns: Sequence[ColumnDef]) -> Serializer:
     if not columns:
         return lambda row: None
     base = columns[0][1].base

@@ -22,9 +22,9 @@ from services.ksql_server.expressions import (
 from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.naming import expr_text, natural_name
-from services.ksql_server.types import Column, SqlType
+from services.ksql_server.types import ColumnDef, SqlType
 
-PSEUDO_COLUMNS: list[Column] = [
+PSEUDO_COLUMNS: list[ColumnDef] = [
     ("ROWTIME", T.BIGINT),
     ("ROWPARTITION", T.INTEGER),
     ("ROWOFFSET", T.BIGINT),
@@ -35,13 +35,13 @@ PSEUDO_COLUMNS: list[Column] = [
 class QueryPlan:
     source: DataSource
     select: A.Select
-    output: list[Column]  # every projected column, in order
+    output: list[ColumnDef]  # every projected column, in order
     key_indexes: list[int]  # positions in `output` forming the sink key
     value_indexes: list[int]
     batch: Callable[..., list[tuple[Any, tuple[Any, ...]]]]
     partition_by: bool = False
     keyless_partition: bool = False
-    row_columns: list[Column] = field(default_factory=list)
+    row_columns: list[ColumnDef] = field(default_factory=list)
     key_batch: Callable[..., list[tuple[Any, tuple[Any, ...]]]] | None = None
     """PARTITION BY only: the key expressions alone, for null-valued records."""
     key_value_dependent: list[bool] = field(default_factory=list)
@@ -49,11 +49,11 @@ class QueryPlan:
     for a null-valued record, as in ksqlDB)."""
 
     @property
-    def key_columns(self) -> list[Column]:
+    def key_columns(self) -> list[ColumnDef]:
         return [self.output[i] for i in self.key_indexes]
 
     @property
-    def value_columns(self) -> list[Column]:
+    def value_columns(self) -> list[ColumnDef]:
         return [self.output[i] for i in self.value_indexes]
 
 
@@ -176,7 +176,7 @@ def plan_select(
                 f"{expr_text(select.where)} ({where.type}) instead."
             )
 
-    output: list[Column] = [(n, c.type or T.STRING) for n, _, c in items]
+    output: list[ColumnDef] = [(n, c.type or T.STRING) for n, _, c in items]
     key_idx: list[int] = []
     keyless_partition = False
     if persistent:
@@ -351,7 +351,7 @@ def _same_col(a: A.Expr, b: A.Expr) -> bool:
     return isinstance(a, A.ColumnRef) and isinstance(b, A.ColumnRef) and a.name == b.name
 
 
-def column_types_text(columns: list[Column]) -> list[str]:
+def column_types_text(columns: list[ColumnDef]) -> list[str]:
     return [str(t) for _, t in columns]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.ksql_server.formats.columnar import ColumnBatch
+from services.common.avro.columns import ColumnBatch
 from services.ksql_server.planner.plan import QueryPlan
 
 _NULL_TEST = re.compile(r"^(\(*)\(r\[(\d+)\]\) is (not )?None(\)*)$")
@@ -95,8 +95,8 @@ class ColumnarPlan:
         timestamps = [m.timestamp()[1] for m in messages]
         if self.null_test is not None:
             column, keep_nulls = self.null_test
-            nulls = batch.columns[column].nulls
-            mask = nulls if keep_nulls else ~nulls
+            present = batch.columns[column].present
+            mask = ~present if keep_nulls else present
             if not mask.all():
                 batch = batch.take(mask)
                 kept = mask.tolist()

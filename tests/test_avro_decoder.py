@@ -1,11 +1,11 @@
-"""Unit tests of the scorer's batch decoding: the columnar fast path against fastavro +
-extract_features, and every kind of bad record with its reason."""
+"""The one feature decoder (`services.common.avro.decoder`), trainer and scorer cases both:
+its compiled paths (the single-header fast pass, the column-wise walk) against fastavro +
+extract_features, and every kind of bad record with its code and text."""
 
 from __future__ import annotations
 
 import io
 import json
-import struct
 from typing import Any
 
 import fastavro
@@ -17,15 +17,20 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_scorer_support import input_schema, make_records
 
-from services.common.avro import HEADER, parse_schema
-from services.common.avro_columns import decode_columns, plan_schema
-from services.common.errors import ServiceUnavailable
-from services.common.features import extract_features
-from services.scorer.decode import BatchDecoder
+from services.common.avro.decoder import DecodedBatch, FeatureDecoder, decode_columns
+from services.common.avro.features import extract_features
+from services.common.avro.schemas import ksql_record_schema, parse_schema, plan_schema
+from services.common.avro.wire import header_of
+from services.common.topics import AVRO_FEATURE_FIELDS
+from services.trainer.synthetic import PREPROCESSED_FIELDS
+
+LABEL_FIELDS = [None, "CLASS"]
+"""The scorer's case (no label: the fast pass) and the trainer's (with the label column)."""
+WITH_ID = [("ID", "long"), *PREPROCESSED_FIELDS, ("USER", "string")]
 
 
 class FakeRegistry:
-    """Only what BatchDecoder asks of a SchemaRegistryClient: get_schema by id."""
+    """Only what the decoder asks of a SchemaRegistryClient: get_schema by id."""
 
     def __init__(self, schemas: dict[int, dict[str, Any]], down: bool = False) -> None:
         self.schemas = schemas
@@ -43,9 +48,40 @@ class FakeRegistry:
 
 def frame(schema: dict[str, Any], record: dict[str, Any], schema_id: int = 1) -> bytes:
     buf = io.BytesIO()
-    buf.write(HEADER.pack(0, schema_id))
+    buf.write(header_of(schema_id))
     fastavro.schemaless_writer(buf, parse_schema(schema), record)
     return buf.getvalue()
+
+
+def decoder_for(
+    schemas: dict[int, dict[str, Any]], label_field: str | None, columnar: bool = True
+) -> FeatureDecoder:
+    decoder = FeatureDecoder(FakeRegistry(schemas), label_field=label_field)  # type: ignore[arg-type]
+    decoder.columnar = columnar
+    return decoder
+
+
+def reasons(batch: DecodedBatch) -> list[tuple[int, str, str]]:
+    return [(i, why.code, str(why)) for i, why in batch.rejected]
+
+
+def assert_same(got: DecodedBatch, want: DecodedBatch) -> None:
+    """Same rows, features, labels and rejections (code and text)."""
+    np.testing.assert_array_equal(got.kept, want.kept)
+    np.testing.assert_array_equal(got.features, want.features)
+    np.testing.assert_array_equal(got.labels, want.labels)
+    assert reasons(got) == reasons(want)
+
+
+def text_v1(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with V1 as a string (features then need the general path)."""
+    fields = [
+        {**f, "type": ["null", "string"]} if f["name"] == "V1" else f for f in schema["fields"]
+    ]
+    return {**schema, "fields": fields}
+
+
+# ----------------------------------------------------------------------------- column walker
 
 
 def test_columnar_decoding_equals_fastavro_on_varied_records() -> None:
@@ -145,30 +181,28 @@ def test_plan_refuses_nested_schemas() -> None:
     )
 
 
+@pytest.mark.parametrize("label_field", LABEL_FIELDS)
 @pytest.mark.parametrize("columnar", [True, False])
-def test_batch_decoder_features_match_extract_features(columnar: bool) -> None:
+def test_features_match_extract_features(columnar: bool, label_field: str | None) -> None:
     schema = input_schema()
     records = make_records(500, seed=5)
     values = [frame(schema, r) for r in records]
-    decoder = BatchDecoder(FakeRegistry({1: schema}))  # type: ignore[arg-type]
-    decoder.columnar = columnar
-    out = decoder.decode(values)
-    expected = extract_features(records)
+    out = decoder_for({1: schema}, label_field, columnar).decode(values)
+    expected = extract_features(records, label_field=label_field)
     assert out.rejected == []
     np.testing.assert_array_equal(out.kept, np.arange(500))
     np.testing.assert_array_equal(out.features, expected.features)
+    np.testing.assert_array_equal(out.labels, expected.labels)
     assert out.record(42)["ID"] == 42 and out.record(42)["USER"] == records[42]["USER"]
+    assert out.fast_rows == (500 if columnar else 0)
 
 
+@pytest.mark.parametrize("label_field", LABEL_FIELDS)
 @pytest.mark.parametrize("columnar", [True, False])
-def test_every_kind_of_bad_record_is_rejected_with_its_reason(columnar: bool) -> None:
+def test_every_kind_of_bad_record_is_rejected_with_its_code(
+    columnar: bool, label_field: str | None
+) -> None:
     schema = input_schema()
-    text_v1 = {
-        **schema,
-        "fields": [
-            {**f, "type": ["null", "string"]} if f["name"] == "V1" else f for f in schema["fields"]
-        ],
-    }
     good = make_records(6, seed=9)
     missing = {**good[1], "V5": None}
     nan = {**good[2], "AMOUNT": float("nan")}
@@ -180,27 +214,28 @@ def test_every_kind_of_bad_record_is_rejected_with_its_reason(columnar: bool) ->
         frame(schema, good[0], schema_id=999),  # 2 unknown schema id
         frame(schema, missing),  # 3 missing feature
         frame(schema, nan),  # 4 NaN
-        frame(text_v1, non_numeric, schema_id=2),  # 5 non-numeric feature
+        frame(text_v1(schema), non_numeric, schema_id=2),  # 5 non-numeric feature
         frame(schema, good[5])[:-4],  # 6 truncated body
         b"\x00\x00",  # 7 too short
         None,  # 8 tombstone
         frame(schema, inf),  # 9 infinite
-        frame(text_v1, good[4] | {"V1": "1.5"}, schema_id=2),  # 10 numeric text: usable
+        frame(text_v1(schema), good[4] | {"V1": "1.5"}, schema_id=2),  # 10 numeric text: usable
     ]
-    registry = FakeRegistry({1: schema, 2: text_v1})
-    decoder = BatchDecoder(registry)  # type: ignore[arg-type]
+    registry = FakeRegistry({1: schema, 2: text_v1(schema)})
+    decoder = FeatureDecoder(registry, label_field=label_field)  # type: ignore[arg-type]
     decoder.columnar = columnar
     out = decoder.decode(values)
-    reasons = dict(out.rejected)
-    assert sorted(reasons) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
-    assert reasons[1] == "unknown magic byte 1"
-    assert reasons[2] == "unknown schema id 999"
-    assert reasons[3] == "missing feature V5"
-    assert reasons[4] == "non-finite feature AMOUNT=nan"
-    assert reasons[5] == "non-numeric feature V1='abc'"
-    assert reasons[6].startswith("cannot decode Avro body with schema 1")
-    assert "too short" in reasons[7] and "too short" in reasons[8]
-    assert reasons[9] == "non-finite feature V28=-inf"
+    got = {i: (code, text) for i, code, text in reasons(out)}
+    assert sorted(got) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert got[1] == ("magic_byte", "unknown magic byte 1")
+    assert got[2] == ("schema_id", "unknown schema id 999")
+    assert got[3] == ("missing_feature", "missing feature V5")
+    assert got[4] == ("non_finite", "non-finite feature AMOUNT=nan")
+    assert got[5] == ("non_numeric", "non-numeric feature V1='abc'")
+    assert got[6][0] == "avro" and got[6][1].startswith("cannot decode Avro body with schema 1")
+    assert got[7] == ("framing", "value too short for the Confluent wire format")
+    assert got[8] == ("null_record", "record is null")
+    assert got[9] == ("non_finite", "non-finite feature V28=-inf")
     assert out.kept.tolist() == [0, 10]
     assert out.features[1, 1] == pytest.approx(1.5)
     # a second batch with the same unknown id does not ask the registry again
@@ -220,6 +255,9 @@ def _value_kinds() -> dict[str, tuple[int, dict[str, Any] | None, bool]]:
         "numeric text": (2, {"V1": "1.5"}, False),
         "unknown id": (999, {}, False),
         "truncated": (1, {}, True),
+        "label": (1, {"CLASS": "1.0"}, False),
+        "no label": (1, {"CLASS": None}, False),
+        "bad label": (1, {"CLASS": "x"}, False),
     }
 
 
@@ -229,20 +267,18 @@ def _value_kinds() -> dict[str, tuple[int, dict[str, Any] | None, bool]]:
         st.sampled_from([*_value_kinds(), "bad magic", "too short", "tombstone"]),
         min_size=1,
         max_size=30,
-    )
+    ),
+    st.sampled_from(LABEL_FIELDS),
 )
-def test_fast_path_decodes_a_mixed_batch_as_the_general_path_does(kinds: list[str]) -> None:
-    """The one-pass kernel takes the batch (with the first value's header or, when that one is
-    bad, the last batch's) and hands the rest to the general path: features, rows, reasons and
-    the alert fields must be the general path's."""
+def test_compiled_paths_decode_a_mixed_batch_as_fastavro_does(
+    kinds: list[str], label_field: str | None
+) -> None:
+    """The compiled paths (the scorer's one-pass kernel, with the first value's header or, when
+    that one is bad, the last batch's; the trainer's column walk with labels) hand what they
+    cannot read to fastavro: features, rows, labels, reasons and the alert fields must be those
+    of fastavro + extract_features alone."""
     schema = input_schema()
-    text_v1 = {
-        **schema,
-        "fields": [
-            {**f, "type": ["null", "string"]} if f["name"] == "V1" else f for f in schema["fields"]
-        ],
-    }
-    schemas = {1: schema, 2: text_v1}
+    schemas = {1: schema, 2: text_v1(schema)}
     records = make_records(len(kinds), seed=len(kinds))
     values: list[bytes | None] = []
     for record, kind in zip(records, kinds, strict=True):
@@ -258,13 +294,13 @@ def test_fast_path_decodes_a_mixed_batch_as_the_general_path_does(kinds: list[st
                 schemas.get(schema_id, schema), {**record, **(overrides or {})}, schema_id
             )
             values.append(value[:-3] if truncate else value)
-    decoder = BatchDecoder(FakeRegistry(schemas))  # type: ignore[arg-type]
+    decoder = decoder_for(schemas, label_field)
     decoder.decode([frame(schema, records[0])])  # an earlier batch: the header to fall back on
-    assert decoder._decode_fast(values) is not None  # the fast path is what is tested here
-    fast, general = decoder.decode(values), decoder._decode_general(values)
-    np.testing.assert_array_equal(fast.kept, general.kept)
-    np.testing.assert_array_equal(fast.features, general.features)
-    assert fast.rejected == general.rejected
+    if label_field is None:  # the fast pass is what is tested here
+        assert decoder._decode_fast(values) is not None
+    fast = decoder.decode(values)
+    general = decoder_for(schemas, label_field, columnar=False).decode(values)
+    assert_same(fast, general)
     fields = ("ID", "USER", "TIMESTAMP", "AMOUNT", "CLASS")
     for i in fast.kept.tolist():  # (fastavro's records have every field, fields or not)
         assert {f: fast.record(i, fields)[f] for f in fields} == {
@@ -280,59 +316,73 @@ def test_fast_path_decodes_a_mixed_batch_as_the_general_path_does(kinds: list[st
         assert record == {f: general.record(i)[f] for f in fields}
 
 
-def test_registry_down_is_an_error_not_a_dead_letter() -> None:
-    decoder = BatchDecoder(FakeRegistry({}, down=True))  # type: ignore[arg-type]
-    decoder.schemas._retries = 1
-    with pytest.raises(ServiceUnavailable):
-        decoder.decode([HEADER.pack(0, 1) + struct.pack(">d", 1.0)])
+# ----------------------------------------------------------------------------- trainer batches
 
 
-def test_batch_alert_encoding_is_byte_identical_to_make_alert_and_fastavro() -> None:
-    from services.scorer.records import alert_schema, encode_alerts, make_alert
-
-    schema = input_schema()
-    records = make_records(200, seed=5)
-    for i, rec in enumerate(records):
-        if i % 5 == 0:
-            rec["USER"] = None
-        if i % 7 == 0:
-            rec["TIMESTAMP"] = "zeit ⏱ " * (i % 30)
-        if i % 9 == 0:
-            rec["CLASS"] = None
-        if i % 11 == 0:
-            rec["ID"] = -(2**40) - i
-    bodies = [frame(schema, r)[5:] for r in records]
-    plans = plan_schema(schema)
-    assert plans is not None
-    batch = decode_columns(bodies, plans)
-    rows = np.arange(0, 200, 3)
-    scores = np.linspace(0.1, 9.9, len(rows)).astype(np.float32)
-    header = HEADER.pack(0, 42)
-    got = encode_alerts(batch, rows, scores, 0.25, "20261126-abc", 1_795_000_000_123, header)
-    assert got is not None
-    parsed = parse_schema(alert_schema())
-    for row, score, value in zip(rows, scores, got, strict=True):
-        rec = records[row]
-        alert = make_alert(
-            rec, rec["AMOUNT"], float(score), 0.25, "20261126-abc", 1_795_000_000_123
-        )
-        buf = io.BytesIO()
-        buf.write(header)
-        fastavro.schemaless_writer(buf, parsed, alert)
-        assert value == buf.getvalue(), row
+def _record(rng: np.random.Generator, i: int) -> dict[str, Any]:
+    rec: dict[str, Any] = {f"V{k}": float(rng.normal()) for k in range(1, 29)}
+    rec.update(TIME=int(rng.integers(0, 172_800)), AMOUNT=float(rng.exponential(50)))
+    rec["CLASS"] = str(int(rng.random() < 0.1))
+    rec["ID"] = int(rng.integers(0, 10**12)) if i % 3 else i
+    rec["USER"] = "u" * int(rng.integers(0, 4))
+    return rec
 
 
-def test_batch_alert_encoding_declines_inputs_of_other_types() -> None:
-    from services.scorer.records import encode_alerts
+@pytest.mark.parametrize("label_field", LABEL_FIELDS)
+def test_two_writer_schemas_in_one_messy_batch(label_field: str | None) -> None:
+    schemas = {1: ksql_record_schema(PREPROCESSED_FIELDS), 7: ksql_record_schema(WITH_ID)}
+    rng = np.random.default_rng(0)
+    values: list[bytes | None] = []
+    for i in range(400):
+        rec = _record(rng, i)
+        if i % 37 == 0:
+            rec[f"V{1 + i % 28}"] = None  # missing feature
+        if i % 41 == 0:
+            rec["AMOUNT"] = float("nan")
+        if i % 43 == 0:
+            rec["CLASS"] = None if i % 2 else "x"  # unlabelled / unparseable label
+        if i % 53 == 0:
+            rec["V3"] = float("inf")
+        schema_id = 7 if i % 2 else 1
+        values.append(frame(schemas[schema_id], rec, schema_id))
+    values[5] = None  # tombstone
+    got = decoder_for(schemas, label_field).decode(values)
+    want = decoder_for(schemas, label_field, columnar=False).decode(values)
+    assert got.fast_rows > 300  # the compiled paths did the work
+    assert_same(got, want)
+    assert len(got.rejected) > 10
+    if label_field is not None:
+        assert set(got.labels.tolist()) == {-1, 0, 1}
 
-    schema = input_schema()
-    for field in schema["fields"]:
-        if field["name"] == "ID":
-            field["type"] = ["null", "string"]
-    records = make_records(3)
-    for rec in records:
-        rec["ID"] = str(rec["ID"])
-    plans = plan_schema(schema)
-    assert plans is not None
-    batch = decode_columns([frame(schema, r)[5:] for r in records], plans)
-    assert encode_alerts(batch, np.arange(3), np.ones(3), 0.5, "v", 0, HEADER.pack(0, 1)) is None
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "TIME": st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
+                "V1": st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+                "AMOUNT": st.one_of(st.none(), st.floats(width=64)),
+                "CLASS": st.one_of(
+                    st.none(), st.sampled_from(["0", "1", "", "1.0", "abc", "0.99999999"])
+                ),
+            }
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from(LABEL_FIELDS),
+)
+def test_compiled_paths_match_fastavro_on_any_values(
+    partials: list[dict[str, Any]], label_field: str | None
+) -> None:
+    schemas = {3: ksql_record_schema(PREPROCESSED_FIELDS)}
+    values: list[bytes | None] = []
+    for p in partials:
+        rec: dict[str, Any] = {f"V{k}": 0.5 * k for k in range(2, 29)}
+        rec.update(p)
+        values.append(frame(schemas[3], rec, 3))
+    got = decoder_for(schemas, label_field).decode(values)
+    want = decoder_for(schemas, label_field, columnar=False).decode(values)
+    assert_same(got, want)
+    assert got.features.shape[1] == len(AVRO_FEATURE_FIELDS)

@@ -13,9 +13,28 @@ from typing import Any
 
 import numpy as np
 
+from services.common.avro.wire import WireFormatError
+from services.common.errors import RecordRejected
 from services.common.topics import AVRO_FEATURE_FIELDS
 
 N_FEATURES = len(AVRO_FEATURE_FIELDS)
+
+
+class FeatureRejected(RecordRejected):
+    """A record that decoded but cannot be scored: a feature is missing, not a number, or not
+    finite (the same rule in training and in production)."""
+
+    @classmethod
+    def missing(cls, name: str) -> FeatureRejected:
+        return cls(f"missing feature {name}", code="missing_feature")
+
+    @classmethod
+    def non_numeric(cls, name: str, value: Any) -> FeatureRejected:
+        return cls(f"non-numeric feature {name}={value!r}", code="non_numeric")
+
+    @classmethod
+    def non_finite(cls, name: str, number: float) -> FeatureRejected:
+        return cls(f"non-finite feature {name}={number}", code="non_finite")
 
 
 @dataclass
@@ -28,8 +47,8 @@ class FeatureBatch:
     """int8 [n_ok]: 0, 1, or -1 when unlabelled."""
     kept: np.ndarray
     """int64 indices into the input of the rows in `features`."""
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-    """(input index, reason) of every record that could not be used."""
+    rejected: list[tuple[int, RecordRejected]] = field(default_factory=list)
+    """(input index, why) of every record that could not be used."""
 
 
 def _label(value: Any) -> int:
@@ -44,21 +63,21 @@ def _label(value: Any) -> int:
 def extract_features(
     records: Sequence[Mapping[str, Any] | None],
     fields: Sequence[str] = AVRO_FEATURE_FIELDS,
-    label_field: str = "CLASS",
+    label_field: str | None = "CLASS",
 ) -> FeatureBatch:
     """Fill a preallocated float32 matrix; reject records with a missing or non-finite feature."""
     n = len(records)
     out = np.empty((n, len(fields)), dtype=np.float32)
     labels = np.empty(n, dtype=np.int8)
     kept = np.empty(n, dtype=np.int64)
-    rejected: list[tuple[int, str]] = []
+    rejected: list[tuple[int, RecordRejected]] = []
     rows = 0
     for i, record in enumerate(records):
         reason = _fill_row(record, fields, out[rows])
         if reason is not None:
             rejected.append((i, reason))
             continue
-        labels[rows] = _label(record.get(label_field) if record else None)
+        labels[rows] = _label(record.get(label_field) if record and label_field else None)
         kept[rows] = i
         rows += 1
     return FeatureBatch(out[:rows], labels[:rows], kept[:rows], rejected)
@@ -66,18 +85,18 @@ def extract_features(
 
 def _fill_row(
     record: Mapping[str, Any] | None, fields: Sequence[str], row: np.ndarray
-) -> str | None:
+) -> RecordRejected | None:
     if record is None:
-        return "record is null"
+        return WireFormatError.null_record()
     for j, name in enumerate(fields):
         value = record.get(name)
         if value is None:
-            return f"missing feature {name}"
+            return FeatureRejected.missing(name)
         try:
             number = float(value)
         except (TypeError, ValueError):
-            return f"non-numeric feature {name}={value!r}"
+            return FeatureRejected.non_numeric(name, value)
         if not math.isfinite(number):
-            return f"non-finite feature {name}={number}"
+            return FeatureRejected.non_finite(name, number)
         row[j] = number
     return None
