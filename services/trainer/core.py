@@ -26,6 +26,7 @@ from services.trainer.evaluate import (
     ranking_metrics,
     time_split,
 )
+from services.trainer.intervals import fold_metrics, with_intervals
 from services.trainer.model import FitResult, ModelConfig, fit_autoencoder, layer_sizes
 
 MIN_ROWS = 100
@@ -172,13 +173,22 @@ def fit_and_evaluate(
     y_test = labels[split.test]
     test_scores = {"autoencoder": scorer.errors_preprocessed(x_test).astype(np.float64)}
     test_metrics = {
-        "autoencoder": evaluate_scores(test_scores["autoencoder"], y_test, threshold["threshold"])
+        "autoencoder": with_intervals(
+            evaluate_scores(test_scores["autoencoder"], y_test, threshold["threshold"]),
+            test_scores["autoencoder"],
+            y_test,
+        )
     }
     for b in baselines:
         test_scores[b.name] = b.score(x_test)
-        test_metrics[b.name] = evaluate_scores(
-            test_scores[b.name], y_test, baseline_thresholds[b.name]["threshold"]
+        test_metrics[b.name] = with_intervals(
+            evaluate_scores(test_scores[b.name], y_test, baseline_thresholds[b.name]["threshold"]),
+            test_scores[b.name],
+            y_test,
         )
+    folds = fold_metrics(
+        test_scores["autoencoder"], y_test, features[split.test, 0], threshold["threshold"]
+    )
     timings["total_s"] = time.perf_counter() - t0
 
     times = features[:, 0]
@@ -214,6 +224,7 @@ def fit_and_evaluate(
         "threshold": threshold,
         "baseline_thresholds": baseline_thresholds,
         "test": test_metrics,
+        "test_folds": folds,
         "timings": timings,
     }
     return TrainOutcome(

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from services.trainer.intervals import fmt_interval
+
 if TYPE_CHECKING:
     from services.trainer.core import TrainOutcome
 
@@ -91,6 +93,27 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _fold_lines(folds: dict[str, Any] | None) -> list[str]:
+    """The test split's time-ordered folds (the served model), one row each."""
+    if not folds or len(folds.get("folds", [])) < 2:
+        return ["", "The test split holds too few frauds for more than one time-ordered fold."]
+    lines = [
+        "",
+        f"Time-ordered folds of the test split ({len(folds['folds'])} consecutive periods, "
+        "served model):",
+        "",
+        "| fold | TIME from | TIME to | rows | frauds | ROC-AUC | PR-AUC | precision | recall |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, f in enumerate(folds["folds"], start=1):
+        lines.append(
+            f"| {i} | {_fmt(f['time_min'], 0)} | {_fmt(f['time_max'], 0)} | {f['rows']} | "
+            f"{f['frauds']} | {_fmt(f['roc_auc'])} | {_fmt(f['pr_auc'])} | "
+            f"{_fmt(f['precision'])} | {_fmt(f['recall'])} |"
+        )
+    return lines
+
+
 def render_report(version: str, metrics: dict[str, Any], threshold: dict[str, Any]) -> str:
     """Markdown summary of one version, showing the plots next to it."""
     data = metrics["data"]
@@ -135,16 +158,22 @@ def render_report(version: str, metrics: dict[str, Any], threshold: dict[str, An
         "",
         "## Test split",
         "",
+        "Figures with 95 % intervals: stratified bootstrap for ROC-AUC and PR-AUC, exact "
+        "Clopper-Pearson for precision and recall.",
+        "",
         "| model | ROC-AUC | PR-AUC | precision | recall | F1 | alerts/10k | TP | FP | FN | TN |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, m in metrics["test"].items():
         cm = m["confusion_matrix"]
         lines.append(
-            f"| {LABELS.get(key, key)} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | "
-            f"{_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | "
+            f"| {LABELS.get(key, key)} | {fmt_interval(m['roc_auc'], m.get('roc_auc_ci'))} | "
+            f"{fmt_interval(m['pr_auc'], m.get('pr_auc_ci'))} | "
+            f"{fmt_interval(m['precision'], m.get('precision_ci'))} | "
+            f"{fmt_interval(m['recall'], m.get('recall_ci'))} | {_fmt(m['f1'])} | "
             f"{_fmt(m['alerts_per_10k'], 1)} | {cm['tp']} | {cm['fp']} | {cm['fn']} | {cm['tn']} |"
         )
+    lines += _fold_lines(metrics.get("test_folds"))
     lines += ["", "Baselines were fitted on the same rows and thresholded by the same rule.", ""]
     promotion = metrics.get("promotion")
     if promotion:
