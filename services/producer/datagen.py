@@ -239,6 +239,23 @@ def generate_chunks(
     The number of frauds is exactly round(rows * fraud_ratio); each chunk draws its share from
     a hypergeometric law, so they are spread at random over the file.
     """
+    return chunks_from(_normal_rows, _fraud_rows, rows, seed, fraud_ratio, chunk_rows)
+
+
+RowMaker = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+FraudMaker = Callable[[np.random.Generator, int], np.ndarray]
+
+
+def chunks_from(
+    normal_rows: RowMaker,
+    fraud_rows: FraudMaker,
+    rows: int,
+    seed: int,
+    fraud_ratio: float,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The chunk loop every data family shares: times, labels and amounts as here, V values
+    (and normal amounts) from the family's row makers."""
     if rows < 0 or not 0.0 <= fraud_ratio <= 1.0:
         raise ValueError("rows must be >= 0 and fraud_ratio within [0, 1]")
     rng = np.random.default_rng(seed)
@@ -253,20 +270,24 @@ def generate_chunks(
         fraud_at = rng.choice(n, size=k, replace=False)
         labels[fraud_at] = 1
         times = _times(start, stop, rows, rng)
-        v, amount = _normal_rows(rng, n)
+        v, amount = normal_rows(rng, n)
         if k:
-            v[fraud_at] = _fraud_rows(rng, k)
+            v[fraud_at] = fraud_rows(rng, k)
             amount[fraud_at] = _fraud_amounts(rng, k)
         amount = np.round(np.clip(amount, 0.0, AMOUNT_MAX), 2)
         yield times, v, amount, labels
 
 
-def generate_frame(rows: int, seed: int = 0, fraud_ratio: float = FRAUD_RATIO) -> pd.DataFrame:
+def generate_frame(
+    rows: int, seed: int = 0, fraud_ratio: float = FRAUD_RATIO, family: str = "latent"
+) -> pd.DataFrame:
     """All rows as a pandas DataFrame in the Kaggle columns (for notebooks and tests)."""
     import pandas as pd
 
+    from services.producer.families import chunks_for
+
     parts: list[pd.DataFrame] = []
-    for times, v, amount, labels in generate_chunks(rows, seed, fraud_ratio):
+    for times, v, amount, labels in chunks_for(family)(rows, seed, fraud_ratio, CHUNK_ROWS):
         block = np.column_stack([times, v, amount])
         frame = pd.DataFrame(block, columns=list(KAGGLE_COLUMNS[:-1]))
         frame["Class"] = labels.astype(np.int64)
@@ -317,14 +338,19 @@ def write_csv(
     fraud_ratio: float = FRAUD_RATIO,
     extended: bool = False,
     progress: Callable[[int], None] | None = None,
+    family: str = "latent",
 ) -> GenResult:
-    """Write `rows` transactions to `path` chunk by chunk; `progress(n)` after each chunk."""
+    """Write `rows` transactions of a data family (services/producer/families.py) to `path`
+    chunk by chunk; `progress(n)` after each chunk."""
+    from services.producer.families import chunks_for
+
+    generate = chunks_for(family)
     path.parent.mkdir(parents=True, exist_ok=True)
     frauds = 0
     written = 0
     with path.open("w", encoding="ascii", newline="") as out:
         out.write(header(extended))
-        for times, v, amount, labels in generate_chunks(rows, seed, fraud_ratio):
+        for times, v, amount, labels in generate(rows, seed, fraud_ratio, CHUNK_ROWS):
             _write(out, _format_chunk(written + 1, times, v, amount, labels, extended))
             frauds += int(labels.sum())
             written += len(labels)
