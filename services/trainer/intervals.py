@@ -64,26 +64,20 @@ def _auc_from_weights(
     return roc, ap
 
 
-def ranking_with_intervals(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    replicates: int = BOOTSTRAP_REPLICATES,
-    level: float = LEVEL,
-    seed: int = BOOTSTRAP_SEED,
-) -> dict[str, Any]:
-    """ROC-AUC and PR-AUC with stratified-bootstrap percentile intervals (None when a class is
-    missing). Returns {"roc_auc", "pr_auc", "roc_auc_ci": [lo, hi], "pr_auc_ci": [lo, hi]}."""
-    scores = np.asarray(scores, dtype=np.float64)
-    y = (np.asarray(labels) == 1).astype(np.int64)
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == len(y):
-        return {"roc_auc": None, "pr_auc": None, "roc_auc_ci": None, "pr_auc_ci": None}
-    _order, positive, ends = _grouped(scores, y)
-    pos_idx, neg_idx = np.flatnonzero(positive), np.flatnonzero(~positive)
-    point_w = positive.astype(np.float64)[None, :]
-    roc, ap = _auc_from_weights(point_w, 1.0 - point_w, ends)
+def _replicates(
+    score_sets: list[np.ndarray], y: np.ndarray, replicates: int, seed: int
+) -> tuple[list[tuple[float, float]], list[tuple[np.ndarray, np.ndarray]]]:
+    """Point (ROC-AUC, AP) of each score vector and their bootstrap replicates, all from the SAME
+    resampled rows (so differences between score vectors are paired)."""
+    pos_idx, neg_idx = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    layouts = [_grouped(np.asarray(s, dtype=np.float64), y) for s in score_sets]
+    points = []
+    for _order, positive, ends in layouts:
+        w = positive.astype(np.float64)[None, :]
+        roc, ap = _auc_from_weights(w, 1.0 - w, ends)
+        points.append((float(roc[0]), float(ap[0])))
     rng = np.random.default_rng(seed)
-    rocs, aps = [], []
+    reps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in score_sets]
     chunk = max(1, min(replicates, 4_000_000 // max(len(y), 1)))
     done = 0
     while done < replicates:
@@ -96,21 +90,61 @@ def ranking_with_intervals(
         neg_w[:, neg_idx] = rng.multinomial(
             len(neg_idx), np.full(len(neg_idx), 1 / len(neg_idx)), b
         )
-        r, a = _auc_from_weights(pos_w, neg_w, ends)
-        rocs.append(r)
-        aps.append(a)
+        for k, (order, _positive, ends) in enumerate(layouts):
+            reps[k].append(_auc_from_weights(pos_w[:, order], neg_w[:, order], ends))
         done += b
+    joined = [
+        (np.concatenate([r[0] for r in rs]), np.concatenate([r[1] for r in rs])) for rs in reps
+    ]
+    return points, joined
+
+
+def _percentiles(values: np.ndarray, level: float) -> list[float]:
     tail = (1.0 - level) / 2.0 * 100.0
-    all_roc, all_ap = np.concatenate(rocs), np.concatenate(aps)
-    return {
-        "roc_auc": float(roc[0]),
-        "pr_auc": float(ap[0]),
-        "roc_auc_ci": [
-            float(np.percentile(all_roc, tail)),
-            float(np.percentile(all_roc, 100 - tail)),
-        ],
-        "pr_auc_ci": [float(np.percentile(all_ap, tail)), float(np.percentile(all_ap, 100 - tail))],
-    }
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+
+
+def ranking_with_intervals(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    level: float = LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, Any]:
+    """ROC-AUC and PR-AUC with stratified-bootstrap percentile intervals (None when a class is
+    missing). Returns {"roc_auc", "pr_auc", "roc_auc_ci": [lo, hi], "pr_auc_ci": [lo, hi]}."""
+    return compare_rankings({"x": scores}, labels, replicates, level, seed)["x"]
+
+
+def compare_rankings(
+    score_sets: dict[str, np.ndarray],
+    labels: np.ndarray,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    level: float = LEVEL,
+    seed: int = BOOTSTRAP_SEED,
+    reference: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """`ranking_with_intervals` of several scorers on the same rows; with `reference`, each also
+    gets `pr_auc_gap_ci`: the paired bootstrap interval of PR-AUC(reference) - PR-AUC(it)."""
+    y = (np.asarray(labels) == 1).astype(np.int64)
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == len(y):
+        empty = {"roc_auc": None, "pr_auc": None, "roc_auc_ci": None, "pr_auc_ci": None}
+        return {name: dict(empty) for name in score_sets}
+    names = list(score_sets)
+    points, reps = _replicates([score_sets[n] for n in names], y, replicates, seed)
+    out: dict[str, dict[str, Any]] = {}
+    for k, name in enumerate(names):
+        out[name] = {
+            "roc_auc": points[k][0],
+            "pr_auc": points[k][1],
+            "roc_auc_ci": _percentiles(reps[k][0], level),
+            "pr_auc_ci": _percentiles(reps[k][1], level),
+        }
+        if reference is not None:
+            gap = reps[names.index(reference)][1] - reps[k][1]
+            out[name]["pr_auc_gap_ci"] = _percentiles(gap, level)
+    return out
 
 
 def proportion_intervals(confusion: dict[str, int], level: float = LEVEL) -> dict[str, list[float]]:

@@ -22,6 +22,8 @@ LABELS = {
     "autoencoder": "autoencoder",
     "isolation_forest": "IsolationForest",
     "pca_reconstruction": "PCA reconstruction",
+    "ensemble": "ensemble (AE + forest)",
+    "supervised": "supervised classifier",
 }
 
 
@@ -53,7 +55,8 @@ def write_plots(outcome: TrainOutcome, folder: Path) -> list[str]:
     ax.hist(errors[y == 0], bins=bins, alpha=0.6, density=True, label="normal")
     if y.sum():
         ax.hist(errors[y == 1], bins=bins, alpha=0.6, density=True, label="fraud")
-    ax.axvline(outcome.threshold_value, color="red", linestyle="--", label="threshold")
+    if outcome.champion_name == "autoencoder":
+        ax.axvline(outcome.threshold_value, color="red", linestyle="--", label="threshold")
     ax.set_xscale("log")
     ax.set_xlabel("reconstruction error")
     ax.set_ylabel("density")
@@ -91,6 +94,57 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _choice_lines(champion: dict[str, Any] | None) -> list[str]:
+    """Which candidate serves, and why (validation split only)."""
+    if not champion:
+        return []
+    lines = [
+        "",
+        "## Model choice (validation split)",
+        "",
+        f"Champion: **{LABELS.get(champion['name'], champion['name'])}**. {champion['reason']}.",
+        "",
+        "| candidate | PR-AUC [95 % CI] | ROC-AUC [95 % CI] | gap to best, paired 95 % CI |",
+        "|---|---|---|---|",
+    ]
+    for name, m in champion["validation"].items():
+        gap = m.get("pr_auc_gap_ci")
+        shown_gap = "n/a" if not gap else f"[{gap[0]:.3f}, {gap[1]:.3f}]"
+        lines.append(
+            f"| {LABELS.get(name, name)} | {fmt_interval(m['pr_auc'], m.get('pr_auc_ci'))} | "
+            f"{fmt_interval(m['roc_auc'], m.get('roc_auc_ci'))} | {shown_gap} |"
+        )
+    return lines
+
+
+def _operating_lines(points: list[dict[str, Any]] | None) -> list[str]:
+    """The served model on test at thresholds a team can plan with (chosen on validation)."""
+    if not points:
+        return []
+    lines = [
+        "",
+        "## Operating points (served model, test split)",
+        "",
+        "Each threshold chosen on validation; recall and precision with exact 95 % intervals.",
+        "",
+        "| rule | threshold | alerts/10k | precision | recall | TP | FP | FN |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        rule = p["rule"]
+        if p.get("alert_budget_per_10k") is not None:
+            rule = f"alert budget {p['alert_budget_per_10k']:g} per 10,000"
+        elif p.get("target_precision") is not None:
+            rule = f"target precision {p['target_precision']:g}"
+        cm = p["confusion_matrix"]
+        lines.append(
+            f"| {rule} | {p['threshold']:.6g} | {p['alerts_per_10k']:.1f} | "
+            f"{fmt_interval(p['precision'], p['precision_ci'])} | "
+            f"{fmt_interval(p['recall'], p['recall_ci'])} | {cm['tp']} | {cm['fp']} | {cm['fn']} |"
+        )
+    return lines
 
 
 def _fold_lines(folds: dict[str, Any] | None) -> list[str]:
@@ -154,7 +208,9 @@ def render_report(version: str, metrics: dict[str, Any], threshold: dict[str, An
         + (f" ({threshold['fallback']})" if threshold.get("fallback") else "")
         + f"; error `{error.get('name', 'mse')}`"
         + (f" with clip {error['clip']:g}" if error.get("clip") is not None else "")
-        + f" ({error.get('chosen_by', 'fixed')}). An alert is an error at or above it.",
+        + f" ({error.get('chosen_by', 'fixed')}). The served model is "
+        + f"**{LABELS.get(threshold.get('model', 'autoencoder'), 'autoencoder')}**; "
+        + "an alert is a score at or above the threshold.",
         "",
         "## Test split",
         "",
@@ -174,6 +230,8 @@ def render_report(version: str, metrics: dict[str, Any], threshold: dict[str, An
             f"{_fmt(m['alerts_per_10k'], 1)} | {cm['tp']} | {cm['fp']} | {cm['fn']} | {cm['tn']} |"
         )
     lines += _fold_lines(metrics.get("test_folds"))
+    lines += _choice_lines(metrics.get("champion"))
+    lines += _operating_lines(metrics.get("operating_points"))
     lines += ["", "Baselines were fitted on the same rows and thresholded by the same rule.", ""]
     promotion = metrics.get("promotion")
     if promotion:
