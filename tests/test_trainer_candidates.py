@@ -89,6 +89,23 @@ def test_ensemble_scoring_equals_the_slow_exact_path(
     np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-4)
 
 
+def test_large_batches_overlap_the_walk_and_still_equal_the_exact_path(
+    forest: tuple[object, CompactForest],
+) -> None:
+    from services.model_registry.preprocessing import Preprocessing
+    from services.model_registry.scoring import OVERLAP_ROWS
+
+    _, compact = forest
+    spec = {"autoencoder": {"mean": 0.5, "std": 2.0}, "forest": {"mean": 0.4, "std": 0.05}}
+    identity = Preprocessing.fit(np.zeros((2, 30), dtype=np.float32))
+    model = CandidateLoadedModel("v", Path("."), "ensemble", identity, 0.0, {}, spec,
+                                 autoencoder=_Errors(), forest=compact)  # fmt: skip
+    x = np.random.default_rng(9).standard_normal((OVERLAP_ROWS * 4 + 3, 30)).astype(np.float32)
+    slow = ensemble_exact(_Errors().errors_preprocessed(x), compact.scores_exact(x), spec)
+    for _ in range(3):  # the helper thread is reused batch after batch
+        np.testing.assert_allclose(model.scores_preprocessed(x), slow, rtol=1e-5, atol=1e-4)
+
+
 def test_champion_rule() -> None:
     rng = np.random.default_rng(3)
     y = np.r_[np.ones(60, int), np.zeros(4_000, int)]

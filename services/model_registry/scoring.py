@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -175,6 +176,9 @@ def _fill(
         stack.append((right, 2 * pos + 2, level + 1))
 
 
+OVERLAP_ROWS = 256
+"""From this batch size on, the ensemble walks the forest on a helper thread during the network
+call (below it, the hand-over costs more than it saves)."""
 _BLOCK = 16
 """Rows walked together through one tree: their independent loads overlap (measured 1.5-3x
 faster than one row at a time)."""
@@ -300,6 +304,7 @@ class CandidateLoadedModel:
         self.spec = spec
         self.forest = forest
         self._autoencoder = autoencoder if kind == "ensemble" else None
+        self._pool: ThreadPoolExecutor | None = None
         self._classifier = _traced_classifier(supervised) if supervised is not None else None
         self._z = (
             np.array(
@@ -321,9 +326,26 @@ class CandidateLoadedModel:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self._classifier is not None:
             return np.asarray(self._classifier(x).numpy())
-        assert self.forest is not None
-        errors = self._autoencoder.errors_preprocessed(x) if self._autoencoder else None
-        return forest_batch_scores(self.forest, x, errors, self._z)
+        forest = self.forest
+        assert forest is not None
+        if self._autoencoder is None:
+            return forest_batch_scores(forest, x)
+        if len(x) < OVERLAP_ROWS:
+            errors = self._autoencoder.errors_preprocessed(x)
+            return forest_batch_scores(forest, x, errors, self._z)
+        # Both parts release the GIL: walk the forest on a helper thread while TensorFlow runs
+        # the network on this one, so the ensemble costs little more wall time than the network.
+        walk = self._helper().submit(
+            _path_totals, x, forest.feature, forest.threshold, forest.leaf_value, forest.depth
+        )
+        errors = self._autoencoder.errors_preprocessed(x)
+        assert self._z is not None
+        return _combine(walk.result(), forest.normaliser, errors, True, self._z)
+
+    def _helper(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="forest-walk")
+        return self._pool
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """The champion's score per row of raw features float32 [n, 30]; higher = riskier."""
