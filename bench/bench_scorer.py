@@ -235,9 +235,7 @@ def naive(
 
     from services.common.avro import parse_schema
     from services.common.features import extract_features
-    from services.model_registry.registry import ModelRegistry
-
-    from services.model_registry.registry import KerasLoadedModel
+    from services.model_registry.registry import KerasLoadedModel, ModelRegistry
 
     loaded = ModelRegistry(models_dir).load(version)
     assert isinstance(loaded, KerasLoadedModel)  # the autoencoder version
