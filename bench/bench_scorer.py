@@ -175,9 +175,11 @@ def worker(topic: str, alerts: str, version: str, models_dir: str, exactly_once:
     from services.scorer.scorer import Scorer, ScorerConfig, ScoreResult
 
     marks: list[tuple[float, int]] = []
+    cpu: list[float] = []
 
     def on_batch(result: ScoreResult) -> None:
         marks.append((time.perf_counter(), result.scored + result.dead_letters))
+        cpu.append(time.process_time())
 
     started = time.perf_counter()
     cfg = ScorerConfig(
@@ -195,8 +197,9 @@ def worker(topic: str, alerts: str, version: str, models_dir: str, exactly_once:
     result = Scorer(cfg, on_batch=on_batch).run()
     # marks are per commit: the steady state runs from the end of the first to the last
     (t0, n0), (t1, n1) = marks[0], marks[-1]
+    c0, c1 = cpu[0], cpu[-1]
     if t1 <= t0:  # everything in one commit (a tiny input): count start-up too
-        t0, n0 = started, 0
+        t0, n0, c0 = started, 0, 0.0
     print(
         json.dumps(
             {
@@ -204,6 +207,7 @@ def worker(topic: str, alerts: str, version: str, models_dir: str, exactly_once:
                 "alerts": result.alerts,
                 "batches": result.batches,
                 "rate": (n1 - n0) / (t1 - t0),
+                "cpu_us_per_record": 1e6 * (c1 - c0) / max(n1 - n0, 1),
                 "startup_s": t0 - started,
                 "peak_rss_mb": peak_rss_mb(),
             }
@@ -422,17 +426,27 @@ def compare_ensemble(
 ) -> list[tuple[float, float]]:
     """Alternating rounds of the exactly-once scorer with the autoencoder champion and with the
     AE + forest ensemble champion; returns (autoencoder rate, ensemble rate) per round."""
-    rates = []
+    rates: list[tuple[float, float]] = []
+    cpus: list[tuple[float, float]] = []
     for n in range(1, max(2, args.rounds) + 1):
         ae = run_worker([topic, f"bench_score_ae_{tag}_{n}", version, str(models_dir), "eos"])
         en = run_worker([topic, f"bench_score_en_{tag}_{n}", ensemble, str(models_dir), "eos"])
         rates.append((float(ae["rate"]), float(en["rate"])))
+        cpus.append((float(ae["cpu_us_per_record"]), float(en["cpu_us_per_record"])))
         print(
             f"round {n}: scorer autoencoder {ae['rate']:,.0f}, ensemble {en['rate']:,.0f} "
-            f"records/s ({en['rate'] / ae['rate']:.2f})"
+            f"records/s ({en['rate'] / ae['rate']:.2f}); CPU {cpus[-1][0]:.2f} vs "
+            f"{cpus[-1][1]:.2f} us a record ({cpus[-1][0] / cpus[-1][1]:.2f})"
         )
     if args.ensemble_only:
         print(_ensemble_line(rates))
+    cpu_ratios = [ae / en for ae, en in cpus]
+    print(
+        f"CPU time a record, autoencoder / ensemble champion: median "
+        f"{sorted(cpu_ratios)[len(cpu_ratios) // 2]:.2f} (rounds {min(cpu_ratios):.2f}-"
+        f"{max(cpu_ratios):.2f}; all the scorer's threads, so the forest walk that overlaps the "
+        "network counts in full)"
+    )
     return rates
 
 
