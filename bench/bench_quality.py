@@ -106,10 +106,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--fraud-ratio", type=float, default=None)
     args = parser.parse_args()
-    rows = args.rows or (12_000 if args.quick else 50_000)
+    rows = args.rows or (12_000 if args.quick else 40_000)
     seeds = args.seeds or (1 if args.quick else 3)
-    epochs = args.epochs or (3 if args.quick else 10)
-    ratio = args.fraud_ratio or (0.01 if args.quick else 0.004)
+    epochs = args.epochs or (3 if args.quick else 8)
+    ratio = args.fraud_ratio or (0.01 if args.quick else 0.005)
     print(f"quality bench: families {', '.join(FAMILIES)}; {seeds} seeds; {rows} rows, "
           f"fraud ratio {ratio:g}, {epochs} epochs; test-split metrics, mean over seeds "
           "[mean 95 % interval]")  # fmt: skip
