@@ -143,7 +143,8 @@ def test_every_champion_saves_and_loads(
     features, labels = data
     mv = train_arrays(features, labels, make_config(epochs=2, seed=2, model=kind),
                       models_dir=tmp_path)  # fmt: skip
-    assert mv.champion == kind and f"champion={kind}" in mv.summary_line()
+    assert mv.champion == kind and mv.champion_line().startswith(f"champion {kind}")
+    assert mv.summary_line().endswith(f"threshold={mv.threshold:.6g}")
     assert "## Model choice" in mv.report() and "## Operating points" in mv.report()
     loaded = mv.load()
     assert isinstance(loaded, CandidateLoadedModel) and loaded.kind == kind

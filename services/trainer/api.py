@@ -73,15 +73,21 @@ class ModelVersion:
         return None if value is None else float(value)
 
     def summary_line(self) -> str:
-        """The last line `fraudstream train` prints (DESIGN.md)."""
+        """The last line `fraudstream train` prints (DESIGN.md); the figures are the served
+        champion's."""
 
         def f(v: float | None) -> str:
             return "nan" if v is None else f"{v:.4f}"
 
         return (
             f"model {self.version} roc_auc={f(self.roc_auc)} pr_auc={f(self.pr_auc)} "
-            f"threshold={self.threshold:.6g} champion={self.champion}"
+            f"threshold={self.threshold:.6g}"
         )
+
+    def champion_line(self) -> str:
+        """Which candidate the version serves and why (printed before the summary line)."""
+        reason = self.metrics.get("champion", {}).get("reason", "")
+        return f"champion {self.champion}" + (f": {reason}" if reason else "")
 
     def report(self) -> str:
         return (self.path / REPORT_FILE).read_text()

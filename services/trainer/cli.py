@@ -151,6 +151,7 @@ def register(app: typer.Typer) -> None:
                 def on_round(mv: api.ModelVersion) -> None:
                     decision = mv.metrics.get("promotion", {})
                     typer.echo(f"{decision.get('decision')}: {decision.get('reason')}")
+                    typer.echo(mv.champion_line())
                     typer.echo(mv.summary_line())
 
                 with _progress(epochs) as hooks:
@@ -180,4 +181,5 @@ def register(app: typer.Typer) -> None:
         if rejected:
             typer.echo(f"skipped {sum(rejected.values())} records: {rejected}")
         typer.echo(f"report {mv.path / 'report.md'}")
+        typer.echo(mv.champion_line())
         typer.echo(mv.summary_line())
