@@ -78,8 +78,10 @@ def records(n: int, start: int = 0, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def save_model(models_dir: Path) -> str:
-    """The demo's autoencoder shape (30-14-7-7-30), briefly fitted, threshold at the 97th pct."""
+def save_model(models_dir: Path, ensemble: bool = False) -> str:
+    """The demo's autoencoder shape (30-14-7-7-30), briefly fitted, threshold at the 97th pct.
+    `ensemble`: the same network served as the trainer's AE + compact-forest ensemble champion
+    (services/trainer/candidates.py), threshold at the 97th percentile of its score."""
     import keras
 
     from services.common.avro.features import extract_features
@@ -103,11 +105,26 @@ def save_model(models_dir: Path) -> str:
     model.fit(x, x, epochs=2, batch_size=256, verbose=0)
     errors = np.mean((x - model.predict(x, verbose=0)) ** 2, axis=1)
     threshold = float(np.quantile(errors, 0.97))
+    write_extra = None
+    if ensemble:
+        from services.trainer.candidates import ensemble as fit_ensemble
+        from services.trainer.core import scorer_for
+
+        half = len(x) // 2
+        candidate = fit_ensemble(
+            x[:half], x[half:], np.zeros(len(x) - half), scorer_for(model, pre, 0.0), pre, 0
+        )
+        threshold = float(np.quantile(candidate.scores(x), 0.97))
+
+        def write_extra(folder: Path, _version: str) -> None:
+            candidate.write(folder)
+
     return ModelRegistry(models_dir).save_version(
         model,
         pre,
         {"threshold": threshold, "rule": "bench: 97th percentile"},
         {},
+        write_extra=write_extra,
         announce=False,
     )
 
@@ -155,9 +172,11 @@ def worker(topic: str, alerts: str, version: str, models_dir: str, exactly_once:
     from services.scorer.scorer import Scorer, ScorerConfig, ScoreResult
 
     marks: list[tuple[float, int]] = []
+    cpu: list[float] = []
 
     def on_batch(result: ScoreResult) -> None:
         marks.append((time.perf_counter(), result.scored + result.dead_letters))
+        cpu.append(time.process_time())
 
     started = time.perf_counter()
     cfg = ScorerConfig(
@@ -175,8 +194,9 @@ def worker(topic: str, alerts: str, version: str, models_dir: str, exactly_once:
     result = Scorer(cfg, on_batch=on_batch).run()
     # marks are per commit: the steady state runs from the end of the first to the last
     (t0, n0), (t1, n1) = marks[0], marks[-1]
+    c0, c1 = cpu[0], cpu[-1]
     if t1 <= t0:  # everything in one commit (a tiny input): count start-up too
-        t0, n0 = started, 0
+        t0, n0, c0 = started, 0, 0.0
     print(
         json.dumps(
             {
@@ -184,6 +204,7 @@ def worker(topic: str, alerts: str, version: str, models_dir: str, exactly_once:
                 "alerts": result.alerts,
                 "batches": result.batches,
                 "rate": (n1 - n0) / (t1 - t0),
+                "cpu_us_per_record": 1e6 * (c1 - c0) / max(n1 - n0, 1),
                 "startup_s": t0 - started,
                 "peak_rss_mb": peak_rss_mb(),
             }
@@ -215,9 +236,10 @@ def naive(
 
     from services.common.avro.features import extract_features
     from services.common.avro.schemas import parse_schema
-    from services.model_registry.registry import ModelRegistry
+    from services.model_registry.registry import KerasLoadedModel, ModelRegistry
 
     loaded = ModelRegistry(models_dir).load(version)
+    assert isinstance(loaded, KerasLoadedModel)  # the autoencoder version
     parsed = parse_schema(encoder.schema)
     values = [encoder.encode(r) for r in rows]
     started = time.perf_counter()
@@ -316,6 +338,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=3, help="bare/scorer pairs; best of each")
+    parser.add_argument(
+        "--ensemble-only",
+        action="store_true",
+        help="only the autoencoder vs ensemble-champion scorer rounds",
+    )
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -327,6 +354,7 @@ def main() -> None:
     topic = f"bench_score_in_{tag}"
     models_dir = Path(tempfile.mkdtemp(prefix="bench-scorer-models-"))
     version = save_model(models_dir)
+    ensemble_version = save_model(models_dir, ensemble=True)
     ensure_topic(topic, partitions=PARTITIONS)
     encoder = AvroEncoder(
         registry_client(), f"{topic}-value", ksql_record_schema(list(SCORING_FIELDS))
@@ -338,6 +366,10 @@ def main() -> None:
         f"input: {args.records} Avro records on {PARTITIONS} partitions "
         f"(produced in {produce_s:.1f} s), broker {get_settings().bootstrap_servers}"
     )
+
+    ensemble_ratios = compare_ensemble(topic, tag, version, ensemble_version, models_dir, args)
+    if args.ensemble_only:
+        return
 
     # Alternating rounds, best of each side: a burst of other load on a shared machine then
     # costs a round, not the verdict.
@@ -382,6 +414,46 @@ def main() -> None:
     print(
         f"ratio exactly-once scorer / bare consumer: {eos['rate'] / bare:.2f} "
         f"(best of {args.rounds} rounds each; target >= 0.5)"
+    )
+    print(_ensemble_line(ensemble_ratios))
+
+
+def compare_ensemble(
+    topic: str, tag: str, version: str, ensemble: str, models_dir: Path, args: argparse.Namespace
+) -> list[tuple[float, float]]:
+    """Alternating rounds of the exactly-once scorer with the autoencoder champion and with the
+    AE + forest ensemble champion; returns (autoencoder rate, ensemble rate) per round."""
+    rates: list[tuple[float, float]] = []
+    cpus: list[tuple[float, float]] = []
+    for n in range(1, max(2, args.rounds) + 1):
+        ae = run_worker([topic, f"bench_score_ae_{tag}_{n}", version, str(models_dir), "eos"])
+        en = run_worker([topic, f"bench_score_en_{tag}_{n}", ensemble, str(models_dir), "eos"])
+        rates.append((float(ae["rate"]), float(en["rate"])))
+        cpus.append((float(ae["cpu_us_per_record"]), float(en["cpu_us_per_record"])))
+        print(
+            f"round {n}: scorer autoencoder {ae['rate']:,.0f}, ensemble {en['rate']:,.0f} "
+            f"records/s ({en['rate'] / ae['rate']:.2f}); CPU {cpus[-1][0]:.2f} vs "
+            f"{cpus[-1][1]:.2f} us a record ({cpus[-1][0] / cpus[-1][1]:.2f})"
+        )
+    if args.ensemble_only:
+        print(_ensemble_line(rates))
+    cpu_ratios = [ae / en for ae, en in cpus]
+    print(
+        f"CPU time a record, autoencoder / ensemble champion: median "
+        f"{sorted(cpu_ratios)[len(cpu_ratios) // 2]:.2f} (rounds {min(cpu_ratios):.2f}-"
+        f"{max(cpu_ratios):.2f}; all the scorer's threads, so the forest walk that overlaps the "
+        "network counts in full)"
+    )
+    return rates
+
+
+def _ensemble_line(rates: list[tuple[float, float]]) -> str:
+    per_round = [en / ae for ae, en in rates]
+    best = max(en for _, en in rates) / max(ae for ae, _ in rates)
+    return (
+        f"ratio ensemble-champion scorer / autoencoder-only scorer: {best:.2f} best of each over "
+        f"{len(rates)} rounds (per round {min(per_round):.2f}-{max(per_round):.2f}; "
+        "target >= 0.9)"
     )
 
 

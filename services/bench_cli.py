@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def bench(
         names: list[str] = typer.Argument(None, help="benchmarks to run (default: all)"),
+        quick: bool = typer.Option(
+            False, "--quick", help="a shorter run, for benchmarks that offer one (quality)"
+        ),
     ) -> None:
         """Run the benchmarks in bench/; each prints a ratio against a baseline of the same run."""
         chosen = names or available()
@@ -32,5 +35,8 @@ def register(app: typer.Typer) -> None:
             )
         for name in chosen:
             typer.echo(f"== bench {name}")
-            sys.argv = [f"bench_{name}.py"]
+            script = BENCH_DIR / f"bench_{name}.py"
+            sys.argv = [script.name]
+            if quick and '"--quick"' in script.read_text():
+                sys.argv.append("--quick")
             runpy.run_path(str(BENCH_DIR / f"bench_{name}.py"), run_name="__main__")

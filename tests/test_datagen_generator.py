@@ -12,13 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
+from services.common.synthetic_families import generate_frame
 from services.common.synthetic_transactions import (
     AMOUNT_MAX,
     CHUNK_ROWS,
     SECONDS,
     V_VARIANCES,
     generate_chunks,
-    generate_frame,
 )
 from services.common.topics import EXTENDED_COLUMNS, KAGGLE_COLUMNS, V_COLUMNS
 from services.producer.datagen import write_csv

@@ -15,6 +15,7 @@ from services.model_registry.preprocessing import Preprocessing
 from services.model_registry.registry import (
     REQUIRED_FILES,
     STAGING_PREFIX,
+    KerasLoadedModel,
     ModelRegistry,
     VersionNotFound,
     announcement_from_json,
@@ -77,6 +78,7 @@ def test_load_scores_one_batch_like_the_model(tmp_path: Path) -> None:
     as_contract: LoadedModel = loaded  # mypy checks that the contract is implemented
     assert as_contract.version == version
     assert loaded.version == version
+    assert isinstance(loaded, KerasLoadedModel)
     assert loaded.threshold == pytest.approx(0.75)
 
     raw = _raw_features(64, seed=3)

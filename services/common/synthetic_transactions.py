@@ -27,16 +27,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-from services.common.topics import KAGGLE_COLUMNS
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 SECONDS = 172_792
 """Last `Time` of the real data set: two days of transactions."""
@@ -232,6 +226,23 @@ def generate_chunks(
     The number of frauds is exactly round(rows * fraud_ratio); each chunk draws its share from
     a hypergeometric law, so they are spread at random over the file.
     """
+    return chunks_from(_normal_rows, _fraud_rows, rows, seed, fraud_ratio, chunk_rows)
+
+
+RowMaker = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+FraudMaker = Callable[[np.random.Generator, int], np.ndarray]
+
+
+def chunks_from(
+    normal_rows: RowMaker,
+    fraud_rows: FraudMaker,
+    rows: int,
+    seed: int,
+    fraud_ratio: float,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The chunk loop every data family shares: times, labels and amounts as here, V values
+    (and normal amounts) from the family's row makers."""
     if rows < 0 or not 0.0 <= fraud_ratio <= 1.0:
         raise ValueError("rows must be >= 0 and fraud_ratio within [0, 1]")
     rng = np.random.default_rng(seed)
@@ -246,24 +257,9 @@ def generate_chunks(
         fraud_at = rng.choice(n, size=k, replace=False)
         labels[fraud_at] = 1
         times = _times(start, stop, rows, rng)
-        v, amount = _normal_rows(rng, n)
+        v, amount = normal_rows(rng, n)
         if k:
-            v[fraud_at] = _fraud_rows(rng, k)
+            v[fraud_at] = fraud_rows(rng, k)
             amount[fraud_at] = _fraud_amounts(rng, k)
         amount = np.round(np.clip(amount, 0.0, AMOUNT_MAX), 2)
         yield times, v, amount, labels
-
-
-def generate_frame(rows: int, seed: int = 0, fraud_ratio: float = FRAUD_RATIO) -> pd.DataFrame:
-    """All rows as a pandas DataFrame in the Kaggle columns (for notebooks and tests)."""
-    import pandas as pd
-
-    parts: list[pd.DataFrame] = []
-    for times, v, amount, labels in generate_chunks(rows, seed, fraud_ratio):
-        block = np.column_stack([times, v, amount])
-        frame = pd.DataFrame(block, columns=list(KAGGLE_COLUMNS[:-1]))
-        frame["Class"] = labels.astype(np.int64)
-        parts.append(frame)
-    if not parts:
-        return pd.DataFrame(columns=list(KAGGLE_COLUMNS))
-    return pd.concat(parts, ignore_index=True)

@@ -2,6 +2,8 @@
 
 `models/<version>/` holds `model.keras`, `preprocessing.json`, `threshold.json`, `metrics.json`,
 plots, `report.md` and `manifest.json` (sha256 of every other file, written at registration);
+a version whose champion is not the autoencoder adds `scoring.json` and `forest.npz` or
+`supervised.keras` (scoring.py);
 `models/LATEST` names the current version (replaced atomically); each new version is announced on
 `fraudstream_models` as a JSON event keyed by the model name.
 
@@ -83,12 +85,13 @@ class ModelAnnouncement:
 
 
 class LoadedModel(Protocol):
-    """A model version ready to score: preprocessing + Keras model + threshold."""
+    """A model version ready to score: preprocessing + the champion + threshold."""
 
     version: str
     threshold: float
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """Reconstruction error per row for raw features float32 [n, 30] (TIME, V1..V28,
-        AMOUNT as in common.avro.features); one compiled model call for the whole batch."""
+        """The champion's score per row (the autoencoder's reconstruction error, or a
+        candidate's score; higher = riskier) for raw features float32 [n, 30] (TIME, V1..V28,
+        AMOUNT as in common.avro.features); compiled calls for the whole batch."""
         ...

@@ -50,6 +50,12 @@ from services.model_registry.api import (
 )
 from services.model_registry.errors import ModelRegistryError
 from services.model_registry.preprocessing import Preprocessing
+from services.model_registry.scoring import (
+    CANDIDATE_FILES,
+    SCORING_FILE,
+    CandidateLoadedModel,
+    load_candidate,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -627,7 +633,8 @@ class ModelRegistry:
         version = self.resolve(version)
         metrics = self.metrics(version)
         threshold = self.threshold_info(version)
-        autoencoder = metrics.get("test", {}).get("autoencoder", {})
+        champion = str(metrics.get("champion", {}).get("name", "autoencoder"))
+        autoencoder = metrics.get("test", {}).get(champion, {})
         return VersionSummary(
             version=version,
             created_at=str(metrics.get("created_at", "")),
@@ -657,7 +664,7 @@ class ModelRegistry:
 
     def load(
         self, version: str = LATEST_ALIAS, digest: str | None = None, allow_unverified: bool = False
-    ) -> KerasLoadedModel:
+    ) -> KerasLoadedModel | CandidateLoadedModel:
         """The version (or LATEST) as a scorer-ready model, built from the verified bytes.
 
         `allow_unverified` (the operator named this version explicitly) lets a manifest-less
@@ -678,12 +685,16 @@ class ModelRegistry:
 
     def _read_required(self, version: str) -> dict[str, bytes]:
         folder = version_dir(self.models_dir, version)
-        return {name: (folder / name).read_bytes() for name in REQUIRED_FILES}
+        names = (*REQUIRED_FILES, *CANDIDATE_FILES)
+        return {name: (folder / name).read_bytes() for name in names if (folder / name).is_file()}
 
 
-def _keras_model(path: Path, version: str, files: dict[str, bytes]) -> KerasLoadedModel:
-    """A KerasLoadedModel from a version's file contents (the model goes through a private
-    temporary copy, so Keras reads exactly the bytes that were checked)."""
+def _keras_model(
+    path: Path, version: str, files: dict[str, bytes]
+) -> KerasLoadedModel | CandidateLoadedModel:
+    """The version's champion from its file contents: a KerasLoadedModel, or when the version
+    has a `scoring.json` the candidate it names (services/model_registry/scoring.py). Models go
+    through a private temporary copy, so Keras reads exactly the bytes that were checked."""
     import keras
 
     preprocessing = Preprocessing.from_dict(json.loads(files[PREPROCESSING_FILE]))
@@ -692,15 +703,18 @@ def _keras_model(path: Path, version: str, files: dict[str, bytes]) -> KerasLoad
         copy = Path(private) / MODEL_FILE
         copy.write_bytes(files[MODEL_FILE])
         model = keras.models.load_model(copy, compile=False)
-        return KerasLoadedModel(
-            version=version,
-            path=path,
-            model=model,
-            preprocessing=preprocessing,
-            threshold=float(threshold["threshold"]),
-            threshold_info=threshold,
-            error_clip=error_clip(threshold),
-        )
+    autoencoder = KerasLoadedModel(
+        version=version,
+        path=path,
+        model=model,
+        preprocessing=preprocessing,
+        threshold=float(threshold["threshold"]),
+        threshold_info=threshold,
+        error_clip=error_clip(threshold),
+    )
+    if SCORING_FILE not in files:  # the autoencoder is the champion (and every older version)
+        return autoencoder
+    return load_candidate(version, path, files, preprocessing, threshold, autoencoder)
 
 
 def error_clip(threshold_info: dict[str, Any]) -> float | None:
@@ -709,6 +723,8 @@ def error_clip(threshold_info: dict[str, Any]) -> float | None:
     return None if clip is None else float(clip)
 
 
-def load(version: str = "latest", models_dir: Path | str | None = None) -> KerasLoadedModel:
+def load(
+    version: str = "latest", models_dir: Path | str | None = None
+) -> KerasLoadedModel | CandidateLoadedModel:
     """Shortcut for the scorer: `load("latest")` or `load(VERSION)` from MODELS_DIR."""
     return ModelRegistry(models_dir).load(version)

@@ -131,11 +131,17 @@ class RunSummary:
         }
 
     def headline(self) -> str:
-        """The last line: records, alerts, precision/recall, model."""
+        """The last line: records, alerts, precision/recall (exact 95 % intervals), model."""
+        from services.trainer.intervals import clopper_pearson
+
+        frauds = self.alerts.true_frauds
+        p_lo, p_hi = clopper_pearson(frauds, self.alerts.alerts - self.alerts.unlabelled)
+        r_lo, r_hi = clopper_pearson(min(frauds, self.labels.frauds), self.labels.frauds)
         return (
             f"records {self.records_in} alerts {self.alerts.alerts} "
-            f"(frauds {self.alerts.true_frauds}/{self.labels.frauds}) "
-            f"precision={self.precision:.3f} recall={self.recall:.3f} model {self.model_version}"
+            f"(frauds {frauds}/{self.labels.frauds}) "
+            f"precision={self.precision:.3f} [{p_lo:.2f}, {p_hi:.2f}] "
+            f"recall={self.recall:.3f} [{r_lo:.2f}, {r_hi:.2f}] model {self.model_version}"
         )
 
 

@@ -38,15 +38,28 @@ def datagen(
         "--extended",
         help="the demo's layout: Id,Timestamp,User in front, no header (default: Kaggle layout)",
     ),
+    family: str = typer.Option(
+        "latent",
+        "--family",
+        help="data family: latent (the default generator) or copula (a Gaussian copula from the "
+        "data set's published per-column statistics; see services/common/synthetic_families.py)",
+    ),
 ) -> None:
     """Write synthetic transactions shaped like the Kaggle credit-card data set.
 
     Time rises over two days with a day/night rhythm, V1..V28 have the published variances and
     heavy tails, Amount the published mean and median, and about 0.172 % of rows are frauds that
     differ mostly in V14, V12, V10, V17, V4, V11 and V3. Rows are written in chunks, so memory
-    stays flat for any --rows.
+    stays flat for any --rows. --family copula makes rows by a different process (a Gaussian
+    copula of the published per-column statistics), to judge models on data not made for them.
     """
+    from services.common.synthetic_families import FAMILIES
     from services.producer.datagen import write_csv
+
+    if family not in FAMILIES:
+        raise ProducerError(
+            f"unknown --family {family!r}; known: {', '.join(FAMILIES)}", code="bad_option"
+        )
 
     with _progress(rows_total=rows) as progress:
         task = progress.add_task("datagen", total=rows)
@@ -58,6 +71,7 @@ def datagen(
                 fraud_ratio=fraud_ratio,
                 extended=extended,
                 progress=lambda n: progress.advance(task, n),
+                family=family,
             )
         except OSError as exc:
             raise ProducerError(

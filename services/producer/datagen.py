@@ -14,7 +14,7 @@ from typing import TextIO
 
 import numpy as np
 
-from services.common.synthetic_transactions import FRAUD_RATIO, generate_chunks
+from services.common.synthetic_transactions import CHUNK_ROWS, FRAUD_RATIO
 from services.common.topics import EXTENDED_COLUMNS, KAGGLE_COLUMNS
 from services.producer.layout import iso_timestamps, user_for_ids
 
@@ -67,14 +67,19 @@ def write_csv(
     fraud_ratio: float = FRAUD_RATIO,
     extended: bool = False,
     progress: Callable[[int], None] | None = None,
+    family: str = "latent",
 ) -> GenResult:
-    """Write `rows` transactions to `path` chunk by chunk; `progress(n)` after each chunk."""
+    """Write `rows` transactions of a data family (services/common/synthetic_families.py) to `path`
+    chunk by chunk; `progress(n)` after each chunk."""
+    from services.common.synthetic_families import chunks_for
+
+    generate = chunks_for(family)
     path.parent.mkdir(parents=True, exist_ok=True)
     frauds = 0
     written = 0
     with path.open("w", encoding="ascii", newline="") as out:
         out.write(header(extended))
-        for times, v, amount, labels in generate_chunks(rows, seed, fraud_ratio):
+        for times, v, amount, labels in generate(rows, seed, fraud_ratio, CHUNK_ROWS):
             _write(out, _format_chunk(written + 1, times, v, amount, labels, extended))
             frauds += int(labels.sum())
             written += len(labels)

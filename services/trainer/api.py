@@ -24,6 +24,7 @@ from services.model_registry.registry import (
     KerasLoadedModel,
     ModelRegistry,
 )
+from services.model_registry.scoring import CandidateLoadedModel
 from services.trainer.core import TrainConfig, TrainOutcome, fit_and_evaluate
 from services.trainer.errors import TrainingDataError
 from services.trainer.evaluate import ThresholdRule
@@ -57,17 +58,23 @@ class ModelVersion:
     outcome: TrainOutcome | None = field(default=None, repr=False)
 
     @property
+    def champion(self) -> str:
+        """The candidate this version serves (older versions: the autoencoder)."""
+        return str(self.metrics.get("champion", {}).get("name", "autoencoder"))
+
+    @property
     def roc_auc(self) -> float | None:
-        value = self.metrics["test"]["autoencoder"]["roc_auc"]
+        value = self.metrics["test"][self.champion]["roc_auc"]
         return None if value is None else float(value)
 
     @property
     def pr_auc(self) -> float | None:
-        value = self.metrics["test"]["autoencoder"]["pr_auc"]
+        value = self.metrics["test"][self.champion]["pr_auc"]
         return None if value is None else float(value)
 
     def summary_line(self) -> str:
-        """The last line `fraudstream train` prints (DESIGN.md)."""
+        """The last line `fraudstream train` prints (DESIGN.md); the figures are the served
+        champion's."""
 
         def f(v: float | None) -> str:
             return "nan" if v is None else f"{v:.4f}"
@@ -77,10 +84,15 @@ class ModelVersion:
             f"threshold={self.threshold:.6g}"
         )
 
+    def champion_line(self) -> str:
+        """Which candidate the version serves and why (printed before the summary line)."""
+        reason = self.metrics.get("champion", {}).get("reason", "")
+        return f"champion {self.champion}" + (f": {reason}" if reason else "")
+
     def report(self) -> str:
         return (self.path / REPORT_FILE).read_text()
 
-    def load(self) -> KerasLoadedModel:
+    def load(self) -> KerasLoadedModel | CandidateLoadedModel:
         return ModelRegistry(self.path.parent).load(self.version)
 
     def _repr_markdown_(self) -> str:  # Jupyter renders the report (plots sit next to it)
@@ -96,6 +108,7 @@ def make_config(
     alert_budget: float | None = None,
     target_precision: float | None = None,
     baselines: bool = True,
+    model: str | None = None,
 ) -> TrainConfig:
     """A TrainConfig from the usual knobs (None keeps the default)."""
     overrides: dict[str, Any] = {
@@ -113,7 +126,21 @@ def make_config(
         model=dataclasses.replace(ModelConfig(), **overrides),
         rule=ThresholdRule.from_options(alert_budget, target_precision),
         baselines=baselines,
+        forced_model=_forced(model, baselines),
     )
+
+
+def _forced(model: str | None, baselines: bool) -> str | None:
+    """`--model`: auto (None) or one candidate's name (ValueError otherwise)."""
+    from services.trainer.candidates import NAMES
+
+    if model in (None, "auto"):
+        return None
+    if model not in NAMES:
+        raise ValueError(f"--model must be auto or one of {', '.join(NAMES)}: {model!r}")
+    if model != "autoencoder" and not baselines:
+        raise ValueError(f"--model {model} needs the candidates (drop --no-baselines)")
+    return model
 
 
 def register(
@@ -134,6 +161,8 @@ def register(
         metrics["promotion"] = promotion
 
     def extra(folder: Path, version: str) -> None:
+        if outcome.champion is not None:
+            outcome.champion.write(folder)
         write_plots(outcome, folder)
         (folder / REPORT_FILE).write_text(render_report(version, metrics, outcome.threshold))
 

@@ -89,7 +89,15 @@ def register(app: typer.Typer) -> None:
             MODELS_TOPIC, help="topic announcing new versions (tests and benchmarks use their own)"
         ),
         no_baselines: bool = typer.Option(
-            False, "--no-baselines", help="skip the IsolationForest and PCA baselines"
+            False,
+            "--no-baselines",
+            help="train the autoencoder only (no candidates, no PCA baseline)",
+        ),
+        model: str = typer.Option(
+            "auto",
+            "--model",
+            help="auto: the champion by validation PR-AUC; or force one of autoencoder, "
+            "isolation_forest, ensemble, supervised",
         ),
         watch: bool = typer.Option(
             False, "--watch", help="keep running: retrain on new records, promote if better"
@@ -115,10 +123,13 @@ def register(app: typer.Typer) -> None:
 
         Reads TOPIC from the group's offsets (or --from-beginning) up to the end offsets of now,
         splits by event time 60/20/20, fits preprocessing and the model on the training split,
-        picks the threshold on validation (best F1, --alert-budget or --target-precision) and
-        reports test metrics next to IsolationForest and PCA baselines. The version lands in
-        MODELS_DIR, becomes LATEST and is announced on fraudstream_models. With --wait-rows N
-        it first waits (up to --wait-timeout seconds) until N records are there to read.
+        fits candidates next to the autoencoder (IsolationForest, an AE+forest ensemble, a
+        class-weighted classifier when labels allow), chooses the champion by validation PR-AUC
+        with its interval (--model forces one), picks the threshold on validation (best F1,
+        --alert-budget or --target-precision) and reports test metrics with intervals. The
+        version lands in MODELS_DIR, becomes LATEST and is announced on fraudstream_models.
+        With --wait-rows N it first waits (up to --wait-timeout seconds) until N records are
+        there to read.
         """
         from services.common.kafka import wait_for_broker
         from services.model_registry.registry import ModelRegistry
@@ -134,6 +145,7 @@ def register(app: typer.Typer) -> None:
                 alert_budget=alert_budget,
                 target_precision=target_precision,
                 baselines=not no_baselines,
+                model=model,
             )
         except ValueError as exc:
             raise TrainerError(str(exc), code="bad_option") from exc
@@ -160,6 +172,7 @@ def register(app: typer.Typer) -> None:
                 def on_round(mv: api.ModelVersion) -> None:
                     decision = mv.metrics.get("promotion", {})
                     typer.echo(f"{decision.get('decision')}: {decision.get('reason')}")
+                    typer.echo(mv.champion_line())
                     typer.echo(mv.summary_line())
 
                 with _progress(epochs) as hooks:
@@ -190,4 +203,5 @@ def register(app: typer.Typer) -> None:
         if rejected:
             typer.echo(f"skipped {sum(rejected.values())} records: {rejected}")
         typer.echo(f"report {mv.path / 'report.md'}")
+        typer.echo(mv.champion_line())
         typer.echo(mv.summary_line())

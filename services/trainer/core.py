@@ -17,6 +17,8 @@ import numpy as np
 
 from services.model_registry.preprocessing import Preprocessing
 from services.model_registry.registry import KerasLoadedModel, utc_now_iso
+from services.trainer import candidates
+from services.trainer.candidates import Candidate, choose_champion
 from services.trainer.errors import TrainingDataError
 from services.trainer.evaluate import (
     Split,
@@ -24,9 +26,11 @@ from services.trainer.evaluate import (
     choose_threshold,
     evaluate_scores,
     fit_baselines,
+    metrics_at,
     ranking_metrics,
     time_split,
 )
+from services.trainer.intervals import fold_metrics, proportion_intervals, with_intervals
 from services.trainer.model import FitResult, ModelConfig, fit_autoencoder, layer_sizes
 
 MIN_ROWS = 100
@@ -41,6 +45,12 @@ class TrainConfig:
     rule: ThresholdRule = field(default_factory=ThresholdRule)
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     baselines: bool = True
+    forced_model: str | None = None
+    """`--model NAME`: serve this candidate whatever validation says (None: the champion rule)."""
+    operating_budget: float = 20.0
+    """Operating point reported next to the threshold rule: alerts per 10,000 transactions."""
+    operating_precision: float = 0.5
+    """Operating point reported next to the threshold rule: the target precision."""
     error_clips: tuple[float | None, ...] = (None, 3.0, 2.0)
     """Candidate caps on each feature's squared residual (None: plain MSE); the one with the
     best validation PR-AUC is kept. One candidate fixes the error function."""
@@ -59,6 +69,12 @@ class TrainOutcome:
     test_scores: dict[str, np.ndarray]
     test_labels: np.ndarray
     baseline_models: dict[str, Any] = field(default_factory=dict)
+    champion: Candidate | None = None
+    """the candidate the version serves (None: the autoencoder, as before candidates)"""
+
+    @property
+    def champion_name(self) -> str:
+        return self.champion.name if self.champion is not None else "autoencoder"
 
     @property
     def threshold_value(self) -> float:
@@ -102,6 +118,61 @@ def choose_error(
         "validation_pr_auc": tried,
     }
     return scorer, info, best[2]
+
+
+def _fit_candidates(
+    normal_train: np.ndarray,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    autoencoder: KerasLoadedModel,
+    preprocessing: Preprocessing,
+    seed: int,
+) -> dict[str, Candidate]:
+    out = {
+        "isolation_forest": candidates.isolation_forest(normal_train, preprocessing, seed),
+        "ensemble": candidates.ensemble(
+            normal_train, x_val, y_val, autoencoder, preprocessing, seed
+        ),
+    }
+    classifier = candidates.supervised(x_train, y_train, preprocessing, seed)
+    if classifier is not None:
+        out["supervised"] = classifier
+    return out
+
+
+def operating_points(
+    val_scores: np.ndarray,
+    y_val: np.ndarray,
+    test_scores: np.ndarray,
+    y_test: np.ndarray,
+    config: TrainConfig,
+) -> list[dict[str, Any]]:
+    """What the served model does on test at thresholds a team can plan with: the configured
+    rule, an alert budget and a target precision, each threshold chosen on validation; recall
+    and precision with exact intervals."""
+    rules = [
+        config.rule,
+        ThresholdRule.from_options(alert_budget=config.operating_budget),
+        ThresholdRule.from_options(target_precision=config.operating_precision),
+    ]
+    points = []
+    for rule in rules:
+        chosen = choose_threshold(val_scores, y_val, rule)
+        at = metrics_at(test_scores, y_test, chosen["threshold"])
+        points.append(
+            {
+                "rule": rule.name,
+                "alert_budget_per_10k": rule.alert_budget,
+                "target_precision": rule.target_precision,
+                "threshold": chosen["threshold"],
+                "fallback": chosen.get("fallback"),
+                **at,
+                **proportion_intervals(at["confusion_matrix"]),
+            }
+        )
+    return points
 
 
 def _split_info(times: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
@@ -150,32 +221,50 @@ def fit_and_evaluate(
     scorer, error_info, val_errors = choose_error(
         fit.model, preprocessing, x_val, y_val, config.error_clips
     )
-    threshold = {**choose_threshold(val_errors, y_val, config.rule), "error": error_info}
 
+    fitted: dict[str, Candidate] = {"autoencoder": Candidate("autoencoder", scorer)}
     baselines = []
-    baseline_thresholds: dict[str, dict[str, Any]] = {}
     if config.baselines:
-        stage("fit baselines")
+        stage("fit candidates and baselines")
         t2 = time.perf_counter()
+        fitted.update(_fit_candidates(normal_train, x_train, labels[split.train], x_val, y_val,
+                                      scorer, preprocessing, config.model.seed))  # fmt: skip
         baselines = fit_baselines(normal_train, min(config.model.hidden), config.model.seed)
-        for b in baselines:
-            baseline_thresholds[b.name] = choose_threshold(b.score(x_val), y_val, config.rule)
         timings["baselines_fit_s"] = time.perf_counter() - t2
+    val_scores = {
+        name: (val_errors.astype(np.float64) if name == "autoencoder" else c.scores(x_val))
+        for name, c in fitted.items()
+    }
+    stage("choose the champion on validation")
+    try:
+        champion = choose_champion(val_scores, y_val, config.forced_model)
+    except ValueError as exc:
+        raise TrainingDataError(str(exc)) from exc
+    thresholds = {
+        name: choose_threshold(scores, y_val, config.rule) for name, scores in val_scores.items()
+    }
+    for b in baselines:
+        thresholds[b.name] = choose_threshold(b.score(x_val), y_val, config.rule)
+    threshold = {**thresholds[champion["name"]], "error": error_info, "model": champion["name"]}
     del x_train, x_val, normal_train
 
     # Only from here on are test rows touched, and only to be scored.
     stage("evaluate on test split")
     x_test = preprocessing.transform(features[split.test])
     y_test = labels[split.test]
-    test_scores = {"autoencoder": scorer.errors_preprocessed(x_test).astype(np.float64)}
+    test_scores = {name: c.scores(x_test) for name, c in fitted.items()}
+    test_scores.update({b.name: b.score(x_test) for b in baselines})
     test_metrics = {
-        "autoencoder": evaluate_scores(test_scores["autoencoder"], y_test, threshold["threshold"])
-    }
-    for b in baselines:
-        test_scores[b.name] = b.score(x_test)
-        test_metrics[b.name] = evaluate_scores(
-            test_scores[b.name], y_test, baseline_thresholds[b.name]["threshold"]
+        name: with_intervals(
+            evaluate_scores(scores, y_test, thresholds[name]["threshold"]), scores, y_test
         )
+        for name, scores in test_scores.items()
+    }
+    served = champion["name"]
+    operating = operating_points(val_scores[served], y_val, test_scores[served], y_test, config)
+    folds = fold_metrics(
+        test_scores[served], y_test, features[split.test, 0], threshold["threshold"]
+    )
     timings["total_s"] = time.perf_counter() - t0
 
     times = features[:, 0]
@@ -209,8 +298,12 @@ def fit_and_evaluate(
             "history": fit.history,
         },
         "threshold": threshold,
-        "baseline_thresholds": baseline_thresholds,
+        "champion": {k: v for k, v in champion.items()},
+        "candidates": {name: c.info for name, c in fitted.items() if c.info},
+        "operating_points": operating,
+        "baseline_thresholds": {k: v for k, v in thresholds.items() if k != served},
         "test": test_metrics,
+        "test_folds": folds,
         "timings": timings,
     }
     return TrainOutcome(
@@ -223,6 +316,7 @@ def fit_and_evaluate(
         test_scores=test_scores,
         test_labels=y_test,
         baseline_models={b.name: b for b in baselines},
+        champion=fitted[served],
     )
 
 

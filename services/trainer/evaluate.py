@@ -183,19 +183,15 @@ class Baseline:
     model: Any
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        if self.name == "isolation_forest":
-            return np.asarray(-self.model.score_samples(x), dtype=np.float64)
         reconstruction = self.model.inverse_transform(self.model.transform(x))
         return np.asarray(np.mean((x - reconstruction) ** 2, axis=1), dtype=np.float64)
 
 
 def fit_baselines(x_train_normal: np.ndarray, bottleneck: int, seed: int) -> list[Baseline]:
-    """IsolationForest and PCA reconstruction, fitted on the same rows as the autoencoder."""
+    """PCA reconstruction, fitted on the same rows as the autoencoder (a reference only; the
+    IsolationForest is a candidate that can serve: services/trainer/candidates.py)."""
     from sklearn.decomposition import PCA
-    from sklearn.ensemble import IsolationForest
 
-    forest = IsolationForest(n_estimators=100, random_state=seed, n_jobs=1)
-    forest.fit(x_train_normal)
     pca = PCA(n_components=min(bottleneck, x_train_normal.shape[1]), random_state=seed)
     pca.fit(x_train_normal)
-    return [Baseline("isolation_forest", forest), Baseline("pca_reconstruction", pca)]
+    return [Baseline("pca_reconstruction", pca)]

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from services.trainer.intervals import fmt_interval
+
 if TYPE_CHECKING:
     from services.trainer.core import TrainOutcome
 
@@ -20,6 +22,8 @@ LABELS = {
     "autoencoder": "autoencoder",
     "isolation_forest": "IsolationForest",
     "pca_reconstruction": "PCA reconstruction",
+    "ensemble": "ensemble (AE + forest)",
+    "supervised": "supervised classifier",
 }
 
 
@@ -51,7 +55,8 @@ def write_plots(outcome: TrainOutcome, folder: Path) -> list[str]:
     ax.hist(errors[y == 0], bins=bins, alpha=0.6, density=True, label="normal")
     if y.sum():
         ax.hist(errors[y == 1], bins=bins, alpha=0.6, density=True, label="fraud")
-    ax.axvline(outcome.threshold_value, color="red", linestyle="--", label="threshold")
+    if outcome.champion_name == "autoencoder":
+        ax.axvline(outcome.threshold_value, color="red", linestyle="--", label="threshold")
     ax.set_xscale("log")
     ax.set_xlabel("reconstruction error")
     ax.set_ylabel("density")
@@ -89,6 +94,78 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _choice_lines(champion: dict[str, Any] | None) -> list[str]:
+    """Which candidate serves, and why (validation split only)."""
+    if not champion:
+        return []
+    lines = [
+        "",
+        "## Model choice (validation split)",
+        "",
+        f"Champion: **{LABELS.get(champion['name'], champion['name'])}**. {champion['reason']}.",
+        "",
+        "| candidate | PR-AUC [95 % CI] | ROC-AUC [95 % CI] | gap to best, paired 95 % CI |",
+        "|---|---|---|---|",
+    ]
+    for name, m in champion["validation"].items():
+        gap = m.get("pr_auc_gap_ci")
+        shown_gap = "n/a" if not gap else f"[{gap[0]:.3f}, {gap[1]:.3f}]"
+        lines.append(
+            f"| {LABELS.get(name, name)} | {fmt_interval(m['pr_auc'], m.get('pr_auc_ci'))} | "
+            f"{fmt_interval(m['roc_auc'], m.get('roc_auc_ci'))} | {shown_gap} |"
+        )
+    return lines
+
+
+def _operating_lines(points: list[dict[str, Any]] | None) -> list[str]:
+    """The served model on test at thresholds a team can plan with (chosen on validation)."""
+    if not points:
+        return []
+    lines = [
+        "",
+        "## Operating points (served model, test split)",
+        "",
+        "Each threshold chosen on validation; recall and precision with exact 95 % intervals.",
+        "",
+        "| rule | threshold | alerts/10k | precision | recall | TP | FP | FN |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        rule = p["rule"]
+        if p.get("alert_budget_per_10k") is not None:
+            rule = f"alert budget {p['alert_budget_per_10k']:g} per 10,000"
+        elif p.get("target_precision") is not None:
+            rule = f"target precision {p['target_precision']:g}"
+        cm = p["confusion_matrix"]
+        lines.append(
+            f"| {rule} | {p['threshold']:.6g} | {p['alerts_per_10k']:.1f} | "
+            f"{fmt_interval(p['precision'], p['precision_ci'])} | "
+            f"{fmt_interval(p['recall'], p['recall_ci'])} | {cm['tp']} | {cm['fp']} | {cm['fn']} |"
+        )
+    return lines
+
+
+def _fold_lines(folds: dict[str, Any] | None) -> list[str]:
+    """The test split's time-ordered folds (the served model), one row each."""
+    if not folds or len(folds.get("folds", [])) < 2:
+        return ["", "The test split holds too few frauds for more than one time-ordered fold."]
+    lines = [
+        "",
+        f"Time-ordered folds of the test split ({len(folds['folds'])} consecutive periods, "
+        "served model):",
+        "",
+        "| fold | TIME from | TIME to | rows | frauds | ROC-AUC | PR-AUC | precision | recall |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, f in enumerate(folds["folds"], start=1):
+        lines.append(
+            f"| {i} | {_fmt(f['time_min'], 0)} | {_fmt(f['time_max'], 0)} | {f['rows']} | "
+            f"{f['frauds']} | {_fmt(f['roc_auc'])} | {_fmt(f['pr_auc'])} | "
+            f"{_fmt(f['precision'])} | {_fmt(f['recall'])} |"
+        )
+    return lines
 
 
 def render_report(version: str, metrics: dict[str, Any], threshold: dict[str, Any]) -> str:
@@ -131,9 +208,14 @@ def render_report(version: str, metrics: dict[str, Any], threshold: dict[str, An
         + (f" ({threshold['fallback']})" if threshold.get("fallback") else "")
         + f"; error `{error.get('name', 'mse')}`"
         + (f" with clip {error['clip']:g}" if error.get("clip") is not None else "")
-        + f" ({error.get('chosen_by', 'fixed')}). An alert is an error at or above it.",
+        + f" ({error.get('chosen_by', 'fixed')}). The served model is "
+        + f"**{LABELS.get(threshold.get('model', 'autoencoder'), 'autoencoder')}**; "
+        + "an alert is a score at or above the threshold.",
         "",
         "## Test split",
+        "",
+        "Figures with 95 % intervals: stratified bootstrap for ROC-AUC and PR-AUC, exact "
+        "Clopper-Pearson for precision and recall.",
         "",
         "| model | ROC-AUC | PR-AUC | precision | recall | F1 | alerts/10k | TP | FP | FN | TN |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -141,10 +223,15 @@ def render_report(version: str, metrics: dict[str, Any], threshold: dict[str, An
     for key, m in metrics["test"].items():
         cm = m["confusion_matrix"]
         lines.append(
-            f"| {LABELS.get(key, key)} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | "
-            f"{_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | "
+            f"| {LABELS.get(key, key)} | {fmt_interval(m['roc_auc'], m.get('roc_auc_ci'))} | "
+            f"{fmt_interval(m['pr_auc'], m.get('pr_auc_ci'))} | "
+            f"{fmt_interval(m['precision'], m.get('precision_ci'))} | "
+            f"{fmt_interval(m['recall'], m.get('recall_ci'))} | {_fmt(m['f1'])} | "
             f"{_fmt(m['alerts_per_10k'], 1)} | {cm['tp']} | {cm['fp']} | {cm['fn']} | {cm['tn']} |"
         )
+    lines += _fold_lines(metrics.get("test_folds"))
+    lines += _choice_lines(metrics.get("champion"))
+    lines += _operating_lines(metrics.get("operating_points"))
     lines += ["", "Baselines were fitted on the same rows and thresholded by the same rule.", ""]
     promotion = metrics.get("promotion")
     if promotion:

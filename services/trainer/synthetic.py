@@ -32,14 +32,15 @@ def preprocessed_schema() -> dict[str, Any]:
 
 
 def generated_arrays(
-    rows: int, seed: int = 0, fraud_ratio: float | None = None
+    rows: int, seed: int = 0, fraud_ratio: float | None = None, family: str = "latent"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(features float64 [rows, 30] TIME, V1..V28, AMOUNT; labels int8) from the datagen."""
-    from services.common.synthetic_transactions import FRAUD_RATIO, generate_chunks
+    """(features float64 [rows, 30] TIME, V1..V28, AMOUNT; labels int8) from a datagen family."""
+    from services.common.synthetic_families import chunks_for
+    from services.common.synthetic_transactions import CHUNK_ROWS, FRAUD_RATIO
 
     ratio = FRAUD_RATIO if fraud_ratio is None else fraud_ratio
     feats, labels = [], []
-    for times, v, amount, label in generate_chunks(rows, seed=seed, fraud_ratio=ratio):
+    for times, v, amount, label in chunks_for(family)(rows, seed, ratio, CHUNK_ROWS):
         feats.append(np.column_stack([times, v, amount]))
         labels.append(label)
     if not feats:

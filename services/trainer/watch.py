@@ -32,7 +32,7 @@ def decide(
     x_test, y_test = features[labels >= 0][test], labels[labels >= 0][test]
     challenger = {
         "version": "challenger",
-        **ranking_metrics(outcome.test_scores["autoencoder"], y_test),
+        **ranking_metrics(outcome.test_scores[outcome.champion_name], y_test),
     }
     window = {"rows": len(test), "frauds": int(np.sum(y_test == 1))}
     try:
