@@ -81,9 +81,9 @@ class BadLine:
     """The line as it was in the file, or only its first bytes when it was too long to keep."""
     reason: str
     length: int = -1
+    """Length of the whole line in bytes (line end excluded); -1 = len(raw)."""
     code: str = CSV_VALUE
     """The refusal's stable code (`services.producer.errors.LINE_CODES`): the DLQ header."""
-    """Length of the whole line in bytes (line end excluded); -1 = len(raw)."""
 
     @property
     def size(self) -> int:
