@@ -78,7 +78,9 @@ def _replicates(
         points.append((float(roc[0]), float(ap[0])))
     rng = np.random.default_rng(seed)
     reps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in score_sets]
-    chunk = max(1, min(replicates, 4_000_000 // max(len(y), 1)))
+    # replicates are weighed in chunks of at most ~500k cells: the weights, their reordered
+    # copies and cumulative sums are ~10 arrays of that size (~40 MB), not the trainer's peak
+    chunk = max(1, min(replicates, 500_000 // max(len(y), 1)))
     done = 0
     while done < replicates:
         b = min(chunk, replicates - done)
