@@ -461,7 +461,7 @@ class Engine:
             if stmt.kind == "STREAM" and any(c.primary for c in columns):
                 raise KsqlError(
                     f"Line: 1, Col: {next(c.pos for c in columns if c.primary) + 1}: "
-                    "ColumnDef `"
+                    "Column `"
                     + next(c.name for c in columns if c.primary)
                     + "` is a 'PRIMARY KEY' "
                     "column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are "
@@ -709,7 +709,7 @@ class Engine:
         row: dict[str, Any] = {}
         for name, expr in zip(names, stmt.values, strict=True):
             if name not in types:
-                raise KsqlError(f"ColumnDef name {name} does not exist.")
+                raise KsqlError(f"Column name {name} does not exist.")
             compiled = compiler.compile(expr)
             try:
                 value = eval(compiled.code, dict(compiler.namespace), {"r": []})

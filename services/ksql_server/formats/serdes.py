@@ -54,7 +54,7 @@ def validate_format(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool)
             raise KsqlError(
                 "Map keys, including types that contain maps, are not supported as they may "
                 "lead to unexpected behavior due to inconsistent serialization. Key column name: "
-                f"`{col}`. ColumnDef type: {typ}. See "
+                f"`{col}`. Column type: {typ}. See "
                 "https://github.com/confluentinc/ksql/issues/6621 "
                 "for more."
             )
