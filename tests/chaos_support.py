@@ -24,7 +24,7 @@ from confluent_kafka import TopicPartition
 from test_scorer_support import read_all
 
 from services.common.kafka import make_consumer, make_producer, produce
-from services.common.process import ManagedProcess
+from services.common.process import ManagedProcess, free_port_pair
 from services.common.settings import Settings, get_settings
 from services.stack.components import BrokerComponent, Component, stack_components
 
@@ -36,20 +36,11 @@ RATE = 1500  # records/s: the stream lasts ~8 s, so a kill lands in the middle o
 V_COLUMNS = [f"V{i}" for i in range(1, 29)]
 
 
-def free_port(pair: bool = False) -> int:
-    """A free loopback port (and, with `pair`, the next one free too: the broker's controller)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if not pair:
-            return port
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -84,7 +75,7 @@ def chaos_stack(tmp_path: Path) -> Iterator[ChaosStack]:
 
     jars = KafkaBroker(get_settings()).resolve_jars()
     settings = Settings(
-        bootstrap_servers=f"localhost:{free_port(pair=True)}",
+        bootstrap_servers=f"localhost:{free_port_pair()}",
         schema_registry_url=f"http://localhost:{free_port()}",
         ksql_url=f"http://localhost:{free_port()}",
         home=tmp_path / "home",

@@ -5,10 +5,8 @@ what scoring the same records offline with that version gives."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from test_scorer_support import (
     produce_records,
     read_all,
     save_model,
+    wait_until,
 )
 
 from services.common.avro.codec import AvroDecoder
@@ -51,13 +50,6 @@ def save_ensemble(models_dir: Path, base: str, alert_fraction: float = 0.05) -> 
     )
 
 
-def _wait(predicate: Any, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_hot_reload_to_an_ensemble_champion(
     kafka_bootstrap: str, schema_registry_url: str, unique: str, tmp_path: Path
@@ -85,12 +77,12 @@ def test_hot_reload_to_an_ensemble_champion(
     thread = threading.Thread(target=scorer.run)
     thread.start()
     try:
-        _wait(lambda: scorer.result.scored >= 2000)
+        wait_until(lambda: scorer.result.scored >= 2000, 90)
         ModelRegistry(tmp_path).set_latest(v2)  # the scorer follows LATEST
         in_use = scorer.metrics.registry.get_sample_value
-        _wait(lambda: in_use("fraudstream_scorer_model_info", {"version": v2}) == 1)
+        wait_until(lambda: in_use("fraudstream_scorer_model_info", {"version": v2}) == 1, 90)
         produce_records(topic, records[2000:], schema_registry_url, kafka_bootstrap)
-        _wait(lambda: scorer.result.scored >= len(records))
+        wait_until(lambda: scorer.result.scored >= len(records), 90)
     finally:
         scorer.stop()
         thread.join(60)

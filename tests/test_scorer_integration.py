@@ -25,6 +25,7 @@ from test_scorer_support import (
     read_all,
     save_model,
     serialize_records,
+    wait_until,
 )
 
 from services.common.avro.codec import AvroDecoder
@@ -326,16 +327,16 @@ def test_hot_reload_mid_stream_switches_between_batches(
             args=(n["topic"], records[2000:5000], schema_registry_url, kafka_bootstrap),
         )
         feeder.start()  # records flow while the announcement arrives and the model loads
-        _wait(lambda: scorer.result.scored >= 2400)
+        wait_until(lambda: scorer.result.scored >= 2400, 60)
         producer = Producer({"bootstrap.servers": kafka_bootstrap})
         event = ModelRegistry(tmp_path).announcement(v2)
         producer.produce(models_topic, key=MODEL_NAME.encode(), value=announcement_to_json(event))
         producer.flush(10)
         in_use = scorer.metrics.registry.get_sample_value
-        _wait(lambda: in_use("fraudstream_scorer_model_info", {"version": v2}) == 1)
+        wait_until(lambda: in_use("fraudstream_scorer_model_info", {"version": v2}) == 1, 60)
         feeder.join()
         produce_records(n["topic"], records[5000:], schema_registry_url, kafka_bootstrap)
-        _wait(lambda: scorer.result.scored >= len(records), timeout=120)
+        wait_until(lambda: scorer.result.scored >= len(records), 120)
     finally:
         scorer.stop()
         thread.join(60)
@@ -358,13 +359,6 @@ def _feed(
     """Produce in small chunks over a few seconds (a stream, not one burst)."""
     for start in range(0, len(records), chunk):
         produce_records(topic, records[start : start + chunk], sr_url, bootstrap)
-        time.sleep(0.05)
-
-
-def _wait(predicate: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
 
 
@@ -398,7 +392,7 @@ def test_cli_score_and_alerts_last_lines_and_sigterm(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    _wait(lambda: committed_total(n["group"], n["topic"], 1, kafka_bootstrap) >= 2000, 120)
+    wait_until(lambda: committed_total(n["group"], n["topic"], 1, kafka_bootstrap) >= 2000, 120)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
@@ -461,7 +455,7 @@ def test_rebalance_mid_stream_second_scorer_joins_exactly_once(
     produce_records(n["topic"], records[:5_000], schema_registry_url, kafka_bootstrap, partitions)
     first = score_process(n, version, tmp_path, "--instance-id", "a", stop_at_end=False)
     committed = lambda: committed_total(n["group"], n["topic"], partitions, kafka_bootstrap)  # noqa: E731
-    _wait(lambda: committed() >= 5_000, 120)
+    wait_until(lambda: committed() >= 5_000, 120)
     feeder = threading.Thread(
         target=_feed,
         args=(n["topic"], records[5_000:20_000], schema_registry_url, kafka_bootstrap, 300),
@@ -471,10 +465,10 @@ def test_rebalance_mid_stream_second_scorer_joins_exactly_once(
     second = score_process(
         n, version, tmp_path, "--instance-id", "b", "--log-file", str(log_b), stop_at_end=False
     )
-    _wait(lambda: log_b.exists() and "partitions assigned" in log_b.read_text(), 120)
+    wait_until(lambda: log_b.exists() and "partitions assigned" in log_b.read_text(), 120)
     feeder.join()
     produce_records(n["topic"], records[20_000:], schema_registry_url, kafka_bootstrap)
-    _wait(lambda: committed() >= total, 120)
+    wait_until(lambda: committed() >= total, 120)
     for proc in (first, second):
         proc.send_signal(signal.SIGTERM)
     outputs = [p.communicate(timeout=120) for p in (first, second)]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,11 @@ def read_all(topic: str, bootstrap: str, timeout: float = 60.0) -> list[Message]
 
 def is_nan(x: float) -> bool:
     return isinstance(x, float) and math.isnan(x)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float) -> None:
+    """Poll `predicate` every 50 ms; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
