@@ -24,9 +24,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from services.common.settings import get_settings
 from services.ksql_server import entities as E
+from services.ksql_server import explain as X
 from services.ksql_server import types as T
 from services.ksql_server.commands import CommandTopic, CommandWriteError
 from services.ksql_server.engine_api import (
@@ -346,6 +348,8 @@ class Engine:
             return self._show(stmt, text, props)
         if isinstance(stmt, A.Describe):
             return self._describe(stmt, text)
+        if isinstance(stmt, A.Explain):
+            return self._explain(stmt, text, props)
         raise UnsupportedError(f"statement {type(stmt).__name__}")
 
     def _log(self, command_id: str, text: str, props: dict[str, Any]) -> int:
@@ -951,6 +955,15 @@ class Engine:
             "sourceDescription": self.describe_source(source, stmt.extended),
             "warnings": [],
         }
+
+    def _explain(self, stmt: A.Explain, text: str, props: dict[str, Any]) -> dict[str, Any]:
+        if stmt.query_id is not None:
+            host = urlsplit(get_settings().ksql_url).netloc or "localhost:8088"
+            return X.explain_running(text, stmt.query_id, self.queries, host, self.properties)
+        assert stmt.statement is not None
+        return X.explain_statement(
+            text, stmt.statement, self.metastore, self._seq, self.service_id, props
+        )
 
     # ------------------------------------------------------------------ /query
     async def start_query(self, sql: str, properties: Mapping[str, Any] | None = None) -> PushQuery:

@@ -26,6 +26,7 @@ from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError, UnsupportedError
 from services.ksql_server.expressions import runtime_helpers as H
 from services.ksql_server.functions import lookup
+from services.ksql_server.functions.datetime_fns import UNIT_FUNCTIONS, unit_name
 from services.ksql_server.parser import ast as A
 from services.ksql_server.types import SqlType
 from services.ksql_server.values import to_string
@@ -424,9 +425,13 @@ class ExpressionCompiler:
         fn = lookup(e.name)
         if fn is None:
             raise UnsupportedError(f"function {e.name}")
-        args = [self.compile(a) for a in e.args]
-        rtype = fn.check([a.type for a in args])
-        return Compiled(f"{self.const(fn.impl)}({', '.join(a.code for a in args)})", rtype)
+        args = [self.compile(a) for a in _unit_keyword(e)]
+        arg_types = [a.type for a in args]
+        rtype = fn.check(arg_types)
+        codes = [a.code for a in args]
+        if fn.pass_types:
+            codes.insert(0, self.const(tuple(arg_types)))
+        return Compiled(f"{self.const(fn.impl)}({', '.join(codes)})", rtype)
 
     def _Subscript(self, e: A.Subscript) -> Compiled:
         base = self.compile(e.base)
@@ -484,6 +489,18 @@ class ExpressionCompiler:
 
 
 # ----------------------------------------------------------------------------- type rules
+
+
+def _unit_keyword(e: A.Call) -> tuple[A.Expr, ...]:
+    """TIMESTAMPADD(SECONDS, 5, ts) and friends: the first argument is a time unit keyword,
+    handed to the function as its name (a STRING literal), never resolved as a column."""
+    args = e.args
+    if e.name in UNIT_FUNCTIONS and args and isinstance(args[0], A.ColumnRef):
+        first = args[0]
+        unit = unit_name(first.name) if first.source is None else None
+        if unit is not None:
+            return (A.Literal(unit, T.STRING), *args[1:])
+    return args
 
 
 def _sql(e: A.Expr) -> str:

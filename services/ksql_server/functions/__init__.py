@@ -1,5 +1,18 @@
-"""Scalar functions (UDFs) with ksqlDB's names, null handling and return types."""
+"""Scalar functions (UDFs) with ksqlDB's names, null handling and return types.
 
+`registry.py` holds the Function type, the table and the core functions; each other module
+registers one family (importing it is what registers it): strings, maths, date/time, JSON,
+arrays and maps, URLs. `docs/ksql-functions.md` lists them against ksqlDB's documentation.
+"""
+
+from services.ksql_server.functions import (  # noqa: F401 - imported to register
+    collections,
+    datetime_fns,
+    json_fns,
+    maths,
+    strings,
+    url,
+)
 from services.ksql_server.functions.registry import FUNCTIONS, Function, lookup
 
 __all__ = ["FUNCTIONS", "Function", "lookup"]

@@ -52,12 +52,19 @@ def _register(
     return deco
 
 
+register = _register
+"""The public name other function modules register with (one place per function)."""
+
+
 def lookup(name: str) -> Function | None:
     return FUNCTIONS.get(name.upper())
 
 
 def _const(t: SqlType) -> Returns:
     return lambda _args: t
+
+
+const = _const
 
 
 def _first(args: Sequence[SqlType | None]) -> SqlType:

@@ -233,6 +233,14 @@ class Describe(Statement):
 
 
 @dataclass
+class Explain(Statement):
+    """`EXPLAIN <query id>` (query_id set) or `EXPLAIN <statement>` (statement set)."""
+
+    query_id: str | None = None
+    statement: Statement | None = None
+
+
+@dataclass
 class SetProperty(Statement):
     name: str
     value: str

@@ -164,8 +164,8 @@ class Parser:
         check_statement(stmt)
         return stmt
 
-    def _statement(self) -> A.Statement:
-        text = self.text.strip()
+    def _statement(self, text: str | None = None) -> A.Statement:
+        text = self.text.strip() if text is None else text
         if self.accept("CREATE"):
             return self._create(text)
         if self.accept("INSERT"):
@@ -202,7 +202,14 @@ class Parser:
                 return A.Show(text, what, extended=self.accept("EXTENDED") or True)
             if self.accept("FUNCTION"):
                 return A.Show(text, "FUNCTION " + self.identifier())
-            return A.Describe(text, self.identifier(), extended=extended)
+            name = self.identifier()
+            # ksqlDB's documented form is `DESCRIBE <source> EXTENDED`; the older
+            # `DESCRIBE EXTENDED <source>` is still accepted
+            if not extended:
+                extended = self.accept("EXTENDED")
+            return A.Describe(text, name, extended=extended)
+        if self.accept("EXPLAIN"):
+            return self._explain(text)
         if self.accept("SET"):
             name = self.string()
             self.expect("=")
@@ -213,6 +220,15 @@ class Parser:
             return A.Query(text, self._select())
         self.error()
         raise AssertionError
+
+    def _explain(self, text: str) -> A.Statement:
+        """`EXPLAIN <query id>` or `EXPLAIN <statement>` (the statement's own text is the part
+        after the keyword, as ksqlDB takes it)."""
+        nxt = self.peek()
+        if self.tok.kind in ("IDENT", "QIDENT") and (nxt.kind == "EOF" or nxt.text == ";"):
+            return A.Explain(text, query_id=self.identifier())
+        inner = self._statement(text[len("EXPLAIN") :].strip())
+        return A.Explain(text, statement=inner)
 
     def _create(self, text: str) -> A.Statement:
         or_replace = False

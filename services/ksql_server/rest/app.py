@@ -39,6 +39,7 @@ from services.ksql_server.rest.errors import (
     statement_error,
 )
 from services.ksql_server.rest.inserts import InsertsStream
+from services.ksql_server.rest.properties import check_overrides, check_property
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,11 @@ class KsqlRestApi:
             Route("/status", guarded(self.status_all), methods=["GET"]),
             Route("/status/{type}/{entity}/{action}", guarded(self.status_one), methods=["GET"]),
             Route("/clusterStatus", guarded(self.cluster_status), methods=["GET"]),
+            Route(
+                "/is_valid_property/{property:path}",
+                guarded(self.is_valid_property),
+                methods=["GET"],
+            ),
         ]
 
     # -- statements ---------------------------------------------------------------------------
@@ -245,7 +251,7 @@ class KsqlRestApi:
     async def ksql(self, request: Request) -> Response:
         body = await read_json_object(request)
         sql = _string_field(body, "ksql")
-        properties = _properties_field(body, "streamsProperties")
+        properties = self._overrides(body, "streamsProperties")
         # One statement batch at a time, off the event loop: statements are ordered (like
         # ksqlDB's command topic) and a slow one never stalls the streaming queries.
         async with self._execute_lock:
@@ -266,7 +272,7 @@ class KsqlRestApi:
     async def query(self, request: Request) -> Response:
         body = await read_json_object(request)
         sql = _string_field(body, "ksql", "sql")
-        properties = _properties_field(body, "streamsProperties", "properties")
+        properties = self._overrides(body, "streamsProperties", "properties")
         query = await self._start_query(sql, properties)
         if isinstance(query, Response):
             return query
@@ -276,7 +282,7 @@ class KsqlRestApi:
     async def query_stream(self, request: Request) -> Response:
         body = await read_json_object(request)
         sql = _string_field(body, "sql", "ksql")
-        properties = _properties_field(body, "properties", "streamsProperties")
+        properties = self._overrides(body, "properties", "streamsProperties")
         media_type = streams.choose_stream_format(request.headers.get("accept"))
         if media_type is None:
             return generic_error(
@@ -317,6 +323,19 @@ class KsqlRestApi:
         return generic_error(ERROR_BAD_REQUEST, f"No query with id {query_id}")
 
     # -- server state -------------------------------------------------------------------------
+
+    def _server_properties(self) -> Mapping[str, Any]:
+        return getattr(self.engine, "properties", None) or {}
+
+    def _overrides(self, body: Mapping[str, Any], *names: str) -> dict[str, Any]:
+        """The request's property overrides, refused (40000) when the server denies one."""
+        properties = _properties_field(body, *names)
+        check_overrides(properties, self._server_properties())
+        return properties
+
+    async def is_valid_property(self, request: Request) -> Response:
+        name = request.path_params["property"]
+        return KsqlJSONResponse(check_property(name, self._server_properties()))
 
     async def root(self, request: Request) -> Response:
         return RedirectResponse("/info", status_code=302)
