@@ -27,6 +27,8 @@ from services.ksql_server.errors import KsqlError, UnsupportedError
 from services.ksql_server.expressions import runtime_helpers as H
 from services.ksql_server.functions import lookup
 from services.ksql_server.functions.datetime_fns import UNIT_FUNCTIONS, unit_name
+from services.ksql_server.functions.lambdas import LAMBDA_FUNCTIONS, lambda_params, lambda_shape
+from services.ksql_server.functions.lambdas import RUNTIME as LAMBDA_RUNTIME
 from services.ksql_server.parser import ast as A
 from services.ksql_server.types import SqlType
 from services.ksql_server.values import to_string
@@ -113,6 +115,8 @@ class ExpressionCompiler:
         }
         self._n = 0
         self._heights: list[int] = []
+        self._bound: dict[str, Compiled] = {}
+        """lambda parameters in scope: name → the Python variable holding it"""
 
     # ------------------------------------------------------------------ utilities
     def _tmp(self) -> str:
@@ -146,10 +150,11 @@ class ExpressionCompiler:
 
     def _hoist(self, c: Compiled) -> Compiled:
         """`c` as a call of a function of its own (its temporaries become that function's)."""
-        source = f"def _hoisted(r):\n    return {c.code}\n"
+        params = ", ".join(["r", *(b.code for b in self._bound.values())])
+        source = f"def _hoisted({params}):\n    return {c.code}\n"
         exec(compile(source, "<ksql-expression>", "exec"), self.namespace)
         fn = self.namespace.pop("_hoisted")
-        return Compiled(f"{self.const(fn)}(r)", c.type)
+        return Compiled(f"{self.const(fn)}({params})", c.type)
 
     def _Literal(self, e: A.Literal) -> Compiled:
         if e.value is None:
@@ -160,6 +165,8 @@ class ExpressionCompiler:
         return Compiled(self.const(e.value), e.type)
 
     def _ColumnRef(self, e: A.ColumnRef) -> Compiled:
+        if e.source is None and e.name in self._bound:
+            return self._bound[e.name]
         if (
             e.source is not None
             and e.source not in self.scope.sources
@@ -422,6 +429,8 @@ class ExpressionCompiler:
         return Compiled(f"_cast({inner.code}, {self.const(src)}, {self.const(e.type)})", e.type)
 
     def _Call(self, e: A.Call) -> Compiled:
+        if e.name in LAMBDA_FUNCTIONS:
+            return self._lambda_call(e)
         fn = lookup(e.name)
         if fn is None:
             raise UnsupportedError(f"function {e.name}")
@@ -485,10 +494,60 @@ class ExpressionCompiler:
         return Compiled(code, T.struct(fields))
 
     def _Lambda(self, e: A.Lambda) -> Compiled:
-        raise UnsupportedError("lambda functions")
+        raise KsqlError("A lambda is only allowed as an argument of TRANSFORM, FILTER or REDUCE")
+
+    def _lambda_call(self, e: A.Call) -> Compiled:
+        """TRANSFORM / FILTER / REDUCE: each lambda's parameters typed from the collection (and
+        REDUCE's initial state), its body compiled into a Python lambda."""
+        coll = self.compile(e.args[0])
+        shape = lambda_shape(e.name, coll.type, len(e.args))
+        assert coll.type is not None
+        state = self.compile(e.args[1]) if e.name == "REDUCE" else None
+        if state is not None and state.type is None:
+            raise KsqlError("REDUCE needs a typed initial state: CAST(NULL AS <type>)")
+        bodies = []
+        for i, (lam, n) in enumerate(zip(e.args[len(e.args) - len(shape) :], shape, strict=True)):
+            if not isinstance(lam, A.Lambda) or len(lam.params) != n:
+                raise KsqlError(
+                    f"Function '{e.name}' expects a lambda with {n} parameter(s) as its "
+                    f"argument {len(e.args) - len(shape) + i + 1}"
+                )
+            types = lambda_params(e.name, coll.type, state.type if state else None, i)
+            bodies.append(self._lambda_body(lam, types))
+        args = [coll.code] + ([state.code] if state else []) + [b.code for b in bodies]
+        call = f"{self.const(LAMBDA_RUNTIME[(e.name, coll.type.base)])}({', '.join(args)})"
+        return Compiled(call, _lambda_result(e.name, coll.type, state, bodies))
+
+    def _lambda_body(self, lam: A.Lambda, types: Sequence[SqlType | None]) -> Compiled:
+        saved = dict(self._bound)
+        names = []
+        for param, typ in zip(lam.params, types, strict=True):
+            self._n += 1
+            names.append(f"_l{self._n}")
+            self._bound[param] = Compiled(names[-1], typ)
+        try:
+            body = self.compile(lam.body)
+        finally:
+            self._bound = saved
+        return Compiled(f"(lambda {', '.join(names)}: {body.code})", body.type)
 
 
 # ----------------------------------------------------------------------------- type rules
+
+
+def _lambda_result(
+    name: str, coll: SqlType, state: Compiled | None, bodies: Sequence[Compiled]
+) -> SqlType:
+    if name == "REDUCE":
+        assert state is not None and state.type is not None
+        return state.type
+    if name == "FILTER":
+        if bodies[0].type is not None and bodies[0].type.base != "BOOLEAN":
+            raise KsqlError(f"FILTER's lambda must return a BOOLEAN, not {bodies[0].type}")
+        return coll
+    if coll.base == "ARRAY":
+        return T.array(bodies[0].type or T.STRING)
+    return T.map_of(bodies[0].type or T.STRING, bodies[1].type or T.STRING)
 
 
 def _unit_keyword(e: A.Call) -> tuple[A.Expr, ...]:
