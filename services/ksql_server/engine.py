@@ -888,13 +888,13 @@ class Engine:
             return self._properties_entity(text, props)
         if what == "FUNCTIONS":
             from services.ksql_server.functions import FUNCTIONS
+            from services.ksql_server.functions.lambdas import LAMBDA_FUNCTIONS
 
+            names = sorted({*FUNCTIONS, *LAMBDA_FUNCTIONS})
             return {
                 "@type": "function_names",
                 "statementText": text,
-                "functions": [
-                    {"name": n, "type": "SCALAR", "category": "OTHER"} for n in sorted(FUNCTIONS)
-                ],
+                "functions": [{"name": n, "type": "SCALAR", "category": "OTHER"} for n in names],
                 "warnings": [],
             }
         raise UnsupportedError(f"SHOW {what}")

@@ -1,5 +1,5 @@
 """ksqlDB's numeric functions beyond the core set in `registry.py`: trigonometry, logarithms,
-CBRT, DEGREES/RADIANS, PI, RANDOM, GEO_DISTANCE, NULLIF.
+CBRT, DEGREES/RADIANS, PI, RANDOM, TRUNC, GEO_DISTANCE, NULLIF.
 
 They return DOUBLE and follow Java's Math: NaN for an input outside the domain (ACOS(2)),
 never an error; a null argument gives null.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from services.ksql_server import types as T
@@ -108,6 +109,52 @@ def pi() -> float:
 @register("RANDOM", 0, 0, const(T.DOUBLE))
 def random_() -> float:
     return random.random()
+
+
+def _trunc_ret(args: Sequence[SqlType | None]) -> SqlType:
+    a = args[0] or T.DOUBLE
+    if not a.is_numeric:
+        raise KsqlError(f"Function 'TRUNC' does not accept parameters ({a}).")
+    if a.base == "DECIMAL":
+        return a if len(args) == 2 else T.decimal(max(a.precision - a.scale, 1), 0)
+    return T.DOUBLE if len(args) == 2 else T.BIGINT
+
+
+@register("TRUNC", 1, 2, _trunc_ret)
+def trunc(x: Any, *places: int | None) -> Any:
+    """Towards zero: TRUNC(x) a whole number (BIGINT, or DECIMAL with scale 0), TRUNC(x, n) to
+    n decimal places (a negative n truncates left of the point; a DECIMAL keeps its scale)."""
+    if x is None or (places and places[0] is None):
+        return None
+    n = places[0] if places else 0
+    assert n is not None
+    if isinstance(x, Decimal):
+        cut = x.quantize(Decimal(1).scaleb(-n), ROUND_DOWN) if n >= 0 else _trunc_left(x, n)
+        if not places:
+            return cut.quantize(Decimal(1), ROUND_DOWN)
+        exponent = x.as_tuple().exponent
+        return cut.quantize(Decimal(1).scaleb(exponent)) if isinstance(exponent, int) else cut
+    if not places:
+        return _long_value(x)
+    if isinstance(x, float) and not math.isfinite(x):
+        return x
+    value = Decimal(repr(float(x)))
+    return float(
+        value.quantize(Decimal(1).scaleb(-n), ROUND_DOWN) if n >= 0 else _trunc_left(value, n)
+    )
+
+
+def _long_value(x: Any) -> int:
+    """Java's Double.longValue: NaN is 0, the infinities saturate."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return 0 if math.isnan(x) else (2**63 - 1 if x > 0 else -(2**63))
+    return int(x)
+
+
+def _trunc_left(x: Decimal, n: int) -> Decimal:
+    """BigDecimal.setScale(n, DOWN) for a negative n: zeros left of the point."""
+    unit = Decimal(1).scaleb(-n)
+    return (x / unit).to_integral_value(ROUND_DOWN) * unit
 
 
 EARTH_RADIUS_KM = 6371.0
