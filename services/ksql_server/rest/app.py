@@ -240,7 +240,7 @@ class KsqlRestApi:
             Route("/status/{type}/{entity}/{action}", guarded(self.status_one), methods=["GET"]),
             Route("/clusterStatus", guarded(self.cluster_status), methods=["GET"]),
             Route(
-                "/is_valid_property/{property:path}",
+                "/is_valid_property/{property}",
                 guarded(self.is_valid_property),
                 methods=["GET"],
             ),
