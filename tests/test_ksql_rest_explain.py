@@ -20,7 +20,7 @@ from ksql.errors import KSQLError
 from ksql.utils import get_dependent_queries
 from ksql_rest_fakes import RunningServer
 
-from ksql import KSQLAPI
+from ksql import KSQLAPI  # type: ignore[attr-defined]
 from services.ksql_server.engine import Engine
 
 pytestmark = pytest.mark.slow
