@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from services.common.settings import get_settings
+from services.ksql_server import describe as D
 from services.ksql_server import entities as E
 from services.ksql_server import explain as X
 from services.ksql_server import types as T
@@ -925,36 +926,15 @@ class Engine:
         }
 
     def describe_source(self, source: DataSource, extended: bool) -> dict[str, Any]:
-        readers = self._readers(source.name)
-        writers = self._writers(source.name)
-        stats = ""
-        if extended:
-            total = sum(q.processed for q in readers)
-            stats = f"consumer-total-messages: {total:>6}" if readers else ""
-        partitions = 0
-        if extended:
-            partitions = self.ctx.topic_partitions(self.ctx.physical(source.topic)) or 0
-        return E.source_description(
-            source,
-            extended,
-            readers,
-            writers,
-            stats,
-            f"processing-log-entries: {self.plog.count}" if extended else "",
-            partitions,
-            1 if extended else 0,
+        partitions = self.ctx.topic_partitions(self.ctx.physical(source.topic)) if extended else 0
+        return D.source_description(
+            source, extended, self.queries.values(), partitions, self.plog.count
         )
 
     def _describe(self, stmt: A.Describe, text: str) -> dict[str, Any]:
-        source = self.metastore.get(stmt.name)
-        if source is None:
-            raise KsqlError(f"Could not find STREAM/TABLE '{stmt.name}' in the Metastore")
-        return {
-            "@type": "sourceDescription",
-            "statementText": text,
-            "sourceDescription": self.describe_source(source, stmt.extended),
-            "warnings": [],
-        }
+        return D.describe_entity(
+            text, stmt.name, self.metastore, lambda s: self.describe_source(s, stmt.extended)
+        )
 
     def _explain(self, stmt: A.Explain, text: str, props: dict[str, Any]) -> dict[str, Any]:
         if stmt.query_id is not None:
