@@ -82,6 +82,25 @@ def test_other_statements() -> None:
     assert isinstance(ins, A.InsertValues) and ins.columns == ["ID", "V"]
 
 
+def test_describe_both_forms_and_explain() -> None:
+    """`DESCRIBE <source> EXTENDED` is ksqlDB's documented form; the older
+    `DESCRIBE EXTENDED <source>` still parses; EXPLAIN takes a query id or a statement."""
+    assert parse("DESCRIBE s EXTENDED;") == A.Describe("DESCRIBE s EXTENDED;", "S", True)
+    assert parse("DESCRIBE EXTENDED s;") == A.Describe("DESCRIBE EXTENDED s;", "S", True)
+    assert parse("DESCRIBE `s`;") == A.Describe("DESCRIBE `s`;", "s", False)
+    assert parse("EXPLAIN CSAS_S_1;") == A.Explain("EXPLAIN CSAS_S_1;", query_id="CSAS_S_1")
+    explained = parse("EXPLAIN CREATE STREAM t AS SELECT * FROM s;")
+    assert isinstance(explained, A.Explain) and explained.query_id is None
+    assert isinstance(explained.statement, A.CreateSource)
+    assert explained.statement.text == "CREATE STREAM t AS SELECT * FROM s;"
+    select = parse("explain SELECT * FROM s EMIT CHANGES;")
+    assert isinstance(select, A.Explain) and isinstance(select.statement, A.Query)
+    with pytest.raises(ParseError):
+        parse("DESCRIBE s EXTENDED EXTENDED;")
+    with pytest.raises(ParseError):
+        parse("EXPLAIN;")
+
+
 def test_unsupported_clauses_are_flagged_not_syntax_errors() -> None:
     stmt = parse("SELECT k, COUNT(*) FROM s GROUP BY k EMIT CHANGES;")
     assert isinstance(stmt, A.Query) and stmt.select.unsupported == "GROUP BY"
