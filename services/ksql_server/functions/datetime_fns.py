@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
-from services.ksql_server.functions.registry import const, register
+from services.ksql_server.functions.registry import FUNCTIONS, Function, const, register
 from services.ksql_server.functions.timefmt import format_millis, parse_millis
 from services.ksql_server.types import SqlType
 
@@ -181,58 +181,28 @@ def _add_sub(name: str, ret: SqlType) -> Any:
     return check
 
 
-def _unit_args(unit: str | None, amount: int | None, value: int | None) -> bool:
-    return unit is not None and amount is not None and value is not None
+def _register_shift(
+    name: str, ret: SqlType, delta: Callable[[str, int], int], sign: int, wrap: int = 0
+) -> None:
+    """One of the *ADD/*SUB functions: `value ± delta(unit, amount)`, modulo `wrap` when set
+    (TIME wraps around midnight)."""
+
+    def shift(unit: str | None, amount: int | None, value: int | None) -> int | None:
+        if unit is None or amount is None or value is None:
+            return None
+        out = value + sign * delta(unit, amount)
+        return out % wrap if wrap else out
+
+    shift.__name__ = name.lower()
+    FUNCTIONS[name] = Function(name, shift, _add_sub(name, ret), 3, 3)
 
 
-@register("TIMESTAMPADD", 3, 3, _add_sub("TIMESTAMPADD", T.TIMESTAMP))
-def timestampadd(unit: str | None, amount: int | None, ts: int | None) -> int | None:
-    if not _unit_args(unit, amount, ts):
-        return None
-    assert unit is not None and amount is not None and ts is not None
-    return ts + _to_millis(unit, amount)
-
-
-@register("TIMESTAMPSUB", 3, 3, _add_sub("TIMESTAMPSUB", T.TIMESTAMP))
-def timestampsub(unit: str | None, amount: int | None, ts: int | None) -> int | None:
-    if not _unit_args(unit, amount, ts):
-        return None
-    assert unit is not None and amount is not None and ts is not None
-    return ts - _to_millis(unit, amount)
-
-
-@register("DATEADD", 3, 3, _add_sub("DATEADD", T.DATE))
-def dateadd(unit: str | None, amount: int | None, days: int | None) -> int | None:
-    if not _unit_args(unit, amount, days):
-        return None
-    assert unit is not None and amount is not None and days is not None
-    return days + _to_days(unit, amount)
-
-
-@register("DATESUB", 3, 3, _add_sub("DATESUB", T.DATE))
-def datesub(unit: str | None, amount: int | None, days: int | None) -> int | None:
-    if not _unit_args(unit, amount, days):
-        return None
-    assert unit is not None and amount is not None and days is not None
-    return days - _to_days(unit, amount)
-
-
-@register("TIMEADD", 3, 3, _add_sub("TIMEADD", T.TIME))
-def timeadd(unit: str | None, amount: int | None, ms: int | None) -> int | None:
-    """Wraps around midnight."""
-    if not _unit_args(unit, amount, ms):
-        return None
-    assert unit is not None and amount is not None and ms is not None
-    return (ms + _to_millis(unit, amount)) % MS_PER_DAY
-
-
-@register("TIMESUB", 3, 3, _add_sub("TIMESUB", T.TIME))
-def timesub(unit: str | None, amount: int | None, ms: int | None) -> int | None:
-    if not _unit_args(unit, amount, ms):
-        return None
-    assert unit is not None and amount is not None and ms is not None
-    return (ms - _to_millis(unit, amount)) % MS_PER_DAY
-
+_register_shift("TIMESTAMPADD", T.TIMESTAMP, _to_millis, 1)
+_register_shift("TIMESTAMPSUB", T.TIMESTAMP, _to_millis, -1)
+_register_shift("DATEADD", T.DATE, _to_days, 1)
+_register_shift("DATESUB", T.DATE, _to_days, -1)
+_register_shift("TIMEADD", T.TIME, _to_millis, 1, MS_PER_DAY)
+_register_shift("TIMESUB", T.TIME, _to_millis, -1, MS_PER_DAY)
 
 UNIT_FUNCTIONS = frozenset(
     {"TIMESTAMPADD", "TIMESTAMPSUB", "DATEADD", "DATESUB", "TIMEADD", "TIMESUB"}

@@ -19,7 +19,7 @@ from typing import Any
 from services.ksql_server import types as T
 from services.ksql_server.functions.registry import const, register
 from services.ksql_server.types import SqlType
-from services.ksql_server.values import java_double
+from services.ksql_server.values import to_string
 
 _MISSING = object()
 
@@ -38,14 +38,8 @@ def dump_json(value: Any) -> str:
     """Compact JSON, numbers as Jackson writes them (1.0, 1.0E10)."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return java_double(value)
-    if isinstance(value, Decimal):
-        return f"{value:f}"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, (bool, int, float, Decimal)):
+        return str(to_string(value, None))
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
