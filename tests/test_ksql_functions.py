@@ -356,6 +356,8 @@ def test_functions_that_answer_null_with_a_value(expr: str, value: Any) -> None:
         ("GEO_DISTANCE", (91, 0, 1, 1), "valid latitude values"),
         ("REGEXP_EXTRACT", ("(", "a"), "Invalid regular expression"),
         ("PARSE_DATE", ("nope", "yyyy-MM-dd"), "Failed to parse 'nope'"),
+        ("PARSE_DATE", ("2021-01-01 10", "yyyy-MM-dd HH"), "Date format contains time field."),
+        ("PARSE_TIME", ("2021 10", "yyyy HH"), "Time format contains date field."),
         ("CONVERT_TZ", (0, "Mars/Olympus", "UTC"), "Unknown time-zone ID: Mars/Olympus"),
     ],
 )

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.functions.registry import FUNCTIONS, Function, const, register
-from services.ksql_server.functions.timefmt import format_millis, parse_millis
+from services.ksql_server.functions.timefmt import format_millis, parse_millis, pattern_letters
 from services.ksql_server.types import SqlType
 
 MS_PER_DAY = 86_400_000
@@ -115,10 +115,20 @@ def parse_timestamp(text: str | None, fmt: str | None, tz: str | None = "UTC") -
     return _parse(text, fmt, tz)
 
 
+TIME_LETTERS = frozenset("HhmsSa")
+DATE_LETTERS = frozenset("yMdE")
+
+
 @register("PARSE_DATE", 2, 2, const(T.DATE))
 def parse_date(text: str | None, fmt: str | None) -> int | None:
+    """ksqlDB refuses a pattern with time fields here."""
     if text is None or fmt is None:
         return None
+    if pattern_letters(fmt) & TIME_LETTERS:
+        raise KsqlError(
+            f"Failed to parse date '{text}' with formatter '{fmt}': "
+            "Date format contains time field."
+        )
     return _parse(text, fmt) // MS_PER_DAY
 
 
@@ -129,8 +139,14 @@ def stringtodate(text: str | None, fmt: str | None) -> int | None:
 
 @register("PARSE_TIME", 2, 2, const(T.TIME))
 def parse_time(text: str | None, fmt: str | None) -> int | None:
+    """ksqlDB refuses a pattern with date fields here."""
     if text is None or fmt is None:
         return None
+    if pattern_letters(fmt) & DATE_LETTERS:
+        raise KsqlError(
+            f"Failed to parse time '{text}' with formatter '{fmt}': "
+            "Time format contains date field."
+        )
     return _parse(text, fmt) % MS_PER_DAY
 
 

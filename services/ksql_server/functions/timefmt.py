@@ -15,6 +15,11 @@ def _zone(tz: str | None) -> dt.tzinfo:
     return dt.UTC if tz in (None, "UTC", "Z") else ZoneInfo(tz)
 
 
+def pattern_letters(fmt: str) -> set[str]:
+    """The pattern letters `fmt` uses outside quotes (`yyyy-MM-dd` → {y, M, d})."""
+    return {tok[0] for tok in _TOKENS.findall(fmt) if tok[0].isalpha()}
+
+
 def format_millis(ms: int, fmt: str, tz: str | None = None) -> str:
     t = (_EPOCH + dt.timedelta(milliseconds=ms)).astimezone(_zone(tz))
     out = []
