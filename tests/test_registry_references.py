@@ -266,3 +266,20 @@ def test_config_with_a_trailing_slash_is_served_not_redirected(client: TestClien
         "/config/s/", json={"compatibility": "NONE"}, follow_redirects=False
     )
     assert (subject_config.status_code, subject_config.json()) == (200, {"compatibility": "NONE"})
+
+
+def test_a_subject_with_a_slash_is_served(client: TestClient) -> None:
+    """Protobuf reference subjects are file names (`acme/address.proto`), sent as %2F."""
+    path = "/subjects/acme%2Faddress.proto/versions"
+    assert client.post(path, json=body(ADDRESS_PROTO, "PROTOBUF")).json() == {"id": 1}
+    assert client.get(path).json() == [1]
+    assert client.get(path + "/1").json()["subject"] == "acme/address.proto"
+    assert client.get("/subjects").json() == ["acme/address.proto"]
+    assert client.put("/config/acme%2Faddress.proto", json={"compatibility": "NONE"}).json() == {
+        "compatibility": "NONE"
+    }
+    refs = [{"name": "address.proto", "subject": "acme/address.proto", "version": 1}]
+    done = client.post("/subjects/person/versions", json=body(PERSON_PROTO, "PROTOBUF", refs))
+    assert done.status_code == 200
+    assert client.get(path + "/1/referencedby").json() == [done.json()["id"]]
+    assert client.delete("/subjects/acme%2Faddress.proto").json()["error_code"] == 42206
