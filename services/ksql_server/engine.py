@@ -39,7 +39,13 @@ from services.ksql_server.errors import KsqlError, UnsupportedError, clip
 from services.ksql_server.expressions import ExpressionCompiler, Scope
 from services.ksql_server.expressions.runtime_helpers import cast_value
 from services.ksql_server.formats import make_serializer, validate_format
+from services.ksql_server.formats.factory import infer_columns
 from services.ksql_server.formats.info import FormatInfo
+from services.ksql_server.formats.registry import (
+    INFERRING_FORMATS,
+    schema_properties,
+    uses_registry,
+)
 from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ParseError, parse, split_statements
 from services.ksql_server.parser import ast as A
@@ -80,13 +86,8 @@ SOURCE_PROPS = {
     "VALUE_PROTOBUF_NULLABLE_REPRESENTATION",
 }
 UNSUPPORTED_PROPS = {
-    "KEY_SCHEMA_ID",
-    "VALUE_SCHEMA_ID",
     "WINDOW_TYPE",
     "WINDOW_SIZE",
-    "KEY_SCHEMA_FULL_NAME",
-    "KEY_PROTOBUF_NULLABLE_REPRESENTATION",
-    "VALUE_PROTOBUF_NULLABLE_REPRESENTATION",
 }
 RESERVED_COLUMNS = {"ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"}
 
@@ -435,13 +436,17 @@ class Engine:
         _format_info(key_fmt, wp, "KEY")
         _format_info(value_fmt.name, wp, "VALUE")
         columns = stmt.columns
+        physical = self.ctx.physical(str(wp["KAFKA_TOPIC"]))
         if columns is None or not columns:
-            if value_fmt.name != "AVRO" or columns is not None:
+            if value_fmt.name not in INFERRING_FORMATS or columns is not None:
+                if value_fmt.name not in INFERRING_FORMATS:  # VALUE_SCHEMA_ID's error first
+                    infer_columns(_format_info(value_fmt.name, wp, "VALUE"), None, physical, False)
                 raise KsqlError("No columns supplied.")
-            from services.ksql_server.formats.avro import columns_from_registry
-
-            value_cols = columns_from_registry(
-                self.ctx.registry, f"{self.ctx.physical(str(wp['KAFKA_TOPIC']))}-value"
+            value_cols = (
+                infer_columns(
+                    _format_info(value_fmt.name, wp, "VALUE"), self.ctx.registry, physical, False
+                )
+                or []
             )
             if value_cols and value_cols[0][0] == "ROWVAL" and len(value_cols) == 1:
                 wp["_WRAP_DEFAULT"] = False
@@ -451,12 +456,16 @@ class Engine:
             value_cols = [(c.name, c.type) for c in columns if not c.key and not c.headers]
             if any(c.headers for c in columns):
                 raise UnsupportedError("HEADER columns")
-            if not value_cols and value_fmt.name == "AVRO":
+            if not value_cols and value_fmt.name in INFERRING_FORMATS:
                 # only key columns declared: the value columns come from the registry
-                from services.ksql_server.formats.avro import columns_from_registry
-
-                value_cols = columns_from_registry(
-                    self.ctx.registry, f"{self.ctx.physical(str(wp['KAFKA_TOPIC']))}-value"
+                value_cols = (
+                    infer_columns(
+                        _format_info(value_fmt.name, wp, "VALUE"),
+                        self.ctx.registry,
+                        physical,
+                        False,
+                    )
+                    or []
                 )
             if stmt.kind == "STREAM" and any(c.primary for c in columns):
                 raise KsqlError(
@@ -480,15 +489,10 @@ class Engine:
                 if c.name in seen:
                     raise KsqlError(f"Duplicate column names: {c.name}")
                 seen.add(c.name)
-        if not key_cols and key_fmt == "AVRO":
-            from services.ksql_server.formats.avro import key_columns_from_registry
-
-            key_cols = (
-                key_columns_from_registry(
-                    self.ctx.registry, f"{self.ctx.physical(str(wp['KAFKA_TOPIC']))}-key"
-                )
-                or []
-            )
+        if not key_cols:
+            key_registry = self.ctx.registry if key_fmt in INFERRING_FORMATS else None
+            key_fmt_info = _format_info(key_fmt, wp, "KEY")
+            key_cols = infer_columns(key_fmt_info, key_registry, physical, True) or []
         key_format = _format_info(key_fmt, wp, "KEY")
         value_format = _format_info(value_fmt.name, wp, "VALUE")
         if not key_cols:
@@ -731,7 +735,7 @@ class Engine:
         topic = self.ctx.physical(target.topic)
         registry = (
             self.ctx.registry_or_none()
-            if "AVRO" in (target.key_format.name, target.value_format.name)
+            if uses_registry(target.key_format.name) or uses_registry(target.value_format.name)
             else None
         )
         key_ser = make_serializer(target.key_format, target.key_columns, topic, True, registry)
@@ -821,7 +825,7 @@ class Engine:
 
     def _delete_topic(self, source: DataSource) -> None:
         self.ctx.delete_topic(self.ctx.physical(source.topic))
-        if source.value_format.name == "AVRO":
+        if uses_registry(source.value_format.name):
             with contextlib.suppress(Exception):
                 self.ctx.registry.delete_subject(f"{self.ctx.physical(source.topic)}-value")
 
@@ -1196,6 +1200,9 @@ def _format_info(name: str, wp: Mapping[str, Any], which: str) -> FormatInfo:
                 )
         elif "VALUE_SCHEMA_FULL_NAME" in wp:
             fmt.schema_name = str(wp["VALUE_SCHEMA_FULL_NAME"])
+    elif "KEY_SCHEMA_FULL_NAME" in wp:
+        fmt.schema_name = str(wp["KEY_SCHEMA_FULL_NAME"])
+    schema_properties(fmt, wp, which)
     return fmt
 
 
