@@ -49,7 +49,7 @@ class CaseSchemas:
 
         def sub(m: re.Match[str]) -> str:
             found = self.ids.get(int(m.group(2)))
-            return m.group(0) if found is None else f"{m.group(1)}_SCHEMA_ID={found}"
+            return m.group(0) if found is None else f"{m.group(1).upper()}_SCHEMA_ID={found}"
 
         return _SCHEMA_ID.sub(sub, statement)
 
