@@ -108,8 +108,8 @@ def test_protobuf_sink_schema_is_connects_shape() -> None:
     assert "int32 I = 2;" in text and "int64 L = 3;" in text and "repeated string A = 11;" in text
     assert "map<string, int32> M = 12;" in text
     assert (
-        'confluent.type.Decimal DEC = 7 [(confluent.field_meta) = { params: [ { key: "precision", value: "6" }'
-        in text
+        "confluent.type.Decimal DEC = 7 [(confluent.field_meta) = "
+        '{ params: [ { key: "precision", value: "6" }' in text
     )
     assert "google.protobuf.Timestamp TS = 8;" in text
     assert "google.type.Date DT = 9;" in text and "google.type.TimeOfDay TM = 10;" in text
