@@ -456,6 +456,12 @@ class Engine:
             value_cols = [(c.name, c.type) for c in columns if not c.key and not c.headers]
             if any(c.headers for c in columns):
                 raise UnsupportedError("HEADER columns")
+            for which, declared in (("KEY", key_cols), ("VALUE", value_cols)):
+                if declared and f"{which}_SCHEMA_ID" in wp:
+                    raise KsqlError(
+                        f"Table elements and {which}_SCHEMA_ID cannot both exist for create "
+                        "statement."
+                    )
             if not value_cols and value_fmt.name in INFERRING_FORMATS:
                 # only key columns declared: the value columns come from the registry
                 value_cols = (
