@@ -59,7 +59,7 @@ def error_code(response: Any) -> int:
 
 def test_root_and_types(client: TestClient) -> None:
     assert client.get("/").json() == {}
-    assert client.get("/schemas/types").json() == ["AVRO"]
+    assert client.get("/schemas/types").json() == ["JSON", "PROTOBUF", "AVRO"]
     assert client.get("/contexts").json() == ["."]
 
 
@@ -281,9 +281,16 @@ def test_mode(client: TestClient) -> None:
         ({"schema": '{"type": "record", "name": "R"}'}, "fields"),
         ({"schema": '{"type": "nosuchtype"}'}, "nosuchtype"),
         ({"schema": BAD_DEFAULT}, "default"),
-        ({"schema": '{"type": "object"}', "schemaType": "JSON"}, "AVRO only"),
-        ({"schema": "syntax = 'proto3';", "schemaType": "PROTOBUF"}, "AVRO only"),
-        ({"schema": V1, "references": [{"name": "x", "subject": "y", "version": 1}]}, "references"),
+        ({"schema": '{"type": "nosuch"}', "schemaType": "JSON"}, "nosuch"),
+        (
+            {"schema": "syntax = 'proto3'; message M { strin x = 1; }", "schemaType": "PROTOBUF"},
+            "strin",
+        ),
+        ({"schema": V1, "schemaType": "XML"}, "not supported"),
+        (
+            {"schema": V1, "references": [{"name": "x", "subject": "y", "version": 1}]},
+            "no schema y",
+        ),
         ({}, "non-empty string"),
         ({"schema": {"type": "int"}}, "non-empty string"),
     ],

@@ -20,6 +20,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -185,14 +186,19 @@ class RegistryApp:
         return list(schemas.SUPPORTED_TYPES)
 
     async def schema_by_id(self, request: Request) -> Any:
-        return self.registry.get_schema(request.path_params["schema_id"])
+        return self.registry.get_schema(
+            request.path_params["schema_id"], request.query_params.get("format")
+        )
 
     async def raw_schema_by_id(self, request: Request) -> Any:
-        # The stored text is the schema's JSON already: sent as it is, never parsed again.
+        # The stored text is the schema already (JSON, or .proto text): sent as it is.
         return Response(
-            self.registry.schema_by_id(request.path_params["schema_id"])[0],
+            self.registry.schema_by_id(request.path_params["schema_id"]).schema,
             media_type=CONTENT_TYPE,
         )
+
+    async def id_referenced_by(self, request: Request) -> Any:
+        return page(request, self.registry.id_referenced_by(request.path_params["schema_id"]))
 
     def _usages(self, request: Request) -> list[Any]:
         """Where an id is used, filtered by the optional `subject` parameter."""
@@ -235,7 +241,12 @@ class RegistryApp:
 
     async def version_get(self, request: Request) -> Any:
         p = request.path_params
-        return self.registry.get_version(p["subject"], p["version"], query_bool(request, "deleted"))
+        return self.registry.get_version(
+            p["subject"],
+            p["version"],
+            query_bool(request, "deleted"),
+            request.query_params.get("format"),
+        )
 
     async def version_schema(self, request: Request) -> Any:
         p = request.path_params
@@ -246,8 +257,7 @@ class RegistryApp:
 
     async def version_referenced_by(self, request: Request) -> Any:
         p = request.path_params
-        self.registry.get_version(p["subject"], p["version"], True)
-        return []
+        return page(request, self.registry.referenced_by(p["subject"], p["version"]))
 
     async def version_delete(self, request: Request) -> Any:
         p, permanent = request.path_params, query_bool(request, "permanent")
@@ -320,6 +330,7 @@ class RegistryApp:
             Route(ids + "/schema", e(self.raw_schema_by_id), methods=["GET"]),
             Route(ids + "/versions", e(self.id_versions), methods=["GET"]),
             Route(ids + "/subjects", e(self.id_subjects), methods=["GET"]),
+            Route(ids + "/referencedby", e(self.id_referenced_by), methods=["GET"]),
             Route("/subjects", e(self.subjects), methods=["GET"]),
             Route("/subjects/{subject}", e(self.subject_post), methods=["POST"]),
             Route("/subjects/{subject}", e(self.subject_delete), methods=["DELETE"]),
@@ -356,7 +367,31 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response({"error_code": status, "message": f"HTTP {status} {phrase}"}, status)
 
 
+class StripTrailingSlash:
+    """Serve `/config/`, `/subjects/` and the like as their forms without the slash.
+
+    Some clients send the trailing slash; Starlette would answer with a 307 redirect and an
+    empty body, which a client that does not follow redirects (or re-sends a PUT body) reads
+    as a failure. Confluent's Jersey server serves both forms."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope.get("type") == "http" and len(path) > 1 and path.endswith("/"):
+            raw = scope.get("raw_path")
+            scope = dict(scope, path=path.rstrip("/") or "/")
+            if isinstance(raw, bytes):
+                scope["raw_path"] = raw.rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)
+
+
 def create_app(registry: Registry, kafka: KafkaLog | None = None) -> Starlette:
     """The ASGI app; `kafka` is None for a registry kept only in memory (unit tests)."""
     routes = RegistryApp(registry, kafka).routes()
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(StripTrailingSlash)],
+    )

@@ -19,7 +19,9 @@ from avro.compatibility import (
     SchemaCompatibilityType,
 )
 
-from services.schema_registry import errors
+from services.common.schemas import SchemaError
+from services.schema_registry import errors, json_compat, proto_compat
+from services.schema_registry.schemas import ParsedSchema
 
 LEVELS = (
     "NONE",
@@ -117,3 +119,51 @@ def check(
                 for m in reader_writer_messages(old, candidate, checker)
             ]
     return messages
+
+
+def check_schemas(
+    candidate: ParsedSchema,
+    previous: Sequence[ParsedSchema],
+    level: str,
+    max_steps: int = DEFAULT_MAX_STEPS,
+) -> list[str]:
+    """`check` for any schema type: Avro by its resolution rules, JSON Schema and Protobuf by
+    Confluent's difference rules (old → new for BACKWARD, new → old for FORWARD). A version of
+    another schema type is never compatible."""
+    if level == "NONE" or not previous:
+        return []
+    if candidate.schema_type == "AVRO" and all(p.schema_type == "AVRO" for p in previous):
+        return check(candidate.parsed, [p.parsed for p in previous], level, max_steps)
+    against = previous if level.endswith("_TRANSITIVE") else previous[-1:]
+    base = level.removesuffix("_TRANSITIVE")
+    messages: list[str] = []
+    for old in reversed(against):
+        if old.schema_type != candidate.schema_type:
+            messages.append(
+                f"Incompatible schema type: the new schema is {candidate.schema_type}, "
+                f"an earlier one is {old.schema_type}"
+            )
+            continue
+        if base in ("BACKWARD", "FULL"):
+            messages += [
+                f"{m} (new schema cannot read old data)" for m in _diff(old, candidate, max_steps)
+            ]
+        if base in ("FORWARD", "FULL"):
+            messages += [
+                f"{m} (old schema cannot read new data)" for m in _diff(candidate, old, max_steps)
+            ]
+    return messages
+
+
+def _diff(original: ParsedSchema, update: ParsedSchema, max_steps: int) -> list[str]:
+    """Why data written with `original` cannot be read with `update`."""
+    try:
+        if update.schema_type == "AVRO":
+            return reader_writer_messages(update.parsed, original.parsed, BoundedChecker(max_steps))
+        if update.schema_type == "JSON":
+            return json_compat.incompatibilities(original.parsed, update.parsed)
+        return proto_compat.incompatibilities(original.parsed, update.parsed)
+    except SchemaError as exc:
+        raise errors.invalid_schema(str(exc)) from None
+    except RecursionError:
+        raise errors.invalid_schema("schema nests too deeply to check compatibility") from None

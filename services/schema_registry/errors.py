@@ -35,6 +35,7 @@ ERROR_CODES = {
     42203: "invalid_compatibility_level",
     42204: "invalid_mode",
     42205: "operation_not_permitted",
+    42206: "reference_exists",
     50001: "store_error",
     50002: "timeout",
     50003: "forwarding_error",
@@ -182,3 +183,13 @@ def forwarding_error(detail: str) -> RegistryError:
 
 def unknown_leader() -> RegistryError:
     return RegistryError(500, 50004, "Unknown leader: no Schema Registry instance is the writer")
+
+
+def reference_exists(subject: str, version: int) -> RegistryError:
+    """Confluent's 42206: a schema that other schemas reference cannot be deleted."""
+    return RegistryError(
+        422,
+        42206,
+        "One or more references exist to the schema "
+        f"{{magic=1,keytype=SCHEMA,subject={subject},version={version}}}.",
+    )

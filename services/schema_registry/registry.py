@@ -24,12 +24,15 @@ from services.schema_registry.state import (
     config_key,
     encode,
     mode_key,
+    references_key,
     schema_key,
     schema_value,
 )
 
 MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
 DEFAULT_MODE = "READWRITE"
+MAX_REFERENCES = 200
+"""References one schema may pull in, transitively."""
 
 
 class ParseCache:
@@ -115,26 +118,93 @@ class Registry:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _parse_stored(self, text: str) -> schemas.ParsedSchema:
+    def _parse_stored(self, entry: SchemaVersion) -> schemas.ParsedSchema:
         """A schema from `_schemas`; one that cannot be parsed is a store failure (50001)."""
         stored_limits = SchemaLimits(  # a Confluent-written schema may exceed our size limit
             max_schema_bytes=2**31, max_depth=self.limits.max_depth
         )
         try:
-            return self._stored.get(text, lambda t: schemas.parse(t, "AVRO", stored_limits))
+            resolved = self._resolve(entry.references)
+            key = _cache_key(entry.schema_type, entry.schema, entry.references)
+            return self._stored.get(
+                key,
+                lambda _: schemas.parse(entry.schema, entry.schema_type, stored_limits, resolved),
+            )
         except errors.RegistryError as exc:
             raise errors.store_error(f"a stored schema cannot be read: {exc.message}") from None
 
-    def _parse_request(self, body: dict[str, Any]) -> schemas.ParsedSchema:
-        references = body.get("references")
-        if references is not None and not isinstance(references, list):
-            raise errors.invalid_schema("'references' must be a list")
-        if references:
-            raise errors.invalid_schema("schema references are not supported by this registry")
+    def _parse_request(
+        self, body: dict[str, Any]
+    ) -> tuple[schemas.ParsedSchema, list[dict[str, Any]]]:
+        """The schema a request carries, with its references (as stored), or 42201."""
+        references = self._references_of(body)
         text, schema_type = body.get("schema"), body.get("schemaType") or "AVRO"
-        if isinstance(text, str) and schema_type == "AVRO":
-            return self._requested.get(text, lambda t: schemas.parse(t, "AVRO", self.limits))
-        return schemas.parse(text, schema_type, self.limits)
+        if isinstance(schema_type, str):
+            schema_type = schema_type.upper()
+        if not isinstance(text, str) or schema_type not in schemas.SUPPORTED_TYPES:
+            return schemas.parse(text, schema_type, self.limits), references
+        resolved = self._resolve(references)
+        parsed = self._requested.get(
+            _cache_key(schema_type, text, references),
+            lambda _: schemas.parse(text, schema_type, self.limits, resolved),
+        )
+        return parsed, references
+
+    def _references_of(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """`references` as sent: a list of {name, subject, version}; -1 means the latest."""
+        raw = body.get("references")
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise errors.invalid_schema("'references' must be a list")
+        if len(raw) > MAX_REFERENCES:
+            raise errors.invalid_schema(f"more than {MAX_REFERENCES} references")
+        out: list[dict[str, Any]] = []
+        for ref in raw:
+            name = ref.get("name") if isinstance(ref, dict) else None
+            subject = ref.get("subject") if isinstance(ref, dict) else None
+            version = ref.get("version") if isinstance(ref, dict) else None
+            if not (isinstance(name, str) and name and isinstance(subject, str) and subject):
+                raise errors.invalid_schema("each reference needs a 'name' and a 'subject'")
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise errors.invalid_schema(f"reference {name!r}: 'version' must be a number")
+            if version == -1:
+                version = self._reference_entry(name, subject, None).version
+            out.append({"name": name, "subject": subject, "version": version})
+        if len({r["name"] for r in out}) != len(out):
+            raise errors.invalid_schema("two references have the same name")
+        return out
+
+    def _reference_entry(self, name: str, subject: str, version: int | None) -> SchemaVersion:
+        with self.lock:
+            every = self.state.all_versions(subject)
+        live = [e for e in every if not e.deleted]
+        found = live[-1:] if version is None else [e for e in every if e.version == version]
+        if not found:
+            where = f"{subject} version {'latest' if version is None else version}"
+            raise errors.invalid_schema(f"reference {name!r}: no schema {where}")
+        return found[0]
+
+    def _resolve(self, references: list[dict[str, Any]]) -> schemas.References:
+        """Every schema `references` reaches, as (name, text), each after its own references."""
+        out: dict[str, str] = {}
+        seen: set[tuple[str, int]] = set()
+        todo: list[tuple[dict[str, Any], bool]] = [(r, False) for r in reversed(references)]
+        while todo:
+            ref, expanded = todo.pop()
+            entry = self._reference_entry(ref["name"], ref["subject"], ref["version"])
+            if expanded:
+                out.setdefault(ref["name"], entry.schema)
+                continue
+            key = (entry.subject, entry.version)
+            if key in seen:
+                continue
+            seen.add(key)
+            if len(seen) > MAX_REFERENCES:
+                raise errors.invalid_schema(f"more than {MAX_REFERENCES} references in all")
+            todo.append((ref, True))
+            todo.extend((r, False) for r in reversed(entry.references))
+        return list(out.items())
 
     def _write(self, records: list[Record]) -> None:
         """Hand records to the log once each fits in a `_schemas` record (42201 otherwise):
@@ -143,16 +213,28 @@ class Registry:
             self.limits.check_record(len(encode(key) or b"") + len(encode(value) or b""))
         self.log.write(records)
 
-    def _check(self, candidate: schemas.ParsedSchema, previous: list[Any], level: str) -> list[str]:
-        return compatibility.check(
-            candidate.parsed, previous, level, max_steps=self.limits.max_compat_steps
+    def _check(
+        self, candidate: schemas.ParsedSchema, previous: list[schemas.ParsedSchema], level: str
+    ) -> list[str]:
+        return compatibility.check_schemas(
+            candidate, previous, level, max_steps=self.limits.max_compat_steps
         )
 
-    def _same(self, entry: SchemaVersion, candidate: schemas.ParsedSchema, normalize: bool) -> bool:
+    def _same(
+        self,
+        entry: SchemaVersion,
+        candidate: schemas.ParsedSchema,
+        references: list[dict[str, Any]],
+        normalize: bool,
+    ) -> bool:
+        if entry.schema_type != candidate.schema_type:
+            return False
+        if references_key(entry.references) != references_key(references):
+            return False
         if entry.schema == candidate.text(normalize):
             return True
         if normalize:
-            return self._parse_stored(entry.schema).normalized == candidate.normalized
+            return self._parse_stored(entry).normalized == candidate.normalized
         return False
 
     def _versions(self, subject: str, deleted: bool) -> list[SchemaVersion]:
@@ -201,25 +283,35 @@ class Registry:
         }
         if entry.schema_type != "AVRO":
             out["schemaType"] = entry.schema_type
+        if entry.references:
+            out["references"] = [dict(r) for r in entry.references]
         return out
+
+    def _formatted(self, entry: SchemaVersion, fmt: str | None) -> str:
+        """The schema text, or with `format=serialized` a Protobuf schema as base64
+        `FileDescriptorProto` (what confluent-kafka's Protobuf deserializer asks for)."""
+        if fmt == "serialized" and entry.schema_type == "PROTOBUF":
+            return str(self._parse_stored(entry).parsed.serialized())
+        return entry.schema
 
     # -- schemas ------------------------------------------------------------------------------
 
     def register(self, subject: str, body: dict[str, Any], normalize: bool) -> dict[str, Any]:
         """POST /subjects/{subject}/versions."""
-        candidate = self._parse_request(body)
+        candidate, references = self._parse_request(body)
         text = candidate.text(normalize)
+        identity = (candidate.schema_type, text, references_key(references))
         self._check_writable(subject)
         with self.write_lock:
             with self.lock:
                 every = self.state.all_versions(subject)
                 live = [e for e in every if not e.deleted]
-                existing_id = self.state.id_by_schema.get(("AVRO", text))
+                existing_id = self.state.id_by_schema.get(identity)
                 next_id = self.state.max_id + 1
             for entry in live:
-                if self._same(entry, candidate, normalize):
+                if self._same(entry, candidate, references, normalize):
                     return {"id": entry.schema_id}
-            previous = [self._parse_stored(e.schema).parsed for e in live]
+            previous = [self._parse_stored(e) for e in live]
             messages = self._check(candidate, previous, self.level(subject))
             if messages:
                 raise errors.incompatible_schema(messages)
@@ -228,6 +320,8 @@ class Registry:
                 version=(every[-1].version + 1) if every else 1,
                 schema_id=existing_id if existing_id is not None else next_id,
                 schema=text,
+                schema_type=candidate.schema_type,
+                references=references,
             )
             self._write([(schema_key(subject, entry.version), schema_value(entry))])
             return {"id": entry.schema_id}
@@ -236,26 +330,43 @@ class Registry:
         self, subject: str, body: dict[str, Any], normalize: bool, deleted: bool
     ) -> dict[str, Any]:
         """POST /subjects/{subject}: the version of `subject` that holds this schema."""
-        candidate = self._parse_request(body)
+        candidate, references = self._parse_request(body)
         for entry in self._versions(subject, deleted):
-            if self._same(entry, candidate, normalize):
+            if self._same(entry, candidate, references, normalize):
                 return self._describe(entry)
         raise errors.schema_not_found()
 
-    def schema_by_id(self, schema_id: int) -> tuple[str, str]:
+    def schema_by_id(self, schema_id: int) -> SchemaVersion:
         with self.lock:
             found = self.state.schemas_by_id.get(schema_id)
         if found is None:
             raise errors.schema_not_found(f"Schema {schema_id} not found")
         return found
 
-    def get_schema(self, schema_id: int) -> dict[str, Any]:
+    def get_schema(self, schema_id: int, fmt: str | None = None) -> dict[str, Any]:
         """GET /schemas/ids/{id}."""
-        text, schema_type = self.schema_by_id(schema_id)
-        out: dict[str, Any] = {"schema": text}
-        if schema_type != "AVRO":
-            out["schemaType"] = schema_type
+        entry = self.schema_by_id(schema_id)
+        out: dict[str, Any] = {"schema": self._formatted(entry, fmt)}
+        if entry.schema_type != "AVRO":
+            out["schemaType"] = entry.schema_type
+        if entry.references:
+            out["references"] = [dict(r) for r in entry.references]
         return out
+
+    def referenced_by(self, subject: str, raw: str) -> list[int]:
+        """GET /subjects/{subject}/versions/{version}/referencedby: ids of the schemas whose
+        references name this version."""
+        entry = self._version(subject, raw, deleted=True)
+        with self.lock:
+            found = self.state.referrers(subject, entry.version)
+        return sorted({e.schema_id for e in found})
+
+    def id_referenced_by(self, schema_id: int) -> list[int]:
+        """Ids of the schemas that reference any version holding `schema_id`."""
+        usages = self.id_usages(schema_id, deleted=True)
+        with self.lock:
+            found = [r for e in usages for r in self.state.referrers(e.subject, e.version)]
+        return sorted({e.schema_id for e in found})
 
     def id_usages(self, schema_id: int, deleted: bool) -> list[SchemaVersion]:
         self.schema_by_id(schema_id)
@@ -281,11 +392,23 @@ class Registry:
     def versions(self, subject: str, deleted: bool) -> list[int]:
         return [e.version for e in self._versions(subject, deleted)]
 
-    def get_version(self, subject: str, raw: str, deleted: bool) -> dict[str, Any]:
-        return self._describe(self._version(subject, raw, deleted))
+    def get_version(
+        self, subject: str, raw: str, deleted: bool, fmt: str | None = None
+    ) -> dict[str, Any]:
+        entry = self._version(subject, raw, deleted)
+        out = self._describe(entry)
+        out["schema"] = self._formatted(entry, fmt)
+        return out
 
     def version_schema(self, subject: str, raw: str, deleted: bool) -> str:
         return self._version(subject, raw, deleted).schema
+
+    def _check_unreferenced(self, entries: list[SchemaVersion]) -> None:
+        """42206 when another live schema references one of `entries`."""
+        with self.lock:
+            for entry in entries:
+                if self.state.referrers(entry.subject, entry.version):
+                    raise errors.reference_exists(entry.subject, entry.version)
 
     # -- deletes ------------------------------------------------------------------------------
 
@@ -295,6 +418,7 @@ class Registry:
         with self.write_lock:
             every = self._versions(subject, deleted=True)
             live = [e for e in every if not e.deleted]
+            self._check_unreferenced(every if permanent else live)
             if permanent:
                 if live:
                     raise errors.subject_not_soft_deleted(subject)
@@ -314,7 +438,13 @@ class Registry:
     @staticmethod
     def _soft_deleted(entry: SchemaVersion) -> Record:
         gone = SchemaVersion(
-            entry.subject, entry.version, entry.schema_id, entry.schema, entry.schema_type, True
+            entry.subject,
+            entry.version,
+            entry.schema_id,
+            entry.schema,
+            entry.schema_type,
+            True,
+            list(entry.references),
         )
         return schema_key(entry.subject, entry.version), schema_value(gone)
 
@@ -335,6 +465,7 @@ class Registry:
                 if not matches:
                     raise errors.version_not_found(subject, number)
                 entry = matches[0]
+            self._check_unreferenced([entry])
             if permanent:
                 if not entry.deleted:
                     raise errors.version_not_soft_deleted(subject, entry.version)
@@ -408,18 +539,26 @@ class Registry:
         verbose: bool,
     ) -> dict[str, Any]:
         """POST /compatibility/subjects/{subject}/versions[/{version}]."""
-        candidate = self._parse_request(body)
+        candidate, _ = self._parse_request(body)
         level = self.level(subject)
         if raw_version is None:
             with self.lock:
                 live = self.state.live_versions(subject)
-            previous = [self._parse_stored(e.schema).parsed for e in live]
+            previous = [self._parse_stored(e) for e in live]
         else:
             entry = self._version(subject, raw_version, deleted=False)
-            previous = [self._parse_stored(entry.schema).parsed]
+            previous = [self._parse_stored(entry)]
             level = level.removesuffix("_TRANSITIVE")
         messages = self._check(candidate, previous, level)
         out: dict[str, Any] = {"is_compatible": not messages}
         if verbose:
             out["messages"] = messages
         return out
+
+
+def _cache_key(schema_type: str, text: str, references: list[dict[str, Any]]) -> str:
+    """What a parsed schema is cached under: the text alone for a plain Avro schema (the
+    common case), else its type and references too."""
+    if schema_type == "AVRO" and not references:
+        return text
+    return f"{schema_type}\x00{references_key(references)}\x00{text}"

@@ -1,4 +1,7 @@
-"""Parsing, validating and normalising Avro schemas the way the registry compares them.
+"""Parsing, validating and normalising schemas the way the registry compares them.
+
+Avro is handled here; JSON Schema and Protobuf go through the shared parsers in
+`services.common.schemas` (the KSQL formats use the same ones), with their references' texts.
 
 Two schema texts that differ only in whitespace or key order are the same schema and must get the
 same id, while two that differ in a default or a doc are different schemas (Confluent compares
@@ -12,6 +15,7 @@ compare equal too.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +23,18 @@ import avro.errors
 import avro.io
 import avro.schema
 
+from services.common.schemas import SchemaError, json_schema, protobuf
 from services.schema_registry import errors
 from services.schema_registry.limits import SchemaLimits
 
 DEFAULT_LIMITS = SchemaLimits()
 
-SUPPORTED_TYPES = ("AVRO",)
-"""Schema types this registry accepts (`GET /schemas/types`)."""
+SUPPORTED_TYPES = ("JSON", "PROTOBUF", "AVRO")
+"""Schema types this registry accepts, in the order Confluent's `GET /schemas/types` lists them."""
+
+References = Sequence[tuple[str, str]]
+"""Every schema a schema references, transitively, as (reference name, stored text), each
+after the ones it references itself (so Avro can define named types in order)."""
 
 _NAMED = {"record", "error", "enum", "fixed"}
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
@@ -54,11 +63,15 @@ _FIELD_RANK = {
 
 @dataclass(frozen=True)
 class ParsedSchema:
-    """A validated Avro schema: the parsed object (for compatibility checks) and its texts."""
+    """A validated schema: the parsed object (for compatibility checks) and its texts.
 
-    parsed: avro.schema.Schema
+    `parsed` is an `avro.schema.Schema`, a `json_schema.JsonSchema` or a
+    `protobuf.ProtoSchema`, by `schema_type`."""
+
+    parsed: Any
     canonical: str
     normalized: str
+    schema_type: str = "AVRO"
 
     def text(self, normalize: bool) -> str:
         """The text the registry stores for this schema."""
@@ -66,7 +79,10 @@ class ParsedSchema:
 
 
 def parse(
-    text: object, schema_type: object = "AVRO", limits: SchemaLimits = DEFAULT_LIMITS
+    text: object,
+    schema_type: object = "AVRO",
+    limits: SchemaLimits = DEFAULT_LIMITS,
+    references: References = (),
 ) -> ParsedSchema:
     """Validate a schema as sent by a client, or raise 42201 (invalid schema).
 
@@ -74,17 +90,26 @@ def parse(
     a tree at most `limits.max_depth` deep."""
     if schema_type not in SUPPORTED_TYPES:
         raise errors.invalid_schema(
-            f"schema type {schema_type!r} is not supported; this registry serves AVRO only"
+            f"schema type {schema_type!r} is not supported; this registry serves "
+            + ", ".join(SUPPORTED_TYPES)
         )
+    if schema_type != "AVRO":
+        return _parse_other(text, str(schema_type), limits, references)
     if not isinstance(text, str) or not text.strip():
         raise errors.invalid_schema("'schema' must be a non-empty string holding Avro JSON")
     limits.check_text(text)
     obj = load_json(text, limits.max_depth)
     limits.check_tree(obj)
     try:
-        parsed = avro.schema.make_avsc_object(obj, avro.schema.Names(validate_names=True))
+        names = avro.schema.Names(validate_names=True)
+        for name, ref_text in references:
+            _parse_avro_reference(name, ref_text, names, limits)
+        known = dict(names.names)
+        parsed = avro.schema.make_avsc_object(obj, names)
         _check_defaults(parsed, set())
-        printed = parsed.to_json()
+        printing = avro.schema.Names(validate_names=False)
+        printing.names = dict(known)  # referenced types print as their names, as written
+        printed = parsed.to_json(printing)
         return ParsedSchema(parsed, _dump(_ordered(printed)), _dump(_normalize(printed, None)))
     except errors.RegistryError:
         raise
@@ -92,6 +117,37 @@ def parse(
         raise errors.invalid_schema("schema nests too deeply") from None
     except (avro.errors.AvroException, TypeError, AttributeError, KeyError, ValueError) as exc:
         raise errors.invalid_schema(str(exc) or type(exc).__name__) from None
+
+
+def _parse_avro_reference(
+    name: str, text: str, names: avro.schema.Names, limits: SchemaLimits
+) -> None:
+    """Define a referenced schema's named types in `names` (the main schema uses them)."""
+    obj = load_json(text, limits.max_depth)
+    limits.check_tree(obj)
+    try:
+        avro.schema.make_avsc_object(obj, names)
+    except (avro.errors.AvroException, TypeError, AttributeError, KeyError, ValueError) as exc:
+        raise errors.invalid_schema(f"reference {name!r}: {exc}") from None
+
+
+def _parse_other(
+    text: object, schema_type: str, limits: SchemaLimits, references: References
+) -> ParsedSchema:
+    """A JSON Schema or Protobuf schema, through the shared parsers; their errors are 42201."""
+    if not isinstance(text, str) or not text.strip():
+        raise errors.invalid_schema(f"'schema' must be a non-empty string holding {schema_type}")
+    limits.check_text(text)
+    try:
+        if schema_type == "JSON":
+            found = json_schema.parse(text, dict(references))
+            return ParsedSchema(found, found.canonical(), found.normalized(), "JSON")
+        proto = protobuf.parse(text, dict(references))
+        return ParsedSchema(proto, proto.canonical(), proto.normalized(), "PROTOBUF")
+    except SchemaError as exc:
+        raise errors.invalid_schema(str(exc)) from None
+    except RecursionError:  # bounded by the limits; kept so it can never be a 500
+        raise errors.invalid_schema("schema nests too deeply") from None
 
 
 def load_json(text: str, max_depth: int) -> Any:

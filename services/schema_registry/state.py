@@ -46,7 +46,15 @@ def schema_value(entry: SchemaVersion) -> dict[str, Any]:
     }
     if entry.schema_type != "AVRO":
         value["schemaType"] = entry.schema_type
+    if entry.references:
+        value["references"] = [dict(r) for r in entry.references]
     return value
+
+
+def references_key(references: list[dict[str, Any]] | None) -> str:
+    """References as one comparable string (the same schema text with other references is
+    another schema, with its own id)."""
+    return json.dumps(references or [], separators=(",", ":"), sort_keys=True)
 
 
 def encode(obj: dict[str, Any] | None) -> bytes | None:
@@ -73,6 +81,24 @@ class SchemaVersion:
     schema: str
     schema_type: str = "AVRO"
     deleted: bool = False
+    references: list[dict[str, Any]] = field(default_factory=list)
+    """Confluent's `references`: [{"name", "subject", "version"}], as registered."""
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What makes two versions the same schema (and so the same id)."""
+        return self.schema_type, self.schema, references_key(self.references)
+
+
+def _references(raw: object) -> list[dict[str, Any]]:
+    """The `references` of a stored value, kept only in Confluent's shape."""
+    if not isinstance(raw, list):
+        return []
+    return [
+        {"name": r.get("name"), "subject": r.get("subject"), "version": r.get("version")}
+        for r in raw
+        if isinstance(r, dict)
+    ]
 
 
 @dataclass
@@ -80,8 +106,9 @@ class RegistryState:
     """Subjects, versions, ids and configs, as the `_schemas` records so far describe them."""
 
     subjects: dict[str, dict[int, SchemaVersion]] = field(default_factory=dict)
-    schemas_by_id: dict[int, tuple[str, str]] = field(default_factory=dict)
-    id_by_schema: dict[tuple[str, str], int] = field(default_factory=dict)
+    schemas_by_id: dict[int, SchemaVersion] = field(default_factory=dict)
+    """The first version stored under each id (its text, type and references)."""
+    id_by_schema: dict[tuple[str, str, str], int] = field(default_factory=dict)
     configs: dict[str | None, str] = field(default_factory=dict)
     modes: dict[str | None, str] = field(default_factory=dict)
     max_id: int = 0
@@ -136,18 +163,32 @@ class RegistryState:
             schema=str(value["schema"]),
             schema_type=str(value.get("schemaType") or "AVRO"),
             deleted=bool(value.get("deleted", False)),
+            references=_references(value.get("references")),
         )
         versions[version] = entry
-        self.schemas_by_id[entry.schema_id] = (entry.schema, entry.schema_type)
-        self.id_by_schema.setdefault((entry.schema_type, entry.schema), entry.schema_id)
+        self.schemas_by_id.setdefault(entry.schema_id, entry)
+        self.id_by_schema.setdefault(entry.identity, entry.schema_id)
         self.max_id = max(self.max_id, entry.schema_id)
 
     def _forget_if_unused(self, schema_id: int) -> None:
         if any(e.schema_id == schema_id for vs in self.subjects.values() for e in vs.values()):
             return
         schema = self.schemas_by_id.pop(schema_id, None)
-        if schema is not None and self.id_by_schema.get(schema) == schema_id:
-            del self.id_by_schema[schema]
+        if schema is not None and self.id_by_schema.get(schema.identity) == schema_id:
+            del self.id_by_schema[schema.identity]
+
+    def referrers(self, subject: str, version: int) -> list[SchemaVersion]:
+        """Live versions whose references name `subject` at `version`."""
+        return [
+            entry
+            for versions in self.subjects.values()
+            for entry in versions.values()
+            if not entry.deleted
+            and any(
+                r.get("subject") == subject and r.get("version") == version
+                for r in entry.references
+            )
+        ]
 
     # -- queries -------------------------------------------------------------------------------
 
