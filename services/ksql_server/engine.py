@@ -444,7 +444,11 @@ class Engine:
                 raise KsqlError("No columns supplied.")
             value_cols = (
                 infer_columns(
-                    _format_info(value_fmt.name, wp, "VALUE"), self.ctx.registry, physical, False
+                    _format_info(value_fmt.name, wp, "VALUE"),
+                    self.ctx.registry,
+                    physical,
+                    False,
+                    wp,
                 )
                 or []
             )
@@ -470,6 +474,7 @@ class Engine:
                         self.ctx.registry,
                         physical,
                         False,
+                        wp,
                     )
                     or []
                 )
@@ -498,7 +503,7 @@ class Engine:
         if not key_cols:
             key_registry = self.ctx.registry if key_fmt in INFERRING_FORMATS else None
             key_fmt_info = _format_info(key_fmt, wp, "KEY")
-            key_cols = infer_columns(key_fmt_info, key_registry, physical, True) or []
+            key_cols = infer_columns(key_fmt_info, key_registry, physical, True, wp) or []
         key_format = _format_info(key_fmt, wp, "KEY")
         value_format = _format_info(value_fmt.name, wp, "VALUE")
         if not key_cols:

@@ -32,6 +32,7 @@ from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
 from services.ksql_server.errors import KsqlServiceError, UnsupportedError
 from services.ksql_server.formats import make_deserializer, make_serializer
+from services.ksql_server.formats.protobuf import decode_record
 from services.ksql_server.formats.registry import HEADER_SIZE, uses_registry
 from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
@@ -427,11 +428,13 @@ class Runner:
     def _statements(self, case: Case) -> list[str]:
         """The case's statements, its schema ids mapped to the ones the registry gave."""
         declared: CaseSchemas = self._local.__dict__.get("schemas") or CaseSchemas()
-        return [declared.rewrite(text) for text in case.statements]
+        prefix = self._local.__dict__.get("prefix", "")
+        return [declared.rewrite(text, prefix) for text in case.statements]
 
     def _create_topics(self, spec: dict[str, Any], prefix: str) -> None:
         declared = CaseSchemas()
         self._local.__dict__["schemas"] = declared
+        self._local.__dict__["prefix"] = prefix
         wanted: dict[str, int] = {}
         ordinal = [0]
         for t in spec.get("topics", []) or []:
@@ -677,6 +680,8 @@ class Runner:
             key = json.loads(raw_key)
         elif src.key_format.name == "JSON_SR":
             key = _json_or_text(raw_key[HEADER_SIZE:])
+        elif src.key_format.name == "PROTOBUF":
+            key = decode_record(registry, raw_key)
         elif src.key_format.name == "DELIMITED":
             key = raw_key.decode()
         else:
@@ -690,6 +695,8 @@ class Runner:
             value = None
         elif src.value_format.name == "JSON_SR":
             value = _json_or_text(raw_value[HEADER_SIZE:])
+        elif src.value_format.name == "PROTOBUF":
+            value = decode_record(registry, raw_value)
         elif src.value_format.name in ("JSON", "DELIMITED"):
             value = (
                 _json_or_text(raw_value) if src.value_format.name == "JSON" else raw_value.decode()

@@ -42,16 +42,41 @@ class CaseSchemas:
     by_topic: dict[tuple[str, str], Declared] = field(default_factory=dict)
     ids: dict[int, int] = field(default_factory=dict)
 
-    def rewrite(self, statement: str) -> str:
-        """`*_SCHEMA_ID=<the case's id>` → the id the registry gave that schema."""
+    def rewrite(self, statement: str, prefix: str = "") -> str:
+        """`*_SCHEMA_ID=<the case's id>` → the id the registry gave that schema: the one
+        declared for the statement's own topic when there is one (the driver's numbering also
+        counts schemas it registered for the statements' sources), else by the case's id."""
         if not self.ids:
             return statement
+        topic = _topic_of(statement)
 
         def sub(m: re.Match[str]) -> str:
-            found = self.ids.get(int(m.group(2)))
-            return m.group(0) if found is None else f"{m.group(1).upper()}_SCHEMA_ID={found}"
+            which = m.group(1).upper()
+            own = self.by_topic.get((prefix + topic, which.lower())) if topic else None
+            found = own.schema_id if own is not None else self.ids.get(int(m.group(2)))
+            return m.group(0) if found is None else f"{which}_SCHEMA_ID={found}"
 
         return _SCHEMA_ID.sub(sub, statement)
+
+
+_KAFKA_TOPIC = re.compile(r"\bKAFKA_TOPIC\s*=\s*'([^']+)'", re.IGNORECASE)
+_CREATE_NAME = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:STREAM|TABLE)\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"(`[^`]+`|\w+)",
+    re.IGNORECASE,
+)
+
+
+def _topic_of(statement: str) -> str | None:
+    """The topic a CREATE statement names (KAFKA_TOPIC, else the source's name)."""
+    found = _KAFKA_TOPIC.search(statement)
+    if found:
+        return found.group(1)
+    name = _CREATE_NAME.match(statement)
+    if name is None:
+        return None
+    text = name.group(1)
+    return text.strip("`") if text.startswith("`") else text.upper()
 
 
 def register_topic(

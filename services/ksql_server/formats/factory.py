@@ -8,7 +8,7 @@ codec module imports another to find its sibling.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from services.ksql_server.errors import KsqlError, UnsupportedError
@@ -87,11 +87,19 @@ def _wrap(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool) -> bool:
 
 
 def infer_columns(
-    fmt: FormatInfo, registry: Any, topic: str, is_key: bool
+    fmt: FormatInfo,
+    registry: Any,
+    topic: str,
+    is_key: bool,
+    props: MutableMapping[str, Any] | None = None,
 ) -> list[ColumnDef] | None:
     """A source's key or value columns from the registry (CREATE without columns): the schema
     `fmt.schema_id` names, else the latest under the topic's subject. None for a key without a
-    schema; KsqlError (ksqlDB's text) for a value without one or a format that cannot infer."""
+    schema; KsqlError (ksqlDB's text) for a value without one or a format that cannot infer.
+
+    As ksqlDB does, a JSON_SR or PROTOBUF source keeps the id of the schema it was inferred
+    from (`props["_KEY_SCHEMA_ID"]`/`["_VALUE_SCHEMA_ID"]`): INSERTs write with that schema
+    (and its message) instead of registering one of their own."""
     if fmt.name not in INFERRING_FORMATS:
         which = "KEY" if is_key else "VALUE"
         if fmt.schema_id is not None:
@@ -105,6 +113,8 @@ def infer_columns(
         if is_key:
             return None
         raise missing_schema(topic, subject_of(topic, is_key), is_key)
+    if props is not None and fmt.name in ("PROTOBUF", "JSON_SR"):
+        props[f"_{'KEY' if is_key else 'VALUE'}_SCHEMA_ID"] = found.schema_id
     if fmt.name == "PROTOBUF":
         return protobuf.columns_of(found, fmt.schema_name)
     if fmt.name == "JSON_SR":

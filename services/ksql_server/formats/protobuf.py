@@ -320,8 +320,26 @@ def _value_converter(fd: FieldDescriptor) -> Callable[[Any], Any]:
         return lambda v: ((v.hours * 60 + v.minutes) * 60 + v.seconds) * 1000 + v.nanos // 10**6
     if name in _WRAPPER_NAMES:
         return lambda v: v.value
+    return _struct_reader(msg)
+
+
+def _struct_reader(msg: Descriptor) -> Callable[[Message], dict[str, Any]]:
+    """A message → a STRUCT value: every field, by its upper-cased name."""
     fields = [(f.name.upper(), _reader(f)) for f in msg.fields]
     return lambda v: {n: r(v) for n, r in fields}
+
+
+def decode_record(registry: Any, data: bytes) -> dict[str, Any]:
+    """A PROTOBUF record as a dict of every field of its writer's message (defaults included),
+    whatever a source's columns are: what a consumer with the writer's schema sees."""
+    from google.protobuf import message_factory
+
+    schema_id, rest = split_confluent(data, "PROTOBUF")
+    indexes, pos = decode_message_indexes(rest)
+    msg = parse_registered(schema_by_id(registry, schema_id)).message_at(indexes)
+    m = message_factory.GetMessageClass(msg)()
+    m.ParseFromString(bytes(rest[pos:]))
+    return _struct_reader(msg)(m)
 
 
 def _row_reader(msg: Descriptor, columns: Sequence[ColumnDef]) -> Callable[[Message], list[Any]]:

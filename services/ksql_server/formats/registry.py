@@ -160,7 +160,7 @@ NULLABLE_REPRESENTATIONS = ("OPTIONAL", "WRAPPER")
 def schema_properties(fmt: Any, props: Any, which: str) -> None:
     """`<which>_SCHEMA_ID` and `<which>_PROTOBUF_NULLABLE_REPRESENTATION` onto a FormatInfo,
     with ksqlDB's errors for values and formats that cannot take them."""
-    raw_id = props.get(f"{which}_SCHEMA_ID")
+    raw_id = props.get(f"{which}_SCHEMA_ID", props.get(f"_{which}_SCHEMA_ID"))
     if raw_id is not None:
         try:
             fmt.schema_id = int(raw_id)
