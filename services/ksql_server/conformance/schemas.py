@@ -108,7 +108,7 @@ def register_topic(
             version = registry.get_latest_version(subject).version
             refs.append(SchemaReference(ref["name"], subject, version))
             texts[ref["name"]] = ref_text
-        text = schema if isinstance(schema, str) else json.dumps(schema)
+        text = schema if schema_type == "PROTOBUF" else json.dumps(schema)
         schema_id = registry.register_schema(
             f"{prefix}{topic['name']}-{which}", Schema(text, schema_type, refs)
         )

@@ -195,16 +195,32 @@ def json_sr_serializer(
     fmt: FormatInfo,
 ) -> Serializer:
     """Register (or reuse, with SCHEMA_ID) the sink's schema; header + the JSON document."""
+    extra = b""
     if fmt.schema_id is not None:
-        schema_by_id(registry, fmt.schema_id)  # fails now for an id the registry lacks
+        found = schema_by_id(registry, fmt.schema_id)  # fails now for an id the registry lacks
         schema_id = fmt.schema_id
+        if wrap:
+            extra = _missing_properties(found, columns)
     else:
         schema = sink_schema(columns, wrap, fmt.schema_name)
         schema_id = register(registry, subject_of(topic, is_key), json.dumps(schema), "JSON_SR")
     header = header_of(schema_id)
     body = json_serializer(columns, wrap)
+    if extra:
+        return lambda row: header + body(row)[:-1] + extra + b"}"  # type: ignore[index]
+    return lambda row: header + body(row)  # type: ignore[operator]
 
-    def ser(row: Sequence[Any]) -> bytes:
-        return header + (body(row) or b"null")
 
-    return ser
+def _missing_properties(found: Registered, columns: Sequence[ColumnDef]) -> bytes:
+    """`,"p":null` for each top-level property of the schema no column fills: ksqlDB writes a
+    sink with a given schema id in that schema's shape."""
+    try:
+        props = json.loads(found.text).get("properties") or {}
+    except (ValueError, AttributeError):
+        return b""
+    names = {n.upper() for n, _ in columns}
+    if not columns:
+        return b""
+    return b"".join(
+        b"," + json.dumps(p).encode() + b":null" for p in props if str(p).upper() not in names
+    )

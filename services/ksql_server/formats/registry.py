@@ -161,6 +161,10 @@ def schema_properties(fmt: Any, props: Any, which: str) -> None:
     """`<which>_SCHEMA_ID` and `<which>_PROTOBUF_NULLABLE_REPRESENTATION` onto a FormatInfo,
     with ksqlDB's errors for values and formats that cannot take them."""
     raw_id = props.get(f"{which}_SCHEMA_ID", props.get(f"_{which}_SCHEMA_ID"))
+    if raw_id is not None and fmt.name == "AVRO":
+        from services.ksql_server.errors import UnsupportedError
+
+        raise UnsupportedError(f"WITH property {which}_SCHEMA_ID with AVRO")
     if raw_id is not None:
         try:
             fmt.schema_id = int(raw_id)
