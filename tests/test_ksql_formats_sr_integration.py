@@ -35,7 +35,7 @@ from services.common.schemas.protobuf import parse
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {"ID": 1, "NAME": "alice", "AMOUNT": 1.5, "TAGS": ["a", "b"]},
     {"ID": 2, "NAME": "bob", "AMOUNT": -2.25, "TAGS": []},
     {"ID": 3, "NAME": "", "AMOUNT": 0.0, "TAGS": ["c"]},
@@ -56,7 +56,10 @@ JSON_SCHEMA = {
 
 
 def ksql(url: str, sql: str) -> Any:
-    response = httpx.post(f"{url}/ksql", json={"ksql": sql}, timeout=60)
+    earliest = {"ksql.streams.auto.offset.reset": "earliest"}
+    response = httpx.post(
+        f"{url}/ksql", json={"ksql": sql, "streamsProperties": earliest}, timeout=60
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -69,8 +72,9 @@ def read_raw(topic: str, count: int, timeout: float = 60) -> list[bytes]:
     try:
         while len(out) < count and time.monotonic() < deadline:
             for message in consumer.consume(500, 0.5):
-                if message.error() is None and message.value() is not None:
-                    out.append(message.value())
+                value = message.value()
+                if message.error() is None and value is not None:
+                    out.append(value)
     finally:
         consumer.close()
     return out
