@@ -3,8 +3,9 @@
 - records written by `JSONSerializer` / `ProtobufSerializer` are read by a stream whose columns
   come from the registry, and a CSAS sink in the same format is read back by
   `JSONDeserializer` / `ProtobufDeserializer`: both directions of the wire format;
-- `fraudstream produce --format json_sr|protobuf` then `ksql/examples/50_*`/`51_*` (renamed
-  onto fresh topics) give the Avro stream the trainer reads, labelled rows only.
+- the producer's `--format json_sr|protobuf` path (`produce_csv` with the format's encoder)
+  then `ksql/examples/50_*`/`51_*` (renamed onto fresh topics) give the Avro stream the trainer
+  reads, labelled rows only.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +30,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from services.common.kafka import delete_topics, ensure_topic, make_consumer, make_producer
 from services.common.schemas.protobuf import parse
+from services.producer.formats import value_encoder
+from services.producer.replay import produce_csv
 
 pytestmark = pytest.mark.slow
 
@@ -167,19 +168,6 @@ def test_confluent_serializers_through_a_ksql_stream(
     assert sorted(got, key=lambda r: r["ID"]) == want
 
 
-def _produce_cli(csv: Path, fmt: str, topic: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "produce", "--csv", str(csv), "--format", fmt,
-         "--topic", topic],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
 @pytest.mark.parametrize(("fmt", "example"), [("json_sr", "50"), ("protobuf", "51")])
 def test_produce_format_then_example_gives_the_avro_stream(
     fmt: str,
@@ -204,20 +192,14 @@ def test_produce_format_then_example_gives_the_avro_stream(
     topics += [source, f"{prefix}_ccf_preprocessed_avro", f"{prefix}_ccf_scoring_avro"]
     streams += [f"{prefix}_ccf_preprocessed_from_{fmt}", f"{prefix}_ccf_scoring_from_{fmt}"]
     streams.append(source)
-    assert _produce_cli(csv, fmt, source).startswith(f"produced {rows} records")
+    # what `fraudstream produce --csv tx.csv --format FMT --topic SOURCE` runs
+    result = produce_csv(csv, source, encode_values=value_encoder(fmt, source))
+    assert result.records == rows and not result.bad
 
     file = next((ROOT / "ksql" / "examples").glob(f"{example}_*.sql"))
     text = re.sub("creditcardfraud_", f"{prefix}_ccf_", file.read_text(), flags=re.I)
-    renamed = tmp_path / file.name
-    renamed.write_text(text)
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "ksql", "apply", str(renamed)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
+    statements = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    ksql(ksql_url, statements)
 
     labelled = [i for i in range(1, rows + 1) if i % 3]
     topic = f"{prefix}_ccf_preprocessed_avro"
