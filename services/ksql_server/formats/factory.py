@@ -120,6 +120,8 @@ def infer_columns(
     if fmt.name == "JSON_SR":
         return json_sr.columns_of(found, is_key)
     schema = json.loads(found.text)
+    if is_key:  # an AVRO key is one column, a record key a STRUCT
+        return [("ROWKEY", sql_type_of(schema))]
     if isinstance(schema, dict) and schema.get("type") == "record":
         return [(f["name"].upper(), sql_type_of(f["type"])) for f in schema["fields"]]
-    return [("ROWKEY" if is_key else "ROWVAL", sql_type_of(schema))]
+    return [("ROWVAL", sql_type_of(schema))]
