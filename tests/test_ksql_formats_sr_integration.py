@@ -13,22 +13,20 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from test_ksql_rest_integration import read_raw
 
-from services.common.kafka import delete_topics, ensure_topic, make_consumer, make_producer
+from services.common.kafka import delete_topics, ensure_topic, make_producer
 from services.common.schemas.protobuf import parse
 from services.producer.formats import value_encoder
 from services.producer.replay import produce_csv
@@ -63,22 +61,6 @@ def ksql(url: str, sql: str) -> Any:
     )
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def read_raw(topic: str, count: int, timeout: float = 60) -> list[bytes]:
-    consumer: Consumer = make_consumer(f"it-sr-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic])
-    out: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            for message in consumer.consume(500, 0.5):
-                value = message.value()
-                if message.error() is None and value is not None:
-                    out.append(value)
-    finally:
-        consumer.close()
-    return out
 
 
 @pytest.fixture

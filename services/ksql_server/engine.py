@@ -417,6 +417,11 @@ class Engine:
 
         return _Prepared(command_id, apply)
 
+    def _infer_value_columns(self, fmt: str, wp: dict[str, Any], topic: str) -> list[ColumnDef]:
+        """Value columns from the registry (a CREATE without value columns)."""
+        info = _format_info(fmt, wp, "VALUE")
+        return infer_columns(info, self.ctx.registry, topic, False, wp) or []
+
     def _build_source(
         self, stmt: A.CreateSource, text: str, props: Mapping[str, Any]
     ) -> DataSource:
@@ -442,16 +447,7 @@ class Engine:
                 if value_fmt.name not in INFERRING_FORMATS:  # VALUE_SCHEMA_ID's error first
                     infer_columns(_format_info(value_fmt.name, wp, "VALUE"), None, physical, False)
                 raise KsqlError("No columns supplied.")
-            value_cols = (
-                infer_columns(
-                    _format_info(value_fmt.name, wp, "VALUE"),
-                    self.ctx.registry,
-                    physical,
-                    False,
-                    wp,
-                )
-                or []
-            )
+            value_cols = self._infer_value_columns(value_fmt.name, wp, physical)
             if value_cols and value_cols[0][0] == "ROWVAL" and len(value_cols) == 1:
                 wp["_WRAP_DEFAULT"] = False
             key_cols: list[ColumnDef] = []
@@ -468,16 +464,7 @@ class Engine:
                     )
             if not value_cols and value_fmt.name in INFERRING_FORMATS:
                 # only key columns declared: the value columns come from the registry
-                value_cols = (
-                    infer_columns(
-                        _format_info(value_fmt.name, wp, "VALUE"),
-                        self.ctx.registry,
-                        physical,
-                        False,
-                        wp,
-                    )
-                    or []
-                )
+                value_cols = self._infer_value_columns(value_fmt.name, wp, physical)
             if stmt.kind == "STREAM" and any(c.primary for c in columns):
                 raise KsqlError(
                     f"Line: 1, Col: {next(c.pos for c in columns if c.primary) + 1}: "
