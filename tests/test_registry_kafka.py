@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,7 +82,7 @@ def test_client_calls(schema_registry_url: str, shared_subject: str) -> None:
     assert client.get_versions(subject) == [1, 2]
     assert subject in client.get_subjects()
     assert client.get_version(subject, 1).schema_id == first
-    assert client.get_schema_types() == ["AVRO"]
+    assert client.get_schema_types() == ["JSON", "PROTOBUF", "AVRO"]
     assert client.get_subjects_by_schema_id(first, subject_name=subject) == [subject]
     versions = client.get_schema_versions(second, subject_name=subject)
     assert [(v.subject, v.version) for v in versions] == [(subject, 2)]
@@ -219,6 +220,35 @@ def distinct_schema(i: int) -> Schema:
     return avro_record(("id", "long"), name=f"Rec{i}")
 
 
+MONEY_PROTO = 'syntax = "proto3";\npackage acme;\nmessage Money { int64 cents = 1; }\n'
+PAYMENT_PROTO = (
+    'syntax = "proto3";\npackage acme;\nimport "acme/money.proto";\n'
+    "message Payment { string id = 1; Money value = 2; }\n"
+)
+
+
+def register_typed_with_references(url: str) -> dict[str, Any]:
+    """A Protobuf schema referencing another and a JSON schema; the answers to read back."""
+    money = {"schema": MONEY_PROTO, "schemaType": "PROTOBUF"}
+    httpx.post(url + "/subjects/acme%2Fmoney.proto/versions", json=money).raise_for_status()
+    payment = {
+        "schema": PAYMENT_PROTO,
+        "schemaType": "PROTOBUF",
+        "references": [{"name": "acme/money.proto", "subject": "acme/money.proto", "version": 1}],
+    }
+    done = httpx.post(url + "/subjects/payment/versions", json=payment)
+    done.raise_for_status()
+    as_json = {"schema": '{"type":"object"}', "schemaType": "JSON"}
+    httpx.post(url + "/subjects/doc/versions", json=as_json).raise_for_status()
+    paths = [
+        "/subjects/payment/versions/1",
+        f"/schemas/ids/{done.json()['id']}",
+        "/subjects/doc/versions/1",
+        "/subjects/acme%2Fmoney.proto/versions/1/referencedby",
+    ]
+    return {path: httpx.get(url + path).json() for path in paths}
+
+
 def test_restart_keeps_ids(storage: tuple[str, str, Path]) -> None:
     topic, group, logs = storage
     first = Instance(topic, group, logs)
@@ -228,10 +258,15 @@ def test_restart_keeps_ids(storage: tuple[str, str, Path]) -> None:
         first.register("s1", avro_record(("id", "long"), ("x", ["null", "int"]), name="Rec1"))
         httpx.put(first.url + "/config/s2", json={"compatibility": "FULL"}).raise_for_status()
         httpx.delete(first.url + "/subjects/s2/versions/1").raise_for_status()
+        typed = register_typed_with_references(first.url)
     finally:
         first.stop()
     second = Instance(topic, group, logs)
     try:
+        for path, answer in typed.items():  # JSON/Protobuf schemas and references survive
+            assert httpx.get(second.url + path).json() == answer
+        refused = httpx.delete(second.url + "/subjects/acme%2Fmoney.proto")
+        assert refused.json()["error_code"] == 42206
         client = SchemaRegistryClient({"url": second.url})
         for subject in ("s0", "s1"):
             assert (
@@ -244,7 +279,8 @@ def test_restart_keeps_ids(storage: tuple[str, str, Path]) -> None:
         assert httpx.get(second.url + "/subjects/s2/versions").json()["error_code"] == 40401
         fresh = second.register("s9", distinct_schema(9))
         s1_latest = client.get_latest_version("s1").schema_id or 0
-        assert fresh == max(s1_latest, *ids.values()) + 1
+        typed_ids = [a["id"] for a in typed.values() if isinstance(a, dict) and "id" in a]
+        assert fresh == max(s1_latest, *ids.values(), *typed_ids) + 1
     finally:
         second.stop()
 

@@ -322,7 +322,12 @@ class RegistryApp:
     def routes(self) -> list[Route]:
         e = self.endpoint
         ids = "/schemas/ids/{schema_id:int}"
-        version = "/subjects/{subject}/versions/{version}"
+        # `:path`: a subject may hold a `/` (sent as %2F: Protobuf references are subjects named
+        # after files, `acme/money.proto`); the longer patterns come first so that
+        # `/subjects/{subject}` never swallows `.../versions/1`.
+        subject = "/subjects/{subject:path}"
+        version = subject + "/versions/{version}"
+        compat = "/compatibility/subjects/{subject:path}/versions"
         return [
             Route("/", e(self.root), methods=["GET"]),
             Route("/schemas/types", e(self.schema_types), methods=["GET"]),
@@ -332,28 +337,20 @@ class RegistryApp:
             Route(ids + "/subjects", e(self.id_subjects), methods=["GET"]),
             Route(ids + "/referencedby", e(self.id_referenced_by), methods=["GET"]),
             Route("/subjects", e(self.subjects), methods=["GET"]),
-            Route("/subjects/{subject}", e(self.subject_post), methods=["POST"]),
-            Route("/subjects/{subject}", e(self.subject_delete), methods=["DELETE"]),
-            Route("/subjects/{subject}/versions", e(self.versions_get), methods=["GET"]),
-            Route("/subjects/{subject}/versions", e(self.versions_post), methods=["POST"]),
-            Route(version, e(self.version_get), methods=["GET"]),
-            Route(version, e(self.version_delete), methods=["DELETE"]),
             Route(version + "/schema", e(self.version_schema), methods=["GET"]),
             Route(version + "/referencedby", e(self.version_referenced_by), methods=["GET"]),
+            Route(version, e(self.version_get), methods=["GET"]),
+            Route(version, e(self.version_delete), methods=["DELETE"]),
+            Route(subject + "/versions", e(self.versions_get), methods=["GET"]),
+            Route(subject + "/versions", e(self.versions_post), methods=["POST"]),
+            Route(subject, e(self.subject_post), methods=["POST"]),
+            Route(subject, e(self.subject_delete), methods=["DELETE"]),
             Route("/config", e(self.config), methods=["GET", "PUT", "DELETE"]),
-            Route("/config/{subject}", e(self.config), methods=["GET", "PUT", "DELETE"]),
+            Route("/config/{subject:path}", e(self.config), methods=["GET", "PUT", "DELETE"]),
             Route("/mode", e(self.mode), methods=["GET", "PUT"]),
-            Route("/mode/{subject}", e(self.mode), methods=["GET", "PUT", "DELETE"]),
-            Route(
-                "/compatibility/subjects/{subject}/versions",
-                e(self.compatibility),
-                methods=["POST"],
-            ),
-            Route(
-                "/compatibility/subjects/{subject}/versions/{version}",
-                e(self.compatibility),
-                methods=["POST"],
-            ),
+            Route("/mode/{subject:path}", e(self.mode), methods=["GET", "PUT", "DELETE"]),
+            Route(compat + "/{version}", e(self.compatibility), methods=["POST"]),
+            Route(compat, e(self.compatibility), methods=["POST"]),
             Route("/contexts", e(self.contexts), methods=["GET"]),
             Route("/schemas", e(self.all_schemas), methods=["GET"]),
             Route("/fraudstream/leader", e(self.leader), methods=["GET"]),

@@ -88,7 +88,15 @@ COMPATIBLE_CHANGES = frozenset(
 MAX_STEPS = 50_000
 _COMBINERS = ("allOf", "anyOf", "oneOf")
 _TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
-_OBJECT_KEYS = ("properties", "additionalProperties", "patternProperties", "required")
+_OBJECT_KEYS = (
+    "properties",
+    "additionalProperties",
+    "patternProperties",
+    "required",
+    "dependencies",
+    "maxProperties",
+    "minProperties",
+)
 _ARRAY_KEYS = ("items", "additionalItems", "maxItems", "minItems", "uniqueItems")
 _STRING_KEYS = ("maxLength", "minLength", "pattern")
 _NUMBER_KEYS = ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum", "multipleOf")
@@ -177,6 +185,8 @@ def _kind(node: Any) -> str:
         return "combined"
     if any(k in node for k in _COMBINERS):
         return "combined"
+    if _constraint_parts(node):
+        return "combined"
     if "enum" in node:
         return "enum"
     if "const" in node:
@@ -199,6 +209,22 @@ def _kind(node: Any) -> str:
     return "empty"
 
 
+_CONSTRAINTS = ("enum", "const", "not")
+
+
+def _constraint_parts(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """A typed node that also holds `enum`, `const` or `not` is, to everit, an allOf of the
+    typed part and each of those (so dropping the `enum` narrows the product)."""
+    found = [k for k in _CONSTRAINTS if k in node]
+    rest = {k: v for k, v in node.items() if k not in _CONSTRAINTS}
+    typed = "type" in rest or any(
+        k in rest for k in (*_OBJECT_KEYS, *_ARRAY_KEYS, *_STRING_KEYS, *_NUMBER_KEYS)
+    )
+    if not found or (len(found) == 1 and not typed):
+        return []
+    return [rest, *({k: node[k]} for k in found)] if typed else [{k: node[k]} for k in found]
+
+
 def _combined(node: dict[str, Any]) -> tuple[str, list[Any]]:
     """(criterion, subschemas) of a combined node; a type list is an anyOf of single types."""
     types = node.get("type")
@@ -212,7 +238,7 @@ def _combined(node: dict[str, Any]) -> tuple[str, list[Any]]:
             if _kind(rest) != "empty":
                 return "allOf", [rest, {key: subs}] if key != "allOf" else [rest, *subs]
             return key, subs
-    return "allOf", []
+    return "allOf", _constraint_parts(node)
 
 
 # -- comparison ---------------------------------------------------------------------------------
@@ -250,13 +276,21 @@ def _compare(ctx: Context, original: Any, update: Any, o_side: _Side, u_side: _S
                     ctx.add("SUM_TYPE_EXTENDED")
                     return
     elif o_kind == "combined" and u_kind != "combined":
-        _, subs = _combined(original)
+        criterion, subs = _combined(original)
         if len(subs) == 1:
             sub = ctx.sub()
             _compare(sub, subs[0], update, o_side, u_side)
             if sub.compatible():
                 ctx.differences += sub.differences
                 return
+        elif criterion == "allOf":
+            for candidate in subs:
+                sub = ctx.sub()
+                _compare(sub, candidate, update, o_side, u_side)
+                if sub.compatible():
+                    ctx.differences += sub.differences
+                    ctx.add("PRODUCT_TYPE_NARROWED")
+                    return
     if o_kind != u_kind:
         if o_kind == "false" or u_kind == "empty":
             return
