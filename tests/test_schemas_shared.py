@@ -3,7 +3,11 @@ indexes of Confluent's wire format, JSON Schema with references."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.common.schemas import SchemaError, json_schema, protobuf
 
@@ -87,3 +91,51 @@ def test_json_schema_references_and_validation() -> None:
         json_schema.parse('{"type":"foo"}')
     with pytest.raises(SchemaError, match="deeper"):
         json_schema.parse("[" * 100 + "]" * 100)
+
+
+proto_words = st.sampled_from(
+    [
+        "syntax",
+        "=",
+        '"proto3";',
+        "message",
+        "M",
+        "{",
+        "}",
+        "int32",
+        "a",
+        "=",
+        "1;",
+        "map<",
+        ">",
+        "oneof",
+        "import",
+        '"x.proto";',
+        "package",
+        "p;",
+        "enum",
+        "E",
+        "repeated",
+        "optional",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(proto_words, max_size=25).map(" ".join) | st.text(max_size=60))
+def test_any_proto_text_parses_or_is_a_schema_error(text: str) -> None:
+    try:
+        schema = protobuf.parse(text)
+    except SchemaError:
+        return
+    protobuf.parse(schema.canonical())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=80))
+def test_any_base64_descriptor_parses_or_is_a_schema_error(raw: bytes) -> None:
+    try:
+        schema = protobuf.parse(base64.b64encode(raw).decode() or "x")
+        schema.canonical()
+    except SchemaError:
+        pass

@@ -148,6 +148,8 @@ def _parse_other(
         raise errors.invalid_schema(str(exc)) from None
     except RecursionError:  # bounded by the limits; kept so it can never be a 500
         raise errors.invalid_schema("schema nests too deeply") from None
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # a malformed descriptor
+        raise errors.invalid_schema(f"{type(exc).__name__}: {exc}") from None
 
 
 def load_json(text: str, max_depth: int) -> Any:
