@@ -42,7 +42,13 @@ from services.ksql_server.errors import KsqlError, UnsupportedError, clip
 from services.ksql_server.expressions import ExpressionCompiler, Scope
 from services.ksql_server.expressions.runtime_helpers import cast_value
 from services.ksql_server.formats import make_serializer, validate_format
+from services.ksql_server.formats.factory import infer_columns
 from services.ksql_server.formats.info import FormatInfo
+from services.ksql_server.formats.registry import (
+    INFERRING_FORMATS,
+    schema_properties,
+    uses_registry,
+)
 from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ParseError, parse, split_statements
 from services.ksql_server.parser import ast as A
@@ -83,13 +89,8 @@ SOURCE_PROPS = {
     "VALUE_PROTOBUF_NULLABLE_REPRESENTATION",
 }
 UNSUPPORTED_PROPS = {
-    "KEY_SCHEMA_ID",
-    "VALUE_SCHEMA_ID",
     "WINDOW_TYPE",
     "WINDOW_SIZE",
-    "KEY_SCHEMA_FULL_NAME",
-    "KEY_PROTOBUF_NULLABLE_REPRESENTATION",
-    "VALUE_PROTOBUF_NULLABLE_REPRESENTATION",
 }
 RESERVED_COLUMNS = {"ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"}
 
@@ -421,6 +422,11 @@ class Engine:
 
         return _Prepared(command_id, apply)
 
+    def _infer_value_columns(self, fmt: str, wp: dict[str, Any], topic: str) -> list[ColumnDef]:
+        """Value columns from the registry (a CREATE without value columns)."""
+        info = _format_info(fmt, wp, "VALUE")
+        return infer_columns(info, self.ctx.registry, topic, False, wp) or []
+
     def _build_source(
         self, stmt: A.CreateSource, text: str, props: Mapping[str, Any]
     ) -> DataSource:
@@ -440,14 +446,13 @@ class Engine:
         _format_info(key_fmt, wp, "KEY")
         _format_info(value_fmt.name, wp, "VALUE")
         columns = stmt.columns
+        physical = self.ctx.physical(str(wp["KAFKA_TOPIC"]))
         if columns is None or not columns:
-            if value_fmt.name != "AVRO" or columns is not None:
+            if value_fmt.name not in INFERRING_FORMATS or columns is not None:
+                if value_fmt.name not in INFERRING_FORMATS:  # VALUE_SCHEMA_ID's error first
+                    infer_columns(_format_info(value_fmt.name, wp, "VALUE"), None, physical, False)
                 raise KsqlError("No columns supplied.")
-            from services.ksql_server.formats.avro import columns_from_registry
-
-            value_cols = columns_from_registry(
-                self.ctx.registry, f"{self.ctx.physical(str(wp['KAFKA_TOPIC']))}-value"
-            )
+            value_cols = self._infer_value_columns(value_fmt.name, wp, physical)
             if value_cols and value_cols[0][0] == "ROWVAL" and len(value_cols) == 1:
                 wp["_WRAP_DEFAULT"] = False
             key_cols: list[ColumnDef] = []
@@ -456,13 +461,15 @@ class Engine:
             value_cols = [(c.name, c.type) for c in columns if not c.key and not c.headers]
             if any(c.headers for c in columns):
                 raise UnsupportedError("HEADER columns")
-            if not value_cols and value_fmt.name == "AVRO":
+            for which, declared in (("KEY", key_cols), ("VALUE", value_cols)):
+                if declared and f"{which}_SCHEMA_ID" in wp:
+                    raise KsqlError(
+                        f"Table elements and {which}_SCHEMA_ID cannot both exist for create "
+                        "statement."
+                    )
+            if not value_cols and value_fmt.name in INFERRING_FORMATS:
                 # only key columns declared: the value columns come from the registry
-                from services.ksql_server.formats.avro import columns_from_registry
-
-                value_cols = columns_from_registry(
-                    self.ctx.registry, f"{self.ctx.physical(str(wp['KAFKA_TOPIC']))}-value"
-                )
+                value_cols = self._infer_value_columns(value_fmt.name, wp, physical)
             if stmt.kind == "STREAM" and any(c.primary for c in columns):
                 raise KsqlError(
                     f"Line: 1, Col: {next(c.pos for c in columns if c.primary) + 1}: "
@@ -485,15 +492,10 @@ class Engine:
                 if c.name in seen:
                     raise KsqlError(f"Duplicate column names: {c.name}")
                 seen.add(c.name)
-        if not key_cols and key_fmt == "AVRO":
-            from services.ksql_server.formats.avro import key_columns_from_registry
-
-            key_cols = (
-                key_columns_from_registry(
-                    self.ctx.registry, f"{self.ctx.physical(str(wp['KAFKA_TOPIC']))}-key"
-                )
-                or []
-            )
+        if not key_cols:
+            key_registry = self.ctx.registry if key_fmt in INFERRING_FORMATS else None
+            key_fmt_info = _format_info(key_fmt, wp, "KEY")
+            key_cols = infer_columns(key_fmt_info, key_registry, physical, True, wp) or []
         key_format = _format_info(key_fmt, wp, "KEY")
         value_format = _format_info(value_fmt.name, wp, "VALUE")
         if not key_cols:
@@ -736,7 +738,7 @@ class Engine:
         topic = self.ctx.physical(target.topic)
         registry = (
             self.ctx.registry_or_none()
-            if "AVRO" in (target.key_format.name, target.value_format.name)
+            if uses_registry(target.key_format.name) or uses_registry(target.value_format.name)
             else None
         )
         key_ser = make_serializer(target.key_format, target.key_columns, topic, True, registry)
@@ -826,7 +828,7 @@ class Engine:
 
     def _delete_topic(self, source: DataSource) -> None:
         self.ctx.delete_topic(self.ctx.physical(source.topic))
-        if source.value_format.name == "AVRO":
+        if uses_registry(source.value_format.name):
             with contextlib.suppress(Exception):
                 self.ctx.registry.delete_subject(f"{self.ctx.physical(source.topic)}-value")
 
@@ -1189,6 +1191,9 @@ def _format_info(name: str, wp: Mapping[str, Any], which: str) -> FormatInfo:
                 )
         elif "VALUE_SCHEMA_FULL_NAME" in wp:
             fmt.schema_name = str(wp["VALUE_SCHEMA_FULL_NAME"])
+    elif "KEY_SCHEMA_FULL_NAME" in wp:
+        fmt.schema_name = str(wp["KEY_SCHEMA_FULL_NAME"])
+    schema_properties(fmt, wp, which)
     return fmt
 
 

@@ -18,7 +18,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from services.common.topics import SOURCE_TOPIC
 from services.producer.errors import ProducerError
 from services.producer.limits import DEFAULT_MAX_LINE_BYTES, LONG_LINE_KEEP_BYTES
 
@@ -82,7 +81,12 @@ def datagen(
 
 def produce(
     csv: Path = typer.Option(..., "--csv", help="CSV in the Kaggle or the extended layout"),
-    topic: str = typer.Option(SOURCE_TOPIC, "--topic", help="target topic (3 partitions if new)"),
+    topic: str = typer.Option(
+        None,
+        "--topic",
+        help="target topic (3 partitions if new; default creditcardfraud_source, with "
+        "_json_sr or _protobuf added for those formats)",
+    ),
     limit: int = typer.Option(None, "--limit", min=0, help="stop after N records"),
     rate: float = typer.Option(None, "--rate", help="at most R records per second"),
     speedup: float = typer.Option(
@@ -95,6 +99,12 @@ def produce(
         help=f"a longer line goes to the DLQ (its first {LONG_LINE_KEEP_BYTES} bytes and its "
         "length), never read whole",
     ),
+    value_format: str = typer.Option(
+        "delimited",
+        "--format",
+        help="value format: delimited, json_sr or protobuf (the last two register their schema "
+        "under <topic>-value; ksql/examples/50_* and 51_* turn them into the Avro streams)",
+    ),
 ) -> None:
     """Replay a CSV into creditcardfraud_source as DELIMITED values keyed by Id.
 
@@ -105,7 +115,11 @@ def produce(
     its length in the headers. Ctrl-C flushes what was sent and prints the count.
     """
     from services.producer.csv_source import BadLine
+    from services.producer.formats import default_topic, value_encoder
     from services.producer.replay import produce_csv
+
+    topic = topic or default_topic(value_format)
+    encode_values = value_encoder(value_format, topic)
 
     err = Console(stderr=True, highlight=False)
     shown = 0
@@ -128,6 +142,7 @@ def produce(
             on_progress=lambda _n, nbytes: progress.advance(task, nbytes),
             on_bad=report,
             max_line_bytes=max_line_bytes,
+            encode_values=encode_values,
         )
     if not result.records and not result.bad and not result.interrupted and limit != 0:
         err.print(f"{csv} holds no data lines (only a header or blank lines)", markup=False)

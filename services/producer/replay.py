@@ -154,13 +154,15 @@ def produce_csv(
     on_bad: Callable[[BadLine], None] | None = None,
     producer_overrides: dict[str, Any] | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    encode_values: Callable[[list[bytes]], list[bytes]] | None = None,
 ) -> ProduceResult:
     """Replay `path` (Kaggle or extended layout) into `topic`; returns counts and timing.
 
     `on_progress(records, bytes)` is called after each block, `on_bad(line)` for each refused
     line (which also goes to `dlq_topic` with the reason in its headers). A line longer than
     `max_line_bytes` is refused without being held whole. Ctrl-C stops reading, waits for what
-    was queued and returns with `interrupted=True`.
+    was queued and returns with `interrupted=True`. `encode_values` turns each block's
+    DELIMITED values into another format (`services.producer.formats`).
     """
     if rate is not None and speedup is not None:
         raise ProducerError("--rate and --speedup exclude each other", code="bad_option")
@@ -182,6 +184,7 @@ def produce_csv(
     replay = _Replay(producer, topic, dlq_topic, bootstrap, pace, result, stop, errors)
     started = time.monotonic()
     replay.started = started
+    replay.encode_values = encode_values
     try:
         with stop.installed():
             replay.run(source, limit, on_progress, on_bad)
@@ -233,6 +236,7 @@ class _Replay:
         self.started = time.monotonic()
         self.source_name = ""
         self._dlq_ready = False
+        self.encode_values: Callable[[list[bytes]], list[bytes]] | None = None
         self.dlq_record_bytes = DLQ_MAX_RECORD_BYTES
         """Largest dead letter both the producer and the DLQ topic accept."""
 
@@ -248,6 +252,8 @@ class _Replay:
             if limit is not None:
                 batch = _truncate(batch, limit - self.result.records)
             self._dead_letter(batch.bad, on_bad)
+            if self.encode_values is not None:  # another format than DELIMITED
+                batch.values = self.encode_values(batch.values)
             if self.pace.active:
                 self._paced(batch)
             else:

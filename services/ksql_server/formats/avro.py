@@ -133,40 +133,6 @@ def sql_type_of(schema: Any) -> SqlType:
     return sql_type_of(t)
 
 
-def key_columns_from_registry(registry: Any, subject: str) -> list[ColumnDef] | None:
-    """The key column (ROWKEY) from a registered key schema, or None when there is none."""
-    try:
-        latest = registry.get_latest_version(subject)
-    except Exception:
-        return None
-    return [("ROWKEY", sql_type_of(json.loads(latest.schema.schema_str)))]
-
-
-def columns_from_registry(registry: Any, subject: str) -> list[ColumnDef]:
-    """Value columns from the latest schema registered under `subject`."""
-    try:
-        latest = registry.get_latest_version(subject)
-    except Exception as exc:
-        raise KsqlError(
-            f"Schema for message values on topic '{subject.rsplit('-', 1)[0]}' does not exist "
-            f"in the Schema Registry.Subject: {subject}\n\nPossible causes include:\n"
-            "- The topic itself does not exist\n\t-> Use SHOW TOPICS; to check\n"
-            "- Messages on the topic are not serialized using a format Schema Registry supports\n"
-            "\t-> Use PRINT '<topic>' FROM BEGINNING; to verify\n"
-            "- Messages on the topic have not been serialized using a Schema Registry integrated "
-            "serializer\n\t-> See https://docs.confluent.io/current/schema-registry/docs/serializer-formatter.html\n"
-            "- The schema is registered on a different instance of the Schema Registry\n"
-            "\t-> Use the REST API to list available subjects\thttps://docs.confluent.io/current/"
-            "schema-registry/docs/api.html#get--subjects\n"
-            "- You do not have Read access to the subject\n\t-> Check your permissions "
-            f"on subject '{subject}'"
-        ) from exc
-    schema = json.loads(latest.schema.schema_str)
-    if isinstance(schema, dict) and schema.get("type") == "record":
-        return [(f["name"].upper(), sql_type_of(f["type"])) for f in schema["fields"]]
-    return [("ROWVAL", sql_type_of(schema))]
-
-
 def avro_deserializer(columns: Sequence[ColumnDef], wrap: bool, registry: Any) -> Deserializer:
     if registry is None:
         raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 class FormatInfo:
     """A key or value format and its properties (delimiter, schema name, wrapping…)."""
 
-    name: str  # KAFKA JSON DELIMITED AVRO NONE
+    name: str  # KAFKA JSON DELIMITED AVRO JSON_SR PROTOBUF PROTOBUF_NOSR NONE
     delimiter: str = ","
     wrap_single: bool | None = None
     schema_name: str | None = None
     schema_id: int | None = None
+    nullable: str | None = None
+    """PROTOBUF: `*_PROTOBUF_NULLABLE_REPRESENTATION` (OPTIONAL, WRAPPER or None: defaults)."""

@@ -29,8 +29,8 @@ Deserializer = Callable[[bytes | None], list[Any] | None]
 Serializer = Callable[[Sequence[Any]], bytes | None]
 
 _DEC_CTX = __import__("decimal").Context(prec=100)
-SUPPORTED = ("KAFKA", "JSON", "DELIMITED", "AVRO", "NONE")
-KNOWN = (*SUPPORTED, "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
+SUPPORTED = ("KAFKA", "JSON", "DELIMITED", "AVRO", "JSON_SR", "PROTOBUF", "PROTOBUF_NOSR", "NONE")
+KNOWN = SUPPORTED
 
 
 class SerdeError(KsqlServiceError, RecordRejected):
@@ -68,7 +68,7 @@ def validate_format(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool)
                 f"reason: The '{name}' format does not support type '{typ.base}', column: `{col}`"
             )
         if (
-            name == "JSON"
+            name in ("JSON", "JSON_SR")
             and typ.base == "MAP"
             and typ.key is not None
             and typ.key.base != "STRING"
@@ -78,6 +78,8 @@ def validate_format(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool)
             _check_avro_map(typ)
         if name == "AVRO":
             _check_avro_name(col)
+    if name in ("PROTOBUF", "PROTOBUF_NOSR") and fmt.wrap_single is False:
+        raise KsqlError(f"Format '{name}' does not support 'WRAP_SINGLE_VALUE' set to 'false'.")
     if name == "KAFKA" and len(columns) > 1:
         cols = ", ".join(f"`{n}` {t}{' KEY' if is_key else ''}" for n, t in columns)
         got = cols

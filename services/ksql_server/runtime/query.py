@@ -354,7 +354,9 @@ def _needs_registry(plan: QueryPlan, sink: DataSource | None) -> bool:
     fmts = [plan.source.key_format.name, plan.source.value_format.name]
     if sink is not None:
         fmts += [sink.key_format.name, sink.value_format.name]
-    return "AVRO" in fmts
+    from services.ksql_server.formats.registry import uses_registry
+
+    return any(uses_registry(f) for f in fmts)
 
 
 TRANSIENT_BATCH_ROWS = 250
