@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from services.common.topics import PREPROCESSED_TOPIC
+from services.model_registry.budget import Scores, write_scores
 from services.model_registry.feature_stats import FEATURE_STATS_FILE
 from services.model_registry.registry import (
     REPORT_FILE,
@@ -166,6 +167,17 @@ def register(
             outcome.champion.write(folder)
         if outcome.feature_stats is not None:
             (folder / FEATURE_STATS_FILE).write_text(outcome.feature_stats.to_json())
+        if outcome.validation_scores is not None and outcome.validation_labels is not None:
+            served = outcome.test_scores[outcome.champion_name]
+            write_scores(
+                folder,
+                Scores(
+                    outcome.validation_scores,
+                    outcome.validation_labels,
+                    np.asarray(served, dtype=np.float64),
+                    np.asarray(outcome.test_labels),
+                ),
+            )
         write_plots(outcome, folder)
         (folder / REPORT_FILE).write_text(render_report(version, metrics, outcome.threshold))
 
