@@ -19,6 +19,10 @@ from services.model_registry.feature_stats import FeatureStats, display_values, 
 from services.scorer.records import ALERT_FIELDS, alert_schema
 
 
+def _write_stats(folder: Path, train: np.ndarray) -> None:
+    write_feature_stats(folder, train)
+
+
 def save_model_with_stats(models_dir: Path, train: np.ndarray) -> str:
     """A small untrained autoencoder with feature statistics; about 5% of rows alert."""
     import keras
@@ -38,7 +42,7 @@ def save_model_with_stats(models_dir: Path, train: np.ndarray) -> str:
         pre,
         {"threshold": threshold, "rule": "test quantile"},
         {"test": {}},
-        write_extra=lambda folder, _v: write_feature_stats(folder, train) and None,
+        write_extra=lambda folder, _v: _write_stats(folder, train),
         announce=False,
     )
 
@@ -78,7 +82,9 @@ def test_explanations_match_an_offline_numpy_computation(
     ).run()
     assert result.scored == 600 and result.alerts > 10
     latest = client.get_latest_version(subject)
-    registered = fastavro.schema.to_parsing_canonical_form(json.loads(latest.schema.schema_str))
+    registered = fastavro.schema.to_parsing_canonical_form(
+        json.loads(latest.schema.schema_str or "")
+    )
     assert latest.version == 2
     assert registered == fastavro.schema.to_parsing_canonical_form(alert_schema())
     assert client.get_compatibility(subject) == "BACKWARD"
