@@ -171,17 +171,16 @@ def test_watch_retrains_and_records_the_decision(
 
     def run() -> None:
         try:
-            results.extend(
-                watch(topic, f"test-watch-{uuid.uuid4().hex[:8]}", config, registry, options,
-                      bootstrap=kafka_bootstrap, models_topic=f"{topic}_models")
-            )  # fmt: skip
+            watch(topic, f"test-watch-{uuid.uuid4().hex[:8]}", config, registry, options,
+                  bootstrap=kafka_bootstrap, models_topic=f"{topic}_models",
+                  on_round=results.append)  # fmt: skip
         except BaseException as exc:  # surfaced below
             results.append(exc)
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     try:
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 240
         while not registry.versions() and time.monotonic() < deadline and worker.is_alive():
             time.sleep(0.5)
         assert len(registry.versions()) == 1, results
