@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from services.common.http.guard import ApiPolicy
+from starlette.applications import Starlette
+
+from services.common.http.guard import ApiPolicy, GuardConfig
 from services.common.http.serving import guard_config, serve_api
 from services.common.settings import get_settings
 from services.console.app import MAX_BODY_BYTES, build_app
@@ -40,6 +42,15 @@ def console_url(host: str, port: int) -> str:
     return f"{scheme}://{shown}:{port}/"
 
 
+def guarded_app(
+    host: str, port: int, config: ConsoleConfig | None = None
+) -> tuple[Starlette, GuardConfig]:
+    """The console app and its guard's configuration for `host:port` (settings checked)."""
+    settings = get_settings().http_server
+    guard = guard_config(CONSOLE_POLICY, settings, host, port, console_url(host, port))
+    return build_app(config), guard
+
+
 def serve(
     host: str,
     port: int,
@@ -47,10 +58,7 @@ def serve(
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; `ready(url)` is called once the settings are checked."""
-    settings = get_settings().http_server
-    url = console_url(host, port)
-    guard = guard_config(CONSOLE_POLICY, settings, host, port, url)
-    app = build_app(config)
+    app, guard = guarded_app(host, port, config)
     if ready is not None:
-        ready(url)
-    serve_api(app, guard, host, port, settings, on_shutdown=app.state.console.end_streams)
+        ready(console_url(host, port))
+    serve_api(app, guard, host, port, get_settings().http_server, app.state.console.end_streams)
