@@ -4,7 +4,10 @@
 -- The scorer's output, declared so alerts can be watched over REST:
 --   SELECT * FROM FRAUD_ALERTS EMIT CHANGES;
 -- The columns match the Avro schema the scorer registers (services/scorer/records.py);
--- SCORED_AT is epoch milliseconds.
+-- SCORED_AT is epoch milliseconds. EXPLANATION (optional, null from scorers before issue 17 or
+-- run with --no-explain) holds the top 5 features of the reconstruction error; how to evolve
+-- this schema again: docs/alerts-schema.md. An existing FRAUD_ALERTS keeps its old columns
+-- (IF NOT EXISTS): drop it first (DROP STREAM FRAUD_ALERTS;) to see the new one.
 CREATE STREAM IF NOT EXISTS FRAUD_ALERTS (
   ID BIGINT,
   `USER` VARCHAR,
@@ -14,7 +17,14 @@ CREATE STREAM IF NOT EXISTS FRAUD_ALERTS (
   THRESHOLD DOUBLE,
   MODEL_VERSION VARCHAR,
   SCORED_AT BIGINT,
-  CLASS VARCHAR
+  CLASS VARCHAR,
+  EXPLANATION ARRAY<STRUCT<
+    FEATURE VARCHAR,
+    SHARE DOUBLE,
+    `VALUE` DOUBLE,
+    NORMAL_LOW DOUBLE,
+    NORMAL_HIGH DOUBLE
+  >>
 ) WITH (
   KAFKA_TOPIC = 'fraud_alerts',
   VALUE_FORMAT = 'AVRO',

@@ -348,7 +348,13 @@ def test_apply_pipeline_twice_and_query(
         "MODEL_VERSION": "v1",
         "SCORED_AT": 1_700_000_000_000,
         "CLASS": "1",
-    }
+        "EXPLANATION": [
+            {"FEATURE": "V14", "SHARE": 0.75, "VALUE": -9.5, "NORMAL_LOW": -2.5,
+             "NORMAL_HIGH": 2.0},
+            {"FEATURE": "AMOUNT", "SHARE": 0.25, "VALUE": 9.0, "NORMAL_LOW": None,
+             "NORMAL_HIGH": None},
+        ],
+    }  # fmt: skip
     serializer = AvroSerializer(
         SchemaRegistryClient({"url": schema_registry_url}), json.dumps(alert_schema())
     )

@@ -86,6 +86,7 @@ def test_alert_schema_has_the_design_fields() -> None:
         "MODEL_VERSION",
         "SCORED_AT",
         "CLASS",
+        "EXPLANATION",
     ]
 
 

@@ -8,6 +8,7 @@ SCORING_TOPIC = "creditcardfraud_scoring_avro"
 ALERTS_TOPIC = "fraud_alerts"
 MODELS_TOPIC = "fraudstream_models"
 DLQ_TOPIC = "creditcardfraud_dlq"
+FEEDBACK_TOPIC = "fraud_feedback"
 SCHEMAS_TOPIC = "_schemas"
 
 V_COLUMNS: tuple[str, ...] = tuple(f"V{i}" for i in range(1, 29))

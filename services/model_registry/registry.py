@@ -49,6 +49,7 @@ from services.model_registry.api import (
     version_dir,
 )
 from services.model_registry.errors import ModelRegistryError
+from services.model_registry.feature_stats import FEATURE_STATS_FILE, FeatureStats
 from services.model_registry.preprocessing import Preprocessing
 from services.model_registry.scoring import (
     CANDIDATE_FILES,
@@ -308,6 +309,7 @@ class KerasLoadedModel:
         threshold: float,
         threshold_info: dict[str, Any],
         error_clip: float | None = None,
+        feature_stats: FeatureStats | None = None,
     ) -> None:
         import tensorflow as tf
 
@@ -319,17 +321,26 @@ class KerasLoadedModel:
         self.threshold_info = threshold_info
         self.error_clip = error_clip
         self._cap = float("inf") if error_clip is None else float(error_clip) ** 2
+        self.feature_stats = feature_stats
+        signature = [tf.TensorSpec([None, N_FEATURES], tf.float32)]
         self._errors = tf.function(
-            self._reconstruction_errors,
-            input_signature=[tf.TensorSpec([None, N_FEATURES], tf.float32)],
-            reduce_retracing=True,
+            self._reconstruction_errors, input_signature=signature, reduce_retracing=True
+        )
+        self._explained = tf.function(
+            self._errors_and_parts, input_signature=signature, reduce_retracing=True
         )
 
     def _reconstruction_errors(self, x: Any) -> Any:
+        return self._errors_and_parts(x)[0]
+
+    def _errors_and_parts(self, x: Any) -> Any:
+        """Per row the error, and per row and feature its part: the (capped) squared residual
+        whose mean the error is. One forward pass gives both."""
         import tensorflow as tf
 
         reconstruction = self.model(x, training=False)
-        return tf.reduce_mean(tf.minimum(tf.square(x - reconstruction), self._cap), axis=1)
+        parts = tf.minimum(tf.square(x - reconstruction), self._cap)
+        return tf.reduce_mean(parts, axis=1), parts
 
     def errors_preprocessed(self, x: np.ndarray) -> np.ndarray:
         """Reconstruction error of rows that are already preprocessed (one model call)."""
@@ -338,9 +349,21 @@ class KerasLoadedModel:
         errors = self._errors(np.ascontiguousarray(x, dtype=np.float32))
         return np.asarray(errors.numpy())
 
+    def errors_and_parts_preprocessed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The errors and each feature's part of them [n, 30] (one model call)."""
+        if len(x) == 0:
+            return np.empty(0, dtype=np.float32), np.empty((0, N_FEATURES), dtype=np.float32)
+        errors, parts = self._explained(np.ascontiguousarray(x, dtype=np.float32))
+        return np.asarray(errors.numpy()), np.asarray(parts.numpy())
+
     def score(self, features: np.ndarray) -> np.ndarray:
         """Reconstruction error per row of raw features float32 [n, 30]."""
         return self.errors_preprocessed(self.preprocessing.transform(features))
+
+    def score_explained(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`score` and, from the same compiled call, each feature's part of every row's error
+        [n, 30] (what the scorer's explanations rank)."""
+        return self.errors_and_parts_preprocessed(self.preprocessing.transform(features))
 
     def is_alert(self, errors: np.ndarray) -> np.ndarray:
         """The rule the threshold was chosen with (and the scorer's): at or above alerts."""
@@ -685,7 +708,7 @@ class ModelRegistry:
 
     def _read_required(self, version: str) -> dict[str, bytes]:
         folder = version_dir(self.models_dir, version)
-        names = (*REQUIRED_FILES, *CANDIDATE_FILES)
+        names = (*REQUIRED_FILES, *CANDIDATE_FILES, FEATURE_STATS_FILE)
         return {name: (folder / name).read_bytes() for name in names if (folder / name).is_file()}
 
 
@@ -711,10 +734,27 @@ def _keras_model(
         threshold=float(threshold["threshold"]),
         threshold_info=threshold,
         error_clip=error_clip(threshold),
+        feature_stats=_feature_stats(version, files),
     )
     if SCORING_FILE not in files:  # the autoencoder is the champion (and every older version)
         return autoencoder
     return load_candidate(version, path, files, preprocessing, threshold, autoencoder)
+
+
+def _feature_stats(version: str, files: dict[str, bytes]) -> FeatureStats | None:
+    """The version's training statistics (None: written before them, or unreadable; the
+    explanations then carry no normal range, and scoring goes on)."""
+    raw = files.get(FEATURE_STATS_FILE)
+    if raw is None:
+        return None
+    try:
+        return FeatureStats.from_json(raw)
+    except ValueError as exc:
+        log.warning(
+            "feature statistics unreadable; explanations without normal ranges",
+            extra={"fields": {"version": version, "error": str(exc)[:200]}},
+        )
+        return None
 
 
 def error_clip(threshold_info: dict[str, Any]) -> float | None:

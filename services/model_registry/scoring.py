@@ -303,6 +303,8 @@ class CandidateLoadedModel:
         self.threshold_info = threshold_info
         self.spec = spec
         self.forest = forest
+        self.feature_stats = getattr(autoencoder, "feature_stats", None)
+        """the version's training statistics (the explanations' normal ranges)"""
         self._autoencoder = autoencoder if kind == "ensemble" else None
         self._pool: ThreadPoolExecutor | None = None
         self._classifier = _traced_classifier(supervised) if supervised is not None else None
@@ -321,26 +323,40 @@ class CandidateLoadedModel:
         )
 
     def scores_preprocessed(self, x: np.ndarray) -> np.ndarray:
+        return self._scores(x, explain=False)[0]
+
+    def _scores(self, x: np.ndarray, explain: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores, and with `explain` the ensemble's autoencoder parts [n, 30] from the same
+        network call (the forest and the classifier have none: None)."""
         if len(x) == 0:
-            return np.empty(0, dtype=np.float32)
+            return np.empty(0, dtype=np.float32), None
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self._classifier is not None:
-            return np.asarray(self._classifier(x).numpy())
+            return np.asarray(self._classifier(x).numpy()), None
         forest = self.forest
         assert forest is not None
         if self._autoencoder is None:
-            return forest_batch_scores(forest, x)
+            return forest_batch_scores(forest, x), None
+        autoencoder = self._autoencoder
+        parts = None
+
+        def errors_of(rows: np.ndarray) -> np.ndarray:
+            nonlocal parts
+            if not explain:
+                return autoencoder.errors_preprocessed(rows)
+            errors, parts = autoencoder.errors_and_parts_preprocessed(rows)
+            return errors
+
         if len(x) < OVERLAP_ROWS:
-            errors = self._autoencoder.errors_preprocessed(x)
-            return forest_batch_scores(forest, x, errors, self._z)
+            return forest_batch_scores(forest, x, errors_of(x), self._z), parts
         # Both parts release the GIL: walk the forest on a helper thread while TensorFlow runs
         # the network on this one, so the ensemble costs little more wall time than the network.
         walk = self._helper().submit(
             _path_totals, x, forest.feature, forest.threshold, forest.leaf_value, forest.depth
         )
-        errors = self._autoencoder.errors_preprocessed(x)
+        errors = errors_of(x)
         assert self._z is not None
-        return _combine(walk.result(), forest.normaliser, errors, True, self._z)
+        return _combine(walk.result(), forest.normaliser, errors, True, self._z), parts
 
     def _helper(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -350,6 +366,11 @@ class CandidateLoadedModel:
     def score(self, features: np.ndarray) -> np.ndarray:
         """The champion's score per row of raw features float32 [n, 30]; higher = riskier."""
         return self.scores_preprocessed(self.preprocessing.transform(features))
+
+    def score_explained(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`score` and the autoencoder's per-feature parts of its error from the same call
+        (ensemble only; None for the forest and the classifier, which have no such parts)."""
+        return self._scores(self.preprocessing.transform(features), explain=True)
 
     def is_alert(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) >= self.threshold
@@ -370,6 +391,8 @@ class ErrorModel(Protocol):
     """The autoencoder part of an ensemble (the registry's KerasLoadedModel)."""
 
     def errors_preprocessed(self, x: np.ndarray) -> np.ndarray: ...
+
+    def errors_and_parts_preprocessed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def write_artifacts(

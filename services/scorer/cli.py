@@ -36,6 +36,11 @@ def register(app: typer.Typer) -> None:
             "--stop-at-end",
             help="stop once the partitions are read up to their end offsets of the start",
         ),
+        explain: bool = typer.Option(
+            True,
+            "--explain/--no-explain",
+            help="write each alert's top 5 contributing features (EXPLANATION) or null",
+        ),
         at_least_once: bool = typer.Option(
             False,
             "--at-least-once",
@@ -88,6 +93,7 @@ def register(app: typer.Typer) -> None:
             group=group,
             model=model,
             exactly_once=not at_least_once,
+            explain=explain,
             from_beginning=from_beginning,
             stop_at_end=stop_at_end,
             batch_size=batch_size,

@@ -38,6 +38,8 @@ class ScorerConfig:
     models_dir: Path | None = None
     model_poll_interval_s: float = 1.0
     lag_interval_s: float = 5.0
+    explain: bool = True
+    """Write each alert's top contributing features (EXPLANATION; `--no-explain`: null)."""
     max_records: int | None = None
     """Stop after about this many records (whole batches; tests and benchmarks)."""
 

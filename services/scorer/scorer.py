@@ -65,10 +65,13 @@ from services.scorer.metrics import ScorerMetrics
 from services.scorer.models import ModelManager, registry_loader
 from services.scorer.records import (
     ALERT_INPUT_FIELDS,
+    Explanations,
     alert_key,
     alert_mask,
     encode_alerts,
+    explain_alerts,
     make_alert,
+    score_batch,
 )
 
 log = logging.getLogger("fraudstream.scorer")
@@ -327,9 +330,14 @@ class Scorer:
         started = time.perf_counter()
         messages = batch.messages
         decoded = decoder.decode([m.value() for m in messages])
-        scores = model.score(decoded.features) if len(decoded.features) else np.empty(0)
+        scores, parts = (
+            score_batch(model, decoded.features, self.config.explain)
+            if len(decoded.features)
+            else (np.empty(0), None)
+        )
         alerting = np.flatnonzero(alert_mask(scores, model.threshold))
-        outputs = self._alerts(decoded, alerting, scores, model, messages, encoder)
+        explained = explain_alerts(model, parts, decoded.features, alerting)
+        outputs = self._alerts(decoded, alerting, scores, model, messages, encoder, explained)
         reasons: dict[str, int] = {}
         for index, why in decoded.rejected:
             msg = messages[index]
@@ -366,6 +374,7 @@ class Scorer:
         model: LoadedModel,
         messages: list[Message],
         encoder: AvroEncoder,
+        explained: Explanations | None = None,
     ) -> list[Output]:
         """The alert records of a batch: rows the columnar decoder read are encoded together
         (`encode_alerts`), any others (fastavro-decoded) one by one with `make_alert`."""
@@ -381,18 +390,25 @@ class Scorer:
                 model.version,
                 scored_at,
                 encoder.header,
+                None if explained is None else explained.take(which),
             )
             if encoded is not None:
                 values.update(zip(inputs[which].tolist(), encoded, strict=True))
         outputs: list[Output] = []
-        for row, index in zip(alerting.tolist(), inputs.tolist(), strict=True):
+        for j, (row, index) in enumerate(zip(alerting.tolist(), inputs.tolist(), strict=True)):
             record = None
             value = values.get(index)
             if value is None:
                 record = decoded.record(index, ALERT_INPUT_FIELDS)
                 amount = _amount(record, float(decoded.features[row, -1]))
                 alert = make_alert(
-                    record, amount, float(scores[row]), model.threshold, model.version, scored_at
+                    record,
+                    amount,
+                    float(scores[row]),
+                    model.threshold,
+                    model.version,
+                    scored_at,
+                    None if explained is None else explained.record(j),
                 )
                 value = encoder.encode(alert)
             key = messages[index].key()

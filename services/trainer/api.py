@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from services.common.topics import PREPROCESSED_TOPIC
+from services.model_registry.feature_stats import FEATURE_STATS_FILE
 from services.model_registry.registry import (
     REPORT_FILE,
     KerasLoadedModel,
@@ -163,6 +164,8 @@ def register(
     def extra(folder: Path, version: str) -> None:
         if outcome.champion is not None:
             outcome.champion.write(folder)
+        if outcome.feature_stats is not None:
+            (folder / FEATURE_STATS_FILE).write_text(outcome.feature_stats.to_json())
         write_plots(outcome, folder)
         (folder / REPORT_FILE).write_text(render_report(version, metrics, outcome.threshold))
 

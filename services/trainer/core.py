@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from services.model_registry.feature_stats import FeatureStats
 from services.model_registry.preprocessing import Preprocessing
 from services.model_registry.registry import KerasLoadedModel, utc_now_iso
 from services.trainer import candidates
@@ -71,6 +72,11 @@ class TrainOutcome:
     baseline_models: dict[str, Any] = field(default_factory=dict)
     champion: Candidate | None = None
     """the candidate the version serves (None: the autoencoder, as before candidates)"""
+    feature_stats: FeatureStats | None = None
+    """per-feature normal ranges and decile bins of the training split (feature_stats.json)"""
+    validation_scores: np.ndarray | None = None
+    """the served champion's scores on the validation split (an alert budget is set on them)"""
+    validation_labels: np.ndarray | None = None
 
     @property
     def champion_name(self) -> str:
@@ -204,6 +210,7 @@ def fit_and_evaluate(
 
     split = time_split(features[:, 0], config.fractions)
     preprocessing = Preprocessing.fit(features[split.train])
+    feature_stats = FeatureStats.fit(features[split.train])
     x_train = preprocessing.transform(features[split.train])
     x_val = preprocessing.transform(features[split.validation])
     y_val = labels[split.validation]
@@ -317,6 +324,9 @@ def fit_and_evaluate(
         test_labels=y_test,
         baseline_models={b.name: b for b in baselines},
         champion=fitted[served],
+        feature_stats=feature_stats,
+        validation_scores=np.asarray(val_scores[served], dtype=np.float64),
+        validation_labels=np.asarray(y_val),
     )
 
 
