@@ -37,6 +37,8 @@ log = logging.getLogger("fraudstream.console.alerts")
 MAX_TEXT = 200
 """Longest string value of an alert passed to a page (USER, TIMESTAMP, ...)."""
 MAX_EXPLANATION = 10
+TAIL_BASE = -2000
+"""librdkafka's RD_KAFKA_OFFSET_TAIL_BASE: offset TAIL_BASE - n reads the last n records."""
 SUBSCRIBER_QUEUE = 256
 """Batches a page may fall behind by before it is dropped (it reconnects and gets a snapshot)."""
 
@@ -129,20 +131,20 @@ class AlertFeed:
             lambda: make_consumer("fraudstream-console", **quiet_logging())
         )
         consumer = factory()
-        meta = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            consumer.close()
-            self.error = f"topic {self.topic} does not exist yet (has a scorer run?)"
-            return None
-        parts = sorted(meta.partitions)
-        share = max(1, self.recent // len(parts))
-        assignment = []
-        for p in parts:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, p), timeout=10, cached=False
+        try:
+            meta = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                self.error = f"topic {self.topic} does not exist yet (has a scorer run?)"
+                consumer.close()
+                return None
+            share = max(1, self.recent // len(meta.partitions))
+            # a logical "tail" offset: librdkafka starts `share` records before the end
+            consumer.assign(
+                [TopicPartition(self.topic, p, TAIL_BASE - share) for p in sorted(meta.partitions)]
             )
-            assignment.append(TopicPartition(self.topic, p, max(low, high - share)))
-        consumer.assign(assignment)
+        except BaseException:
+            consumer.close()
+            raise
         if self.decoder is None:
             self.decoder = AvroDecoder(registry_client())
         self.error = None

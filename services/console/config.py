@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from services.common.settings import Settings, get_settings
 from services.common.topics import (
     ALERTS_TOPIC,
+    FEEDBACK_TOPIC,
     PREPROCESSED_TOPIC,
     SCORING_TOPIC,
     SOURCE_TOPIC,
@@ -25,8 +26,6 @@ UI_URL_ENV = "FRAUDSTREAM_UI_URL"
 """Where `stack up` / `run` start the console and probe it (default http://127.0.0.1:8090)."""
 DEFAULT_UI_HOST = "127.0.0.1"
 DEFAULT_UI_PORT = 8090
-FEEDBACK_TOPIC = "fraud_feedback"
-"""DESIGN.md's feedback topic (services/common/feedback.py owns the record)."""
 
 
 def ui_url() -> str:
