@@ -187,6 +187,12 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
+def _open(console: Console) -> None:
+    """The page, loaded once (a test run alone loads it itself)."""
+    if not console.driver.current_url.startswith(console.url):
+        console.driver.get(console.url)
+
+
 def _screenshot(driver: Any, name: str) -> None:
     DOCS.mkdir(exist_ok=True)
     driver.save_screenshot(str(DOCS / f"console-{name}.png"))
@@ -307,7 +313,8 @@ RATES_SCRIPT = """
 const out = {};
 for (const tr of document.querySelectorAll('#health-body tr')) {
   const rate = tr.querySelectorAll('td')[3].getAttribute('data-rate');
-  if (rate) out[tr.getAttribute('data-stage')] = Math.max(out[tr.getAttribute('data-stage')] || 0, Number(rate));
+  const stage = tr.getAttribute('data-stage');
+  if (rate) out[stage] = Math.max(out[stage] || 0, Number(rate));
 }
 return out;
 """
@@ -317,6 +324,7 @@ def test_health_shows_throughput_while_the_pipeline_runs(console: Console) -> No
     from selenium.webdriver.common.by import By
 
     d = console.driver
+    _open(console)
     d.find_element(By.ID, "tab-health").click()
     stop = threading.Event()
 
@@ -352,6 +360,7 @@ def test_ksql_editor_creates_a_stream(console: Console, ksql_url: str, unique: s
     from services.ksql_server.rest.client import KsqlClient
 
     d = console.driver
+    _open(console)
     d.find_element(By.ID, "tab-ksql").click()
     name = f"T_CONSOLE_{unique.upper()}"
     editor = d.find_element(By.ID, "ksql-sql")
@@ -366,17 +375,13 @@ def test_ksql_editor_creates_a_stream(console: Console, ksql_url: str, unique: s
     try:
         listed = client.ksql("SHOW STREAMS;")[0]["streams"]
         assert name in {s["name"] for s in listed}
-        _wait(
-            lambda: any(
-                name in li.text for li in d.find_elements(By.CSS_SELECTOR, "#ksql-streams li")
-            ),
-            10,
-            "the catalog",
-        )
+        catalog = "return document.getElementById('ksql-streams').textContent;"
+        _wait(lambda: name in d.execute_script(catalog), 10, "the catalog")
         editor.clear()
         editor.send_keys("SHOW STREAMS;")
         d.find_element(By.ID, "ksql-run").click()
-        _wait(lambda: d.find_elements(By.CSS_SELECTOR, "#ksql-results table td"), 20, "the rows")
+        cells = "return document.querySelectorAll('#ksql-results table td').length;"
+        _wait(lambda: d.execute_script(cells), 20, "the rows")
         _screenshot(d, "ksql")
     finally:
         client.ksql(f"DROP STREAM IF EXISTS {name} DELETE TOPIC;")
