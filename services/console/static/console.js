@@ -1,5 +1,5 @@
 // fraudstream console: plain JavaScript, no framework, no build step.
-// Every value that comes from a record is put on the page with textContent (never innerHTML),
+// Every value that comes from a record is put on the page with textContent, never parsed as HTML,
 // so nothing an alert, a model report or a KSQL row holds can become markup or script.
 "use strict";
 
