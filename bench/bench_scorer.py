@@ -5,7 +5,9 @@ Measured in one run, on fresh topics of the running broker and Schema Registry:
   2. the scorer, exactly-once, Avro in → alerts out, over the same topic (in a subprocess, so its
      peak resident memory is its own); the at-least-once mode too;
   3. a naive scorer: fastavro + `model.predict` per record, on a 2,000-record sample;
-  4. produce-to-alert latency p50/p99 with input arriving at 2,000 records/s.
+  4. produce-to-alert latency p50/p99 with input arriving at 2,000 records/s;
+  5. the scorer with alert explanations (the default) against `--no-explain`, alternating rounds
+     (`--explain-only` runs just these).
 Rates are steady-state: records after the first commit / time from the first to the last commit
 (a commit may cover several batches; start-up: TensorFlow import, model load, group join, is
 reported separately).
@@ -168,7 +170,9 @@ def run_worker(args: list[str]) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def worker(topic: str, alerts: str, version: str, models_dir: str, exactly_once: bool) -> None:
+def worker(
+    topic: str, alerts: str, version: str, models_dir: str, exactly_once: bool, explain: bool = True
+) -> None:
     from services.scorer.scorer import Scorer, ScorerConfig, ScoreResult
 
     marks: list[tuple[float, int]] = []
@@ -187,6 +191,7 @@ def worker(topic: str, alerts: str, version: str, models_dir: str, exactly_once:
         models_dir=Path(models_dir),
         models_topic=None,
         exactly_once=exactly_once,
+        explain=explain,
         from_beginning=True,
         stop_at_end=True,
         dlq_topic=f"{alerts}_dlq",
@@ -343,11 +348,16 @@ def main() -> None:
         action="store_true",
         help="only the autoencoder vs ensemble-champion scorer rounds",
     )
+    parser.add_argument(
+        "--explain-only",
+        action="store_true",
+        help="only the scorer with vs without alert explanations rounds",
+    )
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         topic, alerts, version, models_dir, mode = args.worker
-        worker(topic, alerts, version, models_dir, mode == "eos")
+        worker(topic, alerts, version, models_dir, mode.startswith("eos"), mode != "eos-noexplain")
         return
 
     tag = uuid.uuid4().hex[:8]
@@ -367,6 +377,9 @@ def main() -> None:
         f"(produced in {produce_s:.1f} s), broker {get_settings().bootstrap_servers}"
     )
 
+    explain_rates = compare_explain(topic, tag, version, models_dir, args)
+    if args.explain_only:
+        return
     ensemble_ratios = compare_ensemble(topic, tag, version, ensemble_version, models_dir, args)
     if args.ensemble_only:
         return
@@ -416,6 +429,36 @@ def main() -> None:
         f"(best of {args.rounds} rounds each; target >= 0.5)"
     )
     print(_ensemble_line(ensemble_ratios))
+    print(_explain_line(explain_rates))
+
+
+def compare_explain(
+    topic: str, tag: str, version: str, models_dir: Path, args: argparse.Namespace
+) -> list[tuple[float, float]]:
+    """Alternating rounds of the exactly-once scorer with explanations (the default) and with
+    `--no-explain`, same model and input; returns (with, without) rates per round."""
+    rates: list[tuple[float, float]] = []
+    for n in range(1, max(2, args.rounds) + 1):
+        on = run_worker([topic, f"bench_score_ex_{tag}_{n}", version, str(models_dir), "eos"])
+        off = run_worker(
+            [topic, f"bench_score_nx_{tag}_{n}", version, str(models_dir), "eos-noexplain"]
+        )
+        rates.append((float(on["rate"]), float(off["rate"])))
+        print(
+            f"round {n}: scorer with explanations {on['rate']:,.0f}, without {off['rate']:,.0f} "
+            f"records/s ({on['rate'] / off['rate']:.2f}; {on['alerts']} alerts)"
+        )
+    print(_explain_line(rates))
+    return rates
+
+
+def _explain_line(rates: list[tuple[float, float]]) -> str:
+    per_round = [on / off for on, off in rates]
+    best = max(on for on, _ in rates) / max(off for _, off in rates)
+    return (
+        f"ratio scorer with explanations / without: {best:.2f} best of each over {len(rates)} "
+        f"rounds (per round {min(per_round):.2f}-{max(per_round):.2f}; target >= 0.9)"
+    )
 
 
 def compare_ensemble(

@@ -143,15 +143,24 @@ def test_watch_retrains_and_records_the_decision(
     import threading
     import time
 
+    from services.common.feedback import CONFIRMED_FRAUD, FALSE_POSITIVE, write_feedback
     from services.trainer.watch import WatchOptions, watch
 
     topic = f"t_trainer_watch_{uuid.uuid4().hex[:8]}"
+    feedback_topic = f"{topic}_feedback"
     fill_topic(topic, 8_000, seed=1, bootstrap=kafka_bootstrap, fraud_ratio=0.02)
+    for ident in range(0, 8_000, 800):  # ten verdicts on rows of the first fill
+        verdict = CONFIRMED_FRAUD if ident % 1_600 == 0 else FALSE_POSITIVE
+        write_feedback(ident, verdict, "ana", topic=feedback_topic)
     registry = ModelRegistry(tmp_path)
     results: list[Any] = []
     # The second round starts only once all 6,000 new records are there, so it reads exactly
-    # 14,000 (with a lower trigger it could start while the fill is still arriving).
-    options = WatchOptions(every_records=6_000, window=20_000, max_rounds=2, poll_s=0.5)
+    # 14,000 (with a lower trigger it could start while the fill is still arriving); the third
+    # has no new record: three new verdicts start it.
+    options = WatchOptions(
+        every_records=6_000, window=20_000, max_rounds=3, poll_s=0.5,
+        feedback_topic=feedback_topic, feedback_min=3,
+    )  # fmt: skip
     config = make_config(epochs=2, batch_size=512)
 
     def run() -> None:
@@ -174,8 +183,9 @@ def test_watch_retrains_and_records_the_decision(
         assert registry.metrics(first)["promotion"]["decision"] == "promoted"
         fill_topic(topic, 6_000, seed=2, bootstrap=kafka_bootstrap, fraud_ratio=0.02,
                    first_key=8_000)  # fmt: skip
-        worker.join(180)
-        assert not worker.is_alive()
+        deadline = time.monotonic() + 180
+        while len(results) < 2 and time.monotonic() < deadline and worker.is_alive():
+            time.sleep(0.2)
         assert len(results) == 2 and all(isinstance(r, ModelVersion) for r in results), results
         second = results[1]
         promotion = second.metrics["promotion"]
@@ -184,8 +194,21 @@ def test_watch_retrains_and_records_the_decision(
         expected_latest = second.version if promotion["decision"] == "promoted" else first
         assert registry.latest() == expected_latest
         assert promotion["reason"] in second.report()
+        reviewed = registry.metrics(first)["feedback"]
+        assert reviewed["reviewed_rows"] == 10 and reviewed["confirmed_fraud"] == 5
+        assert reviewed["round_trigger"] == "first round"
+        assert "precision on reviewed alerts" in (tmp_path / first / "report.md").read_text()
+        assert second.metrics["feedback"]["round_trigger"] == "records"
+        for ident in (8_100, 8_200, 8_300):
+            write_feedback(ident, CONFIRMED_FRAUD, "bo", topic=feedback_topic)
+        worker.join(180)
+        assert not worker.is_alive()
+        assert len(results) == 3 and isinstance(results[2], ModelVersion), results
+        third = results[2].metrics["feedback"]
+        assert third["round_trigger"] == "feedback" and third["reviewed_rows"] == 13
+        assert third["confirmed_fraud"] == 8
     finally:
-        delete_topics([topic, f"{topic}_models"], kafka_bootstrap)
+        delete_topics([topic, f"{topic}_models", feedback_topic], kafka_bootstrap)
 
 
 def test_ingest_bounds_and_partitions(schema_registry_url: str, kafka_bootstrap: str) -> None:

@@ -1,5 +1,6 @@
-"""`fraudstream models list|show VERSION|seal VERSION`: the versions in the model registry
-(MODELS_DIR), and recording a manifest for a version registered before manifests existed."""
+"""`fraudstream models list|show VERSION|seal VERSION|threshold --budget N`: the versions in
+the model registry (MODELS_DIR), recording a manifest for a version registered before manifests
+existed, and setting the threshold by an alert budget (budget.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 from pathlib import Path
 
 import typer
+
+from services.common.topics import MODELS_TOPIC
 
 models_app = typer.Typer(
     name="models",
@@ -83,6 +86,46 @@ def seal_model(
     typer.echo(f"sealed {version} digest={digest}")
 
 
+@models_app.command("threshold")
+def set_threshold(
+    budget: float = typer.Option(
+        ..., "--budget", help="at most this many alerts per 10,000 transactions (0-10000]"
+    ),
+    version: str = typer.Option("latest", "--version", help="the version to start from"),
+    models_dir: Path = typer.Option(None, help="registry folder (default: MODELS_DIR)"),
+    models_topic: str = typer.Option(MODELS_TOPIC, help="topic announcing new versions"),
+    no_announce: bool = typer.Option(
+        False, "--no-announce", help="publish (and make LATEST) without announcing"
+    ),
+) -> None:
+    """Set the threshold by an alert budget: publish a version derived from VERSION (same model)
+    whose threshold lets through at most BUDGET alerts per 10,000 validation transactions, with
+    the precision and recall that buys on the test split in its report. When VERSION is LATEST
+    the new version becomes LATEST and is announced: running scorers switch to it between two
+    batches."""
+    from services.model_registry.budget import set_alert_budget
+
+    result = set_alert_budget(
+        version,
+        budget,
+        models_dir=models_dir,
+        announce=not no_announce,
+        models_topic=models_topic,
+    )
+    val = result.validation
+    typer.echo(
+        f"from {result.derived_from}: threshold {result.previous_threshold:.6g} -> "
+        f"{result.threshold:.6g} ({val['alerts_per_10k']:.1f} alerts/10k on validation)"
+    )
+    if not result.latest:
+        typer.echo(f"{result.derived_from} is not LATEST: the new version is neither LATEST nor "
+                   "announced (pin it with `score --model` or promote it)")  # fmt: skip
+    elif result.announced:
+        typer.echo(f"LATEST -> {result.version}, announced on {models_topic}")
+    typer.echo(result.summary_line())
+
+
 def register(app: typer.Typer) -> None:
-    """Mount `fraudstream models …`."""
+    """Mount `fraudstream models …` (also as `fraudstream model …`)."""
     app.add_typer(models_app, name="models")
+    app.add_typer(models_app, name="model", hidden=True)

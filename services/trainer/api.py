@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from services.common.topics import PREPROCESSED_TOPIC
+from services.common.feedback import Feedback
+from services.common.topics import FEEDBACK_TOPIC, PREPROCESSED_TOPIC
+from services.model_registry.budget import Scores, write_scores
 from services.model_registry.feature_stats import FEATURE_STATS_FILE
 from services.model_registry.registry import (
     REPORT_FILE,
@@ -29,6 +31,7 @@ from services.model_registry.scoring import CandidateLoadedModel
 from services.trainer.core import TrainConfig, TrainOutcome, fit_and_evaluate
 from services.trainer.errors import TrainingDataError
 from services.trainer.evaluate import ThresholdRule
+from services.trainer.feedback import evaluate_feedback, feedback_line, fetch_feedback
 from services.trainer.ingest import Dataset, commit, ingest
 from services.trainer.model import ModelConfig
 from services.trainer.report import render_report, write_plots
@@ -89,6 +92,10 @@ class ModelVersion:
         """Which candidate the version serves and why (printed before the summary line)."""
         reason = self.metrics.get("champion", {}).get("reason", "")
         return f"champion {self.champion}" + (f": {reason}" if reason else "")
+
+    def feedback_line(self) -> str | None:
+        """How the version does on analysts' verdicts (None: no reviewed row in its data)."""
+        return feedback_line(self.metrics.get("feedback"))
 
     def report(self) -> str:
         return (self.path / REPORT_FILE).read_text()
@@ -166,6 +173,17 @@ def register(
             outcome.champion.write(folder)
         if outcome.feature_stats is not None:
             (folder / FEATURE_STATS_FILE).write_text(outcome.feature_stats.to_json())
+        if outcome.validation_scores is not None and outcome.validation_labels is not None:
+            served = outcome.test_scores[outcome.champion_name]
+            write_scores(
+                folder,
+                Scores(
+                    outcome.validation_scores,
+                    outcome.validation_labels,
+                    np.asarray(served, dtype=np.float64),
+                    np.asarray(outcome.test_labels),
+                ),
+            )
         write_plots(outcome, folder)
         (folder / REPORT_FILE).write_text(render_report(version, metrics, outcome.threshold))
 
@@ -219,11 +237,18 @@ def train_dataset(
     hooks: Hooks | None = None,
     bootstrap: str | None = None,
     models_topic: str | None = None,
+    feedback: dict[int, Feedback] | None = None,
+    feedback_topic: str = FEEDBACK_TOPIC,
 ) -> ModelVersion:
+    """Fit, evaluate (on the test split, and on analysts' `feedback` when given) and register."""
     hooks = hooks or Hooks()
     outcome = fit_and_evaluate(
         dataset.features, dataset.labels, config, hooks.on_epoch, hooks.on_stage
     )
+    if feedback is not None:
+        outcome.metrics["feedback"] = evaluate_feedback(
+            outcome, dataset.features, dataset.labels, dataset.ids, feedback, feedback_topic
+        )
     if hooks.on_stage:
         hooks.on_stage("register version")
     return register(
@@ -252,11 +277,13 @@ def train(
     commit_offsets: bool = True,
     hooks: Hooks | None = None,
     models_topic: str | None = None,
+    feedback_topic: str | None = FEEDBACK_TOPIC,
 ) -> ModelVersion:
     """Consume the labelled Avro stream, fit, evaluate, register; returns the version.
 
     Reads from the group's committed offsets (or the beginning) up to the end offsets of now,
     at most `max_records`; the offsets are committed only after the version is registered.
+    The version is also evaluated on the analysts' verdicts of `feedback_topic` (None: not).
     """
     hooks = hooks or Hooks()
     config = config or TrainConfig()
@@ -278,6 +305,7 @@ def train(
         raise TrainingDataError(
             f"no usable record among {dataset.consumed} read from {topic}: {reasons}"
         )
+    feedback = fetch_feedback(feedback_topic, bootstrap, schema_registry_url)
     version = train_dataset(
         dataset,
         config,
@@ -287,6 +315,8 @@ def train(
         hooks=hooks,
         bootstrap=bootstrap,
         models_topic=models_topic,
+        feedback=feedback if feedback_topic is not None else None,
+        feedback_topic=feedback_topic or FEEDBACK_TOPIC,
     )
     if commit_offsets:
         commit(dataset, group, bootstrap)

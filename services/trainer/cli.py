@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from services.common.topics import MODELS_TOPIC, PREPROCESSED_TOPIC
+from services.common.topics import FEEDBACK_TOPIC, MODELS_TOPIC, PREPROCESSED_TOPIC
 from services.trainer.errors import TrainerError, TrainingDataError
 
 if TYPE_CHECKING:
@@ -108,6 +108,18 @@ def register(app: typer.Typer) -> None:
         ),
         window: int = typer.Option(300_000, help="--watch: train on at most the latest N rows"),
         rounds: int = typer.Option(None, help="--watch: stop after this many rounds"),
+        feedback_topic: str = typer.Option(
+            FEEDBACK_TOPIC, help="analysts' verdicts each version is also evaluated on"
+        ),
+        no_feedback: bool = typer.Option(
+            False, "--no-feedback", help="do not read or evaluate on analysts' verdicts"
+        ),
+        feedback_min: int = typer.Option(
+            None,
+            "--feedback-min",
+            min=1,
+            help="--watch: also train a challenger once this many new verdicts arrived",
+        ),
         wait_rows: int = typer.Option(
             None,
             "--wait-rows",
@@ -166,12 +178,19 @@ def register(app: typer.Typer) -> None:
                 from services.trainer.watch import watch as run_watch
 
                 options = WatchOptions(
-                    every_records=every, interval_s=interval, window=window, max_rounds=rounds
+                    every_records=every,
+                    interval_s=interval,
+                    window=window,
+                    max_rounds=rounds,
+                    feedback_topic=None if no_feedback else feedback_topic,
+                    feedback_min=feedback_min,
                 )
 
                 def on_round(mv: api.ModelVersion) -> None:
                     decision = mv.metrics.get("promotion", {})
                     typer.echo(f"{decision.get('decision')}: {decision.get('reason')}")
+                    if mv.feedback_line():
+                        typer.echo(mv.feedback_line())
                     typer.echo(mv.champion_line())
                     typer.echo(mv.summary_line())
 
@@ -192,6 +211,7 @@ def register(app: typer.Typer) -> None:
                     models_dir=models_dir,
                     hooks=hooks,
                     models_topic=models_topic,
+                    feedback_topic=None if no_feedback else feedback_topic,
                 )
         except TrainingDataError as exc:
             raise TrainingDataError(
@@ -203,5 +223,7 @@ def register(app: typer.Typer) -> None:
         if rejected:
             typer.echo(f"skipped {sum(rejected.values())} records: {rejected}")
         typer.echo(f"report {mv.path / 'report.md'}")
+        if mv.feedback_line():
+            typer.echo(mv.feedback_line())
         typer.echo(mv.champion_line())
         typer.echo(mv.summary_line())

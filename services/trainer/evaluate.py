@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from services.model_registry.budget import budget_threshold
+
 THRESHOLD_RULES = ("best_f1", "alert_budget", "target_precision")
 FALLBACK_QUANTILE = 0.995
 """Used when the validation split holds no fraud: alert on the top 0.5 % of scores."""
@@ -104,7 +106,7 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray, rule: ThresholdRule
     if rule.name == "alert_budget":
         assert rule.alert_budget is not None
         info["alert_budget_per_10k"] = rule.alert_budget
-        threshold = float(np.quantile(scores, 1.0 - rule.alert_budget / 10_000.0))
+        threshold = budget_threshold(scores, rule.alert_budget)
     elif labels.sum() == 0:
         threshold = float(np.quantile(scores, FALLBACK_QUANTILE))
         info["fallback"] = f"no fraud in validation: quantile {FALLBACK_QUANTILE}"

@@ -20,7 +20,7 @@ import numpy as np
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from services.common.avro.decoder import FeatureDecoder
+from services.common.avro.decoder import DecodedBatch, FeatureDecoder
 from services.common.avro.features import N_FEATURES
 from services.common.avro.schemas import registry_client
 from services.common.errors import ServiceUnavailable
@@ -30,6 +30,7 @@ from services.common.waiting import poll_until
 from services.trainer.errors import TrainerError
 
 BATCH = 10_000
+MISSING_ID = np.iinfo(np.int64).min
 IDLE_TIMEOUT_S = 30.0
 """Give up waiting for offsets below the captured end after this long without any record."""
 
@@ -50,6 +51,9 @@ class Dataset:
     start_offsets: dict[int, int] = field(default_factory=dict)
     seconds: float = 0.0
     fast_rows: int = 0
+    ids: np.ndarray | None = None
+    """int64 transaction ID per row (MISSING_ID where the record had none; None: not read,
+    e.g. arrays from a CSV): how analysts' feedback is joined to the rows."""
 
     def __len__(self) -> int:
         return len(self.features)
@@ -160,6 +164,7 @@ def _read(
     labels = np.empty(capacity, dtype=np.int8)
     partitions = np.empty(capacity, dtype=np.int32)
     offsets = np.empty(capacity, dtype=np.int64)
+    ids = np.empty(capacity, dtype=np.int64)
     rejected: Counter[str] = Counter()
     next_offsets = dict(starts)
     pending = {p for p in ends if starts[p] < ends[p]}
@@ -170,6 +175,7 @@ def _read(
     while pending and consumed < capacity:
         messages = consumer.consume(min(BATCH, capacity - consumed), timeout=1.0)
         values: list[bytes | None] = []
+        keys: list[bytes | None] = []
         parts: list[int] = []
         offs: list[int] = []
         for msg in messages:
@@ -182,6 +188,7 @@ def _read(
             if p not in pending or o >= ends[p]:
                 continue  # written after the run started: not part of this data set
             values.append(msg.value())
+            keys.append(msg.key())
             parts.append(p)
             offs.append(o)
             next_offsets[p] = o + 1
@@ -194,6 +201,7 @@ def _read(
             labels[rows : rows + n] = batch.labels
             partitions[rows : rows + n] = np.asarray(parts, dtype=np.int32)[batch.kept]
             offsets[rows : rows + n] = np.asarray(offs, dtype=np.int64)[batch.kept]
+            ids[rows : rows + n] = batch_ids(batch, keys)
             rejected.update(str(why) for _i, why in batch.rejected)
             rows += n
             consumed += len(values)
@@ -219,7 +227,34 @@ def _read(
         next_offsets=next_offsets,
         start_offsets=dict(starts),
         fast_rows=fast,
+        ids=ids[:rows][order],
     )
+
+
+def batch_ids(batch: DecodedBatch, keys: list[bytes | None]) -> np.ndarray:
+    """The transaction ID of each usable row of a decoded batch (int64, MISSING_ID where
+    unknown): the ID field, column-wise for the rows a compiled path read, per record for the
+    few fastavro read; else the record key when it is the ID as text (the demo's layout has no
+    ID column, and the source topic is keyed by Id)."""
+    inputs = batch.kept
+    ids = np.full(len(inputs), MISSING_ID, dtype=np.int64)
+    done = np.zeros(len(inputs), dtype=np.bool_)
+    for columns, rows, which in batch.columnar_rows(inputs):
+        done[which] = True
+        column = columns.column("ID")
+        if column is None or column.type not in ("int", "long") or column.values is None:
+            continue
+        present = column.present[rows]
+        ids[which[present]] = column.values[rows][present]
+    for w in np.flatnonzero(~done).tolist():
+        ident = batch.record(int(inputs[w]), ("ID",)).get("ID")
+        if isinstance(ident, int) and not isinstance(ident, bool) and MISSING_ID < ident < 2**63:
+            ids[w] = ident
+    for w in np.flatnonzero(ids == MISSING_ID).tolist():
+        key = keys[int(inputs[w])]
+        if key is not None and 0 < len(key) <= 20 and key.isdigit():
+            ids[w] = min(int(key), 2**63 - 1)
+    return ids
 
 
 def _still_pending(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from services.trainer.feedback import report_lines as feedback_report_lines
 from services.trainer.intervals import fmt_interval
 
 if TYPE_CHECKING:
@@ -241,6 +242,7 @@ def render_report(version: str, metrics: dict[str, Any], threshold: dict[str, An
             f"**{promotion['decision']}**: {promotion['reason']}",
             "",
         ]
+    lines += feedback_report_lines(metrics.get("feedback"))
     for name, title in PLOTS.items():
         lines += [f"![{title}]({name})", ""]
     return "\n".join(lines)

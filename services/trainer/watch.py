@@ -1,4 +1,5 @@
-"""Continuous training: retrain when enough new labelled records arrived, promote on merit.
+"""Continuous training: retrain when enough new labelled records (or, with `feedback_min`,
+enough new analysts' verdicts on `fraud_feedback`) arrived, promote on merit.
 
 Each round trains a challenger on the most recent `window` rows (its test split is therefore the
 most recent fifth of them) and scores the current champion (the version LATEST names) on exactly
@@ -15,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from services.common.feedback import feedback_count
 from services.common.kafka import make_consumer, topic_partitions
+from services.common.topics import FEEDBACK_TOPIC
 from services.model_registry.registry import ModelRefused, ModelRegistry
 from services.trainer.api import Hooks, ModelVersion, register
 from services.trainer.core import TrainConfig, TrainOutcome, fit_and_evaluate
 from services.trainer.evaluate import ranking_metrics
-from services.trainer.ingest import Dataset, commit, ingest
+from services.trainer.feedback import evaluate_feedback, fetch_feedback
+from services.trainer.ingest import MISSING_ID, Dataset, commit, ingest
 
 
 def decide(
@@ -80,6 +84,9 @@ def _append(buffer: Dataset | None, new: Dataset, window: int) -> Dataset:
             labels=np.concatenate([buffer.labels, new.labels]),
             partitions=np.concatenate([buffer.partitions, new.partitions]),
             offsets=np.concatenate([buffer.offsets, new.offsets]),
+            ids=None
+            if buffer.ids is None and new.ids is None
+            else np.concatenate([_ids(buffer), _ids(new)]),
             topic=new.topic,
             consumed=buffer.consumed + new.consumed,
             rejected=buffer.rejected + new.rejected,
@@ -92,7 +99,16 @@ def _append(buffer: Dataset | None, new: Dataset, window: int) -> Dataset:
         keep.sort()
         merged.features, merged.labels = merged.features[keep], merged.labels[keep]
         merged.partitions, merged.offsets = merged.partitions[keep], merged.offsets[keep]
+        if merged.ids is not None:
+            merged.ids = merged.ids[keep]
     return merged
+
+
+def _ids(dataset: Dataset) -> np.ndarray:
+    """The dataset's IDs (all MISSING_ID when it has none)."""
+    if dataset.ids is not None:
+        return dataset.ids
+    return np.full(len(dataset), MISSING_ID, dtype=np.int64)
 
 
 def new_records(topic: str, group: str, next_offsets: dict[int, int], bootstrap: str | None) -> int:
@@ -115,6 +131,18 @@ class WatchOptions:
     window: int = 300_000
     max_rounds: int | None = None
     poll_s: float = 5.0
+    feedback_topic: str | None = FEEDBACK_TOPIC
+    """verdicts every round is also evaluated on (None: none)"""
+    feedback_min: int | None = None
+    """also start a round once this many new verdicts arrived since the last (None: never)"""
+
+
+def _feedback_due(options: WatchOptions, seen: int, bootstrap: str | None) -> tuple[bool, int]:
+    """(enough new verdicts for a round, verdict records on the topic now)."""
+    if options.feedback_topic is None or options.feedback_min is None:
+        return False, seen
+    now = feedback_count(options.feedback_topic, bootstrap)
+    return now - seen >= options.feedback_min, now
 
 
 def watch(
@@ -136,16 +164,22 @@ def watch(
     versions: list[ModelVersion] = []
     last_round = time.monotonic()
     first = True
+    seen_feedback = 0
     while options.max_rounds is None or len(versions) < options.max_rounds:
+        feedback_due, feedback_now = _feedback_due(options, seen_feedback, bootstrap)
         if not first:
             assert buffer is not None
             waiting = new_records(topic, group, buffer.next_offsets, bootstrap)
             due = options.interval_s is not None and time.monotonic() - last_round >= (
                 options.interval_s
             )
-            if waiting < options.every_records and not (due and waiting > 0):
+            if waiting < options.every_records and not (due and waiting > 0) and not feedback_due:
                 time.sleep(options.poll_s)
                 continue
+            trigger = "records" if waiting >= options.every_records or due else "feedback"
+        else:
+            trigger = "first round"
+        seen_feedback = feedback_now
         new = ingest(
             topic,
             group,
@@ -161,6 +195,15 @@ def watch(
         outcome = fit_and_evaluate(
             buffer.features, buffer.labels, config, hooks.on_epoch, hooks.on_stage
         )
+        if options.feedback_topic is not None:
+            verdicts = fetch_feedback(options.feedback_topic, bootstrap, schema_registry_url)
+            outcome.metrics["feedback"] = {
+                **evaluate_feedback(
+                    outcome, buffer.features, buffer.labels, buffer.ids, verdicts,
+                    options.feedback_topic,
+                ),
+                "round_trigger": trigger,
+            }  # fmt: skip
         decision = decide(outcome, buffer.features, buffer.labels, registry)
         promote = decision["decision"] == "promoted"
         version = register(
