@@ -41,6 +41,9 @@ from services.console.models import (
     plot_bytes,
     version_detail,
 )
+from services.model_registry.api import InvalidVersion
+from services.model_registry.errors import ModelRegistryError
+from services.model_registry.registry import VersionNotFound
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 64 * 1024
@@ -170,6 +173,10 @@ def _guarded(handler: Handler) -> Handler:
             return _error(501, str(exc))
         except ServiceUnavailable as exc:
             return _error(502, str(exc))
+        except (VersionNotFound, InvalidVersion) as exc:
+            return _error(404, str(exc))
+        except ModelRegistryError as exc:  # what cannot be done with this version
+            return _error(409 if not isinstance(exc, ValueError) else 400, str(exc))
         except FraudstreamError as exc:
             status = 400 if isinstance(exc, ValueError) else 502
             return _error(status, str(exc))
@@ -358,23 +365,12 @@ async def budget(request: Request) -> Response:
     body = await _json_body(request)
     version = _text(body, "version", 64)
     per_10k = _number(body, "per_10k", None)
-    if per_10k is not None and not 0 < per_10k <= 10_000:
-        raise BadRequest("per_10k must be above 0 and at most 10000 (or null to clear)")
-    result = await run_in_threadpool(set_budget, str(version), per_10k)
-    return JSONResponse({"version": version, "per_10k": per_10k, "result": _plain(result)})
-
-
-def _plain(value: Any) -> Any:
-    """A back end's answer as JSON (dataclasses and objects as their fields)."""
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return _plain(asdict(value))
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return str(value)[:500]
+    if per_10k is None or not 0 < per_10k <= 10_000:
+        raise BadRequest("per_10k must be above 0 and at most 10000")
+    result = await run_in_threadpool(
+        set_budget, str(version), per_10k, _state(request).config.models_path
+    )
+    return JSONResponse(result, status_code=201)
 
 
 # ---------------------------------------------------------------------- KSQL

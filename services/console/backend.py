@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from services.common.errors import FraudstreamError
@@ -81,14 +82,16 @@ class FeedbackDesk:
             self._writer.close()
 
 
-def set_budget(version: str, per_10k: float | None) -> Any:
-    """At most `per_10k` alerts per 10,000 transactions for `version` (None: back to the
-    validation-chosen threshold), applied by the scorer like a hot reload."""
+def set_budget(version: str, per_10k: float, models_dir: Path) -> dict[str, Any]:
+    """At most `per_10k` alerts per 10,000 transactions for `version`: a new version derived
+    from it with that threshold, LATEST and announced when `version` was LATEST (the scorer
+    applies it like a hot reload). BadBudget, NoValidationScores, VersionNotFound otherwise."""
     try:
         from services.model_registry.budget import set_alert_budget
     except ImportError as exc:
         raise FeatureMissing("alert budgets need services/model_registry/budget.py") from exc
-    return set_alert_budget(version, per_10k)
+    result = set_alert_budget(version, per_10k, models_dir=models_dir)
+    return asdict(result) | {"summary": result.summary_line()}
 
 
 def budget_available() -> bool:

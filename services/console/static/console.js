@@ -427,12 +427,14 @@ async function showModel(version) {
 async function applyBudget(ev) {
   ev.preventDefault();
   const raw = $("budget-value").value;
-  const body = { version: $("budget-version").value, per_10k: raw === "" ? null : Number(raw) };
+  if (raw === "") { $("budget-status").textContent = "Enter the alerts per 10,000 first."; return; }
+  const body = { version: $("budget-version").value, per_10k: Number(raw) };
   $("budget-apply").disabled = true;
+  $("budget-status").textContent = "Applying…";
   try {
-    await api("/api/budget", { body: body });
-    $("budget-status").textContent = body.per_10k === null ?
-      "Budget cleared for " + body.version + "." : "Budget of " + body.per_10k + " per 10,000 set for " + body.version + ".";
+    const result = await api("/api/budget", { body: body });
+    $("budget-status").textContent = "New " + result.summary +
+      (result.latest ? " (LATEST, announced to the scorer)" : " (not LATEST: the scorer keeps its version)");
     loadModels();
   } catch (e) {
     $("budget-status").textContent = "Not applied: " + e.message;
