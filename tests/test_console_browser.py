@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_scorer_support import make_records, produce_records, read_all, save_model
+from test_scorer_explanations import save_model_with_stats
+from test_scorer_support import feature_matrix, make_records, produce_records, read_all
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -117,7 +118,8 @@ def console(
         "feedback": f"t_console_feedback_{unique}",
     }
     models_dir = tmp_path_factory.mktemp("console-models")
-    version = save_model(models_dir, alert_fraction=0.05)
+    # the explanations' tiny model, with feature_stats.json (normal ranges, drift bins)
+    version = save_model_with_stats(models_dir, feature_matrix(make_records(2000, seed=21)))
     ensure_topic(topics["input"], bootstrap=kafka_bootstrap)
     scorer = Scorer(
         ScorerConfig(
@@ -273,6 +275,8 @@ def test_detail_shows_the_top_features(console: Console) -> None:
     assert shown == [f["FEATURE"] for f in expected]
     assert 1 <= len(shown) <= 5
     assert "score" in d.find_element(By.ID, "detail-score").text
+    ranges = [tr.find_elements(By.TAG_NAME, "td")[2].text for tr in features]
+    assert all("…" in r for r in ranges), ranges  # each value against its normal range
     _screenshot(d, "alerts")
 
 
@@ -347,6 +351,8 @@ def test_health_shows_throughput_while_the_pipeline_runs(console: Console) -> No
 
         seen = _wait(rates, 30, "non-zero producer and scorer throughput")
         assert seen["producer"] > 0 and seen["scorer"] > 0
+        drift = "return document.querySelectorAll('#drift-body tr').length;"
+        assert _wait(lambda: d.execute_script(drift), 20, "the drift table") == 30
         _screenshot(d, "health")
     finally:
         stop.set()
