@@ -238,3 +238,25 @@ def test_stack_up_adds_the_console_unless_told_otherwise_or_sasl() -> None:
     only_console = _with_console("console")
     assert only_console[0] == [] and only_console[1] is not None
     assert _with_console(None, sasl=True)[1] is None
+
+
+def test_run_prints_the_console_with_the_watch_lines() -> None:
+    from services.pipeline.labels import LabelCounts
+    from services.pipeline.summary import AlertTally, RunSummary, StageRate
+
+    summary = RunSummary(
+        records_in=10,
+        bad_lines=0,
+        labels=LabelCounts(rows=10, labelled=10, frauds=1),
+        alerts=AlertTally(alerts=1, true_frauds=1),
+        model_version="v1",
+        model_line="model v1",
+        report=Path("r.md"),
+        stages=[StageRate("produce", 10, 1.0)],
+        metrics_port=9464,
+        console_url="http://127.0.0.1:8090",
+    )
+    lines = summary.lines()
+    watch = lines.index(next(line for line in lines if line.startswith("watch:")))
+    assert "console http://127.0.0.1:8090" in " ".join(lines[watch : watch + 3])
+    assert lines[-1].startswith("records 10 alerts 1")

@@ -102,7 +102,7 @@ class AlertFeed:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=2)  # a daemon: a Kafka call in flight may outlast this
         self.end_streams()
 
     def _run(self) -> None:

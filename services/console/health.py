@@ -98,7 +98,7 @@ class HealthSampler:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=2)  # a daemon: a Kafka call in flight may outlast this
 
     def _run(self) -> None:
         admin = make_admin(quiet=True)
