@@ -143,15 +143,21 @@ def test_watch_retrains_and_records_the_decision(
     import threading
     import time
 
-    from services.common.feedback import CONFIRMED_FRAUD, FALSE_POSITIVE, write_feedback
+    from services.common.feedback import (
+        CONFIRMED_FRAUD,
+        FALSE_POSITIVE,
+        FeedbackWriter,
+        make_feedback,
+    )
     from services.trainer.watch import WatchOptions, watch
 
     topic = f"t_trainer_watch_{uuid.uuid4().hex[:8]}"
     feedback_topic = f"{topic}_feedback"
     fill_topic(topic, 8_000, seed=1, bootstrap=kafka_bootstrap, fraud_ratio=0.02)
+    writer = FeedbackWriter(feedback_topic)
     for ident in range(0, 8_000, 800):  # ten verdicts on rows of the first fill
         verdict = CONFIRMED_FRAUD if ident % 1_600 == 0 else FALSE_POSITIVE
-        write_feedback(ident, verdict, "ana", topic=feedback_topic)
+        writer.write(make_feedback(ident, verdict, "ana"))
     registry = ModelRegistry(tmp_path)
     results: list[Any] = []
     # The second round starts only once all 6,000 new records are there, so it reads exactly
@@ -175,7 +181,7 @@ def test_watch_retrains_and_records_the_decision(
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 400
         while not registry.versions() and time.monotonic() < deadline and worker.is_alive():
             time.sleep(0.5)
         assert len(registry.versions()) == 1, results
@@ -200,7 +206,7 @@ def test_watch_retrains_and_records_the_decision(
         assert "precision on reviewed alerts" in (tmp_path / first / "report.md").read_text()
         assert second.metrics["feedback"]["round_trigger"] == "records"
         for ident in (8_100, 8_200, 8_300):
-            write_feedback(ident, CONFIRMED_FRAUD, "bo", topic=feedback_topic)
+            writer.write(make_feedback(ident, CONFIRMED_FRAUD, "bo"))
         worker.join(180)
         assert not worker.is_alive()
         assert len(results) == 3 and isinstance(results[2], ModelVersion), results
