@@ -103,6 +103,7 @@ def console(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Console]:
     import uuid
+    from concurrent.futures import ThreadPoolExecutor
 
     from services.common.http.guard import HttpGuard
     from services.common.kafka import ensure_topic
@@ -110,6 +111,8 @@ def console(
     from services.console.server import guarded_app
     from services.scorer.scorer import Scorer, ScorerConfig
 
+    # Chromium starts while TensorFlow loads and the model is registered (both take seconds)
+    starting = ThreadPoolExecutor(1).submit(_browser)
     unique = uuid.uuid4().hex[:8]
     topics = {
         "input": f"t_console_in_{unique}",
@@ -156,7 +159,7 @@ def console(
         target=_serve, args=(HttpGuard(app, guard), app, sock, stop), daemon=True
     )
     server.start()
-    driver = _browser()
+    driver = starting.result(timeout=120)
     driver.implicitly_wait(0)
     try:
         yield Console(
@@ -357,6 +360,34 @@ def test_health_shows_throughput_while_the_pipeline_runs(console: Console) -> No
     finally:
         stop.set()
         producer.join(timeout=10)
+
+
+def test_models_view_shows_roles_and_refuses_a_budget_it_cannot_set(console: Console) -> None:
+    from selenium.webdriver.common.by import By
+
+    d = console.driver
+    _open(console)
+    d.find_element(By.ID, "tab-models").click()
+    row = _wait(
+        lambda: d.find_elements(
+            By.CSS_SELECTOR, f'#models-body tr[data-version="{console.version}"]'
+        ),
+        10,
+        "the model row",
+    )[0]
+    assert row.find_elements(By.TAG_NAME, "td")[2].text == "LATEST, scoring"
+    # the tiny model was registered without validation scores: the budget is refused, clearly
+    d.find_element(By.ID, "budget-value").send_keys("15")
+    d.find_element(By.ID, "budget-apply").click()
+    status = _wait(
+        lambda: (
+            d.find_element(By.ID, "budget-status").text.startswith("Not applied")
+            and d.find_element(By.ID, "budget-status").text
+        ),
+        15,
+        "the budget answer",
+    )
+    assert "validation scores" in status
 
 
 def test_ksql_editor_creates_a_stream(console: Console, ksql_url: str, unique: str) -> None:
