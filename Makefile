@@ -13,7 +13,7 @@ LOCK := requirements/dev.txt
 UV_COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes -q
 PIP_LOCKED := $(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps
 
-.PHONY: setup lock run summary notebook test test-fast bench up down lint format clean
+.PHONY: setup browser lock run summary notebook test test-fast bench up down lint format clean
 
 $(STAMP): pyproject.toml $(LOCK) requirements/build.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -23,9 +23,21 @@ $(STAMP): pyproject.toml $(LOCK) requirements/build.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-setup: $(STAMP)  ## .venv from the lock (requirements/dev.txt: runtime, dev, notebook), the project editable, the Kafka jars
+setup: $(STAMP) browser  ## .venv from the lock (requirements/dev.txt: runtime, dev, notebook), the project editable, the Kafka jars, headless Chromium
 	$(BIN)/python -c "from services.broker.launcher import KafkaBroker; KafkaBroker.from_env().resolve_jars()"
 	@echo "setup done: $(VENV)/ and Kafka jars in $(FRAUDSTREAM_HOME)/kafka/libs"
+
+# the console's browser tests (tests/test_console_browser.py) drive Debian's headless Chromium
+# with its chromedriver; installed with apt-get when missing, on Debian and as root only
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ -x /usr/bin/apt-get ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver (the console's browser tests)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	else \
+		echo "note: chromium + chromium-driver not installed (needs Debian's apt-get as root): the console's browser tests will be skipped"; \
+	fi
 
 lock: setup  ## re-resolve requirements/*.txt from pyproject.toml (keeps current pins where allowed)
 	$(UV_COMPILE) requirements/build.in -o requirements/build.txt

@@ -28,6 +28,7 @@ def _register_all() -> None:
     from services import config_cli
     from services.alerts import cli as alerts_cli
     from services.bench_cli import register as register_bench
+    from services.console import cli as console_cli
     from services.ksql_server import cli as ksql_cli
     from services.model_registry import cli as models_cli
     from services.pipeline import cli as pipeline_cli
@@ -48,6 +49,7 @@ def _register_all() -> None:
         alerts_cli,
         pipeline_cli,
         config_cli,
+        console_cli,
     ):
         module.register(app)
     register_bench(app)

@@ -10,7 +10,8 @@ Layers, lowest first (docs/errors.md and the README's layout section say the sam
 2. `services.ksql_server.formats` — the KSQL codecs;
 3. `services.model_registry` — the one place the trainer and the scorer share;
 4. every other service (broker, schema registry, KSQL server, producer, trainer, scorer, alerts);
-5. `services.stack`, `services.pipeline`, `services.cli`, `services.bench_cli` — the top.
+5. `services.stack`, `services.pipeline`, `services.console`, `services.cli`,
+   `services.bench_cli` — the top (the console shows every service: KSQL, registry, scorer).
 
 A module may import from its own layer or a lower one, never a higher one. Cycles are checked
 between units: a package whose modules all sit in one directory is one unit; a module that sits
@@ -34,7 +35,7 @@ LAYER_1 = {
     "services.ksql_server.values",
     "services.ksql_server.errors",
 }
-TOP = {"stack", "pipeline", "cli", "bench_cli"}
+TOP = {"stack", "pipeline", "console", "cli", "bench_cli"}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

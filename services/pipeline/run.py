@@ -54,6 +54,7 @@ class RunState:
     scorer: Any = None
     scorer_thread: threading.Thread | None = None
     scorer_started: float = 0.0
+    console_url: str | None = None
 
 
 def prepare_data(options: RunOptions, say: Say) -> Path:
@@ -85,6 +86,31 @@ def start_stack(state: RunState, say: Say) -> None:
             component.start()
             state.started_components.append(component)
     wait_for_broker(timeout=30)
+    start_console(state, say)
+
+
+def start_console(state: RunState, say: Say) -> None:
+    """The analyst's console, started beside the run (in the background: the run does not wait
+    for it, and one that cannot start is a note, not a failed run)."""
+    from services.stack.components import console_component
+
+    settings = get_settings()
+    if settings.broker_sasl or settings.kafka_security.uses_sasl:
+        return  # the SASL broker has no console user
+    console = console_component(settings)
+    state.console_url = console.url
+    if console.healthy():
+        return
+
+    def start() -> None:
+        try:
+            console.start()
+        except FraudstreamError as exc:
+            say(f"console not started: {exc}")
+
+    say(f"starting the console at {console.url}")
+    state.started_components.append(console)
+    threading.Thread(target=start, name="console", daemon=True).start()
 
 
 def apply_ksql(say: Say) -> int:
@@ -154,6 +180,7 @@ def run_pipeline(options: RunOptions, say: Say, state: RunState | None = None) -
         report=version.path / "report.md",
         stages=state.stages,
         metrics_port=options.metrics_port,
+        console_url=state.console_url,
     )
 
 

@@ -92,6 +92,8 @@ class RunSummary:
     report: Path
     stages: list[StageRate]
     metrics_port: int
+    console_url: str | None = None
+    """The analyst's console, when the run started one or found one answering."""
 
     @property
     def precision(self) -> float:
@@ -111,6 +113,7 @@ class RunSummary:
             '"SELECT * FROM FRAUD_ALERTS EMIT CHANGES;"',
             f"       metrics http://127.0.0.1:{self.metrics_port}/metrics"
             f" | report {_shown(self.report)}",
+            *([f"       console {self.console_url}"] if self.console_url else []),
             self.headline(),
         ]
 

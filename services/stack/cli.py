@@ -10,7 +10,7 @@ import typer
 
 from services.common.errors import FraudstreamError
 from services.common.settings import get_settings
-from services.stack.components import Component, stack_components
+from services.stack.components import Component, console_component, stack_components
 
 stack_app = typer.Typer(help="Start, stop and report the embedded stack (Kafka, registry, KSQL).")
 
@@ -33,6 +33,34 @@ def _select(only: str | None, sasl: bool = False, sasl_ssl: bool = False) -> lis
     return components
 
 
+def _with_console(
+    only: str | None, sasl: bool = False, sasl_ssl: bool = False
+) -> tuple[list[Component], Component | None]:
+    """The stack's selected components, and the console when it is selected too (`only` unset
+    or naming `console`). A broker with SASL has no console user: no console then."""
+    names = None if only is None else {n.strip() for n in only.split(",") if n.strip()}
+    rest = None if names is None else ",".join(sorted(names - {"console"}))
+    components = [] if rest == "" else _select(rest, sasl, sasl_ssl)
+    settings = get_settings()
+    wanted = names is None or "console" in names
+    if not wanted or sasl or sasl_ssl or settings.broker_sasl:
+        return components, None
+    return components, console_component(settings)
+
+
+def _start_console(console: Component | None) -> Component | None:
+    """Start the console if it does not answer; a failure is a warning, not the stack's end."""
+    if console is None or console.healthy():
+        return console
+    typer.echo(f"starting {console.name} …", err=True)
+    try:
+        console.start()
+    except FraudstreamError as exc:
+        typer.echo(f"console not started: {exc}", err=True)
+        return None
+    return console
+
+
 def _line(component: Component) -> str:
     healthy = component.healthy()
     rss = component.rss_bytes()
@@ -44,7 +72,10 @@ def _line(component: Component) -> str:
 
 def up(only: str | None = None, sasl: bool = False, sasl_ssl: bool = False) -> list[Component]:
     """Start every selected component in order and wait until each is healthy."""
-    components = _select(only, sasl, sasl_ssl)
+    return _start(_select(only, sasl, sasl_ssl))
+
+
+def _start(components: list[Component]) -> list[Component]:
     for component in components:
         if not component.healthy():
             typer.echo(f"starting {component.name} …", err=True)
@@ -61,7 +92,8 @@ def register(app: typer.Typer) -> None:
             help="return once healthy (default) or stay in the foreground until Ctrl-C",
         ),
         only: str = typer.Option(
-            None, help="comma-separated components: kafka, schema-registry, ksql-server"
+            None,
+            help="comma-separated components: kafka, schema-registry, ksql-server, console",
         ),
         sasl: bool = typer.Option(
             False,
@@ -81,7 +113,10 @@ def register(app: typer.Typer) -> None:
 
         With --sasl or --sasl-ssl, each service's credentials are in
         $FRAUDSTREAM_HOME/kafka/sasl/<user>.env (source one before running that service)."""
-        components = up(only, sasl, sasl_ssl)
+        components, console = _with_console(only, sasl, sasl_ssl)
+        _start(components)
+        console = _start_console(console)
+        components += [console] if console is not None else []
         for component in components:
             typer.echo(_line(component))
         if not detach:
@@ -92,7 +127,8 @@ def register(app: typer.Typer) -> None:
     @stack_app.command("down")
     def down_cmd(only: str = typer.Option(None, help="comma-separated components")) -> None:
         """Stop the components this stack started (SIGTERM, then kill after a timeout)."""
-        for component in reversed(_select(only)):
+        components, console = _with_console(only)
+        for component in [*([console] if console else []), *reversed(components)]:
             stopped = component.stop()
             typer.echo(f"{component.name:<16} {'stopped' if stopped else 'not running'}")
 
@@ -114,7 +150,8 @@ def register(app: typer.Typer) -> None:
     @stack_app.command("status")
     def status_cmd() -> None:
         """Report each component: name, address, healthy or down, resident memory."""
-        components = _select(None)
+        components, console = _with_console(None)
+        components += [console] if console is not None else []
         for component in components:
             typer.echo(_line(component))
         if not all(c.healthy() for c in components):

@@ -154,3 +154,14 @@ def stack_components(settings: Settings) -> list[Component]:
             kafka_user="ksql",
         ),
     ]
+
+
+def console_component(settings: Settings) -> HttpServerComponent:
+    """The analyst's console (`fraudstream ui`) at FRAUDSTREAM_UI_URL (default
+    http://127.0.0.1:8090): `stack up` and `fraudstream run` start it after the stack."""
+    from services.console.config import ui_host_port, ui_url
+
+    url = ui_url()
+    host, port = ui_host_port(url)
+    args = ("ui", "--host", host, "--port", str(port))
+    return HttpServerComponent("console", url, "/healthz", args, settings, "ksql")
