@@ -273,7 +273,8 @@ def report(rate: int, runs: list[Timings]) -> list[tuple[float, float, float, fl
     medians = []
     for stage, name in enumerate(STAGES):
         per_round = [quantiles(t.stages()[stage]) for t in runs]
-        median = tuple(statistics.median(q[i] for q in per_round) for i in range(4))
+        m = [statistics.median(q[i] for q in per_round) for i in range(4)]
+        median = (m[0], m[1], m[2], m[3])
         p99s = [q[2] for q in per_round]
         medians.append(median)
         print(
