@@ -126,12 +126,14 @@ class Intake:
         return Batch(messages, len(messages) >= self.batch_size)
 
     def lag(self, consumer: Consumer) -> dict[int, int]:
-        """Records behind the end, per assigned partition ({} when the broker does not say)."""
+        """Records behind the end, per assigned partition ({} when the broker does not say).
+        From the high watermarks of the last fetch responses (cached): a look at the broker would
+        hold the loop, and the records waiting behind it, for a round trip per partition."""
         lags: dict[int, int] = {}
         try:
             tps = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
             for tp in consumer.position(tps):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
                 unknown = tp.offset in (OFFSET_INVALID, OFFSET_BEGINNING, OFFSET_END)
                 lags[tp.partition] = max(0, high - (high if unknown else tp.offset))
         except KafkaException as exc:
