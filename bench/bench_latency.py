@@ -128,7 +128,7 @@ class Watcher:
 class Pipeline:
     """A fresh source topic, KSQL scoring query and scorer process, torn down by `close`."""
 
-    def __init__(self, tag: str, workdir: Path) -> None:
+    def __init__(self, tag: str, workdir: Path, scorer_tree: Path = ROOT) -> None:
         self.client = KsqlClient(get_settings().ksql_url)
         self.source, self.scoring = f"lat_{tag}_source", f"lat_{tag}_scoring"
         self.alerts = f"lat_{tag}_alerts"
@@ -137,7 +137,7 @@ class Pipeline:
         self.version = save_alert_everything_model(workdir / "models")
         self.log = workdir / "scorer.log"
         ensure_topic(self.alerts)
-        self.scorer = self._start_scorer(tag)
+        self.scorer = self._start_scorer(tag, scorer_tree)
 
     def _apply_ksql(self) -> None:
         """The pipeline's own statements, with the bench's topic and stream names, exactly-once."""
@@ -153,13 +153,13 @@ class Pipeline:
             files.append(path)
         self.client.apply_files(files)
 
-    def _start_scorer(self, tag: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "MODELS_DIR": str(self.workdir / "models"), "PYTHONPATH": str(ROOT)}
+    def _start_scorer(self, tag: str, tree: Path) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "MODELS_DIR": str(self.workdir / "models"), "PYTHONPATH": str(tree)}
         command = [sys.executable, "-m", "services.cli", "score", "--model", self.version]
         command += ["--topic", self.scoring, "--alerts-topic", self.alerts]
         command += ["--group", f"bench-latency-{tag}", "--from-beginning", "--metrics-port", "0"]
         with self.log.open("wb") as log:
-            return subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)
+            return subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=tree)
 
     def scorer_failed(self) -> str | None:
         if self.scorer.poll() is None:
@@ -321,6 +321,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--rates", default="2000,20000", help="records/s, comma-separated")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "latency.png")
+    parser.add_argument(
+        "--scorer-tree",
+        type=Path,
+        default=ROOT,
+        help="run the scorer from another checkout (an A/B against an older tree)",
+    )
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     if any(r <= 0 for r in rates) or args.seconds <= 0 or args.rounds <= 0:
@@ -332,7 +338,7 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     results: dict[int, list[Timings]] = {rate: [] for rate in rates}
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-        pipeline = Pipeline(tag, Path(tmp))
+        pipeline = Pipeline(tag, Path(tmp), args.scorer_tree.resolve())
         watchers: list[Watcher] = []
         try:
             watchers = [
