@@ -260,6 +260,9 @@ def warm_up(pipeline: Pipeline, source: Source, watchers: list[Watcher]) -> None
 
 
 def quantiles(ms: np.ndarray) -> tuple[float, float, float, float]:
+    if not len(ms):  # no record reached an alert
+        nan = float("nan")
+        return nan, nan, nan, nan
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
     return float(p50), float(p95), float(p99), float(ms.max())
 
