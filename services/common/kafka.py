@@ -279,6 +279,24 @@ def count_records(topic: str, bootstrap: str | None = None, timeout: float = 10.
         consumer.close()
 
 
+def consume_available(consumer: Consumer, size: int, idle_timeout: float) -> list[Message]:
+    """Whatever the consumer has already fetched (up to `size`) without waiting; when nothing
+    is, wait at most `idle_timeout` for the first record, then take what else is fetched.
+
+    The latency-first rule of every consume-transform-produce loop here (docs/latency.md):
+    `consume(n, timeout)` alone waits for n records *or* the whole timeout, which adds the
+    timeout to every record's latency at low rates; this returns as soon as one record is
+    there. An empty list from a call with `idle_timeout=0` means the consumer has nothing more
+    right now: a loop that is caught up closes its batch and commits."""
+    messages = consumer.consume(size, 0)
+    if messages or idle_timeout <= 0:
+        return messages
+    messages = consumer.consume(1, idle_timeout)
+    if messages and size > 1:
+        messages += consumer.consume(size - 1, 0)
+    return messages
+
+
 def first_offsets(messages: Sequence[Message], partitions: int) -> dict[int, int]:
     """The offset of the first record of each partition in a consumed batch (error events
     skipped). A consumer returns each partition's records in order, so scanning stops as soon

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         group: str = typer.Option("fraudstream-score", "--group", help="consumer group"),
         batch_size: int = typer.Option(10000, "--batch-size", help="max records per micro-batch"),
         batch_timeout_ms: int = typer.Option(
-            100, "--batch-timeout-ms", help="max wait to fill a micro-batch"
+            100, "--batch-timeout-ms", help="idle wait for a batch's first record"
         ),
         commit_interval_ms: int = typer.Option(
             100,
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score every transaction with the current model and write alerts to the alerts topic.
 
-        Micro-batches (up to --batch-size records or --batch-timeout-ms), one model call per batch, an alert where score >= threshold, bad records to creditcardfraud_dlq. Exactly-once by default. While batches come full a transaction spans several (--commit-interval-ms); a batch that is not full commits at once. SIGTERM finishes and commits the batch in flight.
+        Micro-batches (what the consumer has fetched, up to --batch-size records: a batch closes as soon as nothing more is there), one model call per batch, an alert where score >= threshold, bad records to creditcardfraud_dlq. Exactly-once by default. While batches come full a transaction spans several (--commit-interval-ms); a batch that is not full commits at once. SIGTERM finishes and commits the batch in flight.
         """  # noqa: E501
         from services.common.logs import setup_logging
         from services.scorer.scorer import ScorerConfig

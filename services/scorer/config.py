@@ -25,6 +25,9 @@ class ScorerConfig:
     stop_at_end: bool = False
     batch_size: int = 10000
     batch_timeout_ms: int = 100
+    """How long an idle scorer waits for the first record of a batch (then it looks at its stop
+    flag and model swaps). Not a wait to fill a batch: one closes as soon as the consumer has
+    nothing more fetched (intake.py)."""
     commit_interval_ms: int = 100
     """While batches come full, one transaction spans them for up to this long (or
     commit_records): a commit costs two broker round trips. A batch that is not full (the

@@ -1,5 +1,11 @@
-"""The scorer's batch intake: up to `batch_size` records or `batch_timeout_ms` from the
-consumer, and what it knows about the partitions it reads (assigned, at their end, revoked).
+"""The scorer's batch intake: what the consumer has fetched, up to `batch_size` records, and
+what it knows about the partitions it reads (assigned, at their end, revoked).
+
+Latency first (docs/latency.md): an idle scorer waits up to `batch_timeout_ms` for the first
+record of a batch, then takes only what the consumer has already fetched; the batch closes as
+soon as a look finds nothing more, not after a fixed timeout, and the scorer commits it at once.
+While the scorer is behind, the consumer's queue holds more than a batch, batches come full and
+the scorer lets one transaction span several (services/common/checkpoint.py).
 
 Records collected before a rebalance revoked their partition are dropped (neither produced nor
 committed: the next owner reads them from the committed offset), and so is everything collected
@@ -25,7 +31,7 @@ from confluent_kafka import (
 )
 
 from services.common.checkpoint import Partition
-from services.common.kafka import end_offsets, next_offsets
+from services.common.kafka import consume_available, end_offsets, next_offsets
 
 log = logging.getLogger("fraudstream.scorer")
 
@@ -35,6 +41,13 @@ class Batch:
     messages: list[Message]
     full: bool
     """batch_size records came: the scorer is behind"""
+
+
+def closes_batch(collected: int, came: int) -> bool:
+    """The batch-closing rule: a batch that holds records closes when a look at the consumer
+    (without waiting) brings nothing more. An empty batch keeps waiting for its first record
+    (up to the idle timeout); a full one closes on its size."""
+    return collected > 0 and came == 0
 
 
 class Intake:
@@ -82,16 +95,17 @@ class Intake:
 
     # ------------------------------------------------------------------ collecting
     def collect(self, consumer: Consumer, stopping: Callable[[], bool], stop_at_end: bool) -> Batch:
-        """Up to batch_size records or batch_timeout_ms, minus any of revoked partitions."""
+        """Up to batch_size records, minus any of revoked partitions: the first one waited for
+        (at most batch_timeout_ms), the rest only if already fetched."""
         messages: list[Message] = []
         deadline = time.monotonic() + self.batch_timeout_s
         self._revoked.clear()
         self._rewound = {}
         while len(messages) < self.batch_size and not stopping():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            wait = 0.0 if messages else deadline - time.monotonic()
+            if wait < 0:
                 break
-            got = consumer.consume(num_messages=self.batch_size - len(messages), timeout=remaining)
+            got = consume_available(consumer, self.batch_size - len(messages), wait)
             if self._rewound:
                 messages, got = self._drop_rewound(consumer, messages, got)
             if self._revoked:
@@ -102,6 +116,8 @@ class Intake:
             if errors:
                 got = [m for m in got if m.error() is None]
                 self._handle_errors(errors)
+            if closes_batch(len(messages), len(got)):
+                break
             messages.extend(got)
             if stop_at_end and not got and self.reached_end():
                 break
@@ -110,12 +126,14 @@ class Intake:
         return Batch(messages, len(messages) >= self.batch_size)
 
     def lag(self, consumer: Consumer) -> dict[int, int]:
-        """Records behind the end, per assigned partition ({} when the broker does not say)."""
+        """Records behind the end, per assigned partition ({} when the broker does not say).
+        From the high watermarks of the last fetch responses (cached): a look at the broker would
+        hold the loop, and the records waiting behind it, for a round trip per partition."""
         lags: dict[int, int] = {}
         try:
             tps = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
             for tp in consumer.position(tps):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
                 unknown = tp.offset in (OFFSET_INVALID, OFFSET_BEGINNING, OFFSET_END)
                 lags[tp.partition] = max(0, high - (high if unknown else tp.offset))
         except KafkaException as exc:

@@ -46,7 +46,7 @@ from services.common.checkpoint import (
     is_fenced,
     transactional_producer,
 )
-from services.common.kafka import ProducerStuck, produce, produce_many
+from services.common.kafka import ProducerStuck, consume_available, produce, produce_many
 from services.common.process import release_free_heap
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
@@ -61,19 +61,6 @@ COMMIT_INTERVAL_S = 0.5
 COMMIT_RECORDS = 50_000
 RESTART_BACKOFF_S = 0.5
 RESTART_BACKOFF_MAX_S = 10.0
-
-
-def consume_batch(consumer: Consumer, idle_timeout: float, size: int = BATCH) -> list[Any]:
-    """Whatever is already fetched (up to `size`) without waiting; when nothing is, wait at most
-    `idle_timeout` for the first record. consume(n, timeout) alone would wait for n records or
-    the whole timeout, adding the timeout to every record's latency at low rates."""
-    messages = consumer.consume(size, 0)
-    if messages:
-        return messages
-    messages = consumer.consume(1, idle_timeout)
-    if messages:
-        messages += consumer.consume(size - 1, 0)
-    return messages
 
 
 def _assign(
@@ -269,14 +256,19 @@ class PersistentQuery:
         )
 
     def _step(self, consumer: Consumer, checkpoint: Checkpoint) -> None:
-        """One consume call: process what came, commit when due (or when idle)."""
-        messages = consume_batch(consumer, 0.05 if self.ctx.fast else 0.2)
-        if messages:
-            messages = self._drop_errors(messages)
+        """One look at the consumer: process what it has fetched. Latency first
+        (docs/latency.md): when it has nothing more, what is open commits at once, before
+        waiting for the next record; while records keep coming (behind), one transaction
+        spans several batches until it is due."""
+        messages = self._drop_errors(consumer.consume(BATCH, 0))
         if not messages:
             self._commit(checkpoint)
-            self._check_caught_up(consumer)
-            return
+            messages = self._drop_errors(
+                consume_available(consumer, BATCH, 0.05 if self.ctx.fast else 0.2)
+            )
+            if not messages:
+                self._check_caught_up(consumer)
+                return
         self._process(messages, checkpoint)
         if checkpoint.due():
             self._commit(checkpoint)
@@ -535,7 +527,7 @@ class TransientQuery:
             if self.pull and not ends:
                 return
             while not self._stop.is_set():
-                messages = consume_batch(consumer, STOP_CHECK_S, TRANSIENT_BATCH_ROWS)
+                messages = consume_available(consumer, TRANSIENT_BATCH_ROWS, STOP_CHECK_S)
                 if self.pull:
                     messages = [
                         m
