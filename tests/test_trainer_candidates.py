@@ -67,6 +67,10 @@ class _Errors:
     def errors_preprocessed(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(np.mean(np.square(x), axis=1), dtype=np.float32)
 
+    def errors_and_parts_preprocessed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = np.square(x).astype(np.float32) / x.shape[1]
+        return parts.sum(axis=1), parts
+
 
 @settings(max_examples=30, deadline=None)
 @given(
