@@ -5,22 +5,16 @@ from __future__ import annotations
 import inspect
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from services.common.topics import SOURCE_TOPIC
 from services.producer.errors import ProducerError
 from services.producer.limits import DEFAULT_MAX_LINE_BYTES, LONG_LINE_KEEP_BYTES
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 SHOWN_BAD_LINES = 20
 """Refused lines printed one by one; beyond that only their count (all go to the DLQ)."""
@@ -104,6 +98,8 @@ def produce(
     longer than --max-line-bytes (default 1,000,000) goes there too, cut to its first 4 KiB with
     its length in the headers. Ctrl-C flushes what was sent and prints the count.
     """
+    from rich.console import Console
+
     from services.producer.csv_source import BadLine
     from services.producer.replay import produce_csv
 
@@ -152,6 +148,17 @@ def produce(
 
 def _progress(rows_total: int | None = None, bytes_total: int | None = None) -> Progress:
     """A progress bar on stderr (stdout keeps the summary line clean for scripts)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     amount = MofNCompleteColumn() if rows_total is not None else DownloadColumn()
     return Progress(
         TextColumn("[progress.description]{task.description}"),

@@ -5,17 +5,22 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import typer
 
 from services.common.errors import FraudstreamError
 from services.common.settings import get_settings
-from services.stack.components import Component, stack_components
+
+if TYPE_CHECKING:
+    from services.stack.components import Component
 
 stack_app = typer.Typer(help="Start, stop and report the embedded stack (Kafka, registry, KSQL).")
 
 
 def _select(only: str | None, sasl: bool = False, sasl_ssl: bool = False) -> list[Component]:
+    from services.stack.components import stack_components  # httpx, the broker: not at start-up
+
     settings = get_settings()
     if sasl or sasl_ssl:
         settings = replace(settings, broker_sasl=True, broker_tls=sasl_ssl or settings.broker_tls)
