@@ -106,8 +106,9 @@ def _members(group: str) -> set[str]:
 
     from services.common.kafka import make_admin
 
+    admin = make_admin(quiet=True)  # held until the answer is in: a dropped client cancels it
     try:
-        found = make_admin(quiet=True).describe_consumer_groups([group])[group].result(10)
+        found = admin.describe_consumer_groups([group])[group].result(10)
     except Exception:  # not formed yet
         return set()
     if found.state != ConsumerGroupState.STABLE:
