@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import (
@@ -368,13 +368,16 @@ def produce_many(
     *,
     timestamps: Sequence[int] | None = None,
     limit_s: float = BACKPRESSURE_LIMIT_S,
+    on_refused: Callable[[int, KafkaException], None] | None = None,
 ) -> int:
     """Produce records in order (`keys`, `timestamps` parallel to `values`), resuming at the
     record a full queue refused; the queue may stay full for at most `limit_s` at a stretch.
-    Returns how many were produced (all of them)."""
+    A record librdkafka refuses for another reason (too large, say) raises, unless
+    `on_refused(index, error)` is given: then it is reported there and skipped. Returns how
+    many were queued."""
     count = len(values)
     key_list = keys if keys is not None else [None] * count
-    done, stalled_at, deadline = 0, -1, 0.0
+    done, stalled_at, deadline, refused = 0, -1, 0.0, 0
     send = producer.produce
     while done < count:
         try:
@@ -392,7 +395,12 @@ def produce_many(
             if done > stalled_at:  # records went through since the last stall
                 stalled_at, deadline = done, time.monotonic() + limit_s
             _wait_for_room(producer, topic, deadline, limit_s)
-    return count
+        except KafkaException as exc:
+            if on_refused is None:
+                raise
+            on_refused(done, exc)
+            done, refused = done + 1, refused + 1
+    return count - refused
 
 
 def _wait_for_room(producer: Producer, topic: str, deadline: float, limit_s: float) -> None:

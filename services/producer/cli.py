@@ -5,21 +5,15 @@ from __future__ import annotations
 import inspect
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from services.producer.errors import ProducerError
 from services.producer.limits import DEFAULT_MAX_LINE_BYTES, LONG_LINE_KEEP_BYTES
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 SHOWN_BAD_LINES = 20
 """Refused lines printed one by one; beyond that only their count (all go to the DLQ)."""
@@ -114,6 +108,8 @@ def produce(
     longer than --max-line-bytes (default 1,000,000) goes there too, cut to its first 4 KiB with
     its length in the headers. Ctrl-C flushes what was sent and prints the count.
     """
+    from rich.console import Console
+
     from services.producer.csv_source import BadLine
     from services.producer.formats import default_topic, value_encoder
     from services.producer.replay import produce_csv
@@ -165,8 +161,38 @@ def produce(
         sys.exit(1)
 
 
-def _progress(rows_total: int | None = None, bytes_total: int | None = None) -> Progress:
+class _Quiet:
+    """The progress bar's stand-in when stderr is no terminal (a script, a pipe, a container
+    log): the bar would draw nothing there, and skipping rich saves its import at start-up."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def add_task(self, *_args: object, **_kwargs: object) -> TaskID:
+        return cast("TaskID", 0)
+
+    def advance(self, *_args: object) -> None:
+        return None
+
+
+def _progress(rows_total: int | None = None, bytes_total: int | None = None) -> Progress | _Quiet:
     """A progress bar on stderr (stdout keeps the summary line clean for scripts)."""
+    if not sys.stderr.isatty():
+        return _Quiet()
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     amount = MofNCompleteColumn() if rows_total is not None else DownloadColumn()
     return Progress(
         TextColumn("[progress.description]{task.description}"),

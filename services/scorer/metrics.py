@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
 DEFAULT_METRICS_PORT = 9464
 METRICS_HOST_ENV = "FRAUDSTREAM_METRICS_HOST"
 METRICS_PORT_ENV = "FRAUDSTREAM_METRICS_PORT"
@@ -28,6 +26,10 @@ class ScorerMetrics:
     the model announcements ignored (with why)."""
 
     def __init__(self) -> None:
+        # prometheus_client is imported here, not at the top: `fraudstream --help` and every
+        # command but `score` read this module's constants only
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry()
         r = self.registry
         self.records_in = Counter(
@@ -102,6 +104,8 @@ class ScorerMetrics:
         """Expose /metrics on `addr` (default: `metrics_host()`); port 0 or negative: not
         served."""
         if port > 0:
+            from prometheus_client import start_http_server
+
             start_http_server(port, addr=metrics_host(addr), registry=self.registry)
 
 

@@ -5,17 +5,23 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import typer
 
 from services.common.errors import FraudstreamError
 from services.common.settings import get_settings
-from services.stack.components import Component, console_component, stack_components
+
+if TYPE_CHECKING:
+    from services.stack.components import Component
 
 stack_app = typer.Typer(help="Start, stop and report the embedded stack (Kafka, registry, KSQL).")
 
 
 def _select(only: str | None, sasl: bool = False, sasl_ssl: bool = False) -> list[Component]:
+    # httpx, the broker: not at start-up
+    from services.stack.components import stack_components
+
     settings = get_settings()
     if sasl or sasl_ssl:
         settings = replace(settings, broker_sasl=True, broker_tls=sasl_ssl or settings.broker_tls)
@@ -38,6 +44,8 @@ def _with_console(
 ) -> tuple[list[Component], Component | None]:
     """The stack's selected components, and the console when it is selected too (`only` unset
     or naming `console`). A broker with SASL has no console user: no console then."""
+    from services.stack.components import console_component
+
     names = None if only is None else {n.strip() for n in only.split(",") if n.strip()}
     rest = None if names is None else ",".join(sorted(names - {"console"}))
     components = [] if rest == "" else _select(rest, sasl, sasl_ssl)

@@ -7,6 +7,18 @@
 - `clients`: what the project's own clients need to talk to a protected server.
 """
 
-from services.common.http.serving import guard_config, hypercorn_config, run_asgi, serve_api
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["guard_config", "hypercorn_config", "run_asgi", "serve_api"]
+
+
+def __getattr__(name: str) -> Any:
+    """The serving names, imported on first use: the `serve` commands' options live in
+    `services.common.http.cli`, and mounting them must not load hypercorn (PEP 562)."""
+    if name in __all__:
+        from services.common.http import serving
+
+        return getattr(serving, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
