@@ -19,8 +19,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from services.common.errors import FraudstreamError
 from services.common.topics import EXTENDED_COLUMNS, SOURCE_TOPIC
+from services.producer.errors import ProducerError
 
 FORMATS = ("delimited", "json_sr", "protobuf")
 DEFAULT_TOPICS = {
@@ -37,7 +37,7 @@ MESSAGE_NAME = "Transaction"
 ValueEncoder = Callable[[Sequence[bytes]], list[bytes]]
 
 
-class FormatError(FraudstreamError, ValueError):
+class FormatError(ProducerError, ValueError):
     """A bad `--format` or a schema the registry refused."""
 
     def __init__(self, message: str) -> None:

@@ -253,8 +253,14 @@ def _field_meta(fd: FieldDescriptor) -> dict[str, str]:
     out: dict[str, str] = {}
     for ext, value in fd.GetOptions().ListFields():
         if ext.full_name == "confluent.field_meta":
-            for p in value.params:
-                out[p.key] = p.value
+            params = value.params
+            # Confluent's meta.proto declares `map<string, string> params`; a map iterates
+            # its keys, the entry form (older descriptors) its key/value messages
+            for p in params:
+                if isinstance(p, str):
+                    out[p] = params[p]
+                else:
+                    out[p.key] = p.value
     return out
 
 
