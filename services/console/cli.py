@@ -15,8 +15,10 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option(DEFAULT_UI_HOST, help="address to bind"),
         port: int = typer.Option(DEFAULT_UI_PORT, help="port to bind"),
     ) -> None:
-        """The analyst's console: live alerts with explanations, feedback, alert budget,
-        pipeline health, feature drift, models and a KSQL editor, in the browser.
+        """The analyst's console in the browser: alerts, feedback, health, models, KSQL.
+
+        Live alerts with their explanations, analysts' feedback, the alert budget, pipeline
+        health and feature drift, model versions and a KSQL editor.
 
         Reads Kafka, the Schema Registry, the KSQL server and models/ through the usual settings
         (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, KSQL_URL, MODELS_DIR). Ctrl-C stops it."""
