@@ -217,7 +217,7 @@ def test_producer_encoders_keep_unlabelled_rows_null() -> None:
     (json_value, json_labelled) = producer_formats._json_encoder(b"\x00" * 5)([line, labelled])
     assert json.loads(json_value[5:])["CLASS"] is None
     assert json.loads(json_labelled[5:])["CLASS"] == "1"
-    encode = producer_formats._proto_encoder(b"\x00" * 6, producer_formats.proto_schema())
+    encode = producer_formats._proto_encoder(b"\x00" * 5, producer_formats.proto_schema())
     cols = protobuf.columns_of(Registered(1, producer_formats.proto_schema(), "PROTOBUF"), None)
     read = protobuf.protobuf_nosr_deserializer(
         cols, FormatInfo("PROTOBUF_NOSR", nullable="OPTIONAL")

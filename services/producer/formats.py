@@ -114,7 +114,7 @@ def value_encoder(fmt: str, topic: str, registry: Any = None) -> ValueEncoder | 
     header = header_of(schema_id)
     if name == "json_sr":
         return _json_encoder(header)
-    return _proto_encoder(header + b"\x00", text)
+    return _proto_encoder(header, text)
 
 
 def _json_encoder(header: bytes) -> ValueEncoder:
@@ -127,10 +127,12 @@ def _json_encoder(header: bytes) -> ValueEncoder:
     return encode
 
 
-def _proto_encoder(prefix: bytes, text: str) -> ValueEncoder:
-    from services.common.schemas.protobuf import parse
+def _proto_encoder(header: bytes, text: str) -> ValueEncoder:
+    from services.common.schemas.protobuf import encode_message_indexes, parse
 
-    cls = parse(text).message_class(MESSAGE_NAME)
+    schema = parse(text)
+    cls = schema.message_class(MESSAGE_NAME)
+    prefix = header + encode_message_indexes(schema.message_index(MESSAGE_NAME))
 
     def encode(values: Sequence[bytes]) -> list[bytes]:
         out = []
