@@ -26,7 +26,7 @@ from services.common.avro.codec import AvroDecoder, AvroEncoder
 from services.common.avro.schemas import ksql_record_schema, registry_client
 from services.common.avro.wire import WireFormatError
 from services.common.errors import FraudstreamError, ServiceUnavailable
-from services.common.kafka import ensure_topic, make_consumer, make_producer
+from services.common.kafka import ensure_topic, make_consumer, make_producer, watermarks
 from services.common.topics import FEEDBACK_TOPIC
 
 CONFIRMED_FRAUD = "CONFIRMED_FRAUD"
@@ -249,15 +249,9 @@ def iter_feedback(
         "fraudstream-feedback-reader", bootstrap, **{"enable.partition.eof": True}
     )
     try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            return
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
-        for p in sorted(meta.partitions):
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=timeout, cached=False
-            )
+        for p, (low, high) in watermarks(consumer, topic, timeout).items():
             if high > low:
                 ends[p] = high
                 starts.append(TopicPartition(topic, p, low))

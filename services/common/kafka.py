@@ -265,6 +265,18 @@ def end_offsets(consumer: Consumer, topic: str, timeout: float = 10.0) -> dict[i
     return ends
 
 
+def watermarks(consumer: Consumer, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """(low, high) of every partition of `topic` now, by partition; empty when the topic does
+    not exist (the readers that show or sample a topic treat that as "nothing yet")."""
+    meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return {}
+    return {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
+        for p in sorted(meta.partitions)
+    }
+
+
 def count_records(topic: str, bootstrap: str | None = None, timeout: float = 10.0) -> int:
     """Records currently on a topic (sum of high - low watermarks; exact for non-compacted,
     non-transactional topics)."""

@@ -22,7 +22,7 @@ from services.common.avro.codec import AvroDecoder
 from services.common.avro.features import extract_features
 from services.common.avro.schemas import registry_client
 from services.common.avro.wire import WireFormatError
-from services.common.kafka import make_consumer, quiet_logging
+from services.common.kafka import make_consumer, quiet_logging, watermarks
 from services.console.config import ConsoleConfig
 from services.console.models import load_stats
 
@@ -33,15 +33,12 @@ def read_newest(topic: str, count: int, timeout_s: float = 5.0) -> list[dict[str
     """The newest `count` committed records of `topic`, decoded (undecodable ones skipped)."""
     consumer = make_consumer("fraudstream-console-drift", **quiet_logging())
     try:
-        meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
+        marks = watermarks(consumer, topic, timeout=5)
+        if not marks:
             return []
-        share = max(1, count // len(meta.partitions))
+        share = max(1, count // len(marks))
         assignment, ends = [], {}
-        for p in sorted(meta.partitions):
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=5, cached=False
-            )
+        for p, (low, high) in marks.items():
             if high > low:
                 assignment.append(TopicPartition(topic, p, max(low, high - share)))
                 ends[p] = high
