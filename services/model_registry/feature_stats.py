@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from services.common.topics import AVRO_FEATURE_FIELDS
-from services.model_registry.preprocessing import SECONDS_PER_DAY, TIME_COLUMN
+from services.model_registry.preprocessing import TIME_COLUMN, hour_of_day
 
 FEATURE_STATS_FILE = "feature_stats.json"
 STATS_FORMAT = 1
@@ -46,7 +46,7 @@ def display_values(features: np.ndarray) -> np.ndarray:
     """Raw features float [n, 30] as the statistics and explanations show them (float64):
     TIME as hour of day, everything else as received."""
     x = np.array(features, dtype=np.float64, copy=True)
-    x[:, TIME_COLUMN] = np.mod(x[:, TIME_COLUMN], SECONDS_PER_DAY) / 3600.0
+    x[:, TIME_COLUMN] = hour_of_day(x[:, TIME_COLUMN])
     return x
 
 

@@ -27,12 +27,18 @@ MIN_STD = 1e-6
 """Standard deviations below this are treated as 1 (a constant column must not blow up)."""
 
 
+def hour_of_day(seconds: np.ndarray) -> np.ndarray:
+    """TIME (seconds since the first transaction) as hour of day: raw seconds only grow along
+    a stream, the hour repeats (the model and the feature statistics both see it this way)."""
+    return np.mod(seconds, SECONDS_PER_DAY) / 3600.0
+
+
 def _transform_raw(features: np.ndarray) -> np.ndarray:
     """The parameter-free part: time of day in hours and log1p(amount), as float64."""
     x = np.array(features, dtype=np.float64, copy=True)
     if x.ndim != 2 or x.shape[1] != N_FEATURES:
         raise ValueError(f"expected features of shape [n, {N_FEATURES}], got {x.shape}")
-    x[:, TIME_COLUMN] = np.mod(x[:, TIME_COLUMN], SECONDS_PER_DAY) / 3600.0
+    x[:, TIME_COLUMN] = hour_of_day(x[:, TIME_COLUMN])
     x[:, AMOUNT_COLUMN] = np.log1p(np.clip(x[:, AMOUNT_COLUMN], 0.0, None))
     return x
 
