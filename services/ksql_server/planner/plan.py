@@ -62,6 +62,21 @@ def source_scope(source: DataSource, alias: str | None) -> Scope:
     return Scope(source.columns + PSEUDO_COLUMNS, [source.name, alias or ""])
 
 
+def first_unsupported_clause(select: A.Select) -> str | None:
+    """The first clause of `select` this planner does not run, named as the skip reason."""
+    for clause, present in (
+        (select.unsupported, bool(select.unsupported)),
+        ("JOIN", bool(select.joins)),
+        ("WINDOW", select.window is not None),
+        ("GROUP BY", bool(select.group_by)),
+        ("HAVING", select.having is not None),
+        ("EMIT FINAL", select.emit_final),
+    ):
+        if present:
+            return clause
+    return None
+
+
 def plan_select(
     select: A.Select,
     metastore: MetaStore,
@@ -69,8 +84,9 @@ def plan_select(
     sink_name: str | None = None,
     new_planner: bool = False,
 ) -> QueryPlan:
-    if select.unsupported:
-        raise UnsupportedError(select.unsupported)
+    unsupported = first_unsupported_clause(select)
+    if unsupported:
+        raise UnsupportedError(unsupported)
     source = metastore.get(select.source.name)
     if source is None:
         raise KsqlError(
