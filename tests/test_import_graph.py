@@ -11,7 +11,8 @@ Layers, lowest first (docs/errors.md and the README's layout section say the sam
 3. `services.model_registry` — the one place the trainer and the scorer share;
 4. every other service (broker, schema registry, KSQL server, producer, trainer, scorer, alerts);
 5. `services.stack`, `services.pipeline`, `services.console`, `services.cli`,
-   `services.bench_cli` — the top (the console shows every service: KSQL, registry, scorer).
+   `services.bench_cli`, `services.ksql_conformance` — the top (the console shows every service:
+   KSQL, registry, scorer; the conformance harness drives the KSQL server's engine).
 
 A module may import from its own layer or a lower one, never a higher one. Cycles are checked
 between units: a package whose modules all sit in one directory is one unit; a module that sits
@@ -35,7 +36,7 @@ LAYER_1 = {
     "services.ksql_server.values",
     "services.ksql_server.errors",
 }
-TOP = {"stack", "pipeline", "console", "cli", "bench_cli"}
+TOP = {"stack", "pipeline", "console", "cli", "bench_cli", "ksql_conformance"}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from services.common.schemas.protobuf import parse
 from services.ksql_server import types as T
-from services.ksql_server.conformance.schemas import CaseSchemas
+from services.ksql_conformance.schemas import CaseSchemas
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats import (
     json_sr,

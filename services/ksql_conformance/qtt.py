@@ -27,7 +27,7 @@ from confluent_kafka.admin import NewTopic
 
 from services.common.errors import code_of
 from services.common.kafka import client_config, make_admin
-from services.ksql_server.conformance.schemas import CaseSchemas, encode, register_topic
+from services.ksql_conformance.schemas import CaseSchemas, encode, register_topic
 from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
 from services.ksql_server.errors import KsqlServiceError, UnsupportedError

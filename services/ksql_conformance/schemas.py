@@ -93,7 +93,7 @@ def register_topic(
         fmt = str(topic.get(f"{which}Format") or topic.get("format") or "AVRO").upper()
         schema_type = SCHEMA_TYPE.get(fmt)
         if schema_type is None:
-            from services.ksql_server.conformance.qtt import Unsupported
+            from services.ksql_conformance.qtt import Unsupported
 
             raise Unsupported(f"schema for format {fmt}")
         refs = []
