@@ -160,7 +160,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_parser_sees_imports() -> None:
     assert "services.common.errors" in EDGES["services.cli"]
-    assert "services.ksql_server.types" in EDGES["services.ksql_server.formats.serdes"]
+    assert "services.ksql_server.types" in EDGES["services.ksql_server.formats.base"]
     assert layer("services.ksql_server.formats.avro") == 2 and layer("services.cli") == 5
 
 

@@ -32,9 +32,9 @@ from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
 from services.ksql_server.errors import KsqlServiceError, UnsupportedError
 from services.ksql_server.formats import make_deserializer, make_serializer
+from services.ksql_server.formats.base import coercer
 from services.ksql_server.formats.protobuf import decode_record
 from services.ksql_server.formats.registry import HEADER_SIZE, uses_registry
-from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ParseError
 

@@ -288,7 +288,7 @@ def check_sink_timestamp(wp: Mapping[str, Any], output: list[ColumnDef]) -> None
 def source_formats(
     wp: Mapping[str, Any], source: DataSource | None
 ) -> tuple[str | None, FormatInfo | None]:
-    from services.ksql_server.formats.serdes import KNOWN
+    from services.ksql_server.formats.base import KNOWN
 
     for k in ("KEY_FORMAT", "VALUE_FORMAT", "FORMAT"):
         if k in wp and str(wp[k]).upper() not in KNOWN:

@@ -17,8 +17,8 @@ from services.ksql_server.errors import KsqlError
 from services.ksql_server.expressions import ExpressionCompiler, Scope
 from services.ksql_server.expressions.runtime_helpers import cast_value
 from services.ksql_server.formats import make_serializer
+from services.ksql_server.formats.base import coercer
 from services.ksql_server.formats.registry import uses_registry
-from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.naming import expr_text
