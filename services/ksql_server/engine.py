@@ -1,9 +1,9 @@
 """The KSQL engine behind the REST layer: statements in, ksqlDB entities and rows out.
 
-`Engine` implements `engine_api.KsqlEngine`. A statement goes parser → planner → runtime; the
-metastore holds streams, `runtime/` runs queries, and successful DDL/DML statements are kept in
-the command topic and replayed on start (deterministic query ids = same consumer groups, so
-queries resume from their committed offsets).
+`Engine` implements `engine_api.KsqlEngine` and only dispatches: a statement goes parser →
+`ddl`/planner → runtime (`rows` writes INSERTs, `transient` holds push queries); `show`,
+`describe`, `explain` build the answers. DDL/DML statements are kept in the command topic and
+replayed on start (same query ids, so queries resume from their committed offsets).
 
 A statement that changes state is validated first (`_prepare`), then written to the command
 topic, and only then applied with the sequence number the topic gave it: the order ksqlDB's
@@ -139,27 +139,14 @@ class Engine:
         if commands:
             LOG.info("replayed %d commands, %d queries running", len(commands), len(self.queries))
 
-    _health: tuple[float, bool] = (0.0, False)
-
     def healthy(self) -> bool:
         """The broker answers (checked at most every 2 s; backs /healthcheck)."""
-        checked_at, ok = self._health
-        if time.monotonic() - checked_at > 2.0:
-            try:
-                self.ctx.admin.list_topics(timeout=2)
-                ok = True
-            except Exception:
-                ok = False
-            self._health = (time.monotonic(), ok)
-        return ok
+        return self.ctx.healthy()
 
     @property
     def kafka_cluster_id(self) -> str | None:
         """The Kafka cluster id reported by /info."""
-        try:
-            return str(self.ctx.admin.list_topics(timeout=5).cluster_id)
-        except Exception:
-            return None
+        return self.ctx.cluster_id()
 
     def stop_transient_queries(self) -> None:
         """Tell every push query to end (shutdown): their threads end, their streams finish."""
