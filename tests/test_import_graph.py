@@ -195,6 +195,26 @@ def test_services_do_not_import_each_other() -> None:
     assert not crossing, "\n".join(crossing)
 
 
+def test_the_ksql_server_keeps_its_compiler_layers_apart() -> None:
+    """A statement travels parse → plan → compile → run (docs/ksql-engine.md): the expression
+    compiler and the DDL rules do not reach up into the planner's or the runtime's code, and the
+    server never imports its conformance harness (a test tool that drives it from above)."""
+    rules = {
+        "services.ksql_server.expressions": ("services.ksql_server.planner",),
+        "services.ksql_server.ddl": ("services.ksql_server.runtime",),
+        "services.ksql_server": ("services.ksql_conformance",),
+    }
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in sorted(EDGES.items())
+        for prefix, banned in rules.items()
+        if module == prefix or module.startswith(prefix + ".")
+        for target in sorted(targets)
+        if any(target == b or target.startswith(b + ".") for b in banned)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize(
     ("graph", "expected"),
     [
