@@ -68,13 +68,13 @@ def _same(light: Any, typer_result: Any) -> None:
         assert light == typer_result
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(PLAIN_INT | ODD_TEXT | st.integers(-(2**70), 2**70) | st.booleans())
 def test_int_as_typer(value: Any) -> None:
     _same(*_both(int, value))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(PLAIN_INT | ODD_TEXT | st.integers(-(2**40), 2**40))
 def test_bounded_int_as_typer(value: Any) -> None:
     light, typer_result = _both(int, value, min=0, max=10**6)
@@ -83,7 +83,7 @@ def test_bounded_int_as_typer(value: Any) -> None:
         assert light is SLOW
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(PLAIN_FLOAT | PLAIN_INT | ODD_TEXT | st.floats() | st.integers(-(2**60), 2**60))
 def test_float_as_typer(value: Any) -> None:
     _same(*_both(float, value))

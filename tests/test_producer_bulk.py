@@ -123,7 +123,7 @@ def _kaggle_block(draw: st.DrawFn) -> list[bytes]:
     return out
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_kaggle_block())
 def test_block_check_never_passes_a_row_the_line_rule_refuses(rows: list[bytes]) -> None:
     """`_plain_block` (the whole-block fast path) against `check_line` (the authority) and
