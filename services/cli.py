@@ -1,8 +1,10 @@
 """The `fraudstream` command: one sub-command group per service, mounted from each service.
 
 Each service owns its commands in `services/<service>/cli.py` with a `register(app)` function, so
-adding a command never touches another service. Heavy imports (TensorFlow) stay inside the
-commands, so `fraudstream --help` answers at once.
+adding a command never touches another service. Heavy imports (TensorFlow, numpy, confluent-kafka)
+stay inside the commands that use them, and options are converted without pydantic
+(`services.cli_coercion`), so `fraudstream --help` answers at once and the commands that neither
+train nor score start in well under a second (`tests/test_cli_startup.py` lists what each may load).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import sys
 
 import typer
 
+from services.cli_coercion import install as install_light_coercion
 from services.common.errors import FraudstreamError, one_line
+
+install_light_coercion()
 
 app = typer.Typer(
     name="fraudstream",

@@ -8,8 +8,10 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from services.producer.csv_source import CsvSource, Layout, _plain_rows, check_line
+from services.producer.csv_source import CsvSource, Layout, _plain_block, _plain_rows, check_line
 from services.producer.datagen import write_csv
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -85,3 +87,70 @@ def test_shared_samples_take_the_fast_path() -> None:
         checked = _plain_rows(text, source.layout)
         assert checked is not None, name
         assert (~checked[0]).sum() <= 0.01 * len(checked[0]), name
+        if source.layout is Layout.KAGGLE:
+            block = _plain_block(text, text.count(b"\n") + 1)
+            assert block is not None and (block[0] == checked[0]).all(), name
+
+
+_ROWS = [
+    b"0,-1.359807,0.5,2.53,1.37,-0.33,0.46,0.23,0.09,0.36,0.09,-0.55,-0.61,-0.99,-0.31,1.46,"
+    b'-0.47,0.20,0.02,0.40,0.25,-0.01,0.27,-0.11,0.06,0.12,-0.18,0.13,-0.02,149.62,"0"',
+    b"406,-2.3122265423263,1.95199201064158,-1.60985073229769,3.9979055875468,-0.522187864667764,"
+    b"-1.42654531920595,-2.53738730624579,1.39165724829804,-2.77008927719433,-2.77227214465915,"
+    b"3.20203320709635,-2.89990738849473,-0.595221881324605,-4.28925378244217,0.389724120274487,"
+    b"-1.14074717980657,-2.83005567450437,-0.0168224681808257,0.416955705037907,"
+    b"0.126910559061474,0.517232370861764,-0.0350493686052974,-0.465211076182388,"
+    b"0.320198198514526,0.0445191674731724,0.177839798284401,0.261145002567677,"
+    b"-0.143275874698919,0,1",
+]
+_PIECES = [
+    b"e", b"E-5", b"+", b"-", b".", b'"', b"x", b"", b",", b" ", b"\xc3\xa9", b"\xff", b"inf",
+    b"nan", b"1_0", b"9" * 41, b"9" * 12, b"0", b"1", b'"1"', b'""', b"-.", b"5.", b".5", b"2",
+]  # fmt: skip
+
+
+@st.composite
+def _kaggle_block(draw: st.DrawFn) -> list[bytes]:
+    """A few Kaggle rows, some of them damaged at a random spot."""
+    rows = draw(st.lists(st.sampled_from(_ROWS), min_size=1, max_size=8))
+    out = []
+    for row in rows:
+        if draw(st.booleans()):
+            at = draw(st.integers(0, len(row)))
+            cut = draw(st.integers(0, 3))
+            row = row[:at] + draw(st.sampled_from(_PIECES)) + row[at + cut :]
+        out.append(row)
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_kaggle_block())
+def test_block_check_never_passes_a_row_the_line_rule_refuses(rows: list[bytes]) -> None:
+    """`_plain_block` (the whole-block fast path) against `check_line` (the authority) and
+    `_plain_rows` (the per-row bulk check): a row it passes is accepted by both, with the same
+    Time; when its separators line up it answers, else it leaves the block to them."""
+    data = b"\n".join(rows) + b"\n"
+    checked = _plain_block(data, len(rows))
+    reference = _reference(rows, Layout.KAGGLE)
+    if all(row.count(b",") == 30 for row in rows):
+        assert checked is not None, "the separators line up: the block check answers"
+    if checked is None:
+        return
+    fine, times = checked
+    for ok, time, expected in zip(fine.tolist(), times.tolist(), reference, strict=True):
+        if ok:
+            assert expected is not None and expected[1] == time
+    rows_check = _plain_rows(data[:-1], Layout.KAGGLE)
+    if rows_check is not None:  # what the per-row bulk check passes, the block check passes too
+        assert (fine >= rows_check[0]).all()
+
+
+def test_clean_blocks_take_the_block_path(tmp_path: Path) -> None:
+    path = tmp_path / "k.csv"
+    write_csv(path, 2000, seed=9)
+    body = path.read_bytes().split(b"\n", 1)[1]
+    checked = _plain_block(body, body.count(b"\n"))
+    assert checked is not None and checked[0].all()
+    exponent = body.replace(b",0.1", b",1e-1", 1)  # the real data set writes a few like this
+    checked = _plain_block(exponent, exponent.count(b"\n"))
+    assert checked is not None and (~checked[0]).sum() == 1

@@ -17,9 +17,11 @@ they enter the project, with `raise ... from exc` so the cause stays on the chai
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+import sys
+from typing import TYPE_CHECKING, ClassVar
 
-from confluent_kafka import KafkaError, KafkaException
+if TYPE_CHECKING:  # at run time librdkafka's types are looked up only once something loaded them
+    from confluent_kafka import KafkaError, KafkaException
 
 ONE_LINE_CHARS = 2000
 """`one_line` cuts a message to this many characters (messages may quote bad input)."""
@@ -73,11 +75,26 @@ class RecordRejected(FraudstreamError, ValueError):
     default_code = "other"
 
 
-def _kafka_error(exc: KafkaException | KafkaError) -> KafkaError | None:
-    if isinstance(exc, KafkaError):
-        return exc
-    first = exc.args[0] if exc.args else None
-    return first if isinstance(first, KafkaError) else None
+def _kafka_types() -> tuple[type, type] | tuple[()]:
+    """(KafkaException, KafkaError) once confluent-kafka is loaded, else nothing to match.
+
+    Importing confluent-kafka costs a command about 0.1 s (its package loads asyncio and its
+    serializers), and this module sits under every command. No object can be one of librdkafka's
+    errors before its module is loaded, so a look in `sys.modules` answers exactly."""
+    cimpl = sys.modules.get("confluent_kafka.cimpl")
+    return (cimpl.KafkaException, cimpl.KafkaError) if cimpl is not None else ()
+
+
+def _kafka_error(exc: KafkaException | KafkaError | BaseException) -> KafkaError | None:
+    types = _kafka_types()
+    if not types:
+        return None
+    kafka_error = types[1]
+    if isinstance(exc, kafka_error):
+        return exc  # type: ignore[return-value]
+    args = getattr(exc, "args", ())
+    first = args[0] if args else None
+    return first if isinstance(first, kafka_error) else None  # type: ignore[return-value]
 
 
 def kafka_error_code(error: KafkaError | KafkaException) -> str:
@@ -96,8 +113,8 @@ def code_of(exc: BaseException) -> str:
     errors, and a coarse one for the rest (which should have been wrapped where it entered)."""
     if isinstance(exc, FraudstreamError):
         return exc.code
-    if isinstance(exc, (KafkaException, KafkaError)):
-        return kafka_error_code(exc)
+    if isinstance(exc, _kafka_types()):
+        return kafka_error_code(exc)  # type: ignore[arg-type]
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, OSError):

@@ -43,8 +43,10 @@ from services.producer.errors import (
 from services.producer.layout import USERS, iso_seconds_bytes, user_indices
 from services.producer.limits import DEFAULT_MAX_LINE_BYTES, LONG_LINE_KEEP_BYTES
 
-BLOCK_BYTES = 2 << 20
-"""Lines are read and checked about this many bytes at a time."""
+BLOCK_BYTES = 512 << 10
+"""Lines are read and checked about this many bytes at a time (smaller than the 2 MiB it was:
+the check's numpy temporaries then stay in the cache and the allocator's heap, 10-20 % less
+CPU a record)."""
 SKIP_CHUNK_BYTES = 1 << 20
 """The rest of a long line is read past this many bytes at a time."""
 HEAD_LINES = 200
@@ -130,6 +132,8 @@ class Batch:
 
 _USER_BYTES = np.asarray([u.encode() for u in USERS], dtype=object)
 _EXPECTED_CLASS = ("", "0", "1")
+_KAGGLE_VALUE = b'%b,"%bZ","%b",%b'
+"""The source value of a Kaggle row: Id, "Timestamp", "User", then the line as it is."""
 
 
 def _unquote(raw: bytes) -> str:
@@ -330,7 +334,8 @@ class CsvSource:
                 long_lines[len(lines)] = block.long_tail[1]
                 lines.append(block.long_tail[0])
             has_nul = b"\0" in data
-            batch = self._batch(lines, line_no + 1, data.count(b","), long_lines, has_nul)
+            whole = data if not long_lines and block.long_tail is None else None
+            batch = self._batch(lines, line_no + 1, whole, long_lines, has_nul)
             line_no += len(lines)
             batch.bytes_read = block.size + header_size
             header_size = 0
@@ -374,18 +379,24 @@ class CsvSource:
         self,
         lines: list[bytes],
         first_line: int,
-        commas_seen: int,
+        data: bytes | None,
         long_lines: dict[int, int],
         has_nul: bool = False,
     ) -> Batch:
         """Records and refused lines of one block; line i is file line first_line + i.
+        `data` is the block's text (the lines, each ended by a newline) when it is at hand;
         `long_lines` (index: length) are already cut short and refused for their length;
         `has_nul` says the block holds a NUL byte somewhere."""
         layout = self.layout
         commas = layout.fields - 1
         reasons = self._refused_unparsed(lines, long_lines, has_nul)
         blank: set[int] = set()
-        if not reasons and commas_seen == commas * len(lines):
+        block = None
+        if data is not None and not reasons and layout is Layout.KAGGLE:
+            block = _plain_block(data, len(lines))  # None unless every line has its fields
+        if block is not None or (
+            data is not None and not reasons and data.count(b",") == commas * len(lines)
+        ):
             candidates = list(range(len(lines)))  # a count fault would also fail the parse below
         else:
             candidates = []
@@ -401,12 +412,12 @@ class CsvSource:
                     reasons[i] = _columns_fault(layout, found + 1)
         ids = np.zeros(len(lines), dtype=np.int64)
         times = np.zeros(len(lines), dtype=np.float64)
-        for i in self._bulk_check(lines, candidates, ids, times):
+        for i in self._bulk_check(lines, candidates, ids, times, block):
             reason, ids[i], times[i] = check_line(lines[i], layout)
             if reason is not None:
                 reasons[i] = reason
         if layout is Layout.KAGGLE:
-            ids = np.arange(first_line, first_line + len(lines), dtype=np.int64) - self._header_line
+            ids = self._kaggle_ids(first_line, len(lines))
         bad = [
             BadLine(
                 first_line + i, lines[i], reasons[i].text, long_lines.get(i, -1), reasons[i].code
@@ -421,6 +432,10 @@ class CsvSource:
             batch = self._records(lines, ids, times, bad)
         batch.last_line = first_line + len(lines) - 1
         return batch
+
+    def _kaggle_ids(self, first_line: int, count: int) -> np.ndarray:
+        """Kaggle `Id`s of `count` lines from file line `first_line`: the data row number."""
+        return np.arange(first_line, first_line + count, dtype=np.int64) - self._header_line
 
     def _refused_unparsed(
         self, lines: list[bytes], long_lines: dict[int, int], has_nul: bool
@@ -441,10 +456,19 @@ class CsvSource:
         return reasons
 
     def _bulk_check(
-        self, lines: list[bytes], candidates: list[int], ids: np.ndarray, times: np.ndarray
+        self,
+        lines: list[bytes],
+        candidates: list[int],
+        ids: np.ndarray,
+        times: np.ndarray,
+        block: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[int]:
         """Check the candidates in bulk (`_plain_rows`); fill ids and times; return the lines
-        that need the per-line check (all of them if the block's fields do not line up)."""
+        that need the per-line check (all of them if the block's fields do not line up).
+        `block` is `_plain_block`'s answer for the whole block, when it has one."""
+        if block is not None:
+            fine, times[:] = block
+            return np.flatnonzero(~fine).tolist()  # type: ignore[no-any-return]
         if not candidates:
             return []
         text = b"\n".join(lines[i] for i in candidates) if len(candidates) < len(lines) else None
@@ -467,10 +491,8 @@ class CsvSource:
             return Batch(keys=keys, values=lines, times=times, bad=bad)
         stamps = iso_seconds_bytes(np.floor(times))
         users = _USER_BYTES[user_indices(ids)].tolist()
-        values = [
-            b'%b,"%bZ","%b",%b' % (key, stamp, user, line)
-            for key, stamp, user, line in zip(keys, stamps, users, lines, strict=True)
-        ]
+        # one C-level map of the format over the rows: half the time of a comprehension
+        values = list(map(_KAGGLE_VALUE.__mod__, zip(keys, stamps, users, lines, strict=True)))
         return Batch(keys=keys, values=values, times=times, bad=bad)
 
 
@@ -487,6 +509,90 @@ _PLAIN[[ord("."), ord("-"), ord(",")]] = True
 _SEPARATOR = np.zeros(256, dtype=bool)
 _SEPARATOR[[ord(","), ord("\n")]] = True
 _COMMA, _NEWLINE, _DOT, _MINUS, _QUOTE = (ord(c) for c in ',\n.-"')
+
+
+def _plain_block(data: bytes, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows that are surely valid, their `Time`s) of a Kaggle-layout block of `rows` lines,
+    each ended by a newline; None when its separators do not make `rows` rows of 31 fields
+    (then `_plain_rows` and `check_line` take the block).
+
+    `_plain_rows` costs more than producing a record; this looks at the block's non-digit
+    bytes only (about 75 of a row's 270), in a few C-speed passes, and at a row at a time only
+    for the rows it cannot pass. A row passes when each non-digit byte is a separator, a `.`
+    between two digits and alone in its field, a `-` that starts a field and comes before a
+    digit, or a quote of a `"0"`-like `Class`; every number is 1 to MAX_PLAIN_NUMBER bytes,
+    `Class` is plain and `Time` within INT: whatever passes, `check_line` passes too, with the
+    same Time. Rows that do not pass are not refused here, only handed to `check_line` (a
+    value written with an exponent, say, as the real data set has a few)."""
+    fields = Layout.KAGGLE.fields
+    if rows == 0:
+        return None
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    buf = np.frombuffer(data, dtype=np.uint8)
+    events = np.flatnonzero(~_digits(buf))
+    kinds = buf[events]
+    is_sep = (kinds == _COMMA) | (kinds == _NEWLINE)
+    seps = events[np.flatnonzero(is_sep)]
+    if len(seps) != rows * fields:
+        return None
+    ends = seps.reshape(rows, fields)
+    row_ends = ends[:, -1]
+    if not (buf[row_ends] == _NEWLINE).all():
+        return None  # a row with more or fewer fields (the block holds `rows` newlines)
+    lengths = _gaps(seps).reshape(rows, fields)
+    lengths -= 1
+    fine = _plain_class(buf, row_ends - lengths[:, -1], row_ends)
+    numbers = lengths[:, :-1]
+    if numbers.min() < 1 or numbers.max() > MAX_PLAIN_NUMBER:
+        fine &= ((numbers >= 1) & (numbers <= MAX_PLAIN_NUMBER)).all(axis=1)
+    odd = _odd_events(events, kinds, is_sep)
+    quotes = np.flatnonzero(kinds == _QUOTE)
+    if len(quotes) != 2 * np.count_nonzero(fine & (lengths[:, -1] >= 2)):
+        # some quote is outside a passed Class field: those quotes are odd
+        rows_of = np.searchsorted(row_ends, events[quotes])
+        class_start = row_ends[rows_of] - lengths[rows_of, -1]
+        odd = np.union1d(odd, quotes[events[quotes] < class_start])
+    if len(odd):
+        fine[np.searchsorted(row_ends, events[odd])] = False
+    times = np.zeros(rows, dtype=np.float64)
+    good = np.flatnonzero(fine)
+    time_ends = ends[good, 0].tolist()
+    time_starts = (ends[good, 0] - lengths[good, 0]).tolist()
+    cells = [data[a:b] for a, b in zip(time_starts, time_ends, strict=True)]
+    times[good] = np.fromiter(map(float, cells), np.float64, len(cells))
+    fine &= np.abs(times) < TIME_LIMIT
+    return fine, times
+
+
+def _gaps(positions: np.ndarray) -> np.ndarray:
+    """Distance of each position from the one before (the first: from -1); `np.diff` with
+    `prepend` copies the array first, a third of this check's time."""
+    gaps = np.empty_like(positions)
+    gaps[0] = positions[0] + 1
+    np.subtract(positions[1:], positions[:-1], out=gaps[1:])
+    return gaps
+
+
+def _odd_events(events: np.ndarray, kinds: np.ndarray, is_sep: np.ndarray) -> np.ndarray:
+    """Indices of the non-digit bytes (at `events`, their values `kinds`) that no plain number
+    allows where they are (quotes aside: `_plain_block` places those). The bytes between
+    events are digits, so a `.` with a gap before and after it sits between digits, and two
+    `.` with no event between are in one field."""
+    is_dot = kinds == _DOT
+    is_minus = kinds == _MINUS
+    odd = ~(is_sep | is_dot | is_minus | (kinds == _QUOTE))  # a letter, a space, a '+', ...
+    gaps = _gaps(events)  # gaps[j] > 1: a digit right before event j
+    tight_after = np.empty(len(events), dtype=bool)
+    tight_after[:-1] = gaps[1:] < 2
+    tight_after[-1] = True  # (the last event is the block's final newline)
+    odd |= is_dot & ((gaps < 2) | tight_after)
+    odd[1:] |= is_dot[1:] & is_dot[:-1]
+    sep_before = np.empty(len(events), dtype=bool)
+    sep_before[1:] = is_sep[:-1] & (gaps[1:] == 1)
+    sep_before[0] = events[0] == 0  # a sign at the very start of the block starts a field
+    odd |= is_minus & (tight_after | ~sep_before)
+    return np.flatnonzero(odd)
 
 
 def _plain_rows(

@@ -326,8 +326,8 @@ _END = object()
 def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
     """Read and check the next blocks in a thread while this one is sent.
 
-    pandas' C parser releases the GIL, so on a machine with a spare core reading overlaps with
-    producing; `depth` bounds the blocks held in memory.
+    numpy's passes over a block release the GIL, so on a machine with a spare core part of
+    the reading overlaps with producing; `depth` bounds the blocks held in memory.
     """
     ready: queue.Queue[object] = queue.Queue(maxsize=depth)
     done = threading.Event()

@@ -26,19 +26,17 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
-KIND_DOUBLE, KIND_FLOAT, KIND_VARINT, KIND_BOOLEAN, KIND_BYTES, KIND_STRING = range(6)
-KINDS: dict[str, int] = {
-    "double": KIND_DOUBLE,
-    "float": KIND_FLOAT,
-    "int": KIND_VARINT,
-    "long": KIND_VARINT,
-    "boolean": KIND_BOOLEAN,
-    "string": KIND_STRING,
-    "bytes": KIND_BYTES,
-}
-"""A string is bytes that must be well-formed UTF-8 (the walker checks, as fastavro does)."""
-FLOAT_KINDS = (KIND_DOUBLE, KIND_FLOAT, KIND_BOOLEAN)
-SPAN_KINDS = (KIND_BYTES, KIND_STRING)
+from services.common.avro.kinds import (  # noqa: F401 - re-exported: the codecs' kinds
+    FLOAT_KINDS,
+    KIND_BOOLEAN,
+    KIND_BYTES,
+    KIND_DOUBLE,
+    KIND_FLOAT,
+    KIND_STRING,
+    KIND_VARINT,
+    KINDS,
+    SPAN_KINDS,
+)
 
 
 def slots_of(kinds: Sequence[int]) -> tuple[np.ndarray, tuple[int, int, int]]:

@@ -21,7 +21,7 @@ import fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from services.common.avro.kernels import KINDS
+from services.common.avro.kinds import KINDS
 from services.common.avro.wire import WireFormatError
 from services.common.errors import ServiceUnavailable
 
