@@ -127,7 +127,7 @@ _DECLINE, _PARSED = 0, 1
 def _typed_columns(
     buf: np.ndarray, lens: np.ndarray, bases: Sequence[str], delim: int
 ) -> ColumnBatch | None:
-    """Split, unquote and parse the records of `buf` in one compiled pass (`_split_and_parse`);
+    """Split, unquote and parse the records of `buf` in compiled code (`_split_and_parse`);
     None when one needs the exact path. Arrays are field-major, so each column is contiguous."""
     size, n = lens.size, len(bases)
     codes = np.array([_FIELD_CODES[b] for b in bases], dtype=np.int8)
