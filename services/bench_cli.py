@@ -24,6 +24,13 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(
             False, "--quick", help="a shorter run, for benchmarks that offer one (quality)"
         ),
+        rounds: int | None = typer.Option(
+            None,
+            "--rounds",
+            min=1,
+            help="rounds, for benchmarks that take them (ksql, latency, producer, scorer, …); "
+            "default: each benchmark's own",
+        ),
     ) -> None:
         """Run the benchmarks in bench/; each prints a ratio against a baseline of the same run."""
         chosen = names or available()
@@ -37,6 +44,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"== bench {name}")
             script = BENCH_DIR / f"bench_{name}.py"
             sys.argv = [script.name]
-            if quick and '"--quick"' in script.read_text():
+            text = script.read_text()
+            if quick and '"--quick"' in text:
                 sys.argv.append("--quick")
+            if rounds is not None and '"--rounds"' in text:
+                sys.argv += ["--rounds", str(rounds)]
             runpy.run_path(str(BENCH_DIR / f"bench_{name}.py"), run_name="__main__")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from typing import Any, cast
+from typing import Any
 
 import fastavro
 from confluent_kafka import Message
@@ -249,30 +249,17 @@ class _Registry:
         return 42
 
 
-class _Message:
-    def __init__(self, value: bytes | None, offset: int, key: bytes | None = None) -> None:
-        self._value, self._offset, self._key = value, offset, key
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000 + self._offset)
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def topic(self) -> str:
-        return "src"
+def _message(value: bytes | None, offset: int, key: bytes | None = None) -> Message:
+    """A consumed record as the consumer hands it over (a real Message: the processor calls
+    its methods through the type, so a look-alike would not do)."""
+    return Message(
+        topic="src",
+        value=value,
+        key=key,
+        partition=0,
+        offset=offset,
+        timestamp=(1, 1_700_000_000_000 + offset),
+    )
 
 
 def _processor(
@@ -308,22 +295,17 @@ def _processor(
     return BatchProcessor("Q", plan, sink, _Registry(), plog, "snk")
 
 
-def _as_messages(fakes: list[_Message]) -> list[Message]:
-    """The fakes stand in for consumed Messages: they have every method the processor reads."""
-    return cast(list[Message], fakes)
-
-
 def _row_output(
-    proc: BatchProcessor, messages: list[_Message]
+    proc: BatchProcessor, messages: list[Message]
 ) -> list[tuple[bytes | None, int, bytes | None]]:
-    out = proc.serialize(proc.evaluate(proc.rows(_as_messages(messages))))
+    out = proc.serialize(proc.evaluate(proc.rows(messages)))
     return [(r.value, r.timestamp, r.key) for r in out]
 
 
 def _columnar_output(
-    proc: BatchProcessor, messages: list[_Message]
+    proc: BatchProcessor, messages: list[Message]
 ) -> list[tuple[bytes | None, int, bytes | None]]:
-    values, timestamps, keys = proc.columnar_batch(_as_messages(messages)) or ([], [], [])
+    values, timestamps, keys = proc.columnar_batch(messages) or ([], [], [])
     return list(zip(values, timestamps, keys, strict=True))
 
 
@@ -339,7 +321,7 @@ def test_preprocessing_query_takes_the_column_wise_path_with_the_row_paths_bytes
     logged: list[bytes] = []
     proc = _processor("SELECT * FROM SRC WHERE Class IS NOT NULL", logged)
     assert proc.columnar is not None
-    messages = [_Message(v, i) for i, v in enumerate(LINES)]
+    messages = [_message(v, i) for i, v in enumerate(LINES)]
     out = _columnar_output(proc, messages)
     assert out == _row_output(proc, messages)
     assert len(out) == 3 and not logged
@@ -355,7 +337,7 @@ def test_a_kafka_string_key_passes_through_the_column_wise_path() -> None:
     )
     assert proc.columnar is not None
     keys = [b"1", b"2", None, "\u00e9".encode()]
-    messages = [_Message(v, i, k) for i, (v, k) in enumerate(zip(LINES, keys, strict=True))]
+    messages = [_message(v, i, k) for i, (v, k) in enumerate(zip(LINES, keys, strict=True))]
     out = _columnar_output(proc, messages)
     assert out == _row_output(proc, messages)
     assert [key for _v, _t, key in out] == [b"1", None, "\u00e9".encode()]  # line 2: no Class
@@ -365,7 +347,7 @@ def test_a_kafka_string_key_passes_through_the_column_wise_path() -> None:
 def test_a_key_that_is_not_utf8_sends_its_batch_down_the_row_path() -> None:
     proc = _processor("SELECT ID_KEY, ID FROM SRC", [], key_columns=[("ID_KEY", T.STRING)])
     assert proc.columnar is not None
-    assert proc.columnar_batch(_as_messages([_Message(LINES[0], 0, b"\xff\xfe")])) is None
+    assert proc.columnar_batch([_message(LINES[0], 0, b"\xff\xfe")]) is None
 
 
 def test_a_computed_or_non_string_key_keeps_the_row_path() -> None:
@@ -380,7 +362,7 @@ def test_a_computed_or_non_string_key_keeps_the_row_path() -> None:
 def test_is_null_filter_and_projection_take_the_column_wise_path() -> None:
     proc = _processor("SELECT CLASS, V2, ID FROM SRC WHERE CLASS IS NULL", [])
     assert proc.columnar is not None
-    messages = [_Message(v, i) for i, v in enumerate(LINES)]
+    messages = [_message(v, i) for i, v in enumerate(LINES)]
     out = _columnar_output(proc, messages)
     assert out == _row_output(proc, messages)
     assert len(out) == 1
@@ -399,8 +381,8 @@ def test_other_shapes_keep_the_row_path() -> None:
 def test_a_malformed_record_sends_its_batch_down_the_row_path_and_to_the_log() -> None:
     logged: list[bytes] = []
     proc = _processor("SELECT * FROM SRC WHERE Class IS NOT NULL", logged)
-    messages = [_Message(v, i) for i, v in enumerate([*LINES, b"4,x,41,oops,1.0,0"])]
-    assert proc.columnar_batch(_as_messages(messages)) is None
+    messages = [_message(v, i) for i, v in enumerate([*LINES, b"4,x,41,oops,1.0,0"])]
+    assert proc.columnar_batch(messages) is None
     out = _row_output(proc, messages)
     assert len(out) == 3
     assert len(logged) == 1 and b"Failed to deserialise a field" in logged[0]

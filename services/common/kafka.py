@@ -398,10 +398,12 @@ def produce_many(
                     send(topic, value, key)
                     done += 1
             else:
+                # positional (partition -1: the partitioner's choice; no callbacks): keyword
+                # parsing cost ~0.4 µs a record, a quarter of the call
                 for value, key, ts in zip(
                     values[done:], key_list[done:], timestamps[done:], strict=True
                 ):
-                    send(topic, value, key, timestamp=ts)
+                    send(topic, value, key, -1, None, None, ts)
                     done += 1
         except BufferError:
             if done > stalled_at:  # records went through since the last stall

@@ -35,6 +35,7 @@ from confluent_kafka import (
     OFFSET_END,
     Consumer,
     KafkaException,
+    Message,
     Producer,
     TopicPartition,
 )
@@ -259,9 +260,14 @@ class PersistentQuery:
 
     def _step(self, consumer: Consumer, checkpoint: Checkpoint) -> None:
         """One look at the consumer: process what it has fetched. Latency first
-        (docs/latency.md): when it has nothing more, what is open commits at once, before
-        waiting for the next record; while records keep coming (behind), one transaction
-        spans several batches until it is due."""
+        (docs/latency.md): a batch that drained the consumer's queue (fewer than BATCH
+        records) means the loop is caught up, so what is open commits at once; only full
+        batches (behind) let one transaction span several of them until it is due.
+
+        The rule is "the batch was not full", not "a look found nothing": at a steady rate a
+        record arrives while each batch is processed, so a look is seldom empty and the
+        transaction would wait for COMMIT_INTERVAL_S (the KSQL stage's p50 of ~100 ms at
+        2,000 records/s and p99 of ~0.9 s at 20,000 came from that wait)."""
         messages = self._drop_errors(consumer.consume(BATCH, 0))
         if not messages:
             self._commit(checkpoint)
@@ -272,13 +278,13 @@ class PersistentQuery:
                 self._check_caught_up(consumer)
                 return
         self._process(messages, checkpoint)
-        if checkpoint.due():
+        if len(messages) < BATCH or checkpoint.due():
             self._commit(checkpoint)
 
     def _drop_errors(self, messages: list[Any]) -> list[Any]:
         """Error events in a consumed batch (a broker going away) are not records: dropped,
         but a fatal one ends this run of the loop."""
-        if all(m.error() is None for m in messages):
+        if not any(map(Message.error, messages)):  # one C-level pass: no frame per record
             return messages
         for m in messages:
             err = m.error()
