@@ -56,6 +56,7 @@ from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import plan_select
+from services.ksql_server.planner.windowing import window_info
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
@@ -623,6 +624,7 @@ class Engine:
             timestamp_format=wp.get("TIMESTAMP_FORMAT"),
             replicas=int(wp.get("REPLICAS", 1)),
         )
+        sink.window = window_info(plan)
         src_partitions = self.ctx.topic_partitions(self.ctx.physical(source.topic)) or 1
         sink.partitions = int(wp.get("PARTITIONS", src_partitions))
         # before the write, as ksqlDB's topic injector does: a query needs its sink

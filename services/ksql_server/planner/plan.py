@@ -70,8 +70,6 @@ def first_unsupported_clause(select: A.Select) -> str | None:
     for clause, present in (
         (select.unsupported, bool(select.unsupported)),
         ("JOIN", bool(select.joins)),
-        ("WINDOW", select.window is not None),
-        ("EMIT FINAL", select.emit_final),
     ):
         if present:
             return clause
@@ -98,6 +96,8 @@ def plan_select(
 
     if G.is_aggregate_query(select):
         return _aggregate_plan(select, source, scope, sink_name)
+    if select.window is not None or select.emit_final:  # windows: aggregations only
+        raise UnsupportedError("WINDOW" if select.window is not None else "EMIT FINAL")
     compiler = ExpressionCompiler(scope)
     if persistent:
         scope.clause = "PARTITION BY"
@@ -239,6 +239,9 @@ def _aggregate_plan(
     from services.ksql_server.planner.aggregate import plan_aggregation
 
     agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name)
+    from services.ksql_server.planner.windowing import check_windowed
+
+    check_windowed(agg, select.emit_final)
     return QueryPlan(
         source,
         select,
