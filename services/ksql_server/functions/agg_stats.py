@@ -37,6 +37,7 @@ class _Summed(AggregateFunction):
     """Base of the sum-keeping aggregates: the input's Java overflow width."""
 
     undoable = True
+    complex_state = True  # a STRUCT accumulator (not DELIMITED-able)
 
     def __init__(self, arg_types: Sequence[SqlType | None], literals: Sequence[Any]) -> None:
         super().__init__(arg_types, literals)
@@ -140,6 +141,7 @@ class Correlation(AggregateFunction):
 
     name = "CORRELATION"
     undoable = True
+    complex_state = True
 
     def __init__(self, arg_types: Sequence[SqlType | None], literals: Sequence[Any]) -> None:
         super().__init__(arg_types, literals)

@@ -237,11 +237,11 @@ def _aggregate_plan(
 ) -> QueryPlan:
     """A GROUP BY query: planner/aggregate.py plans it, the runtime's operator runs it."""
     from services.ksql_server.planner.aggregate import plan_aggregation
+    from services.ksql_server.planner.windowing import check_window_bounds, check_windowed
 
+    check_window_bounds(select)
     agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name)
-    from services.ksql_server.planner.windowing import check_windowed
-
-    check_windowed(agg, select.emit_final)
+    check_windowed(agg, select.emit_final, source.value_format.name)
     return QueryPlan(
         source,
         select,

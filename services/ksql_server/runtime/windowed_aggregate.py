@@ -130,6 +130,10 @@ def _factory(
     plog: ProcessingLog,
     query_id: str,
 ) -> AggregateOperator:
+    for call in spec.calls:  # ksqlDB's Configurable UDAFs (COLLECT_LIST's limit, …)
+        configure = getattr(call.function, "configure", None)
+        if configure is not None:
+            configure(processor.properties)
     if spec.window is None:
         return AggregateOperator(spec, processor, stores, plog, query_id)
     return WindowedAggregateOperator(spec, processor, stores, plog, query_id)

@@ -13,7 +13,8 @@ over a key-value store (the query's changelog-backed store, or a dict in tests):
   accumulator is `merge` of the old ones, then the record is added. Each merged-away session is
   retracted (a tombstone at its end time) before the merged one is emitted at its end time. A
   session ending before `stream time - grace - gap` is closed.
-- **GRACE PERIOD** defaults to `max(24 h - size, 0)` (ksqlDB's default while GRACE is optional);
+- **GRACE PERIOD** defaults to `max(24 h - size, 0)` (ksqlDB's default while GRACE is optional),
+  and to 0 under EMIT FINAL;
   **RETENTION** defaults to size (gap) + grace. State older than `stream time - retention` is
   deleted, so the store stays bounded by retention.
 - **EMIT FINAL** (`EmitStrategy.onWindowClose`): nothing is emitted on update; when stream time
@@ -75,7 +76,9 @@ class WindowDef:
     ) -> WindowDef:
         kind = kind.upper()
         advance = size_ms if kind != "HOPPING" or advance_ms is None else advance_ms
-        grace = max(DEFAULT_GRACE_BASE_MS - size_ms, 0) if grace_ms is None else grace_ms
+        if grace_ms is None:  # EMIT FINAL: no grace unless given (ksqlDB's RewrittenAnalysis)
+            grace_ms = 0 if emit_final else max(DEFAULT_GRACE_BASE_MS - size_ms, 0)
+        grace = grace_ms
         retention = size_ms + grace if retention_ms is None else retention_ms
         return cls(kind, size_ms, advance, grace, retention, emit_final)
 
