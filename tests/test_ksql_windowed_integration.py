@@ -102,7 +102,8 @@ def test_tumbling_counts_survive_a_restart(kafka_bootstrap: str, names: tuple[st
         engine.execute(ddl)
         _produce(kafka_bootstrap, prefix + "tx", first)
         assert engine.wait_until_caught_up(30)
-        assert engine.metastore.get("VELOCITY").window == WindowInfo("TUMBLING", 10_000)
+        sink = engine.metastore.get("VELOCITY")
+        assert sink is not None and sink.window == WindowInfo("TUMBLING", 10_000)
     finally:
         engine.close()
     again = _engine(kafka_bootstrap, service, prefix)  # the same query id: state restored
