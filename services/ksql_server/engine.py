@@ -794,7 +794,7 @@ class Engine:
                 return E.current_status(
                     text, command_id, f"Source `{stmt.name}` does not exist.", self._seq
                 )
-            raise KsqlError(f"Source {stmt.name} does not exist.")
+            raise KsqlError(f"{stmt.kind.title()} {stmt.name} does not exist.")
         if source.kind != stmt.kind:
             raise KsqlError(
                 f"Incompatible data source type is {source.kind}, but statement was DROP "
