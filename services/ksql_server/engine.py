@@ -419,6 +419,8 @@ class Engine:
 
         def apply(seq: int) -> dict[str, Any]:
             self.metastore.put(source)
+            if source.is_source and kind == "TABLE":  # read-only tables are materialised
+                self._materialize(source, seq, text, props)
             return E.current_status(text, command_id, f"{kind.title()} created", seq)
 
         return _Prepared(command_id, apply)
@@ -643,6 +645,18 @@ class Engine:
 
         return _Prepared(command_id, apply)
 
+    def _materialize(self, source: DataSource, seq: int, text: str, props: dict[str, Any]) -> None:
+        """ksqlDB's `CST_<table>_<seq>` query, which keeps a source table in a state store."""
+        from services.ksql_server.planner.table import MaterializePlan
+
+        select = A.Select([A.SelectItem(None)], A.Relation(source.name))
+        plan = plan_select(select, self.metastore, persistent=False)
+        plan.stateful = MaterializePlan()
+        query_id = f"CST_{source.name}_{seq}"
+        source.created_by_query = query_id
+        # the whole topic is the table, whatever the session's auto.offset.reset
+        self._start_query(query_id, text, plan, source, {**props, "auto.offset.reset": "earliest"})
+
     def _start_query(
         self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
     ) -> None:
@@ -801,7 +815,11 @@ class Engine:
                 f"{stmt.kind}"
             )
         TR.check_drop(stmt, source)
-        readers = [q.query_id for q in self._readers(stmt.name)]
+        readers = [
+            q.query_id
+            for q in self._readers(stmt.name)
+            if q.query_id != source.created_by_query  # a source table's own CST query
+        ]
         writers = [q for q in self._writers(stmt.name) if q.query_id != source.created_by_query]
         if readers or writers:
             raise KsqlError(
