@@ -991,8 +991,8 @@ class Engine:
                 _check_pull_columns(select)
             if pull and plan.source.kind == "TABLE":
                 raise UnsupportedError("pull queries over tables")
-            if plan.stateful is not None:
-                raise UnsupportedError("push queries with GROUP BY")
+            if plan.stateful is not None and pull:
+                raise UnsupportedError("pull queries with GROUP BY")
         except (KsqlError, RecursionError, UnicodeError) as exc:
             raise as_statement_error(exc, sql) from exc
         query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"
