@@ -635,7 +635,7 @@ class Engine:
                 for q in self._writers(existing.name):
                     q.stop()
                     self.queries.pop(q.query_id, None)
-            query_id = f"CSAS_{stmt.name}_{seq}"
+            query_id = f"{'CTAS' if kind == 'TABLE' else 'CSAS'}_{stmt.name}_{seq}"
             sink.created_by_query = query_id
             self.metastore.put(sink)
             self._start_query(query_id, text, plan, sink, props)
@@ -833,6 +833,7 @@ class Engine:
         def apply(seq: int) -> dict[str, Any]:
             for q in self._writers(stmt.name):
                 q.stop()
+                q.delete_state()
                 self.queries.pop(q.query_id, None)
             self.metastore.remove(stmt.name)
             # never on replay: a later command may have created the topic again
@@ -864,6 +865,7 @@ class Engine:
         def apply(seq: int) -> dict[str, Any]:
             for q in targets:
                 q.stop()
+                q.delete_state()
                 self.queries.pop(q.query_id, None)
                 if q.sink.created_by_query == q.query_id:
                     q.sink.created_by_query = None

@@ -255,6 +255,17 @@ class PersistentQuery:
             consumer.close()
             self._consumer = None
 
+    def delete_state(self) -> None:
+        """After the query ended for good (DROP, TERMINATE): its changelog topics go, as
+        ksqlDB cleans up a terminated query's internal topics."""
+        for store in self.stores.stores.values():
+            try:
+                self.ctx.delete_topic(store.changelog)
+            except Exception as exc:  # the query is gone either way
+                LOG.warning(
+                    "query %s: changelog %s not deleted: %s", self.query_id, store.changelog, exc
+                )
+
     def _prepare_stores(self, partitions: int) -> None:
         """Before the first record: the stores as of the committed offsets (restored from
         their changelogs on the first run, rolled back to the last commit on a restart)."""
