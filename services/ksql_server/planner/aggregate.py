@@ -173,6 +173,8 @@ class _Builder:
     def rewrite(self, e: A.Expr) -> A.Expr:
         """A SELECT/HAVING expression over the aggregate row."""
         plain = unqualified(e)
+        if plain in self.group:
+            return A.ColumnRef(f"{GRP}{self.group.index(plain)}")
 
         def visit(x: A.Expr) -> A.Expr | None:
             if x in self.group:
@@ -200,6 +202,39 @@ def _qualify(e: A.Expr, source: DataSource) -> A.Expr:
     return transform(e, visit)
 
 
+def _expand_star(select: A.Select, source: DataSource) -> list[tuple[str | None, A.Expr]]:
+    """(alias, expression) of every selected item, `*` as the source's columns."""
+    out: list[tuple[str | None, A.Expr]] = []
+    for item in select.items:
+        if item.expr is None:
+            out += [(None, A.ColumnRef(n)) for n, _t in source.columns]
+        else:
+            out.append((item.alias, item.expr))
+    return out
+
+
+def _check_functions(e: A.Expr) -> None:
+    """ksqlDB's error for an unknown function comes before the GROUP BY checks."""
+    from services.ksql_server.functions import lookup
+    from services.ksql_server.functions.lambdas import LAMBDA_FUNCTIONS
+
+    for call in _calls(e):
+        if not (is_aggregate(call.name) or call.name in LAMBDA_FUNCTIONS or lookup(call.name)):
+            raise KsqlError(f"Can't find any functions with the name '{call.name.upper()}'")
+
+
+def _calls(e: A.Expr) -> list[A.Call]:
+    found: list[A.Call] = []
+
+    def visit(x: A.Expr) -> A.Expr | None:
+        if isinstance(x, A.Call):
+            found.append(x)
+        return None
+
+    transform(e, visit)
+    return found
+
+
 def _leftover(e: A.Expr) -> list[A.ColumnRef]:
     return [
         r
@@ -223,32 +258,37 @@ def plan_aggregation(
         )
     b = _Builder(select, source, scope)
     group_compiled = b.check_group_by()
-    items: list[tuple[str | None, A.Expr, A.Expr]] = []  # (alias, original, rewritten)
-    bad: list[A.Expr] = []
-    for item in select.items:
-        if item.expr is None:
-            raise KsqlError("Non-aggregate SELECT expression(s) not part of GROUP BY: *")
-        rewritten = b.rewrite(item.expr)
-        if _leftover(rewritten):
-            bad.append(item.expr)
-        items.append((item.alias, item.expr, rewritten))
+    selected = _expand_star(select, source)
+    for e in [x for _a, x in selected] + ([select.having] if select.having else []):
+        _check_functions(e)
+    items: list[tuple[str | None, A.Expr, A.Expr]] = [
+        (alias, e, b.rewrite(e)) for alias, e in selected
+    ]
+    having = None if select.having is None else b.rewrite(select.having)
+    if not b.calls:
+        raise KsqlError(
+            "GROUP BY requires aggregate functions in either the SELECT or HAVING clause."
+        )
+    bad = [e for _a, e, rw in items if _leftover(rw)]
     if bad:
         raise KsqlError(
             "Non-aggregate SELECT expression(s) not part of GROUP BY: "
             + ", ".join(expr_text(unqualified(e)) for e in bad)
+            + "\nEither add the column(s) to the GROUP BY or remove them from the SELECT."
         )
-    having = None
-    if select.having is not None:
-        having = b.rewrite(select.having)
+    if not select.group_by:
+        star = b.calls[0]
+        shown = f"{star.name}(ROWTIME)" if star.star or not star.args else expr_text(star)
+        raise KsqlError(
+            "CREATE TABLE AS SELECT statement does not support aggregate function "
+            f"[{shown}] without a GROUP BY clause."
+        )
+    if having is not None:
         left = _leftover(having)
         if left:
             raise KsqlError(
                 f"Non-aggregate HAVING expression not part of GROUP BY: {expr_text(left[0])}"
             )
-    if not b.calls and select.group_by:
-        raise KsqlError(
-            "GROUP BY requires aggregate functions in either the SELECT or HAVING clause."
-        )
     calls, pre_outputs = _bind_calls(b, group_compiled)
     where = _where(b, select)
     pre = _batch(b.compiler, where, pre_outputs, [f"p{i}" for i in range(len(pre_outputs))])

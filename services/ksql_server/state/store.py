@@ -73,8 +73,12 @@ def decode(data: bytes) -> Any:
 
 
 def _hashable(key: Any) -> Any:
+    """Keys as dict keys: lists as tuples, a STRUCT (dict) as a tuple of its (name, value)
+    pairs in field order (what its changelog JSON reads back as, too)."""
     if isinstance(key, list | tuple):
         return tuple(_hashable(k) for k in key)
+    if isinstance(key, dict):
+        return tuple((k, _hashable(v)) for k, v in key.items())
     return key
 
 
