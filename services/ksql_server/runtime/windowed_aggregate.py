@@ -20,11 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.ksql_server.formats.windowed import frame
-from services.ksql_server.planner.aggregate import AggregationPlan
+from services.ksql_server.planner.aggregate import WINDOW_COLUMNS, AggregationPlan
 from services.ksql_server.planner.windowing import window_info
 from services.ksql_server.runtime.aggregate import Accumulators, AggregateOperator
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
+from services.ksql_server.runtime.table import TableView
 from services.ksql_server.runtime.windows import META_KEY, Change, WindowDef, WindowedAggregation
 from services.ksql_server.state import QueryStores
 
@@ -111,16 +112,18 @@ class WindowedAggregateOperator(AggregateOperator):
             return None
         return OutRecord(key, value, change.timestamp, values or ())
 
-    def windows(self) -> list[tuple[tuple[Any, ...], int, int, tuple[Any, ...]]]:
-        """The materialised windowed table a pull query reads: (key, start, end, values)."""
-        out = []
-        for group, start, end, accs, _ts in self.machine.visible():
-            if group == META_KEY:
-                continue
-            values = self._windowed_result(group, accs, start, end)
-            if values is not None:
-                out.append((group, start, end, tuple(values[i] for i in self.value_idx)))
-        return out
+    def view(self) -> TableView:
+        """The windowed table: keys are (group key…, WINDOWSTART, WINDOWEND)."""
+
+        def project(key: tuple[Any, ...], stored: Any) -> tuple[Any, ...] | None:
+            if tuple(key) == META_KEY:
+                return None
+            accs = self.machine.decode(stored[0])
+            values = self._windowed_result(tuple(key[:-2]), accs, key[-2], key[-1])
+            return None if values is None else tuple(values[i] for i in self.value_idx)
+
+        keys = [*self.plan.key_columns, *WINDOW_COLUMNS]
+        return TableView(self.store, keys, self.plan.value_columns, project)
 
 
 def _factory(
