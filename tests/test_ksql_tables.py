@@ -2,7 +2,7 @@
 
 An aggregation's state lives in a store backed by its changelog topic (named as ksqlDB names
 it, compacted); the output is one update per input record. The restart test SIGKILLs an engine
-process in the middle of a GROUP BY under exactly_once_v2, starts a new one (which replays its
+process in the middle of a GROUP BY under exactly_once_v2, starts a new engine (which replays its
 statements, restores the store from the changelog and resumes from the committed offsets) and
 checks the output changelog: per key, the counts 1, 2, … n, each once — nothing lost, nothing
 counted twice — as a run never killed writes it.
@@ -50,7 +50,7 @@ def _cleanup(bootstrap: str, prefix: str) -> None:
 
 
 def _key(m: Any) -> str:
-    return str(_key(m))
+    return str(m.key().decode())
 
 
 def _table(messages: list[Any]) -> dict[str, Any]:
@@ -85,11 +85,12 @@ def test_group_by_over_a_stream_and_a_table(kafka_bootstrap: str, unique: str) -
             "VALUE_FORMAT='JSON', PARTITIONS=2);"
             f"CREATE TABLE USERS (USERID STRING PRIMARY KEY, CITY STRING) WITH "
             f"(KAFKA_TOPIC='{users}', VALUE_FORMAT='JSON', PARTITIONS=1);"
-            "CREATE TABLE PER_USER AS SELECT USERID, COUNT(*) AS N, SUM(AMOUNT) AS TOTAL "
-            "FROM TX GROUP BY USERID;"
-            "CREATE TABLE PER_CITY AS SELECT CITY, COUNT(*) AS N FROM USERS GROUP BY CITY "
-            "HAVING COUNT(*) > 0;"
-            "CREATE TABLE PREMIUM AS SELECT USERID, CITY FROM USERS WHERE CITY LIKE 'Premium%';"
+            f"CREATE TABLE PER_USER WITH (KAFKA_TOPIC='per_user_{unique}') AS SELECT USERID, "
+            "COUNT(*) AS N, SUM(AMOUNT) AS TOTAL FROM TX GROUP BY USERID;"
+            f"CREATE TABLE PER_CITY WITH (KAFKA_TOPIC='per_city_{unique}') AS SELECT CITY, "
+            "COUNT(*) AS N FROM USERS GROUP BY CITY HAVING COUNT(*) > 0;"
+            f"CREATE TABLE PREMIUM WITH (KAFKA_TOPIC='premium_{unique}') AS SELECT USERID, CITY "
+            "FROM USERS WHERE CITY LIKE 'Premium%';"
         )
         amounts = [(f"u{i % 7}", float(i)) for i in range(200)]
         _produce(kafka_bootstrap, tx, [(u, json.dumps({"AMOUNT": a})) for u, a in amounts])
@@ -108,7 +109,7 @@ def test_group_by_over_a_stream_and_a_table(kafka_bootstrap: str, unique: str) -
         assert engine.wait_until_caught_up(60)
         assert all(q.error is None for q in engine.queries.values())
 
-        per_user = read_all("PER_USER", kafka_bootstrap)
+        per_user = read_all(f"per_user_{unique}", kafka_bootstrap)
         assert len(per_user) == len(amounts)  # one update per input record
         counts, sums = Counter[str](), defaultdict[str, float](float)
         for u, a in amounts:
@@ -116,7 +117,7 @@ def test_group_by_over_a_stream_and_a_table(kafka_bootstrap: str, unique: str) -
             sums[u] += a
         assert _table(per_user) == {u: {"N": counts[u], "TOTAL": sums[u]} for u in counts}
 
-        per_city = [(_key(m), m.value()) for m in read_all("PER_CITY", kafka_bootstrap)]
+        per_city = [(_key(m), m.value()) for m in read_all(f"per_city_{unique}", kafka_bootstrap)]
         assert per_city == [
             ("Premium Paris", b'{"N":1}'),
             ("Lyon", b'{"N":1}'),
@@ -125,7 +126,7 @@ def test_group_by_over_a_stream_and_a_table(kafka_bootstrap: str, unique: str) -
             ("Premium Oslo", b'{"N":1}'),
             ("Lyon", b'{"N":1}'),
         ]
-        premium = [(_key(m), m.value()) for m in read_all("PREMIUM", kafka_bootstrap)]
+        premium = [(_key(m), m.value()) for m in read_all(f"premium_{unique}", kafka_bootstrap)]
         assert premium == [
             ("a", b'{"CITY":"Premium Paris"}'),
             ("a", None),  # left the filter: deleted from the output
@@ -176,6 +177,7 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
     sink = f"COUNTS_{unique}".upper()
     rows = [(f"u{i % 13}", json.dumps({"N": i})) for i in range(3000)]
     proc = _start(service, statements)
+    successor: Engine | None = None
     try:
         _produce(kafka_bootstrap, source, rows[:1500])
         deadline = time.monotonic() + 60
@@ -187,7 +189,15 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         _produce(kafka_bootstrap, source, rows[1500:])
-        proc = _start(service, statements)
+        # the successor runs in this process (already imported: a second process costs ~15 s)
+        successor = Engine(
+            kafka_bootstrap,
+            None,
+            service_id=service,
+            properties={"auto.offset.reset": "earliest", "processing.guarantee": "exactly_once_v2"},
+            processing_log=False,
+        )
+        assert len(successor.queries) == 1  # replayed from the command topic
         deadline = time.monotonic() + 120
         while True:
             updates = read_all(sink, kafka_bootstrap)
@@ -208,6 +218,8 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        if successor is not None:
+            successor.close()
         _cleanup(kafka_bootstrap, unique)
 
 
