@@ -32,6 +32,7 @@ from services.ksql_server import describe as D
 from services.ksql_server import entities as E
 from services.ksql_server import explain as X
 from services.ksql_server import show as S
+from services.ksql_server import table_rules as TR
 from services.ksql_server.commands import (
     CommandTopic,
     CommandWriteError,
@@ -53,6 +54,7 @@ from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import check_pull_columns, plan_select
+from services.ksql_server.planner.windowing import window_info
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
@@ -280,13 +282,13 @@ class Engine:
         self, stmt: A.CreateSource, text: str, props: dict[str, Any], replay: bool
     ) -> dict[str, Any] | _Prepared:
         kind = stmt.kind
-        if kind == "TABLE":
-            raise UnsupportedError("tables (CREATE TABLE)")
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
+        TR.check_create_source(stmt, existing)
         if existing is not None and not stmt.or_replace:
             return ddl.already_exists(stmt, text, command_id, self._seq)
         source = ddl.build_source(stmt, text, props, self._infer_columns)
+        TR.check_table_key(source)
         topic = self.ctx.physical(source.topic)
         partitions = self.ctx.topic_partitions(topic)
         wanted = stmt.props.get("PARTITIONS")
@@ -301,6 +303,8 @@ class Engine:
 
         def apply(seq: int) -> dict[str, Any]:
             self.metastore.put(source)
+            if source.is_source and kind == "TABLE":  # read-only tables are materialised
+                self._materialize(source, seq, text, props)
             return E.current_status(text, command_id, f"{kind.title()} created", seq)
 
         return _Prepared(command_id, apply)
@@ -319,8 +323,6 @@ class Engine:
     ) -> dict[str, Any] | _Prepared:
         assert stmt.query is not None
         kind = stmt.kind
-        if kind == "TABLE":
-            raise UnsupportedError("tables (CREATE TABLE AS SELECT)")
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
         if existing is not None and not stmt.or_replace:
@@ -340,7 +342,9 @@ class Engine:
             sink_name=stmt.name,
             new_planner=ddl.new_planner(props),
         )
+        TR.check_result_kind(kind, plan.stateful is not None)
         sink = ddl.build_sink(stmt, plan, text, props)
+        sink.window = window_info(plan)
         src_partitions = self.ctx.topic_partitions(self.ctx.physical(plan.source.topic)) or 1
         sink.partitions = int(wp.get("PARTITIONS", src_partitions))
         # before the write, as ksqlDB's topic injector does: a query needs its sink
@@ -351,7 +355,7 @@ class Engine:
                 for q in self._writers(existing.name):
                     q.stop()
                     self.queries.pop(q.query_id, None)
-            query_id = f"CSAS_{stmt.name}_{seq}"
+            query_id = f"{'CTAS' if kind == 'TABLE' else 'CSAS'}_{stmt.name}_{seq}"
             sink.created_by_query = query_id
             self.metastore.put(sink)
             self._start_query(query_id, text, plan, sink, props)
@@ -360,6 +364,18 @@ class Engine:
             )
 
         return _Prepared(command_id, apply)
+
+    def _materialize(self, source: DataSource, seq: int, text: str, props: dict[str, Any]) -> None:
+        """ksqlDB's `CST_<table>_<seq>` query, which keeps a source table in a state store."""
+        from services.ksql_server.planner.table import MaterializePlan
+
+        select = A.Select([A.SelectItem(None)], A.Relation(source.name))
+        plan = plan_select(select, self.metastore, persistent=False)
+        plan.stateful = MaterializePlan()
+        query_id = f"CST_{source.name}_{seq}"
+        source.created_by_query = query_id
+        # the whole topic is the table, whatever the session's auto.offset.reset
+        self._start_query(query_id, text, plan, source, {**props, "auto.offset.reset": "earliest"})
 
     def _start_query(
         self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
@@ -402,8 +418,7 @@ class Engine:
         target = self.metastore.get(stmt.target)
         if target is None:
             raise KsqlError(f"Cannot insert values into an unknown stream/table: {stmt.target}")
-        if target.kind == "TABLE":
-            raise UnsupportedError("INSERT VALUES into tables")
+        TR.check_insert_values(target)
         # a record too large: 40001 (engine_api's mapping)
         write_row(self.ctx, target, values_row(stmt, target))
 
@@ -433,13 +448,18 @@ class Engine:
                 return E.current_status(
                     text, command_id, f"Source `{stmt.name}` does not exist.", self._seq
                 )
-            raise KsqlError(f"Source {stmt.name} does not exist.")
+            raise KsqlError(f"{stmt.kind.title()} {stmt.name} does not exist.")
         if source.kind != stmt.kind:
             raise KsqlError(
                 f"Incompatible data source type is {source.kind}, but statement was DROP "
                 f"{stmt.kind}"
             )
-        readers = [q.query_id for q in self._readers(stmt.name)]
+        TR.check_drop(stmt, source)
+        readers = [
+            q.query_id
+            for q in self._readers(stmt.name)
+            if q.query_id != source.created_by_query  # a source table's own CST query
+        ]
         writers = [q for q in self._writers(stmt.name) if q.query_id != source.created_by_query]
         if readers or writers:
             raise ddl.still_used(stmt.name, readers, [q.query_id for q in writers])
@@ -447,6 +467,7 @@ class Engine:
         def apply(seq: int) -> dict[str, Any]:
             for q in self._writers(stmt.name):
                 q.stop()
+                q.delete_state()
                 self.queries.pop(q.query_id, None)
             self.metastore.remove(stmt.name)
             # never on replay: a later command may have created the topic again
@@ -478,6 +499,7 @@ class Engine:
         def apply(seq: int) -> dict[str, Any]:
             for q in targets:
                 q.stop()
+                q.delete_state()
                 self.queries.pop(q.query_id, None)
                 if q.sink.created_by_query == q.query_id:
                     q.sink.created_by_query = None
@@ -549,6 +571,8 @@ class Engine:
                 check_pull_columns(select)
             if pull and plan.source.kind == "TABLE":
                 raise UnsupportedError("pull queries over tables")
+            if plan.stateful is not None and pull:
+                raise UnsupportedError("pull queries with GROUP BY")
         except (KsqlError, RecursionError, UnicodeError) as exc:
             raise as_statement_error(exc, sql) from exc
         query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"

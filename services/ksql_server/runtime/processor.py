@@ -117,6 +117,7 @@ class BatchProcessor:
         if src.timestamp_column:
             names = [n for n, _ in src.columns]
             self.ts_index = names.index(src.timestamp_column)
+        self.properties: dict[str, Any] = {}  # the query's, for stateful operators
         self.key_ser: Callable[..., bytes | None] | None = None
         self.value_ser: Callable[..., bytes | None] | None = None
         self.sink_ts: int | None = None
@@ -134,7 +135,7 @@ class BatchProcessor:
                 self.sink_ts = names.index(sink.timestamp_column)
                 self.sink_ts_format = sink.timestamp_format
         self.columnar: ColumnarPlan | None = None
-        if sink is not None:
+        if sink is not None and plan.stateful is None:
             self.columnar = ColumnarPlan.build(
                 plan,
                 self.value_deser,
