@@ -57,6 +57,7 @@ from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import plan_select
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
+from services.ksql_server.runtime.join_query import JoinQuery
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
 from services.ksql_server.types import ColumnDef
 
@@ -551,7 +552,7 @@ class Engine:
     ) -> dict[str, Any] | _Prepared:
         assert stmt.query is not None
         kind = stmt.kind
-        if kind == "TABLE":
+        if kind == "TABLE" and not stmt.query.joins:
             raise UnsupportedError("tables (CREATE TABLE AS SELECT)")
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
@@ -646,9 +647,8 @@ class Engine:
     def _start_query(
         self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
     ) -> None:
-        query = PersistentQuery(
-            query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props
-        )
+        runtime = PersistentQuery if plan.join is None else JoinQuery
+        query = runtime(query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props)
         self.queries[query_id] = query
         query.start()
 
@@ -973,6 +973,8 @@ class Engine:
                 _check_pull_columns(select)
             if pull and plan.source.kind == "TABLE":
                 raise UnsupportedError("pull queries over tables")
+            if plan.join is not None:
+                raise UnsupportedError("transient queries with JOIN")
         except (KsqlError, RecursionError, UnicodeError) as exc:
             raise as_statement_error(exc, sql) from exc
         query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"

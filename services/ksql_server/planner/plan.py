@@ -47,6 +47,8 @@ class QueryPlan:
     key_value_dependent: list[bool] = field(default_factory=list)
     """PARTITION BY only: whether each key expression reads a value column (then it is null
     for a null-valued record, as in ksqlDB)."""
+    join: Any = None
+    """A join's `planner.join.JoinPlan` (then `source` is the joined schema)."""
 
     @property
     def key_columns(self) -> list[ColumnDef]:
@@ -66,7 +68,6 @@ def first_unsupported_clause(select: A.Select) -> str | None:
     """The first clause of `select` this planner does not run, named as the skip reason."""
     for clause, present in (
         (select.unsupported, bool(select.unsupported)),
-        ("JOIN", bool(select.joins)),
         ("WINDOW", select.window is not None),
         ("GROUP BY", bool(select.group_by)),
         ("HAVING", select.having is not None),
@@ -84,6 +85,10 @@ def plan_select(
     sink_name: str | None = None,
     new_planner: bool = False,
 ) -> QueryPlan:
+    if select.joins and not select.unsupported:
+        from services.ksql_server.planner.join import plan_join
+
+        return plan_join(select, metastore, persistent, sink_name).plan
     unsupported = first_unsupported_clause(select)
     if unsupported:
         raise UnsupportedError(unsupported)
