@@ -284,9 +284,9 @@ def plan_join(
     _check_sources(left, right)
     la = select.source.alias or left.name
     ra = clause.relation.alias or right.name
-    join_type = _join_type(left, right, clause, la, ra)
     resolver = _Resolver([(la, left), (ra, right)], None)
     lexpr, rexpr = _split_on(clause.on, resolver)
+    join_type = _join_type(left, right, clause, la, ra)
     if join_type == STREAM_TABLE and not _is_column(rexpr, right, True):
         raise KsqlError(
             "Invalid join condition: stream-table joins require to join on the table's primary "
@@ -398,14 +398,14 @@ def _check_copartitioned(
 
 
 def _synthetic_name(left: DataSource, right: DataSource) -> str:
-    """`ROWKEY`, or ksqlDB's next `KSQL_COL_<n>` when a source already has that column."""
+    """`ROWKEY`, or ksqlDB's next `ROWKEY_<n>` when a source already has that column."""
     taken = {n for n, _ in left.columns + right.columns}
     if "ROWKEY" not in taken:
         return "ROWKEY"
-    n = 0
-    while f"KSQL_COL_{n}" in taken:
+    n = 1
+    while f"ROWKEY_{n}" in taken:
         n += 1
-    return f"KSQL_COL_{n}"
+    return f"ROWKEY_{n}"
 
 
 def _projection(
@@ -423,6 +423,13 @@ def _projection(
     scope = Scope(columns, [])
     compiler = ExpressionCompiler(scope)
     items = _select_items(select, resolver, candidates, synthetic, compiler)
+    key_idx: list[int] = []
+    key_name = synthetic or (candidates[0] if candidates else "")
+    if persistent:
+        k = _key_index(items, candidates, synthetic, sink_name, resolver)
+        key_idx, key_name = [k], items[k][0]
+        # the key is the join key (a RIGHT or FULL join's absent side has null columns)
+        items[k] = (key_name, items[k][1], compiler.compile(A.ColumnRef(columns[0][0])))
     used: set[str] = set()
     for name, _, c in items:
         if name in used:
@@ -445,13 +452,6 @@ def _projection(
                 "Type error in WHERE expression: Should evaluate to boolean but is "
                 f"{expr_text(select.where)} ({where.type}) instead."
             )
-    key_idx: list[int] = []
-    key_name = synthetic or (candidates[0] if candidates else "")
-    if persistent:
-        k = _key_index(items, candidates, synthetic, sink_name, resolver)
-        key_idx, key_name = [k], items[k][0]
-        # the key is the join key (a RIGHT or FULL join's absent side has null columns)
-        items[k] = (key_name, items[k][1], compiler.compile(A.ColumnRef(columns[0][0])))
     output: list[ColumnDef] = [(n, c.type or T.STRING) for n, _, c in items]
     value_idx = [i for i in range(len(items)) if i not in key_idx]
     if persistent and not value_idx:
@@ -501,20 +501,22 @@ def _select_items(
             continue
         rewritten = map_columns(item.expr, resolver)
         compiled = compiler.compile(rewritten)
-        name = item.alias
-        if (
-            name is None
-            and isinstance(rewritten, A.ColumnRef)
-            and (rewritten.name in candidates or rewritten.name == synthetic)
-        ):
-            name = rewritten.name
-        if name is None:
-            name = natural_name(item.expr)
+        name = item.alias or _natural_name(item.expr, rewritten, resolver)
         if name is None:
             name = f"KSQL_COL_{generated}"
             generated += 1
         items.append((name, rewritten, compiled))
     return items
+
+
+def _natural_name(e: A.Expr, rewritten: A.Expr, resolver: _Resolver) -> str | None:
+    """ksqlDB's name of an unaliased column in a join: the column's own name when only one
+    source has a column of that name, else the joined `<ALIAS>_<COLUMN>`."""
+    if isinstance(e, A.ColumnRef) and isinstance(rewritten, A.ColumnRef):
+        if sum(e.name in names for names in resolver.names) > 1:
+            return rewritten.name
+        return e.name
+    return natural_name(e)
 
 
 def _key_index(

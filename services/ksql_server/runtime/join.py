@@ -33,6 +33,39 @@ Row = list[Any]
 Joined = tuple[Any, Row | None, Row | None, int]
 
 
+class JoinKey:
+    """A join key usable in a dict: ARRAY, MAP and STRUCT keys compare by value."""
+
+    __slots__ = ("frozen", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.frozen = _freeze(value)
+
+    def __hash__(self) -> int:
+        return hash(self.frozen)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JoinKey) and self.frozen == other.frozen
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, list):
+        return ("a", tuple(_freeze(x) for x in v))
+    if isinstance(v, dict):
+        return ("m", tuple(sorted((str(k), _freeze(x)) for k, x in v.items())))
+    return v
+
+
+def join_key(value: Any) -> Any:
+    """`value` as an operator key: itself when hashable, else wrapped (None stays None)."""
+    return JoinKey(value) if isinstance(value, (list, dict)) else value
+
+
+def key_value(key: Any) -> Any:
+    return key.value if isinstance(key, JoinKey) else key
+
+
 def keeps_unmatched(kind: str, side: int) -> bool:
     """Whether a join of `kind` emits a row of `side` that matched nothing (with nulls)."""
     return (
@@ -64,6 +97,7 @@ class StreamStreamJoin:
     """Unmatched outer records waiting for their window to close: (close time, seq, side,
     key, record), kept sorted."""
     _seq: int = 0
+    _side_time: list[int] = field(default_factory=lambda: [-(2**63), -(2**63)])
 
     @property
     def grace(self) -> int:
@@ -86,29 +120,37 @@ class StreamStreamJoin:
     def _lookback(self, side: int) -> int:
         return self.after_ms if side == LEFT else self.before_ms
 
+    @property
+    def retention(self) -> int:
+        """How long a side's window store keeps a record after its side's latest one."""
+        return self.before_ms + self.after_ms + self.grace
+
     def process(self, side: int, key: Any, row: Row | None, ts: int) -> list[Joined]:
+        """As Kafka Streams' KStreamJoinWindow + KStreamKStreamJoin: the record goes into its
+        side's window store (unless already older than the store keeps), closed outer records
+        are emitted when the record advances stream time, then it joins the other side."""
         if key is None or row is None:
             return []  # Kafka Streams drops null keys and null values in stream-stream joins
-        if ts + self._lookback(side) + self.grace < self.stream_time:
-            return []  # too late: its window closed
-        self.stream_time = max(self.stream_time, ts)
-        out: list[Joined] = []
-        lo, hi = self._window(side, ts)
         record = _Buffered(ts, self._seq, row)
         self._seq += 1
-        for other in self._matches(1 - side, key, lo, hi):
+        self._side_time[side] = max(self._side_time[side], ts)
+        if ts >= self._side_time[side] - self.retention:
+            self._buffers[side].setdefault(key, []).append(record)
+        self.stream_time = max(self.stream_time, ts)
+        out: list[Joined] = self._closed() if ts == self.stream_time else []
+        lo, hi = self._window(side, ts)
+        lo = max(lo, 0, self._side_time[1 - side] - self.retention)
+        for other in self._matches(1 - side, key, lo, max(hi, 0)):
             record.matched = True
             other.matched = True
             pair = (row, other.row) if side == LEFT else (other.row, row)
             out.append((key, pair[0], pair[1], max(ts, other.ts)))
         if not record.matched and self._outer(side):
-            if self.eager:
+            if self.eager or max(hi, 0) < self.stream_time:
                 out.append(self._padded(side, key, record))
             else:
                 close = ts + self._lookback(side) + self.grace
                 bisect.insort(self._pending, (close, record.seq, side, key, record))
-        self._buffers[side].setdefault(key, []).append(record)
-        out += self._closed()
         self._expire()
         return out
 
@@ -133,8 +175,8 @@ class StreamStreamJoin:
 
     def _expire(self) -> None:
         """Drop buffered records no later record can join any more (bounded state)."""
-        horizon = self.stream_time - self.before_ms - self.after_ms - self.grace
-        for buffers in self._buffers:
+        for side, buffers in enumerate(self._buffers):
+            horizon = self._side_time[side] - self.retention
             for key in [k for k, recs in buffers.items() if recs[0].ts < horizon]:
                 kept = [r for r in buffers[key] if r.ts >= horizon]
                 if kept:
@@ -261,7 +303,10 @@ __all__ = [
     "LEFT",
     "RIGHT",
     "ForeignKeyJoin",
+    "JoinKey",
     "StreamStreamJoin",
     "StreamTableJoin",
     "TableTableJoin",
+    "join_key",
+    "key_value",
 ]
