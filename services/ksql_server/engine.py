@@ -55,9 +55,9 @@ from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import plan_select
+from services.ksql_server.runtime.join_query import JoinQuery
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
-from services.ksql_server.runtime.join_query import JoinQuery
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
 from services.ksql_server.types import ColumnDef
 
