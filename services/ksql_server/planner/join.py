@@ -322,6 +322,13 @@ def plan_join(
         if isinstance(rexpr, A.ColumnRef) and join_type != FOREIGN_KEY:
             candidates.append(f"{ra}_{rexpr.name}")
     synthetic = None if candidates else _synthetic_name(left, right)
+    if ltype is not None and ltype.contains("MAP"):
+        raise KsqlError(
+            "Map keys, including types that contain maps, are not supported as they may lead to "
+            "unexpected behavior due to inconsistent serialization. Key column name: "
+            f"`{synthetic or candidates[0]}`. Column type: {ltype}. See "
+            "https://github.com/confluentinc/ksql/issues/6621 for more."
+        )
     resolver.synthetic = synthetic
     left_side = JoinSide(left, la, 1, lexpr, lkey, _is_column(lexpr, left, True))
     right_side = JoinSide(
@@ -462,12 +469,22 @@ def _projection(
     joined = dataclasses.replace(
         left,
         name=left.name,
+        key_format=_key_format(left, right),
         kind="TABLE" if left.kind == right.kind == "TABLE" else "STREAM",
         key_columns=[columns[0]],
         value_columns=[],
     )
     plan = QueryPlan(joined, select, output, key_idx, value_idx, batch, row_columns=columns)
     return plan, key_name
+
+
+def _key_format(left: DataSource, right: DataSource) -> Any:
+    """The result's key format: the left source's, the right's when the left has no key, and
+    ksqlDB's DELIMITED when neither has (a join always has a key)."""
+    for source in (left, right):
+        if source.key_format.name != "NONE":
+            return source.key_format
+    return dataclasses.replace(left.key_format, name="DELIMITED")
 
 
 def _select_items(
@@ -529,7 +546,9 @@ def _key_index(
     """The projected column that carries the join key, with ksqlDB's errors when none or more
     than one copy of the same one does."""
     keys = [synthetic] if synthetic else candidates
-    hits = [i for i, (_, e, _) in enumerate(items) if isinstance(e, A.ColumnRef) and e.name in keys]
+    refs = [e.name if isinstance(e, A.ColumnRef) else None for _, e, _ in items]
+    # the left side's join column first, wherever each stands in the projection
+    hits = [i for k in keys for i, name in enumerate(refs) if name == k]
     sink = sink_name or "OUTPUT"
     if not hits:
         shown = [_joined_text(k, resolver) for k in keys]
