@@ -30,6 +30,7 @@ from services.common.settings import get_settings
 from services.ksql_server import describe as D
 from services.ksql_server import entities as E
 from services.ksql_server import explain as X
+from services.ksql_server import table_rules as TR
 from services.ksql_server import types as T
 from services.ksql_server.commands import CommandTopic, CommandWriteError
 from services.ksql_server.engine_api import (
@@ -383,13 +384,13 @@ class Engine:
         self, stmt: A.CreateSource, text: str, props: dict[str, Any], replay: bool
     ) -> dict[str, Any] | _Prepared:
         kind = stmt.kind
-        if kind == "TABLE":
-            raise UnsupportedError("tables (CREATE TABLE)")
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
+        TR.check_create_source(stmt, existing)
         if existing is not None and not stmt.or_replace:
             return self._already_exists(stmt, text, command_id)
         source = self._build_source(stmt, text, props)
+        TR.check_table_key(source)
         topic = self.ctx.physical(source.topic)
         partitions = self.ctx.topic_partitions(topic)
         if partitions is None:
@@ -552,8 +553,6 @@ class Engine:
     ) -> dict[str, Any] | _Prepared:
         assert stmt.query is not None
         kind = stmt.kind
-        if kind == "TABLE" and not stmt.query.joins:
-            raise UnsupportedError("tables (CREATE TABLE AS SELECT)")
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
         if existing is not None and not stmt.or_replace:
@@ -573,6 +572,7 @@ class Engine:
             sink_name=stmt.name,
             new_planner=_new_planner(props),
         )
+        TR.check_result_kind(kind, plan.stateful is not None or plan.source.kind == "TABLE")
         source = plan.source
         key_name, value_info = _formats(wp, source)
         assert value_info is not None
@@ -689,8 +689,7 @@ class Engine:
         target = self.metastore.get(stmt.target)
         if target is None:
             raise KsqlError(f"Cannot insert values into an unknown stream/table: {stmt.target}")
-        if target.kind == "TABLE":
-            raise UnsupportedError("INSERT VALUES into tables")
+        TR.check_insert_values(target)
         names = stmt.columns or [n for n, _ in target.columns]
         for name in names:
             if name in ("ROWPARTITION", "ROWOFFSET"):
@@ -795,12 +794,13 @@ class Engine:
                 return E.current_status(
                     text, command_id, f"Source `{stmt.name}` does not exist.", self._seq
                 )
-            raise KsqlError(f"Source {stmt.name} does not exist.")
+            raise KsqlError(f"{stmt.kind.title()} {stmt.name} does not exist.")
         if source.kind != stmt.kind:
             raise KsqlError(
                 f"Incompatible data source type is {source.kind}, but statement was DROP "
                 f"{stmt.kind}"
             )
+        TR.check_drop(stmt, source)
         readers = [q.query_id for q in self._readers(stmt.name)]
         writers = [q for q in self._writers(stmt.name) if q.query_id != source.created_by_query]
         if readers or writers:
@@ -975,6 +975,8 @@ class Engine:
                 raise UnsupportedError("pull queries over tables")
             if plan.join is not None:
                 raise UnsupportedError("transient queries with JOIN")
+            if plan.stateful is not None:
+                raise UnsupportedError("push queries with GROUP BY")
         except (KsqlError, RecursionError, UnicodeError) as exc:
             raise as_statement_error(exc, sql) from exc
         query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"

@@ -782,6 +782,7 @@ def _schema_norm(text: str) -> str:
     t = text.replace("`", "").upper()
     t = re.sub(r"\s+", " ", t)
     t = re.sub(r"\bINT\b", "INTEGER", t)
+    t = t.replace("PRIMARY KEY", "KEY")  # a table's key columns, written either way
     t = re.sub(r"\bVARCHAR\b", "STRING", t)
     t = re.sub(r"\s*,\s*", ",", t)
     t = re.sub(r"\(\s*", "(", t)

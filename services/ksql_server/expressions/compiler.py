@@ -202,7 +202,12 @@ class ExpressionCompiler:
         right = self.compile(e.right)
         if e.op in _CMP:
             return self._comparison(e.op, left, right, e)
-        if e.op == "||":
+        if e.op == "||" or (
+            e.op == "+"
+            and left.type is not None
+            and right.type is not None
+            and left.type.base == right.type.base == "STRING"
+        ):  # ksqlDB's `+` of two strings concatenates them
             return Compiled(
                 f"{self.const(_CONCAT)}({self._as_string(left)}, {self._as_string(right)})",
                 T.STRING,

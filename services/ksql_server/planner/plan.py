@@ -49,6 +49,9 @@ class QueryPlan:
     for a null-valued record, as in ksqlDB)."""
     join: Any = None
     """A join's `planner.join.JoinPlan` (then `source` is the joined schema)."""
+    stateful: Any = None
+    """A stateful query's own plan (planner/aggregate.py, …): the runtime runs the operator
+    registered for its type (runtime/stateful.py) instead of `batch`."""
 
     @property
     def key_columns(self) -> list[ColumnDef]:
@@ -69,8 +72,6 @@ def first_unsupported_clause(select: A.Select) -> str | None:
     for clause, present in (
         (select.unsupported, bool(select.unsupported)),
         ("WINDOW", select.window is not None),
-        ("GROUP BY", bool(select.group_by)),
-        ("HAVING", select.having is not None),
         ("EMIT FINAL", select.emit_final),
     ):
         if present:
@@ -97,9 +98,11 @@ def plan_select(
         raise KsqlError(
             f"Exception while preparing statement: {select.source.name} does not exist."
         )
-    if source.kind == "TABLE" and persistent:
-        raise UnsupportedError("queries over tables")
     scope = source_scope(source, select.source.alias)
+    from services.ksql_server.planner import aggregate as G
+
+    if G.is_aggregate_query(select):
+        return _aggregate_plan(select, source, scope, sink_name)
     compiler = ExpressionCompiler(scope)
     if persistent:
         scope.clause = "PARTITION BY"
@@ -221,6 +224,10 @@ def plan_select(
         keyless_partition=keyless_partition,
         row_columns=source.columns + PSEUDO_COLUMNS,
     )
+    if persistent and source.kind == "TABLE":
+        from services.ksql_server.planner.table import plan_table_query
+
+        plan.stateful = plan_table_query(plan)
     if plan.partition_by:
         key_names = {n for n, _ in source.key_columns}
         plan.key_batch = build_batch_function(
@@ -228,6 +235,25 @@ def plan_select(
         )
         plan.key_value_dependent = [bool(_column_names(items[i][1]) - key_names) for i in key_idx]
     return plan
+
+
+def _aggregate_plan(
+    select: A.Select, source: DataSource, scope: Scope, sink_name: str | None
+) -> QueryPlan:
+    """A GROUP BY query: planner/aggregate.py plans it, the runtime's operator runs it."""
+    from services.ksql_server.planner.aggregate import plan_aggregation
+
+    agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name)
+    return QueryPlan(
+        source,
+        select,
+        output,
+        key_idx,
+        value_idx,
+        agg.post,
+        row_columns=source.columns + PSEUDO_COLUMNS,
+        stateful=agg,
+    )
 
 
 def _column_names(e: A.Expr) -> set[str]:

@@ -133,7 +133,7 @@ class JoinQuery(PersistentQuery):
         if idle is None:  # the test harness (fast) paces its inputs itself
             idle = 0 if ctx.fast else IDLE_MS
         self.idle_s = int(idle) / 1000
-        self.operator: Any = None
+        self.joiner: Any = None
         self._queues: list[deque[_Pending]] = [deque(), deque()]
         self._restore: dict[tuple[str, int], int] = {}
         self._tp_positions: dict[tuple[str, int], int] = {}
@@ -151,7 +151,7 @@ class JoinQuery(PersistentQuery):
             commit_records=COMMIT_RECORDS,
             on_abort=self._aborted,
         )
-        self.operator = make_operator(self.join)
+        self.joiner = make_operator(self.join)
         self._queues = [deque(), deque()]
         try:
             self._assign_all(consumer)
@@ -284,12 +284,12 @@ class JoinQuery(PersistentQuery):
                 n_keys = len(join_side.source.key_columns)
                 key = join_key(p.row[0] if n_keys == 1 else p.row[:n_keys])
                 fk = None if value is None else join_key(join_side.key_fn(p.row))
-                return self.operator.process(side, key, value, p.ts, fk)  # type: ignore[no-any-return]
-            return self.operator.process(side, join_key(join_side.key_fn(p.row)), value, p.ts)  # type: ignore[no-any-return]
+                return self.joiner.process(side, key, value, p.ts, fk)  # type: ignore[no-any-return]
+            return self.joiner.process(side, join_key(join_side.key_fn(p.row)), value, p.ts)  # type: ignore[no-any-return]
         key = join_key(join_side.key_fn(p.row))
         if value is None and join_side.source.kind == "TABLE" and join_side.is_source_key:
             key = join_key(p.row[0])  # a tombstone's key (its value columns are null)
-        return self.operator.process(side, key, value, p.ts)  # type: ignore[no-any-return]
+        return self.joiner.process(side, key, value, p.ts)  # type: ignore[no-any-return]
 
     def _serialize(self, rows: list[list[Any]], tombstones: set[int]) -> list[Any]:
         proc = self.processor

@@ -134,7 +134,7 @@ class BatchProcessor:
                 self.sink_ts = names.index(sink.timestamp_column)
                 self.sink_ts_format = sink.timestamp_format
         self.columnar: ColumnarPlan | None = None
-        if sink is not None:
+        if sink is not None and plan.stateful is None:
             self.columnar = ColumnarPlan.build(
                 plan,
                 self.value_deser,

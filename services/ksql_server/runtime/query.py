@@ -52,6 +52,7 @@ from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
+from services.ksql_server.state import QueryStores
 from services.ksql_server.values import to_json
 
 LOG = logging.getLogger("fraudstream.ksql.runtime")
@@ -124,6 +125,15 @@ class PersistentQuery:
             plog,
             self.sink_topic,
         )
+        self.stores = QueryStores(service_id, query_id, ctx.physical)
+        self.operator: Any = None
+        """a stateful query's operator (runtime/stateful.py); None: filter and projection"""
+        if plan.stateful is not None:
+            from services.ksql_server.runtime.stateful import build_operator
+
+            self.operator = build_operator(
+                plan.stateful, self.processor, self.stores, plog, query_id
+            )
         self.state = "RUNNING"
         self.error: str | None = None
         self.processed = 0
@@ -228,6 +238,7 @@ class PersistentQuery:
             tps = _assign(consumer, self.source_topic, self.reset, True)
             for tp in tps:
                 self._positions.setdefault(tp.partition, -1)
+            self._prepare_stores(len(tps))
             self._init_positions(consumer, tps)
             while not self._stop.is_set():
                 with contextlib.suppress(TransactionAborted):  # rewound: read again
@@ -243,6 +254,16 @@ class PersistentQuery:
                     producer.flush(5)
             consumer.close()
             self._consumer = None
+
+    def _prepare_stores(self, partitions: int) -> None:
+        """Before the first record: the stores as of the committed offsets (restored from
+        their changelogs on the first run, rolled back to the last commit on a restart)."""
+        if not self.stores:
+            return
+        self.stores.rollback()
+        if not self.stores.restored:
+            self.stores.create_topics(self.ctx, partitions)
+            self.stores.restore(self.ctx.consumer_conf(f"{self.group}-restore"))
 
     def _producer(self) -> Producer:
         """The engine's shared producer (at-least-once), or this query's own transactional one:
@@ -289,6 +310,7 @@ class PersistentQuery:
         LOG.warning("query %s: %s; re-reading its input", self.query_id, aborted)
         self.aborts += 1
         self.processed -= aborted.records
+        self.stores.rollback()
 
     def _init_positions(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         for tp in consumer.position(tps):
@@ -311,9 +333,11 @@ class PersistentQuery:
         checkpoint's open transaction. Offsets are committed by `_commit`, batching several
         consume calls per commit: a commit is a broker round trip."""
         proc = self.processor
-        columnar = proc.columnar_batch(messages)
+        columnar = None if self.operator is not None else proc.columnar_batch(messages)
         out: list[Any] = []
-        if columnar is None:
+        if self.operator is not None:
+            out = self.operator.process(proc.rows(messages))
+        elif columnar is None:
             rows = proc.rows(messages)
             out = proc.serialize(proc.evaluate(rows)) if rows else []
         # the batch joins the checkpoint before its output is produced: an abort rewinds it
@@ -335,9 +359,13 @@ class PersistentQuery:
         """Commit what the checkpoint holds (a few short tries: a call the broker's restart left
         hanging is not resumed by librdkafka, a new producer, the loop's restart, fences and
         aborts it instead)."""
+        if self.stores and checkpoint.pending:
+            with checkpoint.aborting():  # the changes join the open transaction
+                self.stores.flush(checkpoint.producer)
         committed = checkpoint.commit()
         if committed is None:
             return
+        self.stores.committed()
         self._positions.update({p: o for (_t, p), o in committed.next.items()})
         self.commits += 1
 

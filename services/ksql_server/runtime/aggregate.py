@@ -1,0 +1,214 @@
+"""Running a GROUP BY: accumulators per group key in a state store, one update per input row.
+
+Per consumed row (QTT and ksqlDB with caching off: every input emits its group's new value):
+
+- over a stream: the pre-aggregation function (WHERE, group key, aggregate arguments) runs on
+  the batch; a null-valued record or a null group key is skipped; the group's accumulators
+  fold the arguments in;
+- over a table: the source table's store (runtime/table.py) gives each key's old and new row;
+  the old row's contribution is taken out of its group (`undo`) and the new one added. Same
+  group: one update; different groups: the old group's update, then the new one's (Kafka
+  Streams' table re-grouping sends the two halves separately).
+
+Then the post-aggregation function (HAVING + projection) runs on the group's aggregate row. A
+group that fails HAVING is retracted with a tombstone, but only when its previous value had
+passed (ksqlDB's table filter with old values). The record's timestamp is the largest seen by
+the group (Kafka Streams' timestamped aggregation). The store holds, per group key, the
+accumulators' `to_state` forms and that timestamp.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.ksql_server.planner.aggregate import AggregationPlan
+from services.ksql_server.planner.table import SOURCE_STORE
+from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
+from services.ksql_server.runtime.stateful import register_operator
+from services.ksql_server.runtime.table import SourceTable, TableView
+from services.ksql_server.state import QueryStores
+
+Accumulators = list[Any]
+
+
+class AggregateOperator:
+    def __init__(
+        self,
+        spec: AggregationPlan,
+        processor: BatchProcessor,
+        stores: QueryStores,
+        plog: ProcessingLog,
+        query_id: str,
+    ) -> None:
+        self.spec = spec
+        self.processor = processor
+        self.plan = processor.plan
+        self.query_id = query_id
+        self.plog = plog
+        self.store = stores.store(spec.store_name)
+        self.functions = [c.function for c in spec.calls]
+        self.slots = [c.arg_slots for c in spec.calls]
+        self.n_group = len(spec.group_types)
+        self.ts_pos = len(self.plan.row_columns) - 3
+        self.value_idx = self.plan.value_indexes
+        self.key_idx = self.plan.key_indexes
+        self.table: SourceTable | None = None
+        if spec.table_source:
+            self.table = SourceTable(spec.source, stores.store(SOURCE_STORE), processor)
+
+    # ------------------------------------------------------------------ per batch
+    def process(self, rows: list[list[Any]]) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        if self.table is not None:
+            for change in self.table.changes(rows):
+                self._table_change(change.old, change.new, change.record, out)
+            return out
+        tombstones = self.processor.tombstones
+        live = [r for r in rows if id(r) not in tombstones] if tombstones else rows
+        for row, pre in self.spec.pre(live, self._log):
+            group = pre[: self.n_group]
+            if any(g is None for g in group):
+                self._null_key(row)
+                continue
+            old = self._load(group)
+            new_accs = self._fold(old, pre, undo=False)
+            self._update(group, old, new_accs, row[self.ts_pos], out)
+        return out
+
+    def _table_change(
+        self, old: list[Any] | None, new: list[Any] | None, record: list[Any], out: list[OutRecord]
+    ) -> None:
+        old_pre = self._pre(old)
+        new_pre = self._pre(new)
+        ts = record[self.ts_pos]
+        if old_pre is not None and new_pre is not None and old_pre[0] == new_pre[0]:
+            group = old_pre[0]
+            before = self._load(group)
+            accs = self._fold(before, old_pre[1], undo=True)
+            accs = self._fold((accs, ts), new_pre[1], undo=False)
+            self._update(group, before, accs, ts, out)
+            return
+        if old_pre is not None:
+            before = self._load(old_pre[0])
+            self._update(old_pre[0], before, self._fold(before, old_pre[1], undo=True), ts, out)
+        if new_pre is not None:
+            before = self._load(new_pre[0])
+            self._update(new_pre[0], before, self._fold(before, new_pre[1], undo=False), ts, out)
+
+    def _pre(self, row: list[Any] | None) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+        """(group key, pre-aggregation values) of a table row, None when filtered or keyless."""
+        if row is None:
+            return None
+        result = self.spec.pre([row], self._log)
+        if not result:
+            return None
+        pre = result[0][1]
+        group = tuple(pre[: self.n_group])
+        if any(g is None for g in group):
+            self._null_key(row)
+            return None
+        return group, pre
+
+    # ------------------------------------------------------------------ accumulators
+    def _load(self, group: Any) -> tuple[Accumulators, int] | None:
+        stored = self.store.get(group)
+        if stored is None:
+            return None
+        states, ts = stored[:-1], stored[-1]
+        return [f.from_state(s) for f, s in zip(self.functions, states, strict=True)], ts
+
+    def _fold(
+        self, current: tuple[Accumulators, int] | None, pre: tuple[Any, ...], undo: bool
+    ) -> Accumulators:
+        accs = list(current[0]) if current is not None else [f.initial() for f in self.functions]
+        for i, (f, slots) in enumerate(zip(self.functions, self.slots, strict=True)):
+            args = tuple(pre[s] for s in slots)
+            try:
+                accs[i] = f.undo(accs[i], args) if undo else f.add(accs[i], args)
+            except Exception as exc:  # a bad value: the row does not count, as in ksqlDB
+                self._log(None, f.name, exc)
+        return accs
+
+    def _update(
+        self,
+        group: Any,
+        before: tuple[Accumulators, int] | None,
+        accs: Accumulators,
+        ts: int,
+        out: list[OutRecord],
+    ) -> None:
+        ts = max(ts, before[1]) if before is not None else ts
+        self.store.put(
+            group, [*(f.to_state(a) for f, a in zip(self.functions, accs, strict=True)), ts]
+        )
+        values = self._result(group, accs)
+        if values is None and (before is None or self._result(group, before[0]) is None):
+            return  # neither before nor after in the table: nothing to retract
+        record = self._record(group, values, ts)
+        if record is not None:
+            out.append(record)
+
+    def _result(self, group: Any, accs: Accumulators) -> tuple[Any, ...] | None:
+        """The projected row of a group (None: HAVING drops it)."""
+        results = []
+        for f, a in zip(self.functions, accs, strict=True):
+            try:
+                results.append(f.result(a))
+            except Exception as exc:
+                self._log(None, f.name, exc)
+                results.append(None)
+        agg_row = [*group, *results, None, None]
+        out = self.spec.post([agg_row], self._log)
+        return out[0][1] if out else None
+
+    def _record(self, group: Any, values: tuple[Any, ...] | None, ts: int) -> OutRecord | None:
+        ks, vs = self.processor.key_ser, self.processor.value_ser
+        assert ks is not None and vs is not None
+        try:
+            key = ks(list(group))
+            value = None if values is None else vs([values[i] for i in self.value_idx])
+        except Exception as exc:
+            self.plog(
+                self.query_id,
+                "KsqlTopic.Sink.serializer",
+                f"Failed to serialize: {exc}",
+                None,
+                code="serialize",
+            )
+            return None
+        return OutRecord(key, value, ts, values or ())
+
+    # ------------------------------------------------------------------ read side
+    def view(self) -> TableView:
+        """The aggregated table: group key → the projected value columns."""
+
+        def project(key: tuple[Any, ...], stored: Any) -> tuple[Any, ...] | None:
+            accs = [f.from_state(s) for f, s in zip(self.functions, stored[:-1], strict=True)]
+            values = self._result(key, accs)
+            return None if values is None else tuple(values[i] for i in self.value_idx)
+
+        return TableView(self.store, self.plan.key_columns, self.plan.value_columns, project)
+
+    # ------------------------------------------------------------------ errors
+    def _log(self, _row: Any, column: str, exc: BaseException) -> None:
+        self.plog(
+            self.query_id,
+            "Aggregate",
+            f"Error computing expression {column}: {exc}",
+            None,
+            code="expression",
+        )
+
+    def _null_key(self, _row: Any) -> None:
+        self.plog(
+            self.query_id,
+            "Aggregate.GroupBy",
+            "Group-by column with value null: the record is skipped",
+            None,
+            code="null_group_key",
+        )
+
+
+register_operator(AggregationPlan, AggregateOperator)
+
+__all__ = ["AggregateOperator"]

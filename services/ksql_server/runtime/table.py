@@ -1,0 +1,189 @@
+"""Tables at run time: materialising a table source, queries over tables, and reading tables.
+
+- `SourceTable` materialises the query's source table in a state store (key columns → value
+  columns) and turns each consumed row into a `Change` (key, old value row, new value row):
+  an upsert, or a delete for a tombstone. Records with a null key are dropped (ksqlDB logs and
+  skips them). Aggregations over tables (runtime/aggregate.py) and joins read their changes.
+- `TableOperator` runs a CTAS (projection/filter) over a table: see planner/table.py.
+- `TableView` is the read side other parts use (pull queries, stream-table joins): `get` by
+  key, `scan` of every row, over whichever store a query keeps; `find_view` finds the view of
+  the query that writes a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.ksql_server.formats.serdes import coercer
+from services.ksql_server.metastore import DataSource
+from services.ksql_server.planner.table import TableQueryPlan
+from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
+from services.ksql_server.runtime.stateful import register_operator
+from services.ksql_server.state import KeyValueStore, QueryStores
+from services.ksql_server.types import ColumnDef
+
+
+@dataclass
+class Change:
+    """One update of a table: the key, the row before (None: absent) and after (None: deleted).
+    Rows are full source rows (keys, values, ROWTIME, ROWPARTITION, ROWOFFSET)."""
+
+    key: tuple[Any, ...]
+    old: list[Any] | None
+    new: list[Any] | None
+    record: list[Any]
+    """the consumed row (for the record's timestamp, partition and offset)"""
+
+
+def reviver(columns: Sequence[ColumnDef]) -> Callable[[Any], Any]:
+    """Values read back from a changelog (JSON) as the columns' engine values."""
+    convert = [coercer(t) for _n, t in columns]
+
+    def revive(values: Any) -> Any:
+        return [None if v is None else c(v) for c, v in zip(convert, values, strict=False)]
+
+    return revive
+
+
+class SourceTable:
+    """The query's source table in its store (see the module docstring)."""
+
+    def __init__(self, source: DataSource, store: KeyValueStore, processor: BatchProcessor) -> None:
+        self.source = source
+        self.store = store
+        self.processor = processor
+        self.n_keys = len(source.key_columns)
+        self.n_values = len(source.value_columns)
+        store.revive = reviver(source.value_columns)
+
+    def changes(self, rows: list[list[Any]]) -> Iterator[Change]:
+        """Apply each row to the store, in order; yields what changed."""
+        tombstones, null_keys = self.processor.tombstones, self.processor.null_keys
+        n_keys, n_values = self.n_keys, self.n_values
+        for row in rows:
+            if id(row) in null_keys:
+                continue
+            key = tuple(row[:n_keys])
+            old_values = self.store.get(key)
+            meta = row[n_keys + n_values :]
+            old = None if old_values is None else [*key, *old_values, *meta]
+            if id(row) in tombstones:
+                self.store.delete(key)
+                yield Change(key, old, None, row)
+                continue
+            self.store.put(key, row[n_keys : n_keys + n_values])
+            yield Change(key, old, row, row)
+
+
+class TableOperator:
+    """A persistent query projecting/filtering a table (planner/table.py)."""
+
+    def __init__(
+        self,
+        spec: TableQueryPlan,
+        processor: BatchProcessor,
+        stores: QueryStores,
+        plog: ProcessingLog,
+        query_id: str,
+    ) -> None:
+        self.spec = spec
+        self.processor = processor
+        self.plan = processor.plan
+        self.source = SourceTable(self.plan.source, stores.store(spec.store_name), processor)
+
+    def _evaluate(self, row: list[Any] | None) -> tuple[Any, ...] | None:
+        if row is None:
+            return None
+        out = self.plan.batch([row], self._log)
+        return out[0][1] if out else None
+
+    def _log(self, _row: Any, column: str, exc: BaseException) -> None:
+        self.processor.plog(
+            self.processor.query_id,
+            "Project" if column != "WHERE" else "Filter",
+            f"Error computing expression {column}: {exc}",
+            None,
+            code="expression",
+        )
+
+    def process(self, rows: list[list[Any]]) -> list[OutRecord]:
+        results: list[tuple[Any, tuple[Any, ...] | None]] = []
+        for change in self.source.changes(rows):
+            new = self._evaluate(change.new)
+            if new is None and self.spec.has_where and self._evaluate(change.old) is None:
+                continue  # neither before nor after in the output: nothing to delete
+            results.append((change.record, new))
+        return self.processor.serialize(results)
+
+    def view(self) -> TableView:
+        """The output table: the source rows through the projection and the filter."""
+        n_keys = len(self.plan.source.key_columns)
+        key_idx = self.plan.key_indexes
+        value_idx = self.plan.value_indexes
+
+        def project(key: tuple[Any, ...], values: Any) -> tuple[Any, ...] | None:
+            out = self._evaluate([*key, *values, None, None, None])
+            return None if out is None else tuple(out[i] for i in value_idx)
+
+        return TableView(
+            self.source.store,
+            self.plan.key_columns,
+            self.plan.value_columns,
+            project if (n_keys and key_idx) else None,
+        )
+
+
+class TableView:
+    """Read access to a materialised table: `get(key)` and `scan()` return value columns
+    (tuples), keys are tuples of the key columns. `project` turns a stored entry into the
+    table's value row (None: the row is not in the table); without it the stored value is the
+    row. Reads copy under the store's lock, so another thread may read while the query runs."""
+
+    def __init__(
+        self,
+        store: KeyValueStore,
+        key_columns: list[ColumnDef],
+        value_columns: list[ColumnDef],
+        project: Callable[[tuple[Any, ...], Any], tuple[Any, ...] | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.key_columns = key_columns
+        self.value_columns = value_columns
+        self._project = project
+
+    def get(self, key: Sequence[Any]) -> tuple[Any, ...] | None:
+        k = tuple(key)
+        stored = self.store.get(k)
+        if stored is None:
+            return None
+        return self._row(k, stored)
+
+    def scan(self) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+        out = []
+        for k, stored in self.store.items():
+            row = self._row(k, stored)
+            if row is not None:
+                out.append((k, row))
+        return out
+
+    def _row(self, key: tuple[Any, ...], stored: Any) -> tuple[Any, ...] | None:
+        if self._project is not None:
+            return self._project(key, stored)
+        return tuple(stored)
+
+
+def find_view(queries: Any, table: str) -> TableView | None:
+    """The view of the running query that writes `table` (None: not materialised here)."""
+    for q in queries:
+        operator = getattr(q, "operator", None)
+        if q.sink.name == table and operator is not None and hasattr(operator, "view"):
+            view: TableView = operator.view()
+            return view
+    return None
+
+
+register_operator(TableQueryPlan, TableOperator)
+
+__all__ = ["Change", "SourceTable", "TableOperator", "TableView", "find_view", "reviver"]
