@@ -296,7 +296,7 @@ def plan_join(
         if not _is_column(rexpr, right, True):
             raise KsqlError(
                 "Invalid join condition: table-table joins require to join on the primary key "
-                f"of the right input table. Got {expr_text(_qualified(clause.on, None, resolver))}."
+                f"of the right input table. Got {_on_text(clause.on, resolver)}."
             )
         if not _is_column(lexpr, left, True):
             join_type = FOREIGN_KEY
@@ -369,6 +369,14 @@ def _qualified(e: A.Expr, alias: str | None, resolver: _Resolver | None = None) 
         return ref if side is None else A.ColumnRef(ref.name, resolver.sides[side][0])  # type: ignore[union-attr]
 
     return map_columns(e, qualify)
+
+
+def _on_text(on: A.Expr, resolver: _Resolver) -> str:
+    """The ON clause as written, each column qualified: `L.A = R.B` (no parentheses)."""
+    if isinstance(on, A.Binary):
+        left = expr_text(_qualified(on.left, None, resolver))
+        return f"{left} {on.op} {expr_text(_qualified(on.right, None, resolver))}"
+    return expr_text(_qualified(on, None, resolver))
 
 
 def _side_key(source: DataSource, alias: str, e: A.Expr) -> tuple[Callable[[list[Any]], Any], Any]:
