@@ -199,6 +199,12 @@ def _split_on(on: A.Expr, resolver: _Resolver) -> tuple[A.Expr, A.Expr]:
             else f"Unsupported join expression: {expr_text(on)}"
         )
     resolver.clause = "JOIN ON"
+    for ref in column_refs(on):
+        if ref.source is not None and resolver.side_of(ref.source) is None:
+            raise KsqlError(
+                f"Failed to prepare statement: '{ref.source}' is not a valid stream/table name "
+                "or alias."
+            )
     sides: list[int] = []
     for operand in (on.left, on.right):
         refs = column_refs(operand)

@@ -292,10 +292,22 @@ class JoinQuery(PersistentQuery):
         return self.joiner.process(side, key, value, p.ts)  # type: ignore[no-any-return]
 
     def _serialize(self, rows: list[list[Any]], tombstones: set[int]) -> list[Any]:
+        """Project the joined rows; a table join's tombstones pass the WHERE (they delete a
+        row the result had)."""
         proc = self.processor
-        proc.tombstones = tombstones
+        proc.tombstones = set()
         proc.null_keys = set()
-        return proc.serialize(proc.evaluate(rows)) if rows else []
+        results: list[Any] = []
+        pending: list[list[Any]] = []
+        for row in rows:
+            if id(row) in tombstones:
+                results += proc.evaluate(pending) if pending else []
+                pending = []
+                results.append((row, None))
+            else:
+                pending.append(row)
+        results += proc.evaluate(pending) if pending else []
+        return proc.serialize(results) if results else []
 
     # ------------------------------------------------------------------ progress
     def _commit(self, checkpoint: Checkpoint) -> None:
