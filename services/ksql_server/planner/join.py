@@ -71,22 +71,44 @@ class JoinSide:
 
 
 @dataclass
-class JoinPlan:
-    left: JoinSide
-    right: JoinSide
+class JoinStep:
+    """One `JOIN` of the chain: the result of the sides before it (left) with side `right`.
+
+    Its left key reads only side `left_side`'s row; its right key side `right`'s."""
+
     kind: str  # INNER | LEFT | RIGHT | FULL
     join_type: str  # SS | ST | TT | FK
     within_ms: tuple[int, int] | None
     grace_ms: int | None
+    left_side: int
+    right: int
+
+
+@dataclass
+class JoinPlan:
+    """`a JOIN b [JOIN c ...]`: sides in the order written, steps left-deep."""
+
+    sides: list[JoinSide]
+    steps: list[JoinStep]
     plan: QueryPlan
     """The projection (and WHERE) over joined rows; `plan.source` is the joined schema."""
     key_name: str
     synthetic_key: bool
     width: int
+    left_keys: list[Callable[[list[Any]], Any]] = dataclasses.field(default_factory=list)
+    """Each step's left key function (over the row of its `left_side`)."""
 
     @property
-    def sides(self) -> list[JoinSide]:
-        return [self.left, self.right]
+    def left(self) -> JoinSide:
+        return self.sides[0]
+
+    @property
+    def right(self) -> JoinSide:
+        return self.sides[1]
+
+    @property
+    def join_type(self) -> str:
+        return self.steps[0].join_type
 
 
 def map_columns(e: A.Expr, fn: Callable[[A.ColumnRef], A.Expr]) -> A.Expr:
@@ -176,12 +198,19 @@ def _side_source(metastore: MetaStore, rel: A.Relation) -> DataSource:
     return source
 
 
-def _check_sources(left: DataSource, right: DataSource) -> None:
-    if left.name == right.name:
+def _check_sources(sources: list[DataSource]) -> None:
+    names = [s.name for s in sources]
+    if len(sources) == 2 and names[0] == names[1]:
         raise KsqlError(
-            f"Can not join '{left.name}' to '{right.name}': self joins are not yet supported."
+            f"Can not join '{names[0]}' to '{names[1]}': self joins are not yet supported."
         )
-    kafka = [s.name for s in (left, right) if s.value_format.name == "KAFKA"]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise KsqlError(
+                "N-way joins do not support multiple occurrences of the same source. "
+                f"Source: '{name}'"
+            )
+    kafka = [s.name for s in sources if s.value_format.name == "KAFKA"]
     if kafka:
         raise KsqlError(
             f"Source(s) {', '.join(kafka)} are using the 'KAFKA' value format. "
@@ -189,8 +218,9 @@ def _check_sources(left: DataSource, right: DataSource) -> None:
         )
 
 
-def _split_on(on: A.Expr, resolver: _Resolver) -> tuple[A.Expr, A.Expr]:
-    """The ON clause as (left side's expression, right side's expression)."""
+def _split_on(on: A.Expr, resolver: _Resolver, new: int) -> tuple[A.Expr, A.Expr, int]:
+    """The ON clause of the join with side `new` as (left expression, right expression, the
+    side the left one reads)."""
     if isinstance(on, A.Logical) or not (isinstance(on, A.Binary) and on.op == "="):
         raise KsqlError(
             "Invalid join condition: joins on multiple conditions are not yet supported. "
@@ -225,7 +255,16 @@ def _split_on(on: A.Expr, resolver: _Resolver) -> tuple[A.Expr, A.Expr]:
             "Each side of the join must reference exactly one source and not the same source. "
             f"Left side references `{name}` and right references `{name}`"
         )
-    return (on.left, on.right) if sides[0] == 0 else (on.right, on.left)
+    if new not in sides or max(sides) > new:
+        names = [resolver.sides[i][0] for i in sides]
+        raise KsqlError(
+            "A join criteria is expected to reference the source "
+            f"(`{resolver.sides[new][0]}`) in the FROM clause, instead the right source "
+            f"references `{names[1]}` and the left source references `{names[0]}`"
+        )
+    if sides[1] == new:
+        return on.left, on.right, sides[0]
+    return on.right, on.left, sides[1]
 
 
 def _join_type(left: DataSource, right: DataSource, clause: A.JoinClause, la: str, ra: str) -> str:
@@ -272,9 +311,7 @@ def plan_join(
     persistent: bool,
     sink_name: str | None = None,
 ) -> JoinPlan:
-    """Plan a two-way join (n-way joins are named unsupported)."""
-    if len(select.joins) > 1:
-        raise UnsupportedError("n-way joins")
+    """Plan a join of two or more sources (left-deep, in the order written)."""
     for clause_name, present in (
         ("WINDOW", select.window is not None),
         ("GROUP BY", bool(select.group_by)),
@@ -284,14 +321,67 @@ def plan_join(
     ):
         if present:
             raise UnsupportedError(f"JOIN with {clause_name}")
-    clause = select.joins[0]
-    left = _side_source(metastore, select.source)
-    right = _side_source(metastore, clause.relation)
-    _check_sources(left, right)
-    la = select.source.alias or left.name
-    ra = clause.relation.alias or right.name
-    resolver = _Resolver([(la, left), (ra, right)], None)
-    lexpr, rexpr = _split_on(clause.on, resolver)
+    relations = [select.source] + [c.relation for c in select.joins]
+    sources = [_side_source(metastore, r) for r in relations]
+    _check_sources(sources)
+    aliases = [r.alias or s.name for r, s in zip(relations, sources, strict=True)]
+    resolver = _Resolver(list(zip(aliases, sources, strict=True)), None)
+    exprs: list[tuple[A.Expr, A.Expr]] = []
+    steps: list[JoinStep] = []
+    keys: list[tuple[Callable[[list[Any]], Any], Callable[[list[Any]], Any]]] = []
+    ltype: Any = None
+    for i, clause in enumerate(select.joins, start=1):
+        step, lexpr, rexpr, ltype, fns = _plan_step(clause, i, sources, aliases, resolver)
+        steps.append(step)
+        exprs.append((lexpr, rexpr))
+        keys.append(fns)
+    candidates = _candidates(steps, exprs, aliases)
+    synthetic = None if candidates else _synthetic_name(sources)
+    if ltype is not None and ltype.contains("MAP"):
+        raise KsqlError(
+            "Map keys, including types that contain maps, are not supported as they may lead to "
+            "unexpected behavior due to inconsistent serialization. Key column name: "
+            f"`{synthetic or candidates[0]}`. Column type: {ltype}. See "
+            "https://github.com/confluentinc/ksql/issues/6621 for more."
+        )
+    resolver.synthetic = synthetic
+    sides: list[JoinSide] = []
+    offset = 1
+    for i, (source, alias) in enumerate(zip(sources, aliases, strict=True)):
+        # a side's own key function: the one of the step it is the right side of (side 0:
+        # the first step's left); the left keys of later steps are kept on the steps' list
+        expr = exprs[0][0] if i == 0 else exprs[i - 1][1]
+        fn = keys[0][0] if i == 0 else keys[i - 1][1]
+        side = JoinSide(source, alias, offset, expr, fn, _is_column(expr, source, True))
+        sides.append(side)
+        offset += side.width
+    columns: list[ColumnDef] = [(synthetic or KEY_SLOT, ltype)]
+    for side in sides:
+        columns += [(f"{side.alias}_{n}", t) for n, t in side.source.columns + PSEUDO_COLUMNS]
+    columns += PSEUDO_COLUMNS
+    plan, key_name = _projection(
+        select, columns, resolver, candidates, synthetic, persistent, sink_name, sources
+    )
+    join = JoinPlan(
+        sides, steps, plan, key_name, synthetic is not None, len(columns), [k[0] for k in keys]
+    )
+    plan.join = join
+    return join
+
+
+def _plan_step(
+    clause: A.JoinClause,
+    i: int,
+    sources: list[DataSource],
+    aliases: list[str],
+    resolver: _Resolver,
+) -> tuple[JoinStep, A.Expr, A.Expr, Any, tuple[Callable[..., Any], Callable[..., Any]]]:
+    """The join of the sides before `i` with side `i`: checks, key expressions and functions."""
+    lexpr, rexpr, j = _split_on(clause.on, resolver, i)
+    right, ra = sources[i], aliases[i]
+    left_kind = "STREAM" if any(s.kind == "STREAM" for s in sources[:i]) else "TABLE"
+    left = dataclasses.replace(sources[j], kind=left_kind)
+    la = aliases[j]
     join_type = _join_type(left, right, clause, la, ra)
     if join_type == STREAM_TABLE and not _is_column(rexpr, right, True):
         raise KsqlError(
@@ -304,9 +394,11 @@ def plan_join(
                 "Invalid join condition: table-table joins require to join on the primary key "
                 f"of the right input table. Got {_on_text(clause.on, resolver)}."
             )
-        if not _is_column(lexpr, left, True):
+        if not _is_column(lexpr, sources[j], True):
+            if i > 1:
+                raise UnsupportedError("n-way foreign-key joins")
             join_type = FOREIGN_KEY
-    lkey, ltype = _side_key(left, la, lexpr)
+    lkey, ltype = _side_key(sources[j], la, lexpr)
     rkey, rtype = _side_key(right, ra, rexpr)
     if ltype != rtype:
         raise KsqlError(
@@ -319,48 +411,38 @@ def plan_join(
             f"Invalid join type: {clause.kind.lower()} join not supported for foreign-key "
             "table-table join."
         )
-    _check_copartitioned(left, right, lexpr, rexpr, join_type)
+    _check_copartitioned(sources[j], right, lexpr, rexpr, join_type)
+    step = JoinStep(clause.kind, join_type, clause.within_ms, clause.grace_ms, j, i)
+    return step, lexpr, rexpr, ltype, (lkey, rkey)
 
-    candidates: list[str] = []
-    if clause.kind != "FULL":
-        if isinstance(lexpr, A.ColumnRef):
-            candidates.append(f"{la}_{lexpr.name}")
-        if isinstance(rexpr, A.ColumnRef) and join_type != FOREIGN_KEY:
-            candidates.append(f"{ra}_{rexpr.name}")
-    synthetic = None if candidates else _synthetic_name(left, right)
-    if ltype is not None and ltype.contains("MAP"):
-        raise KsqlError(
-            "Map keys, including types that contain maps, are not supported as they may lead to "
-            "unexpected behavior due to inconsistent serialization. Key column name: "
-            f"`{synthetic or candidates[0]}`. Column type: {ltype}. See "
-            "https://github.com/confluentinc/ksql/issues/6621 for more."
-        )
-    resolver.synthetic = synthetic
-    left_side = JoinSide(left, la, 1, lexpr, lkey, _is_column(lexpr, left, True))
-    right_side = JoinSide(
-        right, ra, 1 + left_side.width, rexpr, rkey, _is_column(rexpr, right, True)
-    )
-    columns: list[ColumnDef] = [(synthetic or KEY_SLOT, ltype)]
-    for side in (left_side, right_side):
-        columns += [(f"{side.alias}_{n}", t) for n, t in side.source.columns + PSEUDO_COLUMNS]
-    columns += PSEUDO_COLUMNS
-    plan, key_name = _projection(
-        select, columns, resolver, candidates, synthetic, persistent, sink_name, left, right
-    )
-    join = JoinPlan(
-        left_side,
-        right_side,
-        clause.kind,
-        join_type,
-        clause.within_ms,
-        clause.grace_ms,
-        plan,
-        key_name,
-        synthetic is not None,
-        len(columns),
-    )
-    plan.join = join
-    return join
+
+def _candidates(
+    steps: list[JoinStep], exprs: list[tuple[A.Expr, A.Expr]], aliases: list[str]
+) -> list[str]:
+    """The joined columns that equal the result's key: the last join's column operands and,
+    through earlier joins on the same column, theirs (in the order of the sources)."""
+    last = steps[-1]
+    if last.kind == "FULL":
+        return []
+
+    def name(e: A.Expr, side: int) -> str | None:
+        return f"{aliases[side]}_{e.name}" if isinstance(e, A.ColumnRef) else None
+
+    found: dict[str, int] = {}
+    lexpr, rexpr = exprs[-1]
+    for e, side in ((lexpr, last.left_side), (rexpr, last.right)):
+        n = name(e, side)
+        if n is not None and not (side == last.right and last.join_type == FOREIGN_KEY):
+            found[n] = side
+    for step, (le, re_) in reversed(list(zip(steps[:-1], exprs[:-1], strict=True))):
+        if step.kind == "FULL":
+            continue
+        ln, rn = name(le, step.left_side), name(re_, step.right)
+        if ln in found and rn is not None:
+            found[rn] = step.right
+        if rn in found and ln is not None:
+            found[ln] = step.left_side
+    return sorted(found, key=lambda n: found[n])
 
 
 def _qualified(e: A.Expr, alias: str | None, resolver: _Resolver | None = None) -> A.Expr:
@@ -418,9 +500,9 @@ def _check_copartitioned(
         )
 
 
-def _synthetic_name(left: DataSource, right: DataSource) -> str:
+def _synthetic_name(sources: list[DataSource]) -> str:
     """`ROWKEY`, or ksqlDB's next `ROWKEY_<n>` when a source already has that column."""
-    taken = {n for n, _ in left.columns + right.columns}
+    taken = {n for s in sources for n, _ in s.columns}
     if "ROWKEY" not in taken:
         return "ROWKEY"
     n = 1
@@ -437,8 +519,7 @@ def _projection(
     synthetic: str | None,
     persistent: bool,
     sink_name: str | None,
-    left: DataSource,
-    right: DataSource,
+    sources: list[DataSource],
 ) -> tuple[QueryPlan, str]:
     """SELECT and WHERE over the joined row, and which projected column is the sink key."""
     scope = Scope(columns, [])
@@ -481,10 +562,10 @@ def _projection(
         compiler, where, [c for _, _, c in items], [n for n, _, _ in items]
     )
     joined = dataclasses.replace(
-        left,
-        name=left.name,
-        key_format=_key_format(left, right),
-        kind="TABLE" if left.kind == right.kind == "TABLE" else "STREAM",
+        sources[0],
+        name=sources[0].name,
+        key_format=_key_format(sources),
+        kind="TABLE" if all(s.kind == "TABLE" for s in sources) else "STREAM",
         key_columns=[columns[0]],
         value_columns=[],
     )
@@ -492,13 +573,13 @@ def _projection(
     return plan, key_name
 
 
-def _key_format(left: DataSource, right: DataSource) -> Any:
+def _key_format(sources: list[DataSource]) -> Any:
     """The result's key format: the left source's, the right's when the left has no key, and
     ksqlDB's DELIMITED when neither has (a join always has a key)."""
-    for source in (left, right):
+    for source in sources:
         if source.key_format.name != "NONE":
             return source.key_format
-    return dataclasses.replace(left.key_format, name="DELIMITED")
+    return dataclasses.replace(sources[0].key_format, name="DELIMITED")
 
 
 def _select_items(
@@ -611,6 +692,7 @@ __all__ = [
     "TABLE_TABLE",
     "JoinPlan",
     "JoinSide",
+    "JoinStep",
     "column_refs",
     "map_columns",
     "plan_join",

@@ -36,6 +36,7 @@ from services.ksql_server.planner.join import (
     STREAM_STREAM,
     STREAM_TABLE,
     JoinPlan,
+    JoinStep,
 )
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.join import (
@@ -78,15 +79,19 @@ def _side_plan(source: DataSource, plan: QueryPlan) -> QueryPlan:
     return dataclasses.replace(plan, source=source, output=[], key_indexes=[], value_indexes=[])
 
 
-def make_operator(join: JoinPlan) -> Any:
-    if join.join_type == STREAM_STREAM:
-        before, after = join.within_ms or (0, 0)
-        return StreamStreamJoin(join.kind, before, after, join.grace_ms)
-    if join.join_type == STREAM_TABLE:
-        return StreamTableJoin(join.kind)
-    if join.join_type == FOREIGN_KEY:
-        return ForeignKeyJoin(join.kind)
-    return TableTableJoin(join.kind)
+def make_operator(step: JoinStep) -> Any:
+    if step.join_type == STREAM_STREAM:
+        before, after = step.within_ms or (0, 0)
+        return StreamStreamJoin(step.kind, before, after, step.grace_ms)
+    if step.join_type == STREAM_TABLE:
+        return StreamTableJoin(step.kind)
+    if step.join_type == FOREIGN_KEY:
+        return ForeignKeyJoin(step.kind)
+    return TableTableJoin(step.kind)
+
+
+Result = tuple[Any, list[list[Any] | None] | None, int]
+"""(key, every side's row (None: absent) or None for a tombstone, timestamp)"""
 
 
 class JoinRows:
@@ -96,12 +101,15 @@ class JoinRows:
         self.join = join
         self.nulls = [[None] * s.width for s in join.sides]
 
-    def build(self, result: Joined, trigger: list[Any]) -> tuple[list[Any], bool]:
-        """The joined row of one operator result, and whether it is a tombstone."""
-        key, left, right, ts = result
-        row = [key_value(key), *(left or self.nulls[0]), *(right or self.nulls[1])]
+    def build(self, result: Result, trigger: list[Any]) -> tuple[list[Any], bool]:
+        """The joined row of one result, and whether it is a tombstone."""
+        key, rows, ts = result
+        row = [key_value(key)]
+        for i, nulls in enumerate(self.nulls):
+            side = rows[i] if rows is not None else None
+            row += side if side is not None else nulls
         row += [ts, trigger[-2], trigger[-1]]
-        return row, left is None and right is None
+        return row, rows is None
 
 
 class JoinQuery(PersistentQuery):
@@ -133,8 +141,8 @@ class JoinQuery(PersistentQuery):
         if idle is None:  # the test harness (fast) paces its inputs itself
             idle = 0 if ctx.fast else IDLE_MS
         self.idle_s = int(idle) / 1000
-        self.joiner: Any = None
-        self._queues: list[deque[_Pending]] = [deque(), deque()]
+        self.joiners: list[Any] = []
+        self._queues: list[deque[_Pending]] = [deque() for _ in join.sides]
         self._restore: dict[tuple[str, int], int] = {}
         self._tp_positions: dict[tuple[str, int], int] = {}
 
@@ -151,8 +159,8 @@ class JoinQuery(PersistentQuery):
             commit_records=COMMIT_RECORDS,
             on_abort=self._aborted,
         )
-        self.joiner = make_operator(self.join)
-        self._queues = [deque(), deque()]
+        self.joiners = [make_operator(step) for step in self.join.steps]
+        self._queues = [deque() for _ in self.join.sides]
         try:
             self._assign_all(consumer)
             while not self._stop.is_set():
@@ -232,17 +240,15 @@ class JoinQuery(PersistentQuery):
         """Join what may go now (see the module docstring); the number of records joined."""
         done: list[tuple[int, _Pending]] = []
         now = time.monotonic()
-        left, right = self._queues
-        while left or right:
-            if left and right:
-                side = LEFT if left[0].ts <= right[0].ts else RIGHT
-            elif left and now - left[0].fetched >= self.idle_s:
-                side = LEFT
-            elif right and now - right[0].fetched >= self.idle_s:
-                side = RIGHT
-            else:
-                break
-            done.append((side, self._queues[side].popleft()))
+        queues = self._queues
+        while any(queues):
+            ready = [i for i, q in enumerate(queues) if q]
+            if len(ready) < len(queues) and all(
+                now - queues[i][0].fetched < self.idle_s for i in ready
+            ):
+                break  # wait for the empty sides a little (max.task.idle.ms)
+            side = min(ready, key=lambda i: (queues[i][0].ts, i))
+            done.append((side, queues[side].popleft()))
         if done:
             self._join(done, checkpoint)
         return len(done)
@@ -275,21 +281,53 @@ class JoinQuery(PersistentQuery):
             producer.poll(0)
         self.produced += len(out)
 
-    def _operate(self, side: int, p: _Pending) -> list[Joined]:
+    def _operate(self, side: int, p: _Pending) -> list[Result]:
+        """Feed one side's record into the chain of joins; the results of the last one."""
         assert p.row is not None
         join_side = self.join.sides[side]
         value = None if p.tombstone else p.row
         if self.join.join_type == FOREIGN_KEY:
-            if side == LEFT:
-                n_keys = len(join_side.source.key_columns)
-                key = join_key(p.row[0] if n_keys == 1 else p.row[:n_keys])
-                fk = None if value is None else join_key(join_side.key_fn(p.row))
-                return self.joiner.process(side, key, value, p.ts, fk)  # type: ignore[no-any-return]
-            return self.joiner.process(side, join_key(join_side.key_fn(p.row)), value, p.ts)  # type: ignore[no-any-return]
+            found = self._foreign(side, p, value)
+            return [(k, None if a is None and b is None else [a, b], t) for k, a, b, t in found]
         key = join_key(join_side.key_fn(p.row))
         if value is None and join_side.source.kind == "TABLE" and join_side.is_source_key:
             key = join_key(p.row[0])  # a tombstone's key (its value columns are null)
-        return self.joiner.process(side, key, value, p.ts)  # type: ignore[no-any-return]
+        if side == 0:
+            results = self.joiners[0].process(LEFT, key, None if value is None else [value], p.ts)
+            step = 0
+        else:
+            step = side - 1
+            results = self.joiners[step].process(RIGHT, key, value, p.ts)
+        out = [self._combine(step, r) for r in results]
+        for nxt in range(step + 1, len(self.joiners)):
+            out = [r2 for r in out for r2 in self._next(nxt, r)]
+        return out
+
+    def _combine(self, step: int, result: Joined) -> Result:
+        key, left, right, ts = result
+        if left is None and right is None:
+            return (key, None, ts)
+        return (key, [*(left or [None] * (step + 1)), right], ts)
+
+    def _next(self, step: int, result: Result) -> list[Result]:
+        """A result of the joins before `step`, as the left input of `step`."""
+        key, rows, ts = result
+        info = self.join.steps[step]
+        if rows is not None:
+            own = rows[info.left_side]
+            key = join_key(self.join.left_keys[step](own)) if own is not None else None
+        joined = self.joiners[step].process(LEFT, key, rows, ts)
+        return [self._combine(step, r) for r in joined]
+
+    def _foreign(self, side: int, p: _Pending, value: list[Any] | None) -> list[Joined]:
+        assert p.row is not None
+        join_side = self.join.sides[side]
+        if side == LEFT:
+            n_keys = len(join_side.source.key_columns)
+            key = join_key(p.row[0] if n_keys == 1 else p.row[:n_keys])
+            fk = None if value is None else join_key(join_side.key_fn(p.row))
+            return self.joiners[0].process(side, key, value, p.ts, fk)  # type: ignore[no-any-return]
+        return self.joiners[0].process(side, join_key(join_side.key_fn(p.row)), value, p.ts)  # type: ignore[no-any-return]
 
     def _serialize(self, rows: list[list[Any]], tombstones: set[int]) -> list[Any]:
         """Project the joined rows; a table join's tombstones pass the WHERE (they delete a
