@@ -278,6 +278,24 @@ def _column_names(e: A.Expr) -> set[str]:
     return out
 
 
+def check_pull_columns(select: A.Select) -> None:
+    """ksqlDB's pull queries refuse ROWPARTITION/ROWOFFSET."""
+    banned = ("ROWPARTITION", "ROWOFFSET")
+    for clause, exprs in (
+        ("SELECT", [i.expr for i in select.items if i.expr is not None]),
+        ("WHERE", [select.where] if select.where is not None else []),
+    ):
+        used = set()
+        for e in exprs:
+            used |= _column_names(e)
+        bad = [c for c in banned if c in used]
+        if bad:
+            raise KsqlError(
+                f"Pull queries don't support the following columns in {clause} clauses: "
+                + ", ".join(f"`{c}`" for c in bad)
+            )
+
+
 def _sink_key(
     select: A.Select,
     source: DataSource,
