@@ -103,7 +103,7 @@ def _read(bootstrap: str, registry_url: str, topic: str, want: int) -> pd.DataFr
             msg = consumer.poll(0.2)
             if msg is not None and msg.error() is None:
                 ctx = SerializationContext(topic, MessageField.VALUE)
-                rows.append({**deser(msg.value(), ctx), "USER": msg.key().decode()})
+                rows.append({**deser(msg.value(), ctx), "USER": (msg.key() or b"").decode()})
                 continue
             if len(rows) >= want:
                 quiet_until = quiet_until or time.monotonic() + 2  # a late duplicate shows

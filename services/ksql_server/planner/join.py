@@ -613,11 +613,11 @@ def _select_items(
             continue
         rewritten = map_columns(item.expr, resolver)
         compiled = compiler.compile(rewritten)
-        name = item.alias or _natural_name(item.expr, rewritten, resolver)
-        if name is None:
-            name = f"KSQL_COL_{generated}"
+        natural = item.alias or _natural_name(item.expr, rewritten, resolver)
+        if natural is None:
+            natural = f"KSQL_COL_{generated}"
             generated += 1
-        items.append((name, rewritten, compiled))
+        items.append((natural, rewritten, compiled))
     return items
 
 
