@@ -303,6 +303,8 @@ class Engine:
 
         def apply(seq: int) -> dict[str, Any]:
             self.metastore.put(source)
+            if source.is_source and kind == "TABLE":  # read-only tables are materialised
+                self._materialize(source, seq, text, props)
             return E.current_status(text, command_id, f"{kind.title()} created", seq)
 
         return _Prepared(command_id, apply)
@@ -352,7 +354,7 @@ class Engine:
                 for q in self._writers(existing.name):
                     q.stop()
                     self.queries.pop(q.query_id, None)
-            query_id = f"CSAS_{stmt.name}_{seq}"
+            query_id = f"{'CTAS' if kind == 'TABLE' else 'CSAS'}_{stmt.name}_{seq}"
             sink.created_by_query = query_id
             self.metastore.put(sink)
             self._start_query(query_id, text, plan, sink, props)
@@ -361,6 +363,18 @@ class Engine:
             )
 
         return _Prepared(command_id, apply)
+
+    def _materialize(self, source: DataSource, seq: int, text: str, props: dict[str, Any]) -> None:
+        """ksqlDB's `CST_<table>_<seq>` query, which keeps a source table in a state store."""
+        from services.ksql_server.planner.table import MaterializePlan
+
+        select = A.Select([A.SelectItem(None)], A.Relation(source.name))
+        plan = plan_select(select, self.metastore, persistent=False)
+        plan.stateful = MaterializePlan()
+        query_id = f"CST_{source.name}_{seq}"
+        source.created_by_query = query_id
+        # the whole topic is the table, whatever the session's auto.offset.reset
+        self._start_query(query_id, text, plan, source, {**props, "auto.offset.reset": "earliest"})
 
     def _start_query(
         self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
@@ -439,7 +453,11 @@ class Engine:
                 f"{stmt.kind}"
             )
         TR.check_drop(stmt, source)
-        readers = [q.query_id for q in self._readers(stmt.name)]
+        readers = [
+            q.query_id
+            for q in self._readers(stmt.name)
+            if q.query_id != source.created_by_query  # a source table's own CST query
+        ]
         writers = [q for q in self._writers(stmt.name) if q.query_id != source.created_by_query]
         if readers or writers:
             raise ddl.still_used(stmt.name, readers, [q.query_id for q in writers])
@@ -447,6 +465,7 @@ class Engine:
         def apply(seq: int) -> dict[str, Any]:
             for q in self._writers(stmt.name):
                 q.stop()
+                q.delete_state()
                 self.queries.pop(q.query_id, None)
             self.metastore.remove(stmt.name)
             # never on replay: a later command may have created the topic again
@@ -478,6 +497,7 @@ class Engine:
         def apply(seq: int) -> dict[str, Any]:
             for q in targets:
                 q.stop()
+                q.delete_state()
                 self.queries.pop(q.query_id, None)
                 if q.sink.created_by_query == q.query_id:
                     q.sink.created_by_query = None
@@ -551,8 +571,8 @@ class Engine:
                 raise UnsupportedError("pull queries over tables")
             if plan.join is not None:
                 raise UnsupportedError("transient queries with JOIN")
-            if plan.stateful is not None:
-                raise UnsupportedError("push queries with GROUP BY")
+            if plan.stateful is not None and pull:
+                raise UnsupportedError("pull queries with GROUP BY")
         except (KsqlError, RecursionError, UnicodeError) as exc:
             raise as_statement_error(exc, sql) from exc
         query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"

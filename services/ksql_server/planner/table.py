@@ -25,9 +25,17 @@ class TableQueryPlan:
     store_name: str = SOURCE_STORE
 
 
+@dataclass
+class MaterializePlan:
+    """`CREATE SOURCE TABLE`: a query (`CST_…`) that only keeps the table in a store, for pull
+    queries and joins to read; it writes nothing."""
+
+    store_name: str = SOURCE_STORE
+
+
 def plan_table_query(plan: Any) -> TableQueryPlan:
     """The stateful part of a QueryPlan whose source is a table."""
     return TableQueryPlan(has_where=plan.select.where is not None)
 
 
-__all__ = ["SOURCE_STORE", "TableQueryPlan", "plan_table_query"]
+__all__ = ["SOURCE_STORE", "MaterializePlan", "TableQueryPlan", "plan_table_query"]

@@ -29,6 +29,8 @@ from services.ksql_server.runtime.table import SourceTable, TableView
 from services.ksql_server.state import QueryStores
 
 Accumulators = list[Any]
+Update = tuple[Any, tuple[Any, ...] | None, int]
+"""(group key, projected row or None: retracted, record timestamp)"""
 
 
 class AggregateOperator:
@@ -58,7 +60,18 @@ class AggregateOperator:
 
     # ------------------------------------------------------------------ per batch
     def process(self, rows: list[list[Any]]) -> list[OutRecord]:
+        """The output records of a batch (persistent queries)."""
         out: list[OutRecord] = []
+        for group, values, ts in self.updates(rows):
+            record = self._record(group, values, ts)
+            if record is not None:
+                out.append(record)
+        return out
+
+    def updates(self, rows: list[list[Any]]) -> list[Update]:
+        """(group key, projected row or None for a retraction, timestamp) per update, in
+        order (push queries take these as they are)."""
+        out: list[Update] = []
         if self.table is not None:
             for change in self.table.changes(rows):
                 self._table_change(change.old, change.new, change.record, out)
@@ -76,7 +89,7 @@ class AggregateOperator:
         return out
 
     def _table_change(
-        self, old: list[Any] | None, new: list[Any] | None, record: list[Any], out: list[OutRecord]
+        self, old: list[Any] | None, new: list[Any] | None, record: list[Any], out: list[Update]
     ) -> None:
         old_pre = self._pre(old)
         new_pre = self._pre(new)
@@ -135,7 +148,7 @@ class AggregateOperator:
         before: tuple[Accumulators, int] | None,
         accs: Accumulators,
         ts: int,
-        out: list[OutRecord],
+        out: list[Update],
     ) -> None:
         ts = max(ts, before[1]) if before is not None else ts
         self.store.put(
@@ -144,9 +157,7 @@ class AggregateOperator:
         values = self._result(group, accs)
         if values is None and (before is None or self._result(group, before[0]) is None):
             return  # neither before nor after in the table: nothing to retract
-        record = self._record(group, values, ts)
-        if record is not None:
-            out.append(record)
+        out.append((group, values, ts))
 
     def _result(self, group: Any, accs: Accumulators) -> tuple[Any, ...] | None:
         """The projected row of a group (None: HAVING drops it)."""
@@ -163,7 +174,8 @@ class AggregateOperator:
 
     def _record(self, group: Any, values: tuple[Any, ...] | None, ts: int) -> OutRecord | None:
         ks, vs = self.processor.key_ser, self.processor.value_ser
-        assert ks is not None and vs is not None
+        if ks is None or vs is None:  # a push query: no sink
+            return None
         try:
             key = ks(list(group))
             value = None if values is None else vs([values[i] for i in self.value_idx])

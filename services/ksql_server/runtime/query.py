@@ -257,6 +257,17 @@ class PersistentQuery:
             consumer.close()
             self._consumer = None
 
+    def delete_state(self) -> None:
+        """After the query ended for good (DROP, TERMINATE): its changelog topics go, as
+        ksqlDB cleans up a terminated query's internal topics."""
+        for store in self.stores.stores.values():
+            try:
+                self.ctx.delete_topic(store.changelog)
+            except Exception as exc:  # the query is gone either way
+                LOG.warning(
+                    "query %s: changelog %s not deleted: %s", self.query_id, store.changelog, exc
+                )
+
     def _prepare_stores(self, partitions: int) -> None:
         """Before the first record: the stores as of the committed offsets (restored from
         their changelogs on the first run, rolled back to the last commit on a restart)."""
@@ -481,6 +492,15 @@ class TransientQuery:
         self._ended = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name=f"ksql-{query_id}", daemon=True)
         self.types = [t for _, t in plan.output]
+        self.stores = QueryStores(service_id, query_id)
+        """a push query's state: in memory only (it starts again from scratch anyway)"""
+        self.operator: Any = None
+        if plan.stateful is not None:
+            from services.ksql_server.runtime.stateful import build_operator
+
+            self.operator = build_operator(
+                plan.stateful, self.processor, self.stores, plog, query_id
+            )
         self.on_close: Callable[[], None] | None = None
         """Called once, on the query's thread, when it has ended (the engine forgets it)."""
         self.sent = 0
@@ -598,7 +618,7 @@ class TransientQuery:
         reached, or stopped while its client was not reading)."""
         rows = self.processor.rows(messages)
         batch: list[list[Any]] = []
-        for _row, values in self.processor.evaluate(rows):
+        for values in self._results(rows):
             if values is None:
                 continue
             batch.append([to_json(v, t) for v, t in zip(values, self.types, strict=True)])
@@ -609,6 +629,15 @@ class TransientQuery:
             if not self._put(batch):
                 return False
         return self.limit is None or self.sent < self.limit
+
+    def _results(self, rows: list[list[Any]]) -> list[tuple[Any, ...] | None]:
+        """The projected rows of a batch: filter and projection, or a stateful operator's
+        updates (a retraction is None and is not sent)."""
+        if self.operator is None:
+            return [values for _row, values in self.processor.evaluate(rows)]
+        updates = [values for _group, values, _ts in self.operator.updates(rows)]
+        self.stores.committed()  # no changelog: the undo log has nothing to wait for
+        return updates
 
     async def rows(self) -> AsyncIterator[list[Any]]:
         try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
-from services.ksql_server.planner.table import TableQueryPlan
+from services.ksql_server.planner.table import MaterializePlan, TableQueryPlan
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
 from services.ksql_server.state import KeyValueStore, QueryStores
@@ -135,6 +135,30 @@ class TableOperator:
         )
 
 
+class MaterializeOperator:
+    """A source table kept in its store and nothing else (planner/table.py's MaterializePlan)."""
+
+    def __init__(
+        self,
+        spec: MaterializePlan,
+        processor: BatchProcessor,
+        stores: QueryStores,
+        plog: ProcessingLog,
+        query_id: str,
+    ) -> None:
+        self.plan = processor.plan
+        self.source = SourceTable(self.plan.source, stores.store(spec.store_name), processor)
+
+    def process(self, rows: list[list[Any]]) -> list[OutRecord]:
+        for _change in self.source.changes(rows):
+            pass
+        return []
+
+    def view(self) -> TableView:
+        src = self.plan.source
+        return TableView(self.source.store, src.key_columns, src.value_columns)
+
+
 class TableView:
     """Read access to a materialised table: `get(key)` and `scan()` return value columns
     (tuples), keys are tuples of the key columns. `project` turns a stored entry into the
@@ -185,5 +209,14 @@ def find_view(queries: Any, table: str) -> TableView | None:
 
 
 register_operator(TableQueryPlan, TableOperator)
+register_operator(MaterializePlan, MaterializeOperator)
 
-__all__ = ["Change", "SourceTable", "TableOperator", "TableView", "find_view", "reviver"]
+__all__ = [
+    "Change",
+    "MaterializeOperator",
+    "SourceTable",
+    "TableOperator",
+    "TableView",
+    "find_view",
+    "reviver",
+]
