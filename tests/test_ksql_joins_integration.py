@@ -31,6 +31,18 @@ N_TX = 300
 
 pytestmark = pytest.mark.slow
 
+VS = ", ".join(f"V{i}" for i in range(1, 29))
+DEMO = [
+    "CREATE STREAM creditcardfraud_enahnced AS SELECT *, `USER` AS USERID "
+    "FROM creditcardfraud_source;",
+    # the demo's statement, as its notebook wrote it
+    "CREATE STREAM creditcardfraud_per_user WITH (VALUE_FORMAT='AVRO', "
+    "KAFKA_TOPIC='creditcardfraud_preprocessed_avro') AS "
+    f"SELECT Time, {VS}, Amount, Class FROM creditcardfraud_enahnced c "
+    "INNER JOIN USERS u on c.userid = u.userid "
+    "WHERE V1 > 5 AND V2 IS NOT NULL AND u.CITY LIKE 'Premium%';",
+]
+
 
 def _users() -> list[dict[str, Any]]:
     cities = ["Premium Berlin", "Premium Paris", "Hamburg", "Lyon"]
@@ -127,13 +139,10 @@ def _statements() -> list[str]:
     return texts + split_statements(EXAMPLE.read_text())
 
 
-def test_per_user_join_example_matches_pandas(
-    kafka_bootstrap: str, schema_registry_url: str
-) -> None:
-    prefix = f"join_{uuid.uuid4().hex[:8]}_"
-    engine = Engine(
-        kafka_bootstrap,
-        schema_registry_url,
+def _engine(bootstrap: str, registry_url: str, prefix: str) -> Engine:
+    return Engine(
+        bootstrap,
+        registry_url,
         service_id=prefix,
         properties={"auto.offset.reset": "earliest"},
         topic_prefix=prefix,
@@ -141,26 +150,57 @@ def test_per_user_join_example_matches_pandas(
         fast=True,
         processing_log=False,
     )
+
+
+def test_per_user_join_example_matches_pandas(
+    kafka_bootstrap: str, schema_registry_url: str
+) -> None:
+    """The example, and (on a second engine: same sink name) the demo's own statement."""
+    prefixes = [f"join_{uuid.uuid4().hex[:8]}_", f"demo_{uuid.uuid4().hex[:8]}_"]
+    engines = [_engine(kafka_bootstrap, schema_registry_url, p) for p in prefixes]
     try:
-        for text in _statements():
-            engine.execute(text)
+        source, example = _statements()[:1], _statements()[1:]
+        for text in source + example:
+            engines[0].execute(text)
+        for text in source + example[:1]:  # the source and USERS
+            engines[1].execute(text)
+        for text in DEMO:  # key-less, as ksqlDB's new planner allows
+            engines[1].execute(text, {"ksql.new.query.planner.enabled": "true"})
         users, tx = _users(), _transactions(N_TX)
-        _produce(
-            kafka_bootstrap,
-            prefix + "users",
-            [(u["USERID"].encode(), json.dumps(u).encode()) for u in users],
-        )
-        assert engine.wait_until_caught_up(30)
         lines = [(str(row["ID"]).encode(), _line(row)) for _, row in tx.iterrows()]
-        _produce(kafka_bootstrap, prefix + "creditcardfraud_source", lines)
+        for prefix, engine in zip(prefixes, engines, strict=True):
+            _produce(
+                kafka_bootstrap,
+                prefix + "users",
+                [(u["USERID"].encode(), json.dumps(u).encode()) for u in users],
+            )
+            assert engine.wait_until_caught_up(30)
+            _produce(kafka_bootstrap, prefix + "creditcardfraud_source", lines)
         want = _expected(users, tx)
         assert 10 < len(want) < N_TX
-        sink = engine.metastore.get("CREDITCARDFRAUD_PER_USER")
-        assert sink is not None
-        got = _read(kafka_bootstrap, schema_registry_url, prefix + sink.topic, len(want))
+        got = _read(
+            kafka_bootstrap,
+            schema_registry_url,
+            prefixes[0] + "creditcardfraud_per_user",
+            len(want),
+        )
         _compare(got, want)
+        demo = _read(
+            kafka_bootstrap,
+            schema_registry_url,
+            prefixes[1] + "creditcardfraud_preprocessed_avro",
+            len(want),
+        )
+        cols = ["TIME", *(f"V{i}" for i in range(1, 29)), "AMOUNT", "CLASS"]
+        assert len(demo) == len(want)
+        pd.testing.assert_frame_equal(
+            demo[cols].sort_values("TIME").reset_index(drop=True),
+            tx[tx.ID.isin(want.ID)][cols].sort_values("TIME").reset_index(drop=True),
+            check_dtype=False,
+        )
     finally:
-        engine.close()
+        for engine in engines:
+            engine.close()
 
 
 SERVER = textwrap.dedent(

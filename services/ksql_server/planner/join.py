@@ -310,6 +310,7 @@ def plan_join(
     metastore: MetaStore,
     persistent: bool,
     sink_name: str | None = None,
+    new_planner: bool = False,
 ) -> JoinPlan:
     """Plan a join of two or more sources (left-deep, in the order written)."""
     for clause_name, present in (
@@ -360,7 +361,15 @@ def plan_join(
         columns += [(f"{side.alias}_{n}", t) for n, t in side.source.columns + PSEUDO_COLUMNS]
     columns += PSEUDO_COLUMNS
     plan, key_name = _projection(
-        select, columns, resolver, candidates, synthetic, persistent, sink_name, sources
+        select,
+        columns,
+        resolver,
+        candidates,
+        synthetic,
+        persistent,
+        sink_name,
+        sources,
+        new_planner,
     )
     join = JoinPlan(
         sides, steps, plan, key_name, synthetic is not None, len(columns), [k[0] for k in keys]
@@ -520,6 +529,7 @@ def _projection(
     persistent: bool,
     sink_name: str | None,
     sources: list[DataSource],
+    new_planner: bool = False,
 ) -> tuple[QueryPlan, str]:
     """SELECT and WHERE over the joined row, and which projected column is the sink key."""
     scope = Scope(columns, [])
@@ -527,7 +537,8 @@ def _projection(
     items = _select_items(select, resolver, candidates, synthetic, compiler)
     key_idx: list[int] = []
     key_name = synthetic or (candidates[0] if candidates else "")
-    if persistent:
+    keyless = persistent and new_planner and not _projects_key(items, candidates, synthetic)
+    if persistent and not keyless:  # the new planner writes a key-less result instead
         k = _key_index(items, candidates, synthetic, sink_name, resolver)
         key_idx, key_name = [k], items[k][0]
         # the key is the join key (a RIGHT or FULL join's absent side has null columns)
@@ -629,6 +640,13 @@ def _natural_name(e: A.Expr, rewritten: A.Expr, resolver: _Resolver) -> str | No
             return rewritten.name
         return e.name
     return natural_name(e)
+
+
+def _projects_key(
+    items: list[tuple[str, A.Expr, Compiled]], candidates: list[str], synthetic: str | None
+) -> bool:
+    keys = [synthetic] if synthetic else candidates
+    return any(isinstance(e, A.ColumnRef) and e.name in keys for _, e, _ in items)
 
 
 def _key_index(

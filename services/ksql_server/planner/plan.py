@@ -89,7 +89,7 @@ def plan_select(
     if select.joins and not select.unsupported:
         from services.ksql_server.planner.join import plan_join
 
-        return plan_join(select, metastore, persistent, sink_name).plan
+        return plan_join(select, metastore, persistent, sink_name, new_planner).plan
     unsupported = first_unsupported_clause(select)
     if unsupported:
         raise UnsupportedError(unsupported)
