@@ -586,11 +586,11 @@ def _projection(
 
 def _key_format(sources: list[DataSource]) -> Any:
     """The result's key format: the left source's, the right's when the left has no key, and
-    ksqlDB's DELIMITED when neither has (a join always has a key)."""
+    `ksql.persistence.default.format.key` when neither has (a join always has a key)."""
     for source in sources:
         if source.key_format.name != "NONE":
             return source.key_format
-    return dataclasses.replace(sources[0].key_format, name="DELIMITED")
+    return sources[0].key_format  # NONE: the sink takes the default key format
 
 
 def _select_items(
