@@ -331,8 +331,11 @@ def plan_join(
     steps: list[JoinStep] = []
     keys: list[tuple[Callable[[list[Any]], Any], Callable[[list[Any]], Any]]] = []
     ltype: Any = None
+    # every ON's sources first (ksqlDB names a wrong reference before any other problem)
+    splits = [_split_on(c.on, resolver, i) for i, c in enumerate(select.joins, start=1)]
     for i, clause in enumerate(select.joins, start=1):
-        step, lexpr, rexpr, ltype, fns = _plan_step(clause, i, sources, aliases, resolver)
+        split = splits[i - 1]
+        step, lexpr, rexpr, ltype, fns = _plan_step(clause, i, sources, aliases, resolver, split)
         steps.append(step)
         exprs.append((lexpr, rexpr))
         keys.append(fns)
@@ -384,9 +387,10 @@ def _plan_step(
     sources: list[DataSource],
     aliases: list[str],
     resolver: _Resolver,
+    split: tuple[A.Expr, A.Expr, int],
 ) -> tuple[JoinStep, A.Expr, A.Expr, Any, tuple[Callable[..., Any], Callable[..., Any]]]:
     """The join of the sides before `i` with side `i`: checks, key expressions and functions."""
-    lexpr, rexpr, j = _split_on(clause.on, resolver, i)
+    lexpr, rexpr, j = split
     right, ra = sources[i], aliases[i]
     left_kind = "STREAM" if any(s.kind == "STREAM" for s in sources[:i]) else "TABLE"
     left = dataclasses.replace(sources[j], kind=left_kind)
@@ -434,23 +438,26 @@ def _candidates(
     if last.kind == "FULL":
         return []
 
-    def name(e: A.Expr, side: int) -> str | None:
-        return f"{aliases[side]}_{e.name}" if isinstance(e, A.ColumnRef) else None
+    def text(e: A.Expr, side: int) -> str:
+        return expr_text(_qualified(e, aliases[side]))
 
-    found: dict[str, int] = {}
+    # expressions known equal to the key (by the ON clauses), followed back through the chain
+    equal: dict[str, tuple[A.Expr, int]] = {}
     lexpr, rexpr = exprs[-1]
     for e, side in ((lexpr, last.left_side), (rexpr, last.right)):
-        n = name(e, side)
-        if n is not None and not (side == last.right and last.join_type == FOREIGN_KEY):
-            found[n] = side
+        if not (side == last.right and last.join_type == FOREIGN_KEY):
+            equal[text(e, side)] = (e, side)
     for step, (le, re_) in reversed(list(zip(steps[:-1], exprs[:-1], strict=True))):
         if step.kind == "FULL":
             continue
-        ln, rn = name(le, step.left_side), name(re_, step.right)
-        if ln in found and rn is not None:
-            found[rn] = step.right
-        if rn in found and ln is not None:
-            found[ln] = step.left_side
+        lt, rt = text(le, step.left_side), text(re_, step.right)
+        if lt in equal or rt in equal:
+            equal[lt], equal[rt] = (le, step.left_side), (re_, step.right)
+    found = {
+        f"{aliases[side]}_{e.name}": side
+        for e, side in equal.values()
+        if isinstance(e, A.ColumnRef)
+    }
     return sorted(found, key=lambda n: found[n])
 
 
