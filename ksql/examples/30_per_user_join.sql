@@ -2,9 +2,9 @@
 --   fraudstream ksql apply ksql/examples/30_per_user_join.sql
 --
 -- The demo's per-user enrichment: transactions joined with a USERS table, keeping the premium
--- customers' suspicious-looking rows. It needs stream-table joins, which the project's KSQL
--- server does not run yet (the real ksqlDB server does); the demo wrote into the preprocessed
--- topic, this writes into its own so it cannot disturb training.
+-- customers' suspicious-looking rows: a stream-table join, run by the project's KSQL server and
+-- by ksqlDB alike. The demo wrote into the preprocessed topic, this writes into its own so it
+-- cannot disturb training.
 CREATE TABLE IF NOT EXISTS USERS (
   USERID VARCHAR PRIMARY KEY,
   CITY VARCHAR,

@@ -491,8 +491,10 @@ class Runner:
         registry = engine.ctx.registry_or_none() if self.registry() else None
         # INSERT INTO … SELECT: two queries write one sink, in input order for the test driver;
         # here they run side by side, so each run of inputs to one topic is caught up first
+        # a join meets its inputs in the order the test driver pipes them: the same
         in_order = any(
             re.match(r"\s*INSERT\s+INTO\b.*\bSELECT\b", t, re.IGNORECASE | re.DOTALL)
+            or re.search(r"\bJOIN\b", t, re.IGNORECASE)
             for t in spec.get("statements", [])
         )
         previous = None

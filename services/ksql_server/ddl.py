@@ -184,8 +184,8 @@ def build_sink(
     key_name, value_info = source_formats(wp, source)
     assert value_info is not None
     key_name = key_name or source.key_format.name
-    if key_name == "NONE" and plan.key_columns:
-        key_name = "KAFKA"
+    if key_name == "NONE" and plan.key_columns:  # a key-less source gets a key: the default
+        key_name = str(props.get("ksql.persistence.default.format.key") or "KAFKA").upper()
     if not plan.key_columns:
         if "KEY_FORMAT" in wp and plan.keyless_partition:
             raise KsqlError("Key format specified for stream without key columns.")

@@ -55,6 +55,7 @@ from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import check_pull_columns, plan_select
 from services.ksql_server.planner.windowing import window_info
+from services.ksql_server.runtime.join_query import JoinQuery
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
@@ -342,7 +343,7 @@ class Engine:
             sink_name=stmt.name,
             new_planner=ddl.new_planner(props),
         )
-        TR.check_result_kind(kind, plan.stateful is not None)
+        TR.check_result_kind(kind, plan.stateful is not None or plan.source.kind == "TABLE")
         sink = ddl.build_sink(stmt, plan, text, props)
         sink.window = window_info(plan)
         src_partitions = self.ctx.topic_partitions(self.ctx.physical(plan.source.topic)) or 1
@@ -380,9 +381,8 @@ class Engine:
     def _start_query(
         self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
     ) -> None:
-        query = PersistentQuery(
-            query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props
-        )
+        runtime = PersistentQuery if plan.join is None else JoinQuery
+        query = runtime(query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props)
         self.queries[query_id] = query
         query.start()
 
@@ -571,6 +571,8 @@ class Engine:
                 check_pull_columns(select)
             if pull and plan.source.kind == "TABLE":
                 raise UnsupportedError("pull queries over tables")
+            if plan.join is not None:
+                raise UnsupportedError("transient queries with JOIN")
             if plan.stateful is not None and pull:
                 raise UnsupportedError("pull queries with GROUP BY")
         except (KsqlError, RecursionError, UnicodeError) as exc:

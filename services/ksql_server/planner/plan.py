@@ -47,6 +47,8 @@ class QueryPlan:
     key_value_dependent: list[bool] = field(default_factory=list)
     """PARTITION BY only: whether each key expression reads a value column (then it is null
     for a null-valued record, as in ksqlDB)."""
+    join: Any = None
+    """A join's `planner.join.JoinPlan` (then `source` is the joined schema)."""
     stateful: Any = None
     """A stateful query's own plan (planner/aggregate.py, …): the runtime runs the operator
     registered for its type (runtime/stateful.py) instead of `batch`."""
@@ -65,17 +67,6 @@ def source_scope(source: DataSource, alias: str | None) -> Scope:
     return Scope(source.columns + PSEUDO_COLUMNS, [source.name, alias or ""])
 
 
-def first_unsupported_clause(select: A.Select) -> str | None:
-    """The first clause of `select` this planner does not run, named as the skip reason."""
-    for clause, present in (
-        (select.unsupported, bool(select.unsupported)),
-        ("JOIN", bool(select.joins)),
-    ):
-        if present:
-            return clause
-    return None
-
-
 def plan_select(
     select: A.Select,
     metastore: MetaStore,
@@ -83,9 +74,12 @@ def plan_select(
     sink_name: str | None = None,
     new_planner: bool = False,
 ) -> QueryPlan:
-    unsupported = first_unsupported_clause(select)
-    if unsupported:
-        raise UnsupportedError(unsupported)
+    if select.joins and not select.unsupported:
+        from services.ksql_server.planner.join import plan_join
+
+        return plan_join(select, metastore, persistent, sink_name, new_planner).plan
+    if select.unsupported:  # parsed but not run (SELECT DISTINCT)
+        raise UnsupportedError(select.unsupported)
     source = metastore.get(select.source.name)
     if source is None:
         raise KsqlError(

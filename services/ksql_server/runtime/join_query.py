@@ -1,0 +1,376 @@
+"""A persistent join query: reads both sides' topics, merges them in time order, joins, produces.
+
+Why its own loop: a join has two inputs whose records must meet in the order of their
+timestamps (Kafka Streams picks the partition whose next record is oldest, and waits up to
+`max.task.idle.ms` for an empty one), and state the single-source loop does not have.
+
+Order: fetched records wait in one queue per side; the oldest head goes first while both sides
+have records. When one side has none, the other's records wait until they have been fetched for
+`max.task.idle.ms` (ksqlDB property, default here `IDLE_MS`), so a side whose records are still
+on their way is not overtaken.
+
+State and restarts: the operators' state (`runtime/join.py`) lives in memory. On every start the
+query reads both inputs from the beginning and feeds the records before the committed offsets to
+the operators without producing anything (ksqlDB restores a table from its source topic the same
+way), then continues from the committed offsets. Offsets are committed only for records that
+went through the join (never for ones still waiting in a queue), so a kill -9 loses no input; an
+aborted transaction restarts the loop, which rebuilds the state from the inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections import deque
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from services.common.checkpoint import Checkpoint, TransactionAborted
+from services.common.kafka import ProducerStuck, consume_available, produce
+from services.ksql_server.formats.registry import uses_registry
+from services.ksql_server.metastore import DataSource
+from services.ksql_server.planner.join import (
+    FOREIGN_KEY,
+    STREAM_STREAM,
+    STREAM_TABLE,
+    JoinPlan,
+    JoinStep,
+)
+from services.ksql_server.planner.plan import QueryPlan
+from services.ksql_server.runtime.join import (
+    LEFT,
+    RIGHT,
+    ForeignKeyJoin,
+    Joined,
+    StreamStreamJoin,
+    StreamTableJoin,
+    TableTableJoin,
+    join_key,
+    key_value,
+)
+from services.ksql_server.runtime.kafka_context import KafkaContext
+from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
+from services.ksql_server.runtime.query import (
+    BATCH,
+    COMMIT_INTERVAL_S,
+    COMMIT_RECORDS,
+    PersistentQuery,
+)
+
+IDLE_MS = 250
+"""How long fetched records of one side wait for the other side's (see the module docstring)."""
+
+
+@dataclasses.dataclass
+class _Pending:
+    """One fetched record waiting in its side's queue."""
+
+    message: Any
+    row: list[Any] | None  # None: it failed to deserialize (logged), only its offset counts
+    tombstone: bool
+    ts: int
+    fetched: float
+
+
+def _side_plan(source: DataSource, plan: QueryPlan) -> QueryPlan:
+    """A plan that only carries `source`: what a BatchProcessor needs to deserialize it."""
+    return dataclasses.replace(plan, source=source, output=[], key_indexes=[], value_indexes=[])
+
+
+def make_operator(step: JoinStep) -> Any:
+    if step.join_type == STREAM_STREAM:
+        before, after = step.within_ms or (0, 0)
+        return StreamStreamJoin(step.kind, before, after, step.grace_ms)
+    if step.join_type == STREAM_TABLE:
+        return StreamTableJoin(step.kind)
+    if step.join_type == FOREIGN_KEY:
+        return ForeignKeyJoin(step.kind)
+    return TableTableJoin(step.kind)
+
+
+Result = tuple[Any, list[list[Any] | None] | None, int]
+"""(key, every side's row (None: absent) or None for a tombstone, timestamp)"""
+
+
+class JoinRows:
+    """Side rows in, joined rows out (the layout of planner/join.py)."""
+
+    def __init__(self, join: JoinPlan) -> None:
+        self.join = join
+        self.nulls = [[None] * s.width for s in join.sides]
+
+    def build(self, result: Result, trigger: list[Any]) -> tuple[list[Any], bool]:
+        """The joined row of one result, and whether it is a tombstone."""
+        key, rows, ts = result
+        row = [key_value(key)]
+        for i, nulls in enumerate(self.nulls):
+            side = rows[i] if rows is not None else None
+            row += side if side is not None else nulls
+        row += [ts, trigger[-2], trigger[-1]]
+        return row, rows is None
+
+
+class JoinQuery(PersistentQuery):
+    """CSAS / CTAS over a join (see the module docstring)."""
+
+    def __init__(
+        self,
+        query_id: str,
+        sql: str,
+        plan: QueryPlan,
+        sink: DataSource,
+        ctx: KafkaContext,
+        plog: ProcessingLog,
+        service_id: str,
+        properties: dict[str, Any],
+    ) -> None:
+        super().__init__(query_id, sql, plan, sink, ctx, plog, service_id, properties)
+        join: JoinPlan = plan.join
+        self.join = join
+        self.topics = [ctx.physical(s.source.topic) for s in join.sides]
+        formats = [f.name for s in join.sides for f in (s.source.key_format, s.source.value_format)]
+        registry = ctx.registry_or_none() if any(uses_registry(f) for f in formats) else None
+        self.side_processors = [
+            BatchProcessor(query_id, _side_plan(s.source, plan), None, registry, plog)
+            for s in join.sides
+        ]
+        self.rows = JoinRows(join)
+        idle = properties.get("ksql.streams.max.task.idle.ms", properties.get("max.task.idle.ms"))
+        if idle is None:  # the test harness (fast) paces its inputs itself
+            idle = 0 if ctx.fast else IDLE_MS
+        self.idle_s = int(idle) / 1000
+        self.joiners: list[Any] = []
+        self._queues: list[deque[_Pending]] = [deque() for _ in join.sides]
+        self._restore: dict[tuple[str, int], int] = {}
+        self._tp_positions: dict[tuple[str, int], int] = {}
+
+    # ------------------------------------------------------------------ loop
+    def _loop(self) -> None:
+        consumer = Consumer(self.ctx.consumer_conf(self.group, **{"auto.offset.reset": "earliest"}))
+        self._consumer = consumer
+        producer = self._producer()
+        checkpoint = Checkpoint(
+            consumer,
+            producer,
+            exactly_once=self.exactly_once,
+            commit_interval_s=COMMIT_INTERVAL_S,
+            commit_records=COMMIT_RECORDS,
+            on_abort=self._aborted,
+        )
+        self.joiners = [make_operator(step) for step in self.join.steps]
+        self._queues = [deque() for _ in self.join.sides]
+        try:
+            self._assign_all(consumer)
+            while not self._stop.is_set():
+                self._step_join(consumer, checkpoint)
+            with contextlib.suppress(TransactionAborted):
+                self._commit(checkpoint)
+        except TransactionAborted as exc:
+            # the operators' state already holds the aborted records: rebuild it
+            raise KafkaException(f"transaction aborted, state rebuilt: {exc}") from exc
+        except (KafkaException, ProducerStuck):
+            self.processed -= checkpoint.pending
+            raise
+        finally:
+            if self.exactly_once:
+                with contextlib.suppress(Exception):
+                    producer.flush(5)
+            consumer.close()
+            self._consumer = None
+
+    def _assign_all(self, consumer: Consumer) -> None:
+        """Both inputs from the beginning; what lies before the committed offsets (or, without
+        any, before the end when the query starts from `latest`) only rebuilds state."""
+        deadline = time.monotonic() + 15
+        tps: list[TopicPartition] = []
+        for topic in self.topics:
+            while True:
+                meta = consumer.list_topics(timeout=10).topics.get(topic)
+                if meta is not None and meta.error is None and meta.partitions:
+                    break
+                if time.monotonic() > deadline:
+                    raise KafkaException(f"topic {topic} does not exist")
+                time.sleep(0.1)
+            tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        committed = consumer.committed(tps, timeout=10)
+        for tp in committed:
+            if tp.offset >= 0:
+                until = tp.offset
+            elif self.reset == "earliest":
+                until = 0
+            else:
+                until = consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            self._restore[(tp.topic, tp.partition)] = until
+            self._tp_positions[(tp.topic, tp.partition)] = until
+        consumer.assign([TopicPartition(t.topic, t.partition, OFFSET_BEGINNING) for t in tps])
+
+    def _step_join(self, consumer: Consumer, checkpoint: Checkpoint) -> None:
+        messages = self._drop_errors(consumer.consume(BATCH, 0))
+        if not messages:
+            self._commit(checkpoint)
+            messages = self._drop_errors(
+                consume_available(consumer, BATCH, 0.05 if self.ctx.fast else 0.2)
+            )
+        if messages:
+            self._enqueue(messages)
+        done = self._drain(checkpoint)
+        if not messages and not done and not any(self._queues):
+            self._check_caught_up(consumer)
+        if checkpoint.due():
+            self._commit(checkpoint)
+
+    def _enqueue(self, messages: list[Any]) -> None:
+        now = time.monotonic()
+        for side, topic in enumerate(self.topics):
+            mine = [m for m in messages if m.topic() == topic]
+            if not mine:
+                continue
+            proc = self.side_processors[side]
+            rows = {(r[-2], r[-1]): r for r in proc.rows(mine)}
+            tombs = {(r[-2], r[-1]) for r in rows.values() if id(r) in proc.tombstones}
+            for m in mine:
+                at = (m.partition(), m.offset())
+                row = rows.get(at)
+                ts = row[-3] if row is not None else (m.timestamp()[1] or 0)
+                self._queues[side].append(_Pending(m, row, at in tombs, ts, now))
+
+    def _drain(self, checkpoint: Checkpoint) -> int:
+        """Join what may go now (see the module docstring); the number of records joined."""
+        done: list[tuple[int, _Pending]] = []
+        now = time.monotonic()
+        queues = self._queues
+        while any(queues):
+            ready = [i for i, q in enumerate(queues) if q]
+            if len(ready) < len(queues) and all(
+                now - queues[i][0].fetched < self.idle_s for i in ready
+            ):
+                break  # wait for the empty sides a little (max.task.idle.ms)
+            side = min(ready, key=lambda i: (queues[i][0].ts, i))
+            done.append((side, queues[side].popleft()))
+        if done:
+            self._join(done, checkpoint)
+        return len(done)
+
+    def _join(self, done: list[tuple[int, _Pending]], checkpoint: Checkpoint) -> None:
+        joined: list[list[Any]] = []
+        tombstones: set[int] = set()
+        for side, p in done:
+            if p.row is None:
+                continue
+            results = self._operate(side, p)
+            tp = (p.message.topic(), p.message.partition())
+            if p.message.offset() < self._restore.get(tp, 0):
+                continue  # rebuilding state only: produced before the restart
+            for result in results:
+                row, tomb = self.rows.build(result, p.row)
+                if tomb:
+                    tombstones.add(id(row))
+                joined.append(row)
+        out = self._serialize(joined, tombstones)
+        for side, topic in enumerate(self.topics):
+            mine = [p.message for s, p in done if s == side]
+            if mine:
+                checkpoint.add(mine, topic, len(self._restore))
+        self.processed += len(done)
+        producer, topic = checkpoint.producer, self.sink_topic
+        with checkpoint.aborting():
+            for rec in out:
+                produce(producer, topic, rec.value, rec.key, timestamp=rec.timestamp)
+            producer.poll(0)
+        self.produced += len(out)
+
+    def _operate(self, side: int, p: _Pending) -> list[Result]:
+        """Feed one side's record into the chain of joins; the results of the last one."""
+        assert p.row is not None
+        join_side = self.join.sides[side]
+        value = None if p.tombstone else p.row
+        if self.join.join_type == FOREIGN_KEY:
+            found = self._foreign(side, p, value)
+            return [(k, None if a is None and b is None else [a, b], t) for k, a, b, t in found]
+        key = join_key(join_side.key_fn(p.row))
+        if value is None and join_side.source.kind == "TABLE" and join_side.is_source_key:
+            key = join_key(p.row[0])  # a tombstone's key (its value columns are null)
+        if side == 0:
+            results = self.joiners[0].process(LEFT, key, None if value is None else [value], p.ts)
+            step = 0
+        else:
+            step = side - 1
+            results = self.joiners[step].process(RIGHT, key, value, p.ts)
+        out = [self._combine(step, r) for r in results]
+        for nxt in range(step + 1, len(self.joiners)):
+            out = [r2 for r in out for r2 in self._next(nxt, r)]
+        return out
+
+    def _combine(self, step: int, result: Joined) -> Result:
+        key, left, right, ts = result
+        if left is None and right is None:
+            return (key, None, ts)
+        return (key, [*(left or [None] * (step + 1)), right], ts)
+
+    def _next(self, step: int, result: Result) -> list[Result]:
+        """A result of the joins before `step`, as the left input of `step`."""
+        key, rows, ts = result
+        info = self.join.steps[step]
+        if rows is not None:
+            own = rows[info.left_side]
+            key = join_key(self.join.left_keys[step](own)) if own is not None else None
+        joined = self.joiners[step].process(LEFT, key, rows, ts)
+        return [self._combine(step, r) for r in joined]
+
+    def _foreign(self, side: int, p: _Pending, value: list[Any] | None) -> list[Joined]:
+        assert p.row is not None
+        join_side = self.join.sides[side]
+        if side == LEFT:
+            n_keys = len(join_side.source.key_columns)
+            key = join_key(p.row[0] if n_keys == 1 else p.row[:n_keys])
+            fk = None if value is None else join_key(join_side.key_fn(p.row))
+            return self.joiners[0].process(side, key, value, p.ts, fk)  # type: ignore[no-any-return]
+        return self.joiners[0].process(side, join_key(join_side.key_fn(p.row)), value, p.ts)  # type: ignore[no-any-return]
+
+    def _serialize(self, rows: list[list[Any]], tombstones: set[int]) -> list[Any]:
+        """Project the joined rows; a table join's tombstones pass the WHERE (they delete a
+        row the result had)."""
+        proc = self.processor
+        proc.tombstones = set()
+        proc.null_keys = set()
+        results: list[Any] = []
+        pending: list[list[Any]] = []
+        for row in rows:
+            if id(row) in tombstones:
+                results += proc.evaluate(pending) if pending else []
+                pending = []
+                results.append((row, None))
+            else:
+                pending.append(row)
+        results += proc.evaluate(pending) if pending else []
+        return proc.serialize(results) if results else []
+
+    # ------------------------------------------------------------------ progress
+    def _commit(self, checkpoint: Checkpoint) -> None:
+        committed = checkpoint.commit()
+        if committed is None:
+            return
+        self._tp_positions.update(committed.next)
+        self.commits += 1
+
+    def _check_caught_up(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if now - self._caught[0] < 0.03:
+            return
+        caught = True
+        for (topic, p), pos in list(self._tp_positions.items()):
+            tp = TopicPartition(topic, p)
+            _lo, hi = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+            if pos < hi and consumer.position([tp])[0].offset < hi:
+                caught = False
+                break
+        self._caught = (now, caught)
+
+    @property
+    def positions(self) -> dict[int, int]:
+        return {p: o for (t, p), o in self._tp_positions.items() if t == self.source_topic}
+
+
+__all__ = ["IDLE_MS", "JoinQuery", "JoinRows", "make_operator"]
