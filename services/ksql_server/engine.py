@@ -55,6 +55,7 @@ from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import plan_select
+from services.ksql_server.pull_rules import check_pull_limit
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
@@ -967,6 +968,8 @@ class Engine:
         try:
             if pull and select.partition_by:
                 raise KsqlError("Pull queries don't support PARTITION BY clauses.")
+            if pull:
+                check_pull_limit(select, props)
             with self._lock:
                 plan = plan_select(select, self.metastore, persistent=False)
             if pull:
@@ -999,6 +1002,7 @@ class Engine:
             rows=runtime.rows(),
             is_pull=pull,
             properties=dict(properties or {}),
+            limit_reached=lambda: runtime.limit_reached,
         )
         push._runtime = runtime
         return push

@@ -7,7 +7,7 @@ means a new function or clause never touches the REST code, and the REST code ne
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,6 +99,8 @@ class PushQuery:
     """Rows as JSON-ready lists in column order; ends at LIMIT, for pull queries, or on close."""
     is_pull: bool = False
     properties: dict[str, Any] = field(default_factory=dict)
+    limit_reached: Callable[[], bool] = lambda: False
+    """Whether the rows ended because the query's LIMIT was reached (the runtime knows)."""
 
     @property
     def schema(self) -> str:

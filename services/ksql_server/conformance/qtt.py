@@ -37,6 +37,7 @@ from services.ksql_server.formats.registry import HEADER_SIZE, uses_registry
 from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ParseError
+from services.ksql_server.rest.streams import final_message
 
 WRAPPED_KEYS = ("PROTOBUF", "PROTOBUF_NOSR")
 """Key formats that keep a single key column in a message (QTT writes such keys as objects)."""
@@ -138,11 +139,43 @@ def collect_files(paths: Iterable[Path]) -> list[Path]:
 # ----------------------------------------------------------------------------- comparison
 
 
+class DecimalValue:
+    """A DECIMAL read from a sink, compared as ksqlDB's test runner compares it: with a
+    string expectation as BigDecimals (value and scale: "1.0" is not 1.00), with a number
+    expectation (JSON writes decimals as numbers) by value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Decimal) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DecimalValue):
+            return self.value == other.value
+        if isinstance(other, str):
+            try:
+                want = Decimal(other)
+            except ArithmeticError:
+                return False
+            return want == self.value and want.as_tuple().exponent == self.value.as_tuple().exponent
+        if isinstance(other, int | float) and not isinstance(other, bool):
+            return float(self.value) == float(other)
+        return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.value:f}"
+
+
 def normalize(value: Any) -> Any:
-    """JSON-ish value for comparison: numbers as float, field names upper-case."""
+    """JSON-ish value for comparison: numbers as float (a DECIMAL as `DecimalValue`), field
+    names upper-case."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
-    if isinstance(value, (int, float, Decimal)):
+    if isinstance(value, Decimal):
+        return DecimalValue(value)
+    if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, dict):
         return {str(k).upper(): normalize(v) for k, v in value.items()}
@@ -392,7 +425,7 @@ class Runner:
         finally:
             await query.close()
         if ended:
-            out.append({"finalMessage": "Query Completed" if query.is_pull else "Limit Reached"})
+            out.append({"finalMessage": final_message(query)})
         return out
 
     def _compare_responses(

@@ -124,7 +124,7 @@ def plan_select(
                 ref = A.ColumnRef(name)
                 items.append((name, ref, compiler.compile(ref)))
             continue
-        compiled = compiler.compile(item.expr)
+        compiled = compiler.compile_clause(item.expr, "SELECT")
         name = item.alias or natural_name(item.expr)
         if name is None:
             while f"KSQL_COL_{generated}" in used or any(
@@ -167,14 +167,7 @@ def plan_select(
 
     where = None
     if select.where is not None:
-        scope.clause = "WHERE"
-        where = compiler.compile(select.where)
-        scope.clause = "SELECT"
-        if where.type is not None and where.type.base != "BOOLEAN":
-            raise KsqlError(
-                f"Type error in WHERE expression: Should evaluate to boolean but is "
-                f"{expr_text(select.where)} ({where.type}) instead."
-            )
+        where = compiler.compile_clause(select.where, "WHERE")
 
     output: list[ColumnDef] = [(n, c.type or T.STRING) for n, _, c in items]
     key_idx: list[int] = []
