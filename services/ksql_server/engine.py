@@ -667,6 +667,7 @@ class Engine:
             persistent=True,
             sink_name=target.name,
             new_planner=_new_planner(props),
+            into_existing=True,
         )
         if plan.key_columns != target.key_columns or plan.value_columns != target.value_columns:
             raise KsqlError(

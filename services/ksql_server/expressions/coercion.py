@@ -161,6 +161,19 @@ def can_coerce(src: SqlType, dst: SqlType, lax: bool) -> SqlType | None:
     return None
 
 
+def can_implicitly_cast(src: SqlType, dst: SqlType) -> bool:
+    """ksqlDB's implicit cast into a sink column (INSERT INTO): a number to a number at least
+    as wide (a DECIMAL to one with room for its whole digits and scale), a string to a temporal
+    type or BYTES; other types only to themselves."""
+    if src == dst:
+        return True
+    if src.base == dst.base == "DECIMAL":
+        return src.scale <= dst.scale and src.precision - src.scale <= dst.precision - dst.scale
+    if src.is_numeric and dst.is_numeric:
+        return _NUMERIC_ORDER.index(src.base) <= _NUMERIC_ORDER.index(dst.base)
+    return src.base == "STRING" and dst.base in ("TIMESTAMP", "DATE", "TIME", "BYTES")
+
+
 def _struct_superset(
     src: SqlType, dst: SqlType, field_rule: Callable[[SqlType, SqlType], SqlType | None]
 ) -> SqlType | None:

@@ -473,6 +473,14 @@ class ExpressionCompiler:
             code = f"({self._coerce(res, rtype)} if ({c.code}) is True else {code})"
         return Compiled(code, rtype)
 
+    def implicit_cast(self, c: Compiled, target: SqlType) -> Compiled:
+        """`c` as a sink column of type `target` when ksqlDB casts it implicitly (INSERT INTO a
+        DECIMAL(5, 2) column from `SELECT 1`); unchanged otherwise, for the schema check to
+        refuse."""
+        if c.type is None or c.type == target or not C.can_implicitly_cast(c.type, target):
+            return c
+        return Compiled(self._coerce(c, target), target)
+
     def _coerce(self, c: Compiled, target: SqlType | None) -> str:
         if target is None or c.type is None or c.type == target:
             return c.code

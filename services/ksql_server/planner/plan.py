@@ -57,6 +57,25 @@ class QueryPlan:
         return [self.output[i] for i in self.value_indexes]
 
 
+def _implicit_sink_casts(
+    items: list[tuple[str, A.Expr, Compiled]],
+    select: A.Select,
+    metastore: MetaStore,
+    sink_name: str | None,
+    compiler: ExpressionCompiler,
+) -> list[tuple[str, A.Expr, Compiled]]:
+    """Into an existing sink, each select item takes its column's type where ksqlDB casts
+    implicitly (ksqlDB matches them by position, and leaves a `*` projection alone)."""
+    sink = metastore.get(sink_name) if sink_name else None
+    if sink is None or any(item.expr is None for item in select.items):
+        return items
+    types = [t for _, t in sink.columns]
+    return [
+        (n, e, compiler.implicit_cast(c, types[i]) if i < len(types) else c)
+        for i, (n, e, c) in enumerate(items)
+    ]
+
+
 def source_scope(source: DataSource, alias: str | None) -> Scope:
     """Row layout the runtime builds from a record: keys, values, then pseudo columns."""
     return Scope(source.columns + PSEUDO_COLUMNS, [source.name, alias or ""])
@@ -68,7 +87,10 @@ def plan_select(
     persistent: bool,
     sink_name: str | None = None,
     new_planner: bool = False,
+    into_existing: bool = False,
 ) -> QueryPlan:
+    """The plan of a SELECT; `into_existing`: INSERT INTO `sink_name`, whose column types the
+    projection takes where ksqlDB casts implicitly."""
     if select.unsupported:
         raise UnsupportedError(select.unsupported)
     source = metastore.get(select.source.name)
@@ -135,6 +157,8 @@ def plan_select(
             generated += 1
         explicit.add(len(items))
         items.append((name, item.expr, compiled))
+    if into_existing:
+        items = _implicit_sink_casts(items, select, metastore, sink_name, compiler)
     for name, _, _ in items:
         if name in used:
             raise KsqlError(
