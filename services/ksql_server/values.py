@@ -90,21 +90,12 @@ def to_string(value: Any, typ: SqlType | None) -> str | None:
     `toString()` does, since that is what ksqlDB calls on the collection (see `java_text`)."""
     if value is None:
         return None
-    base = typ.base if typ else ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return java_double(value)
     if isinstance(value, Decimal):
         return f"{value:f}"
-    if base == "TIMESTAMP":
-        return timestamp_str(value)
-    if base == "DATE":
-        return date_str(value)
-    if base == "TIME":
-        return time_str(value)
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
+    if typ is not None and typ.base == "TIMESTAMP" and not isinstance(value, bool):
+        return timestamp_str(value)
     return java_text(value, typ)
 
 
