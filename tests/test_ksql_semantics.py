@@ -466,3 +466,14 @@ def test_implicit_casts_into_a_sink() -> None:
     assert fn([row()], lambda *_: None)[0][1] == (Decimal("1.00"),)
     text = compiler.compile(parse_expression("S"))
     assert compiler.implicit_cast(text, T.INTEGER) is text
+
+
+def test_string_plus_struct_and_series_rules() -> None:
+    assert run("'prefix-' + S + '-postfix'", S="x") == ("prefix-x-postfix", T.STRING)
+    assert value("'a' + S") == "anull"  # Java's string concatenation
+    assert "Unsupported arithmetic types. STRING INTEGER" in error("S + 1")
+    assert "Duplicate field names found in STRUCT" in error("STRUCT(A := 1, A := 2)")
+    assert str(T.struct([])) == "STRUCT< >"
+    assert value("GENERATE_SERIES(4, 3)") == [4, 3]
+    assert value("GENERATE_SERIES(I, 3)", I=3) == [3]
+    assert value("GENERATE_SERIES(0, 6, 3)") == [0, 3, 6]

@@ -114,6 +114,7 @@ class ExpressionCompiler:
             "_D": Decimal,
             "_rowts": H.rowtime_string,
             "_nz": H.or_null,
+            "_jcat": H.java_concat,
         }
         self._n = 0
         self._heights: list[int] = []
@@ -233,6 +234,9 @@ class ExpressionCompiler:
         right = self.compile(e.right)
         if e.op in _CMP:
             return self._comparison(e.op, left, right, e)
+        if e.op == "+" and _is_string(left.type) and _is_string(right.type):
+            # ksqlDB's `+` of two strings is Java's concatenation: a null side reads "null"
+            return Compiled(f"_jcat({left.code}, {right.code})", T.STRING)
         if e.op == "||":
             return Compiled(
                 f"{self.const(_CONCAT)}({self._as_string(left)}, {self._as_string(right)})",
@@ -585,6 +589,10 @@ class ExpressionCompiler:
         return Compiled("{" + pairs + "}", T.map_of(kt, vt))
 
     def _StructCtor(self, e: A.StructCtor) -> Compiled:
+        names = [n for n, _ in e.fields]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise KsqlError(f"Duplicate field names found in STRUCT: '{dup}' and '{dup}'")
         parts = [(n, self.compile(v)) for n, v in e.fields]
         fields = [(n, c.type or T.STRING) for n, c in parts]
         code = (
@@ -664,6 +672,10 @@ def _unit_keyword(e: A.Call) -> tuple[A.Expr, ...]:
         if unit is not None:
             return (A.Literal(unit, T.STRING), *args[1:])
     return args
+
+
+def _is_string(t: SqlType | None) -> bool:
+    return t is not None and t.base == "STRING"
 
 
 def _sql(e: A.Expr) -> str:

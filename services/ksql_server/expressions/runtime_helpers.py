@@ -63,6 +63,11 @@ def or_null(thunk: Callable[[], Any]) -> Any:
         return None
 
 
+def java_concat(a: str | None, b: str | None) -> str:
+    """Java's `a + b` of two strings: a null reads as "null"."""
+    return ("null" if a is None else a) + ("null" if b is None else b)
+
+
 def and_all(*values: bool | None) -> bool | None:
     """SQL's three-valued AND over any number of operands (a chain of ANDs is one call)."""
     unknown = False
