@@ -477,3 +477,30 @@ def test_string_plus_struct_and_series_rules() -> None:
     assert value("GENERATE_SERIES(4, 3)") == [4, 3]
     assert value("GENERATE_SERIES(I, 3)", I=3) == [3]
     assert value("GENERATE_SERIES(0, 6, 3)") == [0, 3, 6]
+
+
+@pytest.mark.parametrize(
+    ("expr", "values", "expected", "typ"),
+    [
+        ("GREATEST(I, 5, NULL)", {"I": 3}, 5, T.INTEGER),
+        ("LEAST(I, I2)", {"I": 3, "I2": -1}, -1, T.INTEGER),
+        ("GREATEST(I, B, M, D)", {"I": 1, "B": 2, "D": 0.5}, 2.0, T.DOUBLE),
+        ("GREATEST(M, 1.123)", {"M": Decimal("1.50")}, Decimal("1.500"), T.decimal(5, 3)),
+        ("GREATEST(DT, '1970-01-05')", {"DT": 3}, 4, T.DATE),
+        ("LEAST(DT, NULL, '1970-01-05')", {}, 4, T.DATE),
+        ("GREATEST(TM, '09:16:00')", {"TM": 5}, 33_360_000, T.TIME),
+        ("LEAST(S, 'b')", {"S": "a"}, "a", T.STRING),
+    ],
+)
+def test_greatest_and_least_resolve_an_overload(
+    expr: str, values: dict[str, Any], expected: Any, typ: T.SqlType
+) -> None:
+    assert run(expr, **values) == (expected, typ)
+
+
+def test_greatest_and_least_resolution_errors() -> None:
+    ambiguous = "Function 'greatest' cannot be resolved due to ambiguous method parameters"
+    assert f"{ambiguous} (INTEGER, BIGINT)." in error("GREATEST(I, B)")
+    assert f"{ambiguous} (null, null)." in error("GREATEST(NULL, NULL)")
+    assert "Function 'least' does not accept parameters (STRING, INTEGER)." in error("LEAST(S, I)")
+    assert "Function 'least' does not accept parameters ()." in error("LEAST()")

@@ -519,6 +519,12 @@ class ExpressionCompiler:
         args = [self.compile(a) for a in _unit_keyword(e)]
         arg_types = [a.type for a in args]
         rtype = fn.check(arg_types)
+        if fn.params is not None:
+            targets = fn.params(arg_types)
+            args = [
+                Compiled(self._coerce(a, t), t or a.type)
+                for a, t in zip(args, targets, strict=True)
+            ]
         codes = [
             self.or_null(a.code, x) if isinstance(x, A.Call | A.Dereference) else a.code
             for a, x in zip(args, _unit_keyword(e), strict=True)
