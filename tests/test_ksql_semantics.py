@@ -504,3 +504,12 @@ def test_greatest_and_least_resolution_errors() -> None:
     assert f"{ambiguous} (null, null)." in error("GREATEST(NULL, NULL)")
     assert "Function 'least' does not accept parameters (STRING, INTEGER)." in error("LEAST(S, I)")
     assert "Function 'least' does not accept parameters ()." in error("LEAST()")
+
+
+def test_functions_do_not_cast_strings_to_numbers() -> None:
+    assert "Function 'geo_distance' does not accept parameters" in error(
+        "GEO_DISTANCE(D, D, 'foo', 0)"
+    )
+    assert value("GEO_DISTANCE(0, 0, 0, 0, 'km')") == 0.0
+    assert "Function 'sqrt' does not accept parameters (STRING)." in error("SQRT(S)")
+    assert value("SQRT(I)", I=4) == 2.0

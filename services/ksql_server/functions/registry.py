@@ -70,6 +70,23 @@ def _const(t: SqlType) -> Returns:
 const = _const
 
 
+def numeric_args(name: str, ret: SqlType, strings_from: int | None = None) -> Returns:
+    """`ret`, for arguments that are numbers (from `strings_from` on: strings): ksqlDB never
+    casts a STRING to a number for a function (`GEO_DISTANCE(lat, lon, 'foo', 0)` is refused
+    with `Function '<name>' does not accept parameters (…)`)."""
+
+    def check(args: Sequence[SqlType | None]) -> SqlType:
+        for i, a in enumerate(args):
+            want_string = strings_from is not None and i >= strings_from
+            ok = a is None or (a.base == "STRING" if want_string else a.is_numeric)
+            if not ok:
+                shown = ", ".join(str(t) if t else "null" for t in args)
+                raise KsqlError(f"Function '{name}' does not accept parameters ({shown}).")
+        return ret
+
+    return check
+
+
 def _first(args: Sequence[SqlType | None]) -> SqlType:
     for a in args:
         if a is not None:
@@ -405,7 +422,7 @@ def ceil(x: Any) -> Any:
 FUNCTIONS["CEILING"] = Function("CEILING", ceil, _floor_ceil_ret, 1, 1)
 
 
-@_register("SQRT", 1, 1, _const(T.DOUBLE))
+@_register("SQRT", 1, 1, numeric_args("sqrt", T.DOUBLE))
 def sqrt(x: Any) -> float | None:
     if x is None:
         return None
@@ -420,12 +437,12 @@ def sign(x: Any) -> int | None:
     return 1 if x > 0 else (-1 if x < 0 else 0)
 
 
-@_register("EXP", 1, 1, _const(T.DOUBLE))
+@_register("EXP", 1, 1, numeric_args("exp", T.DOUBLE))
 def exp(x: Any) -> float | None:
     return None if x is None else math.exp(float(x))
 
 
-@_register("LN", 1, 1, _const(T.DOUBLE))
+@_register("LN", 1, 1, numeric_args("ln", T.DOUBLE))
 def ln(x: Any) -> float | None:
     if x is None:
         return None
@@ -433,7 +450,7 @@ def ln(x: Any) -> float | None:
     return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
 
 
-@_register("POWER", 2, 2, _const(T.DOUBLE))
+@_register("POWER", 2, 2, numeric_args("power", T.DOUBLE))
 def power(x: Any, y: Any) -> float | None:
     if x is None or y is None:
         return None
