@@ -11,7 +11,8 @@ Layers, lowest first (docs/errors.md and the README's layout section say the sam
 3. `services.model_registry` — the one place the trainer and the scorer share;
 4. every other service (broker, schema registry, KSQL server, producer, trainer, scorer, alerts);
 5. `services.stack`, `services.pipeline`, `services.console`, `services.cli`,
-   `services.bench_cli` — the top (the console shows every service: KSQL, registry, scorer).
+   `services.bench_cli`, `services.ksql_conformance` — the top (the console shows every service:
+   KSQL, registry, scorer; the conformance harness drives the KSQL server's engine).
 
 A module may import from its own layer or a lower one, never a higher one. Cycles are checked
 between units: a package whose modules all sit in one directory is one unit; a module that sits
@@ -35,7 +36,7 @@ LAYER_1 = {
     "services.ksql_server.values",
     "services.ksql_server.errors",
 }
-TOP = {"stack", "pipeline", "console", "cli", "bench_cli"}
+TOP = {"stack", "pipeline", "console", "cli", "bench_cli", "ksql_conformance"}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -159,7 +160,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_parser_sees_imports() -> None:
     assert "services.common.errors" in EDGES["services.cli"]
-    assert "services.ksql_server.types" in EDGES["services.ksql_server.formats.serdes"]
+    assert "services.ksql_server.types" in EDGES["services.ksql_server.formats.base"]
     assert layer("services.ksql_server.formats.avro") == 2 and layer("services.cli") == 5
 
 
@@ -192,6 +193,26 @@ def test_services_do_not_import_each_other() -> None:
         if layer(module) == layer(target) == 4 and module.split(".")[1] != target.split(".")[1]
     ]
     assert not crossing, "\n".join(crossing)
+
+
+def test_the_ksql_server_keeps_its_compiler_layers_apart() -> None:
+    """A statement travels parse → plan → compile → run (docs/ksql-engine.md): the expression
+    compiler and the DDL rules do not reach up into the planner's or the runtime's code, and the
+    server never imports its conformance harness (a test tool that drives it from above)."""
+    rules = {
+        "services.ksql_server.expressions": ("services.ksql_server.planner",),
+        "services.ksql_server.ddl": ("services.ksql_server.runtime",),
+        "services.ksql_server": ("services.ksql_conformance",),
+    }
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in sorted(EDGES.items())
+        for prefix, banned in rules.items()
+        if module == prefix or module.startswith(prefix + ".")
+        for target in sorted(targets)
+        if any(target == b or target.startswith(b + ".") for b in banned)
+    ]
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ksql_server.conformance.qtt import (
+from services.ksql_conformance.qtt import (
     Case,
     Runner,
     load_cases,

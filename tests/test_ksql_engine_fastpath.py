@@ -19,13 +19,13 @@ from services.common.errors import RecordRejected
 from services.ksql_server import types as T
 from services.ksql_server.formats import make_deserializer
 from services.ksql_server.formats.avro import sink_schema
+from services.ksql_server.formats.base import SerdeError, deserialize_batch
 from services.ksql_server.formats.columnar import (
     columns_from_rows,
     delimited_columns_decoder,
     encode_avro,
 )
 from services.ksql_server.formats.info import FormatInfo
-from services.ksql_server.formats.serdes import SerdeError, deserialize_batch
 from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser.parser import parse
 from services.ksql_server.planner.plan import plan_select

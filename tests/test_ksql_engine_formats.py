@@ -14,8 +14,8 @@ from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats import make_deserializer, make_serializer, validate_format
 from services.ksql_server.formats.avro import _fast_encoder, sink_schema, sql_type_of
+from services.ksql_server.formats.base import SerdeError, deserialize_batch
 from services.ksql_server.formats.info import FormatInfo
-from services.ksql_server.formats.serdes import SerdeError, deserialize_batch
 
 COLS = [("ID", T.BIGINT), ("NAME", T.STRING), ("AMOUNT", T.DOUBLE), ("CLASS", T.STRING)]
 

@@ -101,11 +101,30 @@ def test_describe_both_forms_and_explain() -> None:
         parse("EXPLAIN;")
 
 
-def test_unsupported_clauses_are_flagged_not_syntax_errors() -> None:
-    stmt = parse("SELECT k, COUNT(*) FROM s GROUP BY k EMIT CHANGES;")
-    assert isinstance(stmt, A.Query) and stmt.select.unsupported == "GROUP BY"
-    join = parse("SELECT * FROM a JOIN b WITHIN 1 SECOND ON a.k = b.k EMIT CHANGES;")
-    assert isinstance(join, A.Query) and join.select.unsupported == "JOIN"
+def test_stateful_clauses_parse_into_the_tree() -> None:
+    stmt = parse("SELECT k, COUNT(*) FROM s GROUP BY k HAVING COUNT(*) > 1 EMIT CHANGES;")
+    assert isinstance(stmt, A.Query)
+    assert stmt.select.group_by == [A.ColumnRef("K")] and stmt.select.having is not None
+    join = parse("SELECT * FROM a LEFT OUTER JOIN b WITHIN 1 SECOND ON a.k = b.k EMIT CHANGES;")
+    assert isinstance(join, A.Query)
+    (clause,) = join.select.joins
+    assert (clause.kind, clause.relation.name, clause.within_ms) == ("LEFT", "B", (1000, 1000))
+
+
+def test_window_clauses_read_ksqldb_units() -> None:
+    stmt = parse(
+        "SELECT k, COUNT(*) FROM s WINDOW HOPPING (SIZE 1 HOUR, ADVANCE BY 10 MINUTES, "
+        "RETENTION 2 DAYS, GRACE PERIOD 1 SECOND) GROUP BY (k, j) EMIT FINAL;"
+    )
+    assert isinstance(stmt, A.Query)
+    assert stmt.select.window == A.WindowSpec("HOPPING", 3_600_000, 600_000, 172_800_000, 1000)
+    assert len(stmt.select.group_by) == 2 and stmt.select.emit_final
+    session = parse("SELECT k, COUNT(*) FROM s WINDOW SESSION (30 SECONDS) GROUP BY k;")
+    assert isinstance(session, A.Query) and session.select.window == A.WindowSpec("SESSION", 30_000)
+    with pytest.raises(ParseError):
+        parse("SELECT k FROM s WINDOW HOPPING (SIZE 1 HOUR) GROUP BY k;")
+    with pytest.raises(ParseError):
+        parse("SELECT k FROM s WINDOW TUMBLING (SIZE 1 FORTNIGHT) GROUP BY k;")
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.common.schemas.protobuf import parse
+from services.ksql_conformance.schemas import CaseSchemas
 from services.ksql_server import types as T
-from services.ksql_server.conformance.schemas import CaseSchemas
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats import (
     json_sr,
@@ -22,9 +22,9 @@ from services.ksql_server.formats import (
     protobuf,
     validate_format,
 )
+from services.ksql_server.formats.base import SerdeError
 from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.registry import Registered
-from services.ksql_server.formats.serdes import SerdeError
 from services.ksql_server.types import ColumnDef, SqlType
 from services.producer import formats as producer_formats
 

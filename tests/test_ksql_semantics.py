@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.ksql_conformance.qtt import matches, normalize
 from services.ksql_server import pull_rules
 from services.ksql_server import types as T
-from services.ksql_server.conformance.qtt import matches, normalize
 from services.ksql_server.errors import KsqlError, UnresolvedError
 from services.ksql_server.expressions import ExpressionCompiler, Scope, build_batch_function
 from services.ksql_server.expressions import coercion as C

@@ -1,4 +1,4 @@
-"""`fraudstream ksql serve|apply|query` (and `conformance`, from the engine's package)."""
+"""`fraudstream ksql serve|apply|query` (and `conformance`, from `services.ksql_conformance`)."""
 
 from __future__ import annotations
 
@@ -142,9 +142,9 @@ def register(app: typer.Typer) -> None:
     import importlib
 
     try:
-        conformance_cli = importlib.import_module("services.ksql_server.conformance.cli")
+        conformance_cli = importlib.import_module("services.ksql_conformance.cli")
     except ModuleNotFoundError as exc:
-        if exc.name != "services.ksql_server.conformance.cli":
+        if exc.name != "services.ksql_conformance.cli":
             raise
     else:
         conformance_cli.register(ksql_app)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,24 @@ from services.ksql_server.runtime.kafka_context import KafkaContext
 LOG = logging.getLogger("fraudstream.ksql.commands")
 
 WRITE_TIMEOUT_S = 30.0
+
+
+def normalize_properties(props: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`ksql.streams.auto.offset.reset` and `auto.offset.reset` mean the same here."""
+    out: dict[str, Any] = {}
+    for k, v in (props or {}).items():
+        key = k[len("ksql.streams.") :] if k.startswith("ksql.streams.") else k
+        out[key] = v
+    return out
+
+
+def command_props(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Session properties as the command topic keeps them (ksqlDB's `ksql.streams.` names)."""
+    return {
+        f"ksql.streams.{k}" if not k.startswith("ksql.") else k: v
+        for k, v in props.items()
+        if v is not None
+    }
 
 
 class CommandWriteError(KsqlServiceError):

@@ -1,9 +1,9 @@
 """The KSQL engine behind the REST layer: statements in, ksqlDB entities and rows out.
 
-`Engine` implements `engine_api.KsqlEngine`. A statement goes parser → planner → runtime; the
-metastore holds streams, `runtime/` runs queries, and successful DDL/DML statements are kept in
-the command topic and replayed on start (deterministic query ids = same consumer groups, so
-queries resume from their committed offsets).
+`Engine` implements `engine_api.KsqlEngine` and only dispatches: a statement goes parser →
+`ddl`/planner → runtime (`rows` writes INSERTs, `transient` holds push queries); `show`,
+`describe`, `explain` build the answers. DDL/DML statements are kept in the command topic and
+replayed on start (same query ids, so queries resume from their committed offsets).
 
 A statement that changes state is validated first (`_prepare`), then written to the command
 topic, and only then applied with the sequence number the topic gave it: the order ksqlDB's
@@ -21,95 +21,50 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from services.common.settings import get_settings
+from services.ksql_server import ddl
 from services.ksql_server import describe as D
 from services.ksql_server import entities as E
 from services.ksql_server import explain as X
-from services.ksql_server import types as T
-from services.ksql_server.commands import CommandTopic, CommandWriteError
+from services.ksql_server import show as S
+from services.ksql_server.commands import (
+    CommandTopic,
+    CommandWriteError,
+    command_props,
+    normalize_properties,
+)
 from services.ksql_server.engine_api import (
-    ERROR_MAX_PUSH_QUERIES_EXCEEDED,
     KsqlStatementError,
     PushQuery,
     as_statement_error,
 )
 from services.ksql_server.errors import KsqlError, UnsupportedError, clip
-from services.ksql_server.expressions import ExpressionCompiler, Scope
-from services.ksql_server.expressions.runtime_helpers import cast_value
-from services.ksql_server.formats import make_serializer, validate_format
 from services.ksql_server.formats.factory import infer_columns
 from services.ksql_server.formats.info import FormatInfo
-from services.ksql_server.formats.registry import (
-    INFERRING_FORMATS,
-    schema_properties,
-    uses_registry,
-)
+from services.ksql_server.formats.registry import INFERRING_FORMATS, uses_registry
 from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ParseError, parse, split_statements
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
-from services.ksql_server.planner.plan import plan_select
+from services.ksql_server.planner.plan import check_pull_columns, plan_select
 from services.ksql_server.pull_rules import check_pull_limit
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
+from services.ksql_server.runtime.rows import json_row, values_row, write_row
+from services.ksql_server.runtime.transient import TransientQueries, max_push_queries
 from services.ksql_server.types import ColumnDef
 
 LOG = logging.getLogger("fraudstream.ksql.engine")
 
 DEFAULT_SERVICE_ID = "default_"
 VERSION = "0.29.0"
-
-SOURCE_PROPS = {
-    "KAFKA_TOPIC",
-    "VALUE_FORMAT",
-    "KEY_FORMAT",
-    "FORMAT",
-    "PARTITIONS",
-    "REPLICAS",
-    "VALUE_DELIMITER",
-    "KEY_DELIMITER",
-    "TIMESTAMP",
-    "TIMESTAMP_FORMAT",
-    "WRAP_SINGLE_VALUE",
-    "VALUE_AVRO_SCHEMA_FULL_NAME",
-    "KEY_SCHEMA_ID",
-    "VALUE_SCHEMA_ID",
-    "WINDOW_TYPE",
-    "WINDOW_SIZE",
-    "RETENTION_MS",
-    "KEY_SCHEMA_FULL_NAME",
-    "VALUE_SCHEMA_FULL_NAME",
-    "KEY_PROTOBUF_NULLABLE_REPRESENTATION",
-    "VALUE_PROTOBUF_NULLABLE_REPRESENTATION",
-}
-UNSUPPORTED_PROPS = {
-    "WINDOW_TYPE",
-    "WINDOW_SIZE",
-}
-RESERVED_COLUMNS = {"ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"}
-
-
-def normalize_properties(props: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`ksql.streams.auto.offset.reset` and `auto.offset.reset` mean the same here."""
-    out: dict[str, Any] = {}
-    for k, v in (props or {}).items():
-        key = k[len("ksql.streams.") :] if k.startswith("ksql.streams.") else k
-        out[key] = v
-    return out
-
-
-MAX_PUSH_QUERIES_PROPERTY = "ksql.max.push.queries"
-DEFAULT_MAX_PUSH_QUERIES = 100
-MAX_PUSH_QUERIES_MESSAGE = "Maximum number of push queries exceeded"
-CLOSE_WAIT_S = 1.0
-"""How long closing a push query waits for its thread to end (it checks every 0.1 s)."""
 
 
 @dataclass
@@ -119,32 +74,6 @@ class _Prepared:
 
     command_id: str
     apply: Callable[[int], dict[str, Any]]
-
-
-class _RunningPush(PushQuery):
-    """A PushQuery bound to its runtime: `close()` stops the consumer thread, awaits its end."""
-
-    _runtime: TransientQuery | None = None
-
-    async def close(self) -> None:
-        if self._runtime is not None:
-            self._runtime.stop()
-            if not await self._runtime.wait_closed(CLOSE_WAIT_S):
-                LOG.warning(
-                    "push query %s still running %.1f s after close", self.query_id, CLOSE_WAIT_S
-                )
-
-
-def _max_push_queries(properties: dict[str, Any]) -> int:
-    """`ksql.max.push.queries`: a server property, so taken out of those every query inherits."""
-    raw = properties.pop(MAX_PUSH_QUERIES_PROPERTY, DEFAULT_MAX_PUSH_QUERIES)
-    try:
-        value = int(raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{MAX_PUSH_QUERIES_PROPERTY} must be an integer, not {raw!r}") from exc
-    if value < 0:
-        raise ValueError(f"{MAX_PUSH_QUERIES_PROPERTY} must not be negative")
-    return value
 
 
 class Engine:
@@ -172,16 +101,14 @@ class Engine:
             "processing.guarantee": "at_least_once",
         }
         self.properties.update(normalize_properties(properties))
-        self.max_push_queries = _max_push_queries(self.properties)
+        self.transient = TransientQueries(max_push_queries(self.properties))
         """Transient (push, and pull over a stream) queries running at once; more get 40003."""
-        self._transient_lock = threading.Lock()
         self.auto_create_source_topics = auto_create_source_topics
         self.ctx = KafkaContext(
             self.bootstrap_servers, self.schema_registry_url, topic_prefix, fast
         )
         self.metastore = MetaStore()
         self.queries: dict[str, PersistentQuery] = {}
-        self._transient: dict[str, TransientQuery] = {}
         self._lock = threading.RLock()
         self._seq = 0
         self.plog_topic = f"{self.service_id}ksql_processing_log"
@@ -213,44 +140,29 @@ class Engine:
         if commands:
             LOG.info("replayed %d commands, %d queries running", len(commands), len(self.queries))
 
-    _health: tuple[float, bool] = (0.0, False)
-
     def healthy(self) -> bool:
         """The broker answers (checked at most every 2 s; backs /healthcheck)."""
-        checked_at, ok = self._health
-        if time.monotonic() - checked_at > 2.0:
-            try:
-                self.ctx.admin.list_topics(timeout=2)
-                ok = True
-            except Exception:
-                ok = False
-            self._health = (time.monotonic(), ok)
-        return ok
+        return self.ctx.healthy()
 
     @property
     def kafka_cluster_id(self) -> str | None:
         """The Kafka cluster id reported by /info."""
-        try:
-            return str(self.ctx.admin.list_topics(timeout=5).cluster_id)
-        except Exception:
-            return None
+        return self.ctx.cluster_id()
 
     def stop_transient_queries(self) -> None:
         """Tell every push query to end (shutdown): their threads end, their streams finish."""
-        for tq in list(self._transient.values()):
-            tq.stop()
+        self.transient.stop_all()
 
     def transient_query_ids(self) -> list[str]:
         """Push (and stream pull) queries whose thread is still running."""
-        return list(self._transient)
+        return self.transient.ids()
 
     def close(self) -> None:
         self.stop_transient_queries()
         with self._lock:
             for q in list(self.queries.values()):
                 q.stop()
-            for tq in list(self._transient.values()):
-                tq.join(CLOSE_WAIT_S)
+            self.transient.join_all()
             self.ctx.close()
 
     def _plog_produce(self, topic: str, value: bytes) -> None:
@@ -360,23 +272,9 @@ class Engine:
         not durably there); returns its sequence number."""
         seq = self._seq
         if self._commands is not None:
-            seq = self._commands.append(command_id, text, _command_props(props))
+            seq = self._commands.append(command_id, text, command_props(props))
         self._seq = seq + 1
         return seq
-
-    def _already_exists(self, stmt: A.CreateSource, text: str, command_id: str) -> dict[str, Any]:
-        """CREATE of a name that exists: a no-op status with IF NOT EXISTS, else an error."""
-        if stmt.if_not_exists:
-            return E.current_status(
-                text,
-                command_id,
-                f"Cannot add stream '{stmt.name}': A stream with the same name already exists",
-                self._seq,
-            )
-        kind = stmt.kind.lower()
-        raise KsqlError(
-            f"Cannot add {kind} '{stmt.name}': A {kind} with the same name already exists"
-        )
 
     # ------------------------------------------------------------------ CREATE STREAM
     def _create_source(
@@ -388,33 +286,18 @@ class Engine:
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
         if existing is not None and not stmt.or_replace:
-            return self._already_exists(stmt, text, command_id)
-        source = self._build_source(stmt, text, props)
+            return ddl.already_exists(stmt, text, command_id, self._seq)
+        source = ddl.build_source(stmt, text, props, self._infer_columns)
         topic = self.ctx.physical(source.topic)
         partitions = self.ctx.topic_partitions(topic)
+        wanted = stmt.props.get("PARTITIONS")
         if partitions is None:
-            wanted = stmt.props.get("PARTITIONS")
             if wanted is None and not (self.auto_create_source_topics or replay):
-                raise KsqlError(
-                    f"Topic '{source.topic}' does not exist. If you want to create a new topic for "
-                    f"the {kind.lower()} please re-run the statement providing the required "
-                    "'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). "
-                    f"For example: CREATE {kind} {stmt.name} (ID INT) WITH (KAFKA_TOPIC="
-                    f"'{source.topic}', PARTITIONS=2, REPLICAS=1, FORMAT='JSON');"
-                )
+                raise ddl.missing_topic(stmt, source.topic)
             partitions = int(wanted or 1)
             self.ctx.ensure_topic(topic, partitions, 1)
-        elif (
-            not replay
-            and stmt.props.get("PARTITIONS") is not None
-            and int(stmt.props["PARTITIONS"]) != partitions
-        ):
-            raise KsqlError(
-                f"A Kafka topic with the name '{source.topic}' already exists, with different "
-                "partition/replica configuration than required. KSQL expects "
-                f"{stmt.props['PARTITIONS']} "
-                f"partitions (topic has {partitions}), 1 replication factor (topic has 1)."
-            )
+        elif not replay and wanted is not None and int(wanted) != partitions:
+            raise ddl.partitions_differ(source.topic, wanted, partitions)
         source.partitions = partitions
 
         def apply(seq: int) -> dict[str, Any]:
@@ -423,128 +306,13 @@ class Engine:
 
         return _Prepared(command_id, apply)
 
-    def _infer_value_columns(self, fmt: str, wp: dict[str, Any], topic: str) -> list[ColumnDef]:
-        """Value columns from the registry (a CREATE without value columns)."""
-        info = _format_info(fmt, wp, "VALUE")
-        return infer_columns(info, self.ctx.registry, topic, False, wp) or []
-
-    def _build_source(
-        self, stmt: A.CreateSource, text: str, props: Mapping[str, Any]
-    ) -> DataSource:
-        wp = dict(stmt.props)
-        _check_props(wp)
-        _apply_defaults(wp, props)
-        if "KAFKA_TOPIC" not in wp:
-            raise KsqlError('Missing required property "KAFKA_TOPIC" which has no default value.')
-        key_fmt, value_fmt = _formats(wp, None)
-        if value_fmt is None:
-            raise KsqlError(
-                "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either "
-                "provide one or set a default via the 'ksql.persistence.default.format.value' "
-                "config."
-            )
-        key_fmt = key_fmt or "KAFKA"
-        _format_info(key_fmt, wp, "KEY")
-        _format_info(value_fmt.name, wp, "VALUE")
-        columns = stmt.columns
-        physical = self.ctx.physical(str(wp["KAFKA_TOPIC"]))
-        if columns is None or not columns:
-            if value_fmt.name not in INFERRING_FORMATS or columns is not None:
-                if value_fmt.name not in INFERRING_FORMATS:  # VALUE_SCHEMA_ID's error first
-                    infer_columns(_format_info(value_fmt.name, wp, "VALUE"), None, physical, False)
-                raise KsqlError("No columns supplied.")
-            value_cols = self._infer_value_columns(value_fmt.name, wp, physical)
-            if value_cols and value_cols[0][0] == "ROWVAL" and len(value_cols) == 1:
-                wp["_WRAP_DEFAULT"] = False
-            key_cols: list[ColumnDef] = []
-        else:
-            key_cols = [(c.name, c.type) for c in columns if c.key]
-            value_cols = [(c.name, c.type) for c in columns if not c.key and not c.headers]
-            if any(c.headers for c in columns):
-                raise UnsupportedError("HEADER columns")
-            for which, declared in (("KEY", key_cols), ("VALUE", value_cols)):
-                if declared and f"{which}_SCHEMA_ID" in wp:
-                    raise KsqlError(
-                        f"Table elements and {which}_SCHEMA_ID cannot both exist for create "
-                        "statement."
-                    )
-            if not value_cols and value_fmt.name in INFERRING_FORMATS:
-                # only key columns declared: the value columns come from the registry
-                value_cols = self._infer_value_columns(value_fmt.name, wp, physical)
-            if stmt.kind == "STREAM" and any(c.primary for c in columns):
-                raise KsqlError(
-                    f"Line: 1, Col: {next(c.pos for c in columns if c.primary) + 1}: "
-                    "Column `"
-                    + next(c.name for c in columns if c.primary)
-                    + "` is a 'PRIMARY KEY' "
-                    "column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are "
-                    "unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL "
-                    "constraints."
-                )
-            seen: set[str] = set()
-            for c in columns:
-                if c.name in RESERVED_COLUMNS:
-                    raise KsqlError(
-                        f"'{c.name}' is a reserved column name. You cannot use it as a name for a "
-                        "column."
-                        if c.name in ("ROWTIME", "ROWPARTITION", "ROWOFFSET")
-                        else f"'{c.name}' is a reserved column name."
-                    )
-                if c.name in seen:
-                    raise KsqlError(f"Duplicate column names: {c.name}")
-                seen.add(c.name)
-        if not key_cols:
-            key_registry = self.ctx.registry if key_fmt in INFERRING_FORMATS else None
-            key_fmt_info = _format_info(key_fmt, wp, "KEY")
-            key_cols = infer_columns(key_fmt_info, key_registry, physical, True, wp) or []
-        key_format = _format_info(key_fmt, wp, "KEY")
-        value_format = _format_info(value_fmt.name, wp, "VALUE")
-        if not key_cols:
-            key_format = (
-                FormatInfo("NONE") if "KEY_FORMAT" not in wp and "FORMAT" not in wp else key_format
-            )
-        _check_wrapping(value_format, value_cols, wp)
-        validate_format(key_format, key_cols, True) if key_cols else None
-        validate_format(value_format, value_cols, False)
-        if key_format.name == "NONE" and key_cols:
-            raise KsqlError("Key format NONE does not support key columns")
-        ts_col = None
-        if "TIMESTAMP" in wp:
-            ts_col = (
-                str(wp["TIMESTAMP"]).upper()
-                if not str(wp["TIMESTAMP"]).startswith("`")
-                else str(wp["TIMESTAMP"]).strip("`")
-            )
-            typ = dict(key_cols + value_cols).get(ts_col)
-            if typ is None:
-                raise KsqlError(
-                    f"The TIMESTAMP column set in the WITH clause does not exist in the schema: "
-                    f"'{ts_col}'"
-                )
-            if typ.base not in ("BIGINT", "TIMESTAMP", "STRING"):
-                raise KsqlError(
-                    f"Timestamp column, `{ts_col}`, should be LONG(INT64), TIMESTAMP, or a "
-                    "String with a timestamp_format specified."
-                )
-            if typ.base == "STRING" and "TIMESTAMP_FORMAT" not in wp:
-                raise KsqlError(
-                    "A String timestamp field has been specified without also specifying the "
-                    "TIMESTAMP_FORMAT property."
-                )
-        return DataSource(
-            name=stmt.name,
-            kind=stmt.kind,
-            topic=str(wp["KAFKA_TOPIC"]),
-            key_columns=key_cols,
-            value_columns=value_cols,
-            key_format=key_format,
-            value_format=value_format,
-            sql=text,
-            timestamp_column=ts_col,
-            timestamp_format=wp.get("TIMESTAMP_FORMAT"),
-            replicas=int(wp.get("REPLICAS", 1)),
-            is_source=stmt.source_only,
-        )
+    def _infer_columns(
+        self, fmt: FormatInfo, topic: str, is_key: bool, wp: MutableMapping[str, Any]
+    ) -> list[ColumnDef] | None:
+        """The columns of the schema registered for `topic` (the DDL rules' `ColumnInference`);
+        the registry is asked only for a format that can infer."""
+        registry = self.ctx.registry if fmt.name in INFERRING_FORMATS else None
+        return infer_columns(fmt, registry, self.ctx.physical(topic), is_key, wp)
 
     # ------------------------------------------------------------------ CSAS / INSERT INTO
     def _create_as_select(
@@ -557,13 +325,13 @@ class Engine:
         existing = self.metastore.get(stmt.name)
         command_id = f"{kind.lower()}/`{stmt.name}`/create"
         if existing is not None and not stmt.or_replace:
-            return self._already_exists(stmt, text, command_id)
+            return ddl.already_exists(stmt, text, command_id, self._seq)
         if stmt.query.emit_changes is False and stmt.query.limit is not None:
             raise KsqlError("CREATE STREAM AS SELECT statements don't support LIMIT clause.")
         wp = dict(stmt.props)
-        _check_props(wp)
+        ddl.check_props(wp)
         if "TIMESTAMP" in wp:
-            _check_sink_timestamp(
+            ddl.check_sink_timestamp(
                 wp, plan_select(stmt.query, self.metastore, persistent=False).output
             )
         plan = plan_select(
@@ -571,60 +339,10 @@ class Engine:
             self.metastore,
             persistent=True,
             sink_name=stmt.name,
-            new_planner=_new_planner(props),
+            new_planner=ddl.new_planner(props),
         )
-        source = plan.source
-        key_name, value_info = _formats(wp, source)
-        assert value_info is not None
-        key_name = key_name or source.key_format.name
-        if key_name == "NONE" and plan.key_columns:
-            key_name = "KAFKA"
-        if not plan.key_columns:
-            if "KEY_FORMAT" in wp and plan.keyless_partition:
-                raise KsqlError("Key format specified for stream without key columns.")
-            if "KEY_FORMAT" not in wp and "FORMAT" not in wp:
-                key_name = "NONE"
-        key_format = _format_info(key_name, wp, "KEY")
-        if "KEY_DELIMITER" not in wp and key_name == source.key_format.name == "DELIMITED":
-            key_format.delimiter = source.key_format.delimiter
-        value_format = _format_info(value_info.name, wp, "VALUE")
-        if (
-            "VALUE_DELIMITER" not in wp
-            and value_info.name == source.value_format.name == "DELIMITED"
-        ):
-            value_format.delimiter = source.value_format.delimiter
-        if "WRAP_SINGLE_VALUE" not in wp:
-            value_format.wrap_single = _default_wrap(props)
-        _check_wrapping(value_format, plan.value_columns, wp)
-        if plan.key_columns:
-            validate_format(key_format, plan.key_columns, True)
-        validate_format(value_format, plan.value_columns, False)
-        ts_col = None
-        if "TIMESTAMP" in wp:
-            ts_col = str(wp["TIMESTAMP"]).upper()
-            names = dict(plan.output)
-            if ts_col not in names:
-                raise KsqlError(
-                    f"The TIMESTAMP column set in the WITH clause does not exist in the schema: "
-                    f"'{ts_col}'"
-                )
-        sink = DataSource(
-            name=stmt.name,
-            kind=kind,
-            topic=str(
-                wp.get("KAFKA_TOPIC")
-                or (props.get("ksql.output.topic.name.prefix") or "") + stmt.name
-            ),
-            key_columns=plan.key_columns,
-            value_columns=plan.value_columns,
-            key_format=key_format,
-            value_format=value_format,
-            sql=text,
-            timestamp_column=ts_col,
-            timestamp_format=wp.get("TIMESTAMP_FORMAT"),
-            replicas=int(wp.get("REPLICAS", 1)),
-        )
-        src_partitions = self.ctx.topic_partitions(self.ctx.physical(source.topic)) or 1
+        sink = ddl.build_sink(stmt, plan, text, props)
+        src_partitions = self.ctx.topic_partitions(self.ctx.physical(plan.source.topic)) or 1
         sink.partitions = int(wp.get("PARTITIONS", src_partitions))
         # before the write, as ksqlDB's topic injector does: a query needs its sink
         self.ctx.ensure_topic(self.ctx.physical(sink.topic), sink.partitions, 1)
@@ -666,15 +384,10 @@ class Engine:
             self.metastore,
             persistent=True,
             sink_name=target.name,
-            new_planner=_new_planner(props),
+            new_planner=ddl.new_planner(props),
             into_existing=True,
         )
-        if plan.key_columns != target.key_columns or plan.value_columns != target.value_columns:
-            raise KsqlError(
-                "Incompatible schema between results and sink.\n"
-                f"Result schema is {_schema_text(plan.key_columns, plan.value_columns)}\n"
-                f"Sink schema is {_schema_text(target.key_columns, target.value_columns)}"
-            )
+        ddl.check_insert_schema(plan, target)
         command_id = f"stream/`{target.name}`/create"
 
         def apply(seq: int) -> dict[str, Any]:
@@ -693,69 +406,8 @@ class Engine:
             raise KsqlError(f"Cannot insert values into an unknown stream/table: {stmt.target}")
         if target.kind == "TABLE":
             raise UnsupportedError("INSERT VALUES into tables")
-        names = stmt.columns or [n for n, _ in target.columns]
-        for name in names:
-            if name in ("ROWPARTITION", "ROWOFFSET"):
-                raise KsqlError(f"Inserting into column `{name}` is not allowed.")
-        for expr in stmt.values:
-            if isinstance(expr, A.ColumnRef) and expr.source is not None:
-                raise KsqlError(
-                    f"Failed to prepare statement: '{expr.source}' is not a valid stream/table "
-                    "name or alias."
-                )
-        if stmt.columns is not None and len(names) != len(stmt.values):
-            raise KsqlError(
-                "Failed to prepare statement: Expected number columns and values to match: "
-                f"{len(names)}, {len(stmt.values)}"
-            )
-        if len(names) != len(stmt.values):
-            raise KsqlError(
-                f"Expected a value for each column. Expected Columns: {names}. "
-                f"Got {[_value_text(v) for v in stmt.values]}"
-            )
-        types = dict([*target.columns, ("ROWTIME", T.BIGINT)])
-        compiler = ExpressionCompiler(Scope([]))
-        row: dict[str, Any] = {}
-        for name, expr in zip(names, stmt.values, strict=True):
-            if name not in types:
-                raise KsqlError(f"Column name {name} does not exist.")
-            compiled = compiler.compile(expr)
-            try:
-                value = eval(compiled.code, dict(compiler.namespace), {"r": []})
-            except Exception as exc:  # 1/0, a bad cast: the client's values, not our fault
-                raise KsqlError(
-                    f"Failed to insert values into '{target.name}'. Could not evaluate the value "
-                    f"of column {name}: {exc}"
-                ) from exc
-            try:
-                row[name] = cast_value(value, compiled.type, types[name])
-            except Exception as exc:
-                raise KsqlError(
-                    f"Expected type {types[name]} for field {name} but got "
-                    f"{_shorten(repr(value))}({compiled.type})"
-                ) from exc
-        self._produce_row(target, row)  # a record too large: 40001 (engine_api's mapping)
-
-    def _produce_row(self, target: DataSource, row: Mapping[str, Any]) -> None:
-        topic = self.ctx.physical(target.topic)
-        registry = (
-            self.ctx.registry_or_none()
-            if uses_registry(target.key_format.name) or uses_registry(target.value_format.name)
-            else None
-        )
-        key_ser = make_serializer(target.key_format, target.key_columns, topic, True, registry)
-        value_ser = make_serializer(
-            target.value_format, target.value_columns, topic, False, registry
-        )
-        key = key_ser([row.get(n) for n, _ in target.key_columns]) if target.key_columns else None
-        value = value_ser([row.get(n) for n, _ in target.value_columns])
-        ts = row.get("ROWTIME")
-        producer = self.ctx.producer
-        if ts is None:
-            producer.produce(topic, value, key)
-        else:
-            producer.produce(topic, value, key, timestamp=int(ts))
-        producer.flush(30)
+        # a record too large: 40001 (engine_api's mapping)
+        write_row(self.ctx, target, values_row(stmt, target))
 
     async def insert_row(self, target: str, row: Mapping[str, Any]) -> None:
         """Insert one JSON row (column names matched case-insensitively) into a stream."""
@@ -764,21 +416,7 @@ class Engine:
             raise KsqlStatementError(
                 f"Cannot insert values into an unknown stream: {target}", error_code=40001
             )
-        upper = {str(k).upper(): v for k, v in row.items()}
-        values: dict[str, Any] = {}
-        from services.ksql_server.formats.serdes import coercer
-
-        for name, typ in source.columns:
-            v = row.get(name, upper.get(name.upper()))
-            try:
-                values[name] = None if v is None else coercer(typ)(v)
-            except Exception as exc:
-                raise KsqlStatementError(
-                    f"Failed to insert values into '{target}'. {exc}", error_code=40000
-                ) from exc
-        if "ROWTIME" in upper:
-            values["ROWTIME"] = upper["ROWTIME"]
-        await asyncio.to_thread(self._produce_row, source, values)
+        await asyncio.to_thread(write_row, self.ctx, source, json_row(source, row, target))
 
     # ------------------------------------------------------------------ DROP / TERMINATE
     def _writers(self, name: str) -> list[PersistentQuery]:
@@ -806,13 +444,7 @@ class Engine:
         readers = [q.query_id for q in self._readers(stmt.name)]
         writers = [q for q in self._writers(stmt.name) if q.query_id != source.created_by_query]
         if readers or writers:
-            raise KsqlError(
-                f"Cannot drop {stmt.name}.\n"
-                f"The following queries read from this source: [{', '.join(sorted(readers))}].\n"
-                f"The following queries write into this source: "
-                f"[{', '.join(sorted(q.query_id for q in writers))}].\n"
-                "You need to terminate them before dropping " + stmt.name + "."
-            )
+            raise ddl.still_used(stmt.name, readers, [q.query_id for q in writers])
 
         def apply(seq: int) -> dict[str, Any]:
             for q in self._writers(stmt.name):
@@ -857,77 +489,21 @@ class Engine:
 
     # ------------------------------------------------------------------ SHOW / DESCRIBE
     def _show(self, stmt: A.Show, text: str, props: dict[str, Any]) -> dict[str, Any]:
-        what = stmt.what
-        if what in ("STREAMS", "TABLES"):
-            kind = "STREAM" if what == "STREAMS" else "TABLE"
-            sources = sorted(
-                (s for s in self.metastore.sources.values() if s.kind == kind), key=lambda s: s.name
-            )
-            return E.sources_list(
-                text, kind, sources, stmt.extended, lambda s, ext: self.describe_source(s, ext)
-            )
-        if what == "QUERIES":
-            return {
-                "@type": "queries",
-                "statementText": text,
-                "queries": [E.running_query(q) for q in self.queries.values()],
-                "warnings": [],
-            }
-        if what == "TOPICS":
-            prefix = self.ctx.topic_prefix
-            topics = []
-            for name, parts in sorted(self.ctx.list_topics().items()):
-                if not name.startswith(prefix):
-                    continue
-                logical = name[len(prefix) :]
-                if logical.startswith("_") and not stmt.extended:
-                    continue
-                topics.append({"name": logical, "replicaInfo": [1] * parts})
-            return {
-                "@type": "kafka_topics",
-                "statementText": text,
-                "topics": topics,
-                "warnings": [],
-            }
-        if what == "PROPERTIES":
-            return self._properties_entity(text, props)
-        if what == "FUNCTIONS":
-            from services.ksql_server.functions import FUNCTIONS
-            from services.ksql_server.functions.lambdas import LAMBDA_FUNCTIONS
-
-            names = sorted({*FUNCTIONS, *LAMBDA_FUNCTIONS})
-            return {
-                "@type": "function_names",
-                "statementText": text,
-                "functions": [{"name": n, "type": "SCALAR", "category": "OTHER"} for n in names],
-                "warnings": [],
-            }
-        raise UnsupportedError(f"SHOW {what}")
-
-    def _properties_entity(self, text: str, props: dict[str, Any]) -> dict[str, Any]:
-        base = {
+        identity = {
             "ksql.service.id": self.service_id,
             "ksql.streams.bootstrap.servers": self.bootstrap_servers,
             "ksql.schema.registry.url": self.schema_registry_url,
-            "ksql.extension.dir": "ext",
-            "ksql.persistent.prefix": "query_",
-            "ksql.transient.prefix": "transient_",
-            "ksql.output.topic.name.prefix": "",
         }
-        for k, v in props.items():
-            base[f"ksql.streams.{k}" if not k.startswith("ksql.") else k] = v
-        overwritten = [f"ksql.streams.{k}" for k, v in props.items() if self.properties.get(k) != v]
-        return {
-            "@type": "properties",
-            "statementText": text,
-            "properties": [
-                {"name": k, "scope": "KSQL", "value": None if v is None else str(v)}
-                for k, v in sorted(base.items())
-            ],
-            "overwrittenProperties": overwritten,
-            "defaultProperties": [],
-            "warnings": [],
-        }
+        view = S.ServerView(
+            self.metastore,
+            self.queries.values(),
+            self.ctx.list_topics,
+            self.ctx.topic_prefix,
+            self.describe_source,
+            self.properties,
+            identity,
+        )
+        return S.show_entity(stmt, text, props, view)
 
     def describe_source(self, source: DataSource, extended: bool) -> dict[str, Any]:
         partitions = self.ctx.topic_partitions(self.ctx.physical(source.topic)) if extended else 0
@@ -974,7 +550,7 @@ class Engine:
             with self._lock:
                 plan = plan_select(select, self.metastore, persistent=False)
             if pull:
-                _check_pull_columns(select)
+                check_pull_columns(select)
             if pull and plan.source.kind == "TABLE":
                 raise UnsupportedError("pull queries over tables")
         except (KsqlError, RecursionError, UnicodeError) as exc:
@@ -990,47 +566,10 @@ class Engine:
             pull,
             asyncio.get_running_loop(),
         )
-        self._register_transient(runtime, sql)
-        try:
-            runtime.start()
-        except BaseException:  # no thread (the system's limit): the query never ran
-            self._transient.pop(query_id, None)
-            raise
-        push = _RunningPush(
-            query_id=query_id,
-            column_names=[n for n, _ in plan.output],
-            column_types=[str(t) for _, t in plan.output],
-            rows=runtime.rows(),
-            is_pull=pull,
-            properties=dict(properties or {}),
-            limit_reached=lambda: runtime.limit_reached,
-        )
-        push._runtime = runtime
-        return push
-
-    def _register_transient(self, runtime: TransientQuery, sql: str) -> None:
-        """Count the query against `ksql.max.push.queries` until its thread has ended (not
-        merely until it was told to stop), so the cap bounds threads and consumers."""
-        query_id = runtime.query_id
-        with self._transient_lock:
-            if len(self._transient) >= self.max_push_queries:
-                raise KsqlStatementError(
-                    MAX_PUSH_QUERIES_MESSAGE, sql, ERROR_MAX_PUSH_QUERIES_EXCEEDED
-                )
-            self._transient[query_id] = runtime
-
-        def forget() -> None:
-            self._transient.pop(query_id, None)
-
-        runtime.on_close = forget
+        return self.transient.start(runtime, sql, dict(properties or {}))
 
     async def close_query(self, query_id: str) -> bool:
-        runtime = self._transient.get(query_id)
-        if runtime is None:
-            return False
-        runtime.stop()
-        await runtime.wait_closed(CLOSE_WAIT_S)
-        return True
+        return await self.transient.close(query_id)
 
     # ------------------------------------------------------------------ helpers for callers
     def wait_until_caught_up(self, timeout: float = 30.0) -> bool:
@@ -1044,189 +583,6 @@ class Engine:
                     return False
                 time.sleep(0.02)
         return True
-
-
-# ----------------------------------------------------------------------------- WITH helpers
-
-
-def _command_props(props: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        f"ksql.streams.{k}" if not k.startswith("ksql.") else k: v
-        for k, v in props.items()
-        if v is not None
-    }
-
-
-def _check_props(wp: Mapping[str, Any]) -> None:
-    unknown = [k for k in wp if k not in SOURCE_PROPS and not k.startswith("_")]
-    if unknown:
-        raise KsqlError(f"Invalid config variable(s) in the WITH clause: {','.join(unknown)}")
-    for k in wp:
-        if k in UNSUPPORTED_PROPS:
-            raise UnsupportedError(f"WITH property {k}")
-    if "FORMAT" in wp and ("KEY_FORMAT" in wp or "VALUE_FORMAT" in wp):
-        raise KsqlError(
-            "Cannot supply both 'KEY_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key "
-            "and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."
-            if "KEY_FORMAT" in wp
-            else "Cannot supply both 'VALUE_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both "
-            "key "
-            "and value formats. Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."
-        )
-
-
-def _apply_defaults(wp: dict[str, Any], props: Mapping[str, Any]) -> None:
-    """Server-wide default formats (`ksql.persistence.default.format.*`) for CREATE."""
-    if "FORMAT" not in wp:
-        if "VALUE_FORMAT" not in wp and props.get("ksql.persistence.default.format.value"):
-            wp["VALUE_FORMAT"] = props["ksql.persistence.default.format.value"]
-        if "KEY_FORMAT" not in wp and props.get("ksql.persistence.default.format.key"):
-            wp["KEY_FORMAT"] = props["ksql.persistence.default.format.key"]
-    if "WRAP_SINGLE_VALUE" not in wp and _default_wrap(props) is False:
-        wp["_WRAP_DEFAULT"] = False
-
-
-def _check_pull_columns(select: A.Select) -> None:
-    """ksqlDB's pull queries refuse ROWPARTITION/ROWOFFSET."""
-    from services.ksql_server.planner.plan import _column_names
-
-    banned = ("ROWPARTITION", "ROWOFFSET")
-    for clause, exprs in (
-        ("SELECT", [i.expr for i in select.items if i.expr is not None]),
-        ("WHERE", [select.where] if select.where is not None else []),
-    ):
-        used = set()
-        for e in exprs:
-            used |= _column_names(e)
-        bad = [c for c in banned if c in used]
-        if bad:
-            raise KsqlError(
-                f"Pull queries don't support the following columns in {clause} clauses: "
-                + ", ".join(f"`{c}`" for c in bad)
-            )
-
-
-def _new_planner(props: Mapping[str, Any]) -> bool:
-    return str(props.get("ksql.new.query.planner.enabled", "false")).lower() == "true"
-
-
-def _default_wrap(props: Mapping[str, Any]) -> bool | None:
-    v = props.get("ksql.persistence.wrap.single.values")
-    if v is None:
-        return None
-    return str(v).lower() == "true"
-
-
-def _check_sink_timestamp(wp: Mapping[str, Any], output: list[ColumnDef]) -> None:
-    ts_col = str(wp["TIMESTAMP"]).upper()
-    typ = dict(output).get(ts_col)
-    if typ is None:
-        raise KsqlError(
-            f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'"
-        )
-    if typ.base not in ("BIGINT", "TIMESTAMP") and not (
-        typ.base == "STRING" and "TIMESTAMP_FORMAT" in wp
-    ):
-        raise KsqlError(
-            f"Timestamp column, `{ts_col}`, should be LONG(INT64), TIMESTAMP, or a String with a "
-            "timestamp_format specified."
-        )
-
-
-def _formats(
-    wp: Mapping[str, Any], source: DataSource | None
-) -> tuple[str | None, FormatInfo | None]:
-    from services.ksql_server.formats.serdes import KNOWN
-
-    for k in ("KEY_FORMAT", "VALUE_FORMAT", "FORMAT"):
-        if k in wp and str(wp[k]).upper() not in KNOWN:
-            raise KsqlError(f"Unknown format: {str(wp[k]).upper()}")
-    key = wp.get("KEY_FORMAT") or wp.get("FORMAT")
-    value = wp.get("VALUE_FORMAT") or wp.get("FORMAT")
-    key_name = str(key).upper() if key else None
-    if value:
-        return key_name, FormatInfo(str(value).upper())
-    if source is not None:
-        return key_name, FormatInfo(
-            source.value_format.name, source.value_format.delimiter, source.value_format.wrap_single
-        )
-    return key_name, None
-
-
-def _delimiter(raw: Any, which: str) -> str:
-    text = str(raw)
-    special = {"TAB": "\t", "SPACE": " "}
-    if text.upper() in special:
-        return special[text.upper()]
-    prefix = f"Failed to prepare statement: Configuration {which}_DELIMITER is invalid: "
-    if text.strip() == "" or text in ("\t", " "):
-        raise KsqlError(
-            prefix + "Delimiter cannot be empty, if you meant to have a tab or space for "
-            "delimiter, please use the special values 'TAB' or 'SPACE'\nExample valid value: ';'"
-        )
-    if len(text) != 1:
-        raise KsqlError(
-            prefix + f"Invalid delimiter value: '{text}'. Delimiter must be a single character "
-            "or TAB,SPACE\nExample valid value: ';'"
-        )
-    return text
-
-
-def _format_info(name: str, wp: Mapping[str, Any], which: str) -> FormatInfo:
-    fmt = FormatInfo(name.upper())
-    delim = wp.get(f"{which}_DELIMITER")
-    if delim is not None:
-        if fmt.name != "DELIMITED":
-            raise KsqlError(f"{fmt.name} does not support the following configs: [delimiter]")
-        fmt.delimiter = _delimiter(delim, which)
-    if which == "VALUE":
-        if "_WRAP_DEFAULT" in wp:
-            fmt.wrap_single = False
-        if "WRAP_SINGLE_VALUE" in wp:
-            fmt.wrap_single = bool(wp["WRAP_SINGLE_VALUE"])
-        if "VALUE_AVRO_SCHEMA_FULL_NAME" in wp:
-            fmt.schema_name = str(wp["VALUE_AVRO_SCHEMA_FULL_NAME"])
-            if fmt.name != "AVRO":
-                raise KsqlError(
-                    f"{fmt.name} does not support the following configs: [fullSchemaName]"
-                )
-            if not fmt.schema_name.strip():
-                raise KsqlError(
-                    "fullSchemaName cannot be empty. Format configuration: {fullSchemaName=}"
-                )
-        elif "VALUE_SCHEMA_FULL_NAME" in wp:
-            fmt.schema_name = str(wp["VALUE_SCHEMA_FULL_NAME"])
-    elif "KEY_SCHEMA_FULL_NAME" in wp:
-        fmt.schema_name = str(wp["KEY_SCHEMA_FULL_NAME"])
-    schema_properties(fmt, wp, which)
-    return fmt
-
-
-def _check_wrapping(fmt: FormatInfo, value_cols: list[ColumnDef], wp: Mapping[str, Any]) -> None:
-    if "WRAP_SINGLE_VALUE" not in wp:
-        return
-    if fmt.name == "DELIMITED" and fmt.wrap_single:
-        raise KsqlError("Format 'DELIMITED' does not support 'WRAP_SINGLE_VALUE' set to 'true'.")
-    if fmt.name == "KAFKA" and fmt.wrap_single:
-        raise KsqlError("Format 'KAFKA' does not support 'WRAP_SINGLE_VALUE' set to 'true'.")
-    if len(value_cols) != 1:
-        raise KsqlError("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")
-
-
-def _schema_text(keys: list[ColumnDef], values: list[ColumnDef]) -> str:
-    parts = [f"`{n}` {t} KEY" for n, t in keys] + [f"`{n}` {t}" for n, t in values]
-    return ", ".join(parts)
-
-
-def _shorten(text: str, limit: int = 200) -> str:
-    """A value quoted in an error message, cut short: the client sent it, maybe 15 MB of it."""
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
-
-
-def _value_text(e: A.Expr) -> str:
-    from services.ksql_server.parser.naming import expr_text
-
-    return expr_text(e)
 
 
 __all__ = ["DEFAULT_SERVICE_ID", "Engine", "normalize_properties"]

@@ -7,7 +7,7 @@ means a new function or clause never touches the REST code, and the REST code ne
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,6 +99,9 @@ class PushQuery:
     """Rows as JSON-ready lists in column order; ends at LIMIT, for pull queries, or on close."""
     is_pull: bool = False
     properties: dict[str, Any] = field(default_factory=dict)
+    on_close: Callable[[], Awaitable[None]] | None = None
+    """What ends the query (stops its consumer, awaits its thread): given by the runtime, so a
+    served query never reaches back into the engine."""
     limit_reached: Callable[[], bool] = lambda: False
     """Whether the rows ended because the query's LIMIT was reached (the runtime knows)."""
 
@@ -109,8 +112,9 @@ class PushQuery:
             f"`{n}` {t}" for n, t in zip(self.column_names, self.column_types, strict=True)
         )
 
-    async def close(self) -> None:  # overridden by the runtime
-        return None
+    async def close(self) -> None:
+        if self.on_close is not None:
+            await self.on_close()
 
 
 class KsqlEngine(Protocol):

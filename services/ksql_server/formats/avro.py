@@ -20,9 +20,9 @@ from services.common.avro.wire import WireFormatError, header_of, split_header
 from services.common.errors import ServiceUnavailable
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
+from services.ksql_server.formats.base import Deserializer, SerdeError, Serializer, coercer
 from services.ksql_server.formats.columnar import avro_columns_encoder
 from services.ksql_server.formats.info import FormatInfo
-from services.ksql_server.formats.serdes import Deserializer, SerdeError, Serializer, coercer
 from services.ksql_server.types import ColumnDef, SqlType
 
 
@@ -297,3 +297,49 @@ def avro_serializer(
         return buf.getvalue()
 
     return ser
+
+
+def encode_with_schema(value: Any, schema: Any, schema_id: int) -> bytes:
+    """A JSON-ish value written with a given Avro writer schema (as JSON), Confluent-framed: for
+    records whose schema was registered elsewhere (a QTT case's declared topic schema), where
+    `avro_serializer` derives the schema from columns. Names match case-insensitively."""
+    buf = io.BytesIO()
+    buf.write(header_of(schema_id))
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), _avro_ready(value, schema))
+    return buf.getvalue()
+
+
+def _avro_ready(value: Any, schema: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(schema, list):
+        options = [s for s in schema if s != "null"]
+        return _avro_ready(value, options[0]) if len(options) == 1 else value
+    if isinstance(schema, dict):
+        t = schema.get("type")
+        if schema.get("logicalType") == "decimal":
+            return Decimal(str(value))
+        if t == "record" and isinstance(value, dict):
+            upper = {k.upper(): v for k, v in value.items()}
+            return {
+                f["name"]: _avro_ready(
+                    value.get(f["name"], upper.get(f["name"].upper())), f["type"]
+                )
+                for f in schema["fields"]
+            }
+        if t == "array":
+            return [_avro_ready(v, schema["items"]) for v in value]
+        if t == "map":
+            return {k: _avro_ready(v, schema["values"]) for k, v in value.items()}
+        return (
+            _avro_ready(value, t)
+            if isinstance(t, (str, list)) and t not in ("record", "array", "map", "enum", "fixed")
+            else value
+        )
+    if schema == "bytes" and isinstance(value, str):
+        return value.encode()
+    if schema == "string" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if schema in ("float", "double") and isinstance(value, int):
+        return float(value)
+    return value

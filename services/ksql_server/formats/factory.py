@@ -1,6 +1,7 @@
 """The format factories: a (de)serializer for a format, its columns and its topic.
 
-Kept apart from `serdes` (the KAFKA, DELIMITED and JSON codecs), `avro`, `json_sr` and
+Kept apart from the codecs, one module per format over `base` (`kafka`, `delimited`,
+`json_plain`, `avro`, `json_sr` and
 `protobuf`, which all sit below it: the factory is the one place that knows every format, so no
 codec module imports another to find its sibling.
 """
@@ -12,8 +13,9 @@ from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from services.ksql_server.errors import KsqlError, UnsupportedError
-from services.ksql_server.formats import json_sr, protobuf, serdes
+from services.ksql_server.formats import delimited, json_plain, json_sr, kafka, protobuf
 from services.ksql_server.formats.avro import avro_deserializer, avro_serializer, sql_type_of
+from services.ksql_server.formats.base import Deserializer, Serializer
 from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.registry import (
     INFERRING_FORMATS,
@@ -21,7 +23,6 @@ from services.ksql_server.formats.registry import (
     source_schema,
     subject_of,
 )
-from services.ksql_server.formats.serdes import Deserializer, Serializer
 from services.ksql_server.types import ColumnDef
 
 
@@ -32,12 +33,12 @@ def make_deserializer(
     if is_key and not columns:
         return lambda data: []
     if name == "KAFKA":
-        return serdes.kafka_deserializer(columns)
+        return kafka.kafka_deserializer(columns)
     if name == "DELIMITED":
-        return serdes.delimited_deserializer(columns, fmt.delimiter)
+        return delimited.delimited_deserializer(columns, fmt.delimiter)
     if name == "JSON":
         wrap = _wrap(fmt, columns, is_key)
-        return serdes.json_deserializer(columns, wrap)
+        return json_plain.json_deserializer(columns, wrap)
     if name == "JSON_SR":
         return json_sr.json_sr_deserializer(columns, _wrap(fmt, columns, is_key))
     if name == "AVRO":
@@ -58,11 +59,11 @@ def make_serializer(
     if is_key and not columns:
         return lambda row: None
     if name == "KAFKA":
-        return serdes.kafka_serializer(columns)
+        return kafka.kafka_serializer(columns)
     if name == "DELIMITED":
-        return serdes.delimited_serializer(columns, fmt.delimiter)
+        return delimited.delimited_serializer(columns, fmt.delimiter)
     if name == "JSON":
-        return serdes.json_serializer(columns, _wrap(fmt, columns, is_key))
+        return json_plain.json_serializer(columns, _wrap(fmt, columns, is_key))
     if name == "JSON_SR":
         wrap = _wrap(fmt, columns, is_key)
         return json_sr.json_sr_serializer(columns, wrap, registry, topic, is_key, fmt)

@@ -17,19 +17,15 @@ from typing import Any
 from services.common.avro.wire import header_of
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
+from services.ksql_server.formats.base import Deserializer, Serializer
 from services.ksql_server.formats.info import FormatInfo
+from services.ksql_server.formats.json_plain import json_deserializer, json_serializer
 from services.ksql_server.formats.registry import (
     Registered,
     register,
     schema_by_id,
     split_confluent,
     subject_of,
-)
-from services.ksql_server.formats.serdes import (
-    Deserializer,
-    Serializer,
-    json_deserializer,
-    json_serializer,
 )
 from services.ksql_server.types import ColumnDef, SqlType
 

@@ -36,6 +36,7 @@ from services.common.schemas.protobuf import (
 )
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
+from services.ksql_server.formats.base import Deserializer, SerdeError, Serializer, coercer
 from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.registry import (
     Registered,
@@ -44,7 +45,6 @@ from services.ksql_server.formats.registry import (
     split_confluent,
     subject_of,
 )
-from services.ksql_server.formats.serdes import Deserializer, SerdeError, Serializer, coercer
 from services.ksql_server.types import ColumnDef, SqlType
 
 DEFAULT_NAME = "ConnectDefault"

@@ -35,7 +35,7 @@ def subject_of(topic: str, is_key: bool) -> str:
 
 def split_confluent(data: bytes, fmt: str) -> tuple[int, memoryview]:
     """The schema id and the body of a record in Confluent's framing, or ksqlDB's error."""
-    from services.ksql_server.formats.serdes import SerdeError
+    from services.ksql_server.formats.base import SerdeError
 
     if len(data) < HEADER_SIZE or data[0] != MAGIC_BYTE:
         raise SerdeError(f"Failed to deserialize {fmt}: Unknown magic byte!")

@@ -165,6 +165,35 @@ class Relation:
 
 
 @dataclass
+class WindowSpec:
+    """`WINDOW TUMBLING (SIZE …)`, `HOPPING (SIZE …, ADVANCE BY …)`, `SESSION (gap)`.
+
+    All durations in milliseconds; `size_ms` is the session gap for SESSION windows.
+    """
+
+    kind: str  # TUMBLING | HOPPING | SESSION
+    size_ms: int
+    advance_ms: int | None = None
+    retention_ms: int | None = None
+    grace_ms: int | None = None
+
+
+@dataclass
+class JoinClause:
+    """One `[INNER|LEFT|RIGHT|FULL] JOIN rel [WITHIN …] [GRACE PERIOD …] ON expr`.
+
+    `within_ms` is (before, after): `WITHIN 1 HOUR` is (3600000, 3600000), `WITHIN (1 HOUR,
+    2 HOURS)` is (3600000, 7200000), as ksqlDB reads them; None outside stream-stream joins.
+    """
+
+    kind: str  # INNER | LEFT | RIGHT | FULL
+    relation: Relation
+    on: Expr
+    within_ms: tuple[int, int] | None = None
+    grace_ms: int | None = None
+
+
+@dataclass
 class Select:
     items: list[SelectItem]
     source: Relation
@@ -173,7 +202,11 @@ class Select:
     emit_changes: bool = False
     emit_final: bool = False
     limit: int | None = None
-    unsupported: str | None = None  # the first clause the engine does not run (JOIN, GROUP BY…)
+    unsupported: str | None = None  # the first clause the engine does not run (SELECT DISTINCT)
+    joins: list[JoinClause] = field(default_factory=list)  # in the order written (n-way joins)
+    window: WindowSpec | None = None
+    group_by: list[Expr] = field(default_factory=list)
+    having: Expr | None = None
 
 
 @dataclass

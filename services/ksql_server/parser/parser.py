@@ -1,8 +1,8 @@
 """Recursive-descent parser: ksqlDB statement text → the trees in `ast.py`.
 
 Hand-written rather than generated so that error messages can name the offending token the way
-ksqlDB does, and so unsupported clauses (JOIN, GROUP BY, WINDOW…) are recognised and reported
-as such instead of as syntax errors.
+ksqlDB does. Clauses the planner may not run yet (joins, windows, GROUP BY) are still parsed
+into the tree, so the planner reports them as unsupported rather than as syntax errors.
 
 Recursion is bounded (`limits.py`): every nesting construct passes through `_nest`, which
 refuses a statement nested deeper than MAX_NESTING with a 40001 error, and a parsed statement
@@ -25,6 +25,14 @@ from services.ksql_server.parser.limits import (
 )
 
 _T = TypeVar("_T")
+
+_UNIT_MS = {
+    "MILLISECOND": 1,
+    "SECOND": 1000,
+    "MINUTE": 60_000,
+    "HOUR": 3_600_000,
+    "DAY": 86_400_000,
+}
 
 _RESERVED = {
     "SELECT",
@@ -362,21 +370,18 @@ class Parser:
             items.append(self._select_item())
         self.expect("FROM")
         source = self._relation()
-        if self.at("JOIN", "LEFT", "INNER", "FULL", "RIGHT", "OUTER"):
-            unsupported = unsupported or "JOIN"
-            self._skip_until("WHERE", "GROUP", "PARTITION", "EMIT", "LIMIT", "WINDOW", "HAVING")
-        if self.accept("WINDOW"):
-            unsupported = unsupported or "WINDOW"
-            self._skip_until("WHERE", "GROUP", "PARTITION", "EMIT", "LIMIT", "HAVING")
         sel = A.Select(items, source)
+        while self.at("JOIN", "LEFT", "INNER", "FULL", "RIGHT"):
+            sel.joins.append(self._join())
+        if self.accept("WINDOW"):
+            sel.window = self._window()
         if self.accept("WHERE"):
             sel.where = self.expr()
-        if self.at("GROUP"):
-            unsupported = unsupported or "GROUP BY"
-            self._skip_until("PARTITION", "EMIT", "LIMIT", "HAVING")
-        if self.at("HAVING"):
-            unsupported = unsupported or "HAVING"
-            self._skip_until("PARTITION", "EMIT", "LIMIT")
+        if self.accept("GROUP"):
+            self.expect("BY")
+            sel.group_by = self._group_by()
+        if self.accept("HAVING"):
+            sel.having = self.expr()
         if self.accept("PARTITION"):
             self.expect("BY")
             # a value expression, as in ksqlDB's grammar: `PARTITION BY a AND b` is a syntax error
@@ -391,7 +396,6 @@ class Parser:
             else:
                 self.expect("FINAL")
                 sel.emit_final = True
-                unsupported = unsupported or "EMIT FINAL"
         if self.accept("LIMIT"):
             sel.limit = self._limit()
         sel.unsupported = unsupported
@@ -411,16 +415,86 @@ class Parser:
         self.i += 1
         return -int(t.text) if negative else int(t.text)
 
-    def _skip_until(self, *words: str) -> None:
-        depth = 0
-        while self.tok.kind != "EOF":
-            if self.at("("):
-                depth += 1
-            elif self.at(")"):
-                depth -= 1
-            elif depth == 0 and (self.at(*words) or self.at(";")):
-                return
-            self.i += 1
+    def _join(self) -> A.JoinClause:
+        kind = "INNER"
+        if self.accept("LEFT", "RIGHT", "FULL"):
+            kind = self.toks[self.i - 1].text
+            self.accept("OUTER")
+        else:
+            self.accept("INNER")
+        self.expect("JOIN")
+        relation = self._relation()
+        within = None
+        if self.accept("WITHIN"):
+            if self.accept("("):
+                before = self._duration()
+                self.expect(",")
+                after = self._duration()
+                self.expect(")")
+                within = (before, after)
+            else:
+                both = self._duration()
+                within = (both, both)
+        grace = self._grace() if self.at("GRACE") else None
+        self.expect("ON")
+        return A.JoinClause(kind, relation, self.expr(), within, grace)
+
+    def _window(self) -> A.WindowSpec:
+        kind = self.identifier().upper()
+        if kind not in ("TUMBLING", "HOPPING", "SESSION"):
+            self.i -= 1
+            self.error("expecting TUMBLING, HOPPING or SESSION")
+        self.expect("(")
+        if kind == "SESSION":
+            spec = A.WindowSpec(kind, self._duration())
+        else:
+            self.expect("SIZE")
+            spec = A.WindowSpec(kind, self._duration())
+        while self.accept(","):
+            if self.accept("ADVANCE"):
+                self.expect("BY")
+                spec.advance_ms = self._duration()
+            elif self.accept("RETENTION"):
+                spec.retention_ms = self._duration()
+            elif self.at("GRACE"):
+                spec.grace_ms = self._grace()
+            else:
+                self.error("expecting ADVANCE BY, RETENTION or GRACE PERIOD")
+        self.expect(")")
+        if kind == "HOPPING" and spec.advance_ms is None:
+            self.error("HOPPING windows need ADVANCE BY")
+        return spec
+
+    def _grace(self) -> int:
+        self.expect("GRACE")
+        self.expect("PERIOD")
+        return self._duration()
+
+    def _duration(self) -> int:
+        """`10 MINUTES` → 600000: ksqlDB's window units, singular or plural."""
+        amount = int(self._int_token())
+        unit = self.identifier().upper().rstrip("S")
+        if unit not in _UNIT_MS:
+            self.i -= 1
+            self.error("expecting a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)")
+        return amount * _UNIT_MS[unit]
+
+    def _group_by(self) -> list[A.Expr]:
+        # `GROUP BY (a, b)` groups by both; `GROUP BY (a + b) * 2` by one expression
+        start = self.i
+        if self.accept("("):
+            exprs = self._expr_list()
+            if len(exprs) > 1:
+                self.expect(")")
+                return exprs
+            self.i = start
+        return self._expr_list()
+
+    def _expr_list(self) -> list[A.Expr]:
+        exprs = [self.expr()]
+        while self.accept(","):
+            exprs.append(self.expr())
+        return exprs
 
     def _relation(self) -> A.Relation:
         name = self.identifier()

@@ -81,6 +81,21 @@ def source_scope(source: DataSource, alias: str | None) -> Scope:
     return Scope(source.columns + PSEUDO_COLUMNS, [source.name, alias or ""])
 
 
+def first_unsupported_clause(select: A.Select) -> str | None:
+    """The first clause of `select` this planner does not run, named as the skip reason."""
+    for clause, present in (
+        (select.unsupported, bool(select.unsupported)),
+        ("JOIN", bool(select.joins)),
+        ("WINDOW", select.window is not None),
+        ("GROUP BY", bool(select.group_by)),
+        ("HAVING", select.having is not None),
+        ("EMIT FINAL", select.emit_final),
+    ):
+        if present:
+            return clause
+    return None
+
+
 def plan_select(
     select: A.Select,
     metastore: MetaStore,
@@ -91,8 +106,9 @@ def plan_select(
 ) -> QueryPlan:
     """The plan of a SELECT; `into_existing`: INSERT INTO `sink_name`, whose column types the
     projection takes where ksqlDB casts implicitly."""
-    if select.unsupported:
-        raise UnsupportedError(select.unsupported)
+    unsupported = first_unsupported_clause(select)
+    if unsupported:
+        raise UnsupportedError(unsupported)
     source = metastore.get(select.source.name)
     if source is None:
         raise KsqlError(
@@ -246,6 +262,24 @@ def _column_names(e: A.Expr) -> set[str]:
                     if isinstance(y, A.Expr):
                         out |= _column_names(y)
     return out
+
+
+def check_pull_columns(select: A.Select) -> None:
+    """ksqlDB's pull queries refuse ROWPARTITION/ROWOFFSET."""
+    banned = ("ROWPARTITION", "ROWOFFSET")
+    for clause, exprs in (
+        ("SELECT", [i.expr for i in select.items if i.expr is not None]),
+        ("WHERE", [select.where] if select.where is not None else []),
+    ):
+        used = set()
+        for e in exprs:
+            used |= _column_names(e)
+        bad = [c for c in banned if c in used]
+        if bad:
+            raise KsqlError(
+                f"Pull queries don't support the following columns in {clause} clauses: "
+                + ", ".join(f"`{c}`" for c in bad)
+            )
 
 
 def _sink_key(

@@ -128,6 +128,27 @@ class KafkaContext:
             if code_of(exc) not in ("kafka_unknown_topic_or_part", "kafka_unknown_topic_id"):
                 raise KsqlError(f"Could not delete topic {topic}: {exc}") from exc
 
+    _health: tuple[float, bool] = (0.0, False)
+
+    def healthy(self) -> bool:
+        """The broker answers (checked at most every 2 s)."""
+        checked_at, ok = self._health
+        if time.monotonic() - checked_at > 2.0:
+            try:
+                self.admin.list_topics(timeout=2)
+                ok = True
+            except Exception:
+                ok = False
+            self._health = (time.monotonic(), ok)
+        return ok
+
+    def cluster_id(self) -> str | None:
+        """The Kafka cluster's id, None when the broker does not answer."""
+        try:
+            return str(self.admin.list_topics(timeout=5).cluster_id)
+        except Exception:
+            return None
+
     def close(self) -> None:
         if self._producer is not None:
             self._producer.flush(10)

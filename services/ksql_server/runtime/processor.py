@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from services.ksql_server.formats import make_deserializer, make_serializer
-from services.ksql_server.formats.serdes import deserialize_batch
+from services.ksql_server.formats.base import deserialize_batch
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.columnar import ColumnarOutput, ColumnarPlan

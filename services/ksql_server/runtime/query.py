@@ -55,6 +55,8 @@ from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
 from services.ksql_server.values import to_json
 
 LOG = logging.getLogger("fraudstream.ksql.runtime")
+CLOSE_WAIT_S = 1.0
+"""How long closing a push query waits for its thread to end (it checks every 0.1 s)."""
 
 BATCH = 5000
 COMMIT_INTERVAL_S = 0.5
@@ -483,6 +485,12 @@ class TransientQuery:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ended.wait(), timeout)
         return self._ended.is_set()
+
+    async def close(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """Stop and await the thread's end (a served query's `on_close`)."""
+        self.stop()
+        if not await self.wait_closed(timeout):
+            LOG.warning("push query %s still running %.1f s after close", self.query_id, timeout)
 
     def _call_on_loop(self, callback: Callable[..., None], *args: Any) -> bool:
         try:

@@ -27,14 +27,14 @@ from confluent_kafka.admin import NewTopic
 
 from services.common.errors import code_of
 from services.common.kafka import client_config, make_admin
-from services.ksql_server.conformance.schemas import CaseSchemas, encode, register_topic
+from services.ksql_conformance.schemas import CaseSchemas, encode, register_topic
 from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
 from services.ksql_server.errors import KsqlServiceError, UnsupportedError
 from services.ksql_server.formats import make_deserializer, make_serializer
+from services.ksql_server.formats.base import coercer
 from services.ksql_server.formats.protobuf import decode_record
 from services.ksql_server.formats.registry import HEADER_SIZE, uses_registry
-from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ParseError
 from services.ksql_server.rest.streams import final_message

@@ -12,14 +12,13 @@ Schema languages follow the topic's format: AVRO (JSON), PROTOBUF (`.proto` text
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from services.common.avro.wire import header_of
+from services.ksql_server.formats.avro import encode_with_schema
 
 SCHEMA_TYPE = {"AVRO": "AVRO", "PROTOBUF": "PROTOBUF", "JSON": "JSON", "JSON_SR": "JSON"}
 _SCHEMA_ID = re.compile(r"\b(KEY|VALUE)_SCHEMA_ID\s*=\s*'?(\d+)'?", re.IGNORECASE)
@@ -93,7 +92,7 @@ def register_topic(
         fmt = str(topic.get(f"{which}Format") or topic.get("format") or "AVRO").upper()
         schema_type = SCHEMA_TYPE.get(fmt)
         if schema_type is None:
-            from services.ksql_server.conformance.qtt import Unsupported
+            from services.ksql_conformance.qtt import Unsupported
 
             raise Unsupported(f"schema for format {fmt}")
         refs = []
@@ -125,54 +124,9 @@ def register_topic(
 def encode(value: Any, declared: Declared, full_name: str | None) -> bytes:
     """A JSON test value written with the case's own schema, in Confluent's framing."""
     if declared.schema_type == "AVRO":
-        return _avro_encode(value, declared.schema_id, declared.schema)
+        return encode_with_schema(value, declared.schema, declared.schema_id)
     if declared.schema_type == "JSON":
         return header_of(declared.schema_id) + json.dumps(value).encode()
     from services.ksql_server.formats.protobuf import encode_json
 
     return encode_json(value, declared.schema, declared.references, full_name, declared.schema_id)
-
-
-def _avro_encode(value: Any, schema_id: int, schema: Any) -> bytes:
-    import fastavro
-
-    buf = io.BytesIO()
-    buf.write(header_of(schema_id))
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), _avro_ready(value, schema))
-    return buf.getvalue()
-
-
-def _avro_ready(value: Any, schema: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(schema, list):
-        options = [s for s in schema if s != "null"]
-        return _avro_ready(value, options[0]) if len(options) == 1 else value
-    if isinstance(schema, dict):
-        t = schema.get("type")
-        if schema.get("logicalType") == "decimal":
-            return Decimal(str(value))
-        if t == "record" and isinstance(value, dict):
-            upper = {k.upper(): v for k, v in value.items()}
-            return {
-                f["name"]: _avro_ready(
-                    value.get(f["name"], upper.get(f["name"].upper())), f["type"]
-                )
-                for f in schema["fields"]
-            }
-        if t == "array":
-            return [_avro_ready(v, schema["items"]) for v in value]
-        if t == "map":
-            return {k: _avro_ready(v, schema["values"]) for k, v in value.items()}
-        return (
-            _avro_ready(value, t)
-            if isinstance(t, (str, list)) and t not in ("record", "array", "map", "enum", "fixed")
-            else value
-        )
-    if schema == "bytes" and isinstance(value, str):
-        return value.encode()
-    if schema == "string" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if schema in ("float", "double") and isinstance(value, int):
-        return float(value)
-    return value

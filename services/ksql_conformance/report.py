@@ -14,7 +14,7 @@ from rich.table import Table
 from services.common.errors import ServiceUnavailable
 from services.common.kafka import broker_reachable
 from services.common.settings import get_settings
-from services.ksql_server.conformance.qtt import Case, Result, Runner, collect_files, load_cases
+from services.ksql_conformance.qtt import Case, Result, Runner, collect_files, load_cases
 from services.ksql_server.errors import KsqlServiceError
 
 

@@ -26,6 +26,6 @@ def register(ksql_app: typer.Typer) -> None:
 
         Each case gets fresh topics; unsupported features are reported as skipped with the
         reason. Prints a per-file table and `N passed, N failed, N skipped`."""
-        from services.ksql_server.conformance.report import run_and_report
+        from services.ksql_conformance.report import run_and_report
 
         run_and_report(paths, junit, workers, match, verbose)

@@ -1,1 +1,0 @@
-"""conformance of the KSQL engine."""
