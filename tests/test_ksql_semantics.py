@@ -513,3 +513,15 @@ def test_functions_do_not_cast_strings_to_numbers() -> None:
     assert value("GEO_DISTANCE(0, 0, 0, 0, 'km')") == 0.0
     assert "Function 'sqrt' does not accept parameters (STRING)." in error("SQRT(S)")
     assert value("SQRT(I)", I=4) == 2.0
+
+
+def test_partial_dates_and_avro_temporal_values() -> None:
+    from datetime import date, time
+
+    from services.ksql_server.formats.base import coercer
+
+    assert value("CAST(S AS DATE)", S="1970-01") == 0
+    assert value("CAST(S AS DATE)", S=" 1971 ") == 365
+    assert value("CAST(S AS DATE)", S="foo") is None
+    assert coercer(T.DATE)(date(1970, 1, 10)) == 9
+    assert coercer(T.TIME)(time(0, 0, 1, 500_000)) == 1500

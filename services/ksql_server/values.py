@@ -74,7 +74,15 @@ def parse_timestamp(text: str) -> int:
 
 
 def parse_date(text: str) -> int:
-    return (dt.date.fromisoformat(text.strip()) - dt.date(1970, 1, 1)).days
+    """ISO date → epoch days; a partial date is completed as ksqlDB does ('2018' is
+    2018-01-01, '2018-06' 2018-06-01)."""
+    s = text.strip()
+    parts = s.split("-")
+    if len(parts) == 1:
+        s += "-01-01"
+    elif len(parts) == 2:
+        s += "-01"
+    return (dt.date.fromisoformat(s) - dt.date(1970, 1, 1)).days
 
 
 def parse_time(text: str) -> int:
