@@ -525,3 +525,15 @@ def test_partial_dates_and_avro_temporal_values() -> None:
     assert value("CAST(S AS DATE)", S="foo") is None
     assert coercer(T.DATE)(date(1970, 1, 10)) == 9
     assert coercer(T.TIME)(time(0, 0, 1, 500_000)) == 1500
+
+
+def test_json_writes_non_finite_doubles_as_jackson_does() -> None:
+    from services.ksql_server.formats.json_plain import json_deserializer, json_serializer
+
+    columns = [("D", T.DOUBLE), ("I", T.INTEGER)]
+    data = json_serializer(columns, True)([float("nan"), 1])
+    assert data == b'{"D":"NaN","I":1}'
+    back = json_deserializer(columns, True)(data)
+    assert back is not None and back[0] != back[0] and back[1] == 1
+    nested = json_serializer([("X", T.array(T.DOUBLE))], True)([[float("-inf"), 1.0]])
+    assert nested == b'{"X":["-Infinity",1.0]}'
