@@ -9,6 +9,7 @@ ALERTS_TOPIC = "fraud_alerts"
 MODELS_TOPIC = "fraudstream_models"
 DLQ_TOPIC = "creditcardfraud_dlq"
 FEEDBACK_TOPIC = "fraud_feedback"
+USERS_TOPIC = "users"
 SCHEMAS_TOPIC = "_schemas"
 
 V_COLUMNS: tuple[str, ...] = tuple(f"V{i}" for i in range(1, 29))

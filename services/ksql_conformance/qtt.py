@@ -39,6 +39,7 @@ from services.ksql_server.formats.registry import HEADER_SIZE, uses_registry
 from services.ksql_server.formats.windowed import WindowInfo, frame, split_windowed
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ParseError
+from services.ksql_server.rest.streams import final_message
 
 WRAPPED_KEYS = ("PROTOBUF", "PROTOBUF_NOSR")
 """Key formats that keep a single key column in a message (QTT writes such keys as objects)."""
@@ -140,11 +141,43 @@ def collect_files(paths: Iterable[Path]) -> list[Path]:
 # ----------------------------------------------------------------------------- comparison
 
 
+class DecimalValue:
+    """A DECIMAL read from a sink, compared as ksqlDB's test runner compares it: with a
+    string expectation as BigDecimals (value and scale: "1.0" is not 1.00), with a number
+    expectation (JSON writes decimals as numbers) by value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Decimal) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DecimalValue):
+            return self.value == other.value
+        if isinstance(other, str):
+            try:
+                want = Decimal(other)
+            except ArithmeticError:
+                return False
+            return want == self.value and want.as_tuple().exponent == self.value.as_tuple().exponent
+        if isinstance(other, int | float) and not isinstance(other, bool):
+            return float(self.value) == float(other)
+        return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{self.value:f}"
+
+
 def normalize(value: Any) -> Any:
-    """JSON-ish value for comparison: numbers as float, field names upper-case."""
+    """JSON-ish value for comparison: numbers as float (a DECIMAL as `DecimalValue`), field
+    names upper-case."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
-    if isinstance(value, (int, float, Decimal)):
+    if isinstance(value, Decimal):
+        return DecimalValue(value)
+    if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, dict):
         return {str(k).upper(): normalize(v) for k, v in value.items()}
@@ -153,6 +186,31 @@ def normalize(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
+
+
+def matches(actual: Any, expected: Any) -> bool:
+    """Whether a sink record's key or value matches the case's, as ksqlDB's test runner
+    (ExpectedRecordComparator) decides: an object by field count and then each expected field
+    (a field it lacks reads as null), a double within 1e-6, a DECIMAL as `DecimalValue`."""
+    return _match(normalize(actual), normalize(expected))
+
+
+def _match(a: Any, e: Any) -> bool:
+    if isinstance(e, dict):
+        return (
+            isinstance(a, dict)
+            and len(a) == len(e)
+            and all(_match(a.get(k), v) for k, v in e.items())
+        )
+    if isinstance(e, list):
+        return (
+            isinstance(a, list)
+            and len(a) == len(e)
+            and all(_match(x, y) for x, y in zip(a, e, strict=True))
+        )
+    if isinstance(e, float) and isinstance(a, float):
+        return a == e or abs(a - e) < 1e-6
+    return bool(a == e)
 
 
 class Unsupported(KsqlServiceError):
@@ -391,7 +449,7 @@ class Runner:
         finally:
             await query.close()
         if ended:
-            out.append({"finalMessage": "Query Completed" if query.is_pull else "Limit Reached"})
+            out.append({"finalMessage": final_message(query)})
         return out
 
     def _compare_responses(
@@ -681,11 +739,11 @@ class Runner:
                 window = None
                 if isinstance(key, WindowedKey):
                     key, window = key.key, key.window
-                if "key" in want and normalize(want["key"]) != normalize(key):
+                if "key" in want and not matches(key, want["key"]):
                     return f"topic {topic} record {i}: key {key!r} != expected {want['key']!r}"
                 if "window" in want and _window_of(want["window"]) != window:
                     return f"topic {topic} record {i}: window {window} != expected {want['window']}"
-                if normalize(want.get("value")) != normalize(value):
+                if not matches(value, want.get("value")):
                     return (
                         f"topic {topic} record {i}: value {json.dumps(value, default=str)[:300]} "
                         f"!= expected {json.dumps(want.get('value'))[:300]}"

@@ -55,6 +55,7 @@ from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import check_pull_columns, plan_select
 from services.ksql_server.planner.windowing import window_info
+from services.ksql_server.pull_rules import check_pull_limit
 from services.ksql_server.runtime.join_query import JoinQuery
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
@@ -400,6 +401,7 @@ class Engine:
             persistent=True,
             sink_name=target.name,
             new_planner=ddl.new_planner(props),
+            into_existing=True,
         )
         ddl.check_insert_schema(plan, target)
         command_id = f"stream/`{target.name}`/create"
@@ -565,6 +567,8 @@ class Engine:
         try:
             if pull and select.partition_by:
                 raise KsqlError("Pull queries don't support PARTITION BY clauses.")
+            if pull:
+                check_pull_limit(select, props)
             with self._lock:
                 plan = plan_select(select, self.metastore, persistent=False)
             if pull:

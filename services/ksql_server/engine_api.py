@@ -102,6 +102,8 @@ class PushQuery:
     on_close: Callable[[], Awaitable[None]] | None = None
     """What ends the query (stops its consumer, awaits its thread): given by the runtime, so a
     served query never reaches back into the engine."""
+    limit_reached: Callable[[], bool] = lambda: False
+    """Whether the rows ended because the query's LIMIT was reached (the runtime knows)."""
 
     @property
     def schema(self) -> str:

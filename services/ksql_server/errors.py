@@ -39,6 +39,17 @@ class KsqlError(KsqlServiceError):
     default_code = "invalid_statement"
 
 
+class CodegenError(KsqlError):
+    """An expression type-checks but cannot be generated (an unsupported CAST, a list whose
+    elements have no common type): ksqlDB reports these as `Invalid <clause>: …`, where a
+    type error reads `Error in <clause> expression: …` (see `expressions.clauses`)."""
+
+
+class UnresolvedError(KsqlError):
+    """A column or source name does not resolve: ksqlDB's analyzer reports it as it is, with
+    no clause prefix."""
+
+
 class UnsupportedError(KsqlError):
     """The statement is valid ksqlDB but uses a feature this server does not implement.
 

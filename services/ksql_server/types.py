@@ -32,7 +32,7 @@ class SqlType:
             return f"MAP<{self.key}, {self.item}>"
         if self.base == "STRUCT":
             inner = ", ".join(f"`{n}` {t}" for n, t in self.fields)
-            return f"STRUCT<{inner}>"
+            return f"STRUCT<{inner or ' '}>"  # ksqlDB writes the empty struct `STRUCT< >`
         return self.base
 
     @property

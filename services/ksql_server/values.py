@@ -74,7 +74,15 @@ def parse_timestamp(text: str) -> int:
 
 
 def parse_date(text: str) -> int:
-    return (dt.date.fromisoformat(text.strip()) - dt.date(1970, 1, 1)).days
+    """ISO date → epoch days; a partial date is completed as ksqlDB does ('2018' is
+    2018-01-01, '2018-06' 2018-06-01)."""
+    s = text.strip()
+    parts = s.split("-")
+    if len(parts) == 1:
+        s += "-01-01"
+    elif len(parts) == 2:
+        s += "-01"
+    return (dt.date.fromisoformat(s) - dt.date(1970, 1, 1)).days
 
 
 def parse_time(text: str) -> int:
@@ -83,38 +91,62 @@ def parse_time(text: str) -> int:
 
 
 def to_string(value: Any, typ: SqlType | None) -> str | None:
-    """CAST(x AS STRING) and string concatenation of non-string values."""
+    """CAST(x AS STRING) and string concatenation of non-string values.
+
+    A top-level value renders as ksqlDB's CAST does (DECIMAL as plain digits, temporal types
+    in ISO form); a value inside an ARRAY, MAP or STRUCT renders as its Java object's
+    `toString()` does, since that is what ksqlDB calls on the collection (see `java_text`)."""
     if value is None:
         return None
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if typ is not None and typ.base == "TIMESTAMP" and not isinstance(value, bool):
+        return timestamp_str(value)
+    return java_text(value, typ)
+
+
+def java_text(value: Any, typ: SqlType | None) -> str:
+    """`toString()` of the Java value ksqlDB holds: `[a, b]` for a List, `{k=v, k2=v2}` for a
+    Map, `Struct{A=1,B=x}` for a Connect Struct (no space, null fields left out), BigDecimal's
+    scientific form for small decimals, `java.sql.Timestamp`'s `2018-01-01 00:00:00.0`."""
+    if value is None:
+        return "null"
     base = typ.base if typ else ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return java_double(value)
     if isinstance(value, Decimal):
-        return f"{value:f}"
+        return str(value)
+    if isinstance(value, bytes):
+        return f"java.nio.HeapByteBuffer[pos=0 lim={len(value)} cap={len(value)}]"
     if base == "TIMESTAMP":
-        return timestamp_str(value)
+        t = EPOCH + dt.timedelta(milliseconds=value)
+        frac = f"{t.microsecond // 1000:03d}".rstrip("0") or "0"
+        return t.strftime("%Y-%m-%d %H:%M:%S.") + frac
     if base == "DATE":
         return date_str(value)
     if base == "TIME":
         return time_str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
     if isinstance(value, list):
         item = typ.item if typ else None
-        return (
-            "[" + ", ".join("null" if v is None else str(to_string(v, item)) for v in value) + "]"
+        return "[" + ", ".join(java_text(v, item) for v in value) + "]"
+    if isinstance(value, dict) and base == "STRUCT" and typ is not None:
+        inner = ",".join(
+            f"{name}={java_text(value[name], ft)}"
+            for name, ft in typ.fields
+            if value.get(name) is not None
         )
+        return "Struct{" + inner + "}"
     if isinstance(value, dict):
-        if base == "STRUCT" and typ is not None:
-            ft = dict(typ.fields)
-            inner = ", ".join(
-                f"{k}={'null' if v is None else to_string(v, ft.get(k))}" for k, v in value.items()
-            )
-            return "Struct{" + inner + "}"
-        item = typ.item if typ else None
-        return "{" + ", ".join(f"{k}={to_string(v, item)}" for k, v in value.items()) + "}"
+        key, item = (typ.key, typ.item) if typ else (None, None)
+        return (
+            "{"
+            + ", ".join(f"{java_text(k, key)}={java_text(v, item)}" for k, v in value.items())
+            + "}"
+        )
     return str(value)
 
 

@@ -37,6 +37,12 @@ def datagen(
         help="data family: latent (the default generator) or copula (a Gaussian copula from the "
         "data set's published per-column statistics; see services/common/synthetic_families.py)",
     ),
+    users: bool = typer.Option(
+        True,
+        "--users/--no-users",
+        help="also write the users the rows name to <out>_users.csv (USERID,CITY,LEVEL,"
+        "SIGNUP_DATE), for `produce --users`",
+    ),
 ) -> None:
     """Write synthetic transactions shaped like the Kaggle credit-card data set.
 
@@ -45,6 +51,10 @@ def datagen(
     differ mostly in V14, V12, V10, V17, V4, V11 and V3. Rows are written in chunks, so memory
     stays flat for any --rows. --family copula makes rows by a different process (a Gaussian
     copula of the published per-column statistics), to judge models on data not made for them.
+
+    The users the rows name (their User column, or the one produce adds to the Kaggle layout)
+    go to a second file beside --out, <name>_users.csv: USERID, CITY (about a quarter in a
+    "Premium …" city), LEVEL and SIGNUP_DATE, the same for a seed whatever --rows is.
     """
     from services.common.synthetic_families import FAMILIES
     from services.producer.datagen import write_csv
@@ -70,11 +80,32 @@ def datagen(
             raise ProducerError(
                 f"cannot write {out}: {exc.strerror or exc}", code="cannot_write"
             ) from exc
+    if users:
+        _write_users(result.path, result.user_indices, seed)
     typer.echo(f"wrote {result.rows} rows ({result.frauds} frauds) to {result.path}")
 
 
+def _write_users(transactions: Path, indices: frozenset[int], seed: int) -> None:
+    from services.producer.users import users_for, users_path, write_users_csv
+
+    path = users_path(transactions)
+    try:
+        count = write_users_csv(path, users_for(indices, seed))
+    except OSError as exc:
+        raise ProducerError(
+            f"cannot write {path}: {exc.strerror or exc}", code="cannot_write"
+        ) from exc
+    typer.echo(f"wrote {count} users to {path}")
+
+
 def produce(
-    csv: Path = typer.Option(..., "--csv", help="CSV in the Kaggle or the extended layout"),
+    csv: Path = typer.Option(None, "--csv", help="CSV in the Kaggle or the extended layout"),
+    users: Path = typer.Option(
+        None,
+        "--users",
+        help="a users CSV (datagen's <out>_users.csv) to replay into the users topic first, "
+        "JSON values keyed by USERID",
+    ),
     topic: str = typer.Option(
         None,
         "--topic",
@@ -107,6 +138,10 @@ def produce(
     creditcardfraud_dlq with the reason in their headers; every good line goes through. A line
     longer than --max-line-bytes (default 1,000,000) goes there too, cut to its first 4 KiB with
     its length in the headers. Ctrl-C flushes what was sent and prints the count.
+
+    --users PATH replays a users CSV into the users topic (one partition if new) before the
+    transactions, keyed by USERID with the row as a JSON value: the USERS table of
+    ksql/examples/30_per_user_join.sql. Either option alone is enough.
     """
     from rich.console import Console
 
@@ -114,6 +149,16 @@ def produce(
     from services.producer.formats import default_topic, value_encoder
     from services.producer.replay import produce_csv
 
+    if csv is None and users is None:
+        raise ProducerError("give --csv, --users or both", code="bad_option")
+    if users is not None:
+        from services.producer.users import produce_users
+
+        done = produce_users(users)
+        if csv is None:
+            typer.echo(done.summary())
+            return
+        typer.echo(f"produced {done.records} users to {done.topic}")
     topic = topic or default_topic(value_format)
     encode_values = value_encoder(value_format, topic)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from services.common.synthetic_transactions import CHUNK_ROWS, FRAUD_RATIO
 from services.common.topics import EXTENDED_COLUMNS, KAGGLE_COLUMNS
-from services.producer.layout import iso_timestamps, user_for_ids
+from services.producer.layout import iso_timestamps, user_for_ids, user_indices
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class GenResult:
     rows: int
     frauds: int
     path: Path
+    user_indices: frozenset[int] = frozenset()
+    """The pool indices (`layout.USERS`) of the users the rows name."""
 
 
 _NUMBERS_FMT = "%d," + "%.6f," * 28 + "%.2f"
@@ -77,15 +79,18 @@ def write_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     frauds = 0
     written = 0
+    users: set[int] = set()
     with path.open("w", encoding="ascii", newline="") as out:
         out.write(header(extended))
         for times, v, amount, labels in generate(rows, seed, fraud_ratio, CHUNK_ROWS):
             _write(out, _format_chunk(written + 1, times, v, amount, labels, extended))
+            ids = np.arange(written + 1, written + 1 + len(labels), dtype=np.int64)
+            users.update(np.unique(user_indices(ids)).tolist())
             frauds += int(labels.sum())
             written += len(labels)
             if progress is not None:
                 progress(len(labels))
-    return GenResult(rows=written, frauds=frauds, path=path)
+    return GenResult(rows=written, frauds=frauds, path=path, user_indices=frozenset(users))
 
 
 def _write(out: TextIO, text: str) -> None:

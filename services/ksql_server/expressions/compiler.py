@@ -23,8 +23,13 @@ from decimal import Decimal
 from typing import Any
 
 from services.ksql_server import types as T
-from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.errors import CodegenError, KsqlError, UnresolvedError, UnsupportedError
+from services.ksql_server.expressions import coercion as C
 from services.ksql_server.expressions import runtime_helpers as H
+from services.ksql_server.expressions.comparison import (
+    check_comparison,
+    comparison_domain,
+)
 from services.ksql_server.functions import lookup
 from services.ksql_server.functions.datetime_fns import UNIT_FUNCTIONS, unit_name
 from services.ksql_server.functions.lambdas import LAMBDA_FUNCTIONS, lambda_params, lambda_shape
@@ -32,6 +37,10 @@ from services.ksql_server.functions.lambdas import RUNTIME as LAMBDA_RUNTIME
 from services.ksql_server.parser import ast as A
 from services.ksql_server.types import SqlType
 from services.ksql_server.values import to_string
+
+FILTER_CLAUSES = ("WHERE", "HAVING")
+CLAUSE_KINDS = {"SELECT": "Select", "GROUP BY": "Group By", "PARTITION BY": "Partition By"}
+"""How ksqlDB names a clause in `Invalid <kind>: …` (a filter is a `Predicate`)."""
 
 HOIST_HEIGHT = 12
 """Tree levels one generated expression may span before a sub-expression becomes a function of
@@ -59,7 +68,7 @@ class Scope:
                 pass
             else:
                 # `STRUCTCOL.FIELD` written with a dot is a dereference in ksqlDB
-                raise KsqlError(
+                raise UnresolvedError(
                     f"{self.clause} column '{ref.source}.{ref.name}' cannot be resolved."
                 )
         found = self.index.get(ref.name)
@@ -71,19 +80,11 @@ class Scope:
                     f" '{shown}' must be a column in the source schema since PARTITION BY is "
                     "applied on the input."
                 )
-            raise KsqlError(f"{self.clause} column '{shown}' cannot be resolved.{extra}")
+            raise UnresolvedError(f"{self.clause} column '{shown}' cannot be resolved.{extra}")
         return found
 
 
 _CONCAT = lookup("CONCAT").impl  # type: ignore[union-attr]
-_OP_NAMES = {
-    "=": "EQUAL",
-    "<>": "NOT_EQUAL",
-    "<": "LESS_THAN",
-    "<=": "LESS_THAN_OR_EQUAL",
-    ">": "GREATER_THAN",
-    ">=": "GREATER_THAN_OR_EQUAL",
-}
 _ROWTIME_LIKE = ("ROWTIME", "WINDOWSTART", "WINDOWEND")
 
 _CMP = {"=": "==", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -112,6 +113,8 @@ class ExpressionCompiler:
             "_tostr": to_string,
             "_D": Decimal,
             "_rowts": H.rowtime_string,
+            "_nz": H.or_null,
+            "_jcat": H.java_concat,
         }
         self._n = 0
         self._heights: list[int] = []
@@ -131,6 +134,35 @@ class ExpressionCompiler:
 
     def type_of(self, expr: A.Expr) -> SqlType | None:
         return self.compile(expr).type
+
+    def compile_clause(self, e: A.Expr, clause: str) -> Compiled:
+        """`e` as the expression of a clause, with ksqlDB's error wording for that clause.
+
+        ksqlDB checks types first (a WHERE/HAVING type error reads `Error in WHERE expression:
+        …`, a filter that is not BOOLEAN `Type error in WHERE expression: …`) and generates
+        code second (`Invalid Predicate: …` for a filter, `Invalid Select: …` for a projection,
+        `Invalid Group By: …`), so both the message and its prefix depend on the clause."""
+        is_filter = clause in FILTER_CLAUSES
+        saved, self.scope.clause = self.scope.clause, clause
+        try:
+            compiled = self.compile(e)
+        except CodegenError as exc:
+            kind = "Predicate" if is_filter else CLAUSE_KINDS.get(clause, clause.title())
+            raise KsqlError(f"Invalid {kind}: {exc}.") from exc
+        except (UnsupportedError, UnresolvedError):
+            raise
+        except KsqlError as exc:
+            if is_filter:
+                raise KsqlError(f"Error in {clause} expression: {exc}") from exc
+            raise
+        finally:
+            self.scope.clause = saved
+        if is_filter and compiled.type is not None and compiled.type.base != "BOOLEAN":
+            raise KsqlError(
+                f"Type error in {clause} expression: Should evaluate to boolean but is "
+                f"{_sql(e)} ({compiled.type}) instead."
+            )
+        return compiled
 
     # ------------------------------------------------------------------ dispatch
     def compile(self, e: A.Expr) -> Compiled:
@@ -202,12 +234,10 @@ class ExpressionCompiler:
         right = self.compile(e.right)
         if e.op in _CMP:
             return self._comparison(e.op, left, right, e)
-        if e.op == "||" or (
-            e.op == "+"
-            and left.type is not None
-            and right.type is not None
-            and left.type.base == right.type.base == "STRING"
-        ):  # ksqlDB's `+` of two strings concatenates them
+        if e.op == "+" and _is_string(left.type) and _is_string(right.type):
+            # ksqlDB's `+` of two strings is Java's concatenation: a null side reads "null"
+            return Compiled(f"_jcat({left.code}, {right.code})", T.STRING)
+        if e.op == "||":
             return Compiled(
                 f"{self.const(_CONCAT)}({self._as_string(left)}, {self._as_string(right)})",
                 T.STRING,
@@ -221,7 +251,7 @@ class ExpressionCompiler:
                 f"Error processing expression: {expr_text(e)}. Arithmetic on types {lt} and {rt} "
                 "are not supported."
             )
-        return self._arithmetic(e.op, left, right)
+        return self._arithmetic(e, left, right)
 
     def _as_string(self, c: Compiled) -> str:
         if c.type is None or c.type.base == "STRING":
@@ -230,17 +260,10 @@ class ExpressionCompiler:
 
     def _comparison(self, op: str, left: Compiled, right: Compiled, e: A.Binary) -> Compiled:
         """ksqlDB comparisons are two-valued: a null operand makes the comparison false."""
-        if left.type is None and right.type is None:
-            raise KsqlError(f"Comparison with NULL not supported: NULL {op} NULL")
         left = self._rowtime_string(e.right, left, right)
         right = self._rowtime_string(e.left, right, left)
-        lt, rt = left.type, right.type
-        if lt is not None and rt is not None and not _comparable(lt, rt, op):
-            raise KsqlError(
-                f"Error in WHERE expression: Cannot compare {_sql(e.left)} ({lt}) to "
-                f"{_sql(e.right)} ({rt}) with {_OP_NAMES[op]}."
-            )
-        lcode, rcode = self.coerce_for_compare(left, rt), self.coerce_for_compare(right, lt)
+        check_comparison(left.type, op, right.type, e.left, e.right)
+        lcode, rcode = self.compare_operands(left, right)
         a, b = self._tmp(), self._tmp()
         return Compiled(
             f"(False if ({a} := {lcode}) is None or ({b} := {rcode}) is None "
@@ -260,24 +283,38 @@ class ExpressionCompiler:
         del other
         return this
 
+    def compare_operands(self, left: Compiled, right: Compiled) -> tuple[str, str]:
+        """Both sides of a comparison as the values Java compares (see `comparison_domain`)."""
+        domain = comparison_domain(left.type, right.type)
+        return self._to_domain(left, domain), self._to_domain(right, domain)
+
     def coerce_for_compare(self, c: Compiled, other: SqlType | None) -> str:
-        """Bring one side of a comparison to the other's type (Java compares DECIMAL with
-        DOUBLE as doubles, and STRING with TIMESTAMP as timestamps)."""
+        """One side of a comparison with `other` as the value Java compares."""
+        return self._to_domain(c, comparison_domain(c.type, other))
+
+    def _to_domain(self, c: Compiled, domain: SqlType | None) -> str:
         t = c.type
-        if t is None or other is None or t.base == other.base:
+        if t is None or domain is None or t.base == domain.base:
             return c.code
-        if t.base == "DECIMAL" and other.base == "DOUBLE":
-            return f"_cast({c.code}, None, {self.const(T.DOUBLE)})"
-        if t.base == "STRING" and other.base in ("TIMESTAMP", "DATE", "TIME"):
-            return f"_cast({c.code}, None, {self.const(other)})"
+        if domain.base == "DECIMAL":
+            return f"{self.const(H.compare_decimal)}({c.code})"
+        if domain.base == "DOUBLE":
+            t1 = self._tmp()
+            return f"(None if ({t1} := {c.code}) is None else float({t1}))"
+        if t.base == "DATE" and domain.base == "TIMESTAMP":
+            t1 = self._tmp()
+            return f"(None if ({t1} := {c.code}) is None else {t1} * 86400000)"
+        if t.base == "STRING":
+            return f"_cast({c.code}, None, {self.const(domain)})"
         return c.code
 
-    def _arithmetic(self, op: str, left: Compiled, right: Compiled) -> Compiled:
-        lt, rt = left.type, right.type
+    def _arithmetic(self, e: A.Binary, left: Compiled, right: Compiled) -> Compiled:
+        op, lt, rt = e.op, left.type, right.type
         for t in (lt, rt):
             if t is not None and not t.is_numeric:
                 raise KsqlError(
-                    f"Error processing expression: Unsupported arithmetic types. {lt} {rt}"
+                    f"Error processing expression: {_sql(e)}. Unsupported arithmetic types. "
+                    f"{lt.base if lt else None} {rt.base if rt else None}"
                 )
         if lt is None and rt is None:
             return Compiled("None", T.INTEGER)
@@ -352,51 +389,72 @@ class ExpressionCompiler:
         return Compiled(code, T.BOOLEAN)
 
     def _Between(self, e: A.Between) -> Compiled:
+        """`v BETWEEN lo AND hi` is `v >= lo AND v <= hi` in ksqlDB: each bound compared (and
+        converted for the comparison) on its own."""
         v, lo, hi = self.compile(e.operand), self.compile(e.low), self.compile(e.high)
         lo = self._rowtime_string(e.operand, lo, v)
         hi = self._rowtime_string(e.operand, hi, v)
-        for other in (lo, hi):
-            if (
-                v.type is not None
-                and other.type is not None
-                and not _comparable(v.type, other.type, "<")
-            ):
-                raise KsqlError(f"Cannot compare {v.type} to {other.type} in BETWEEN")
-        code = (
-            f"_between({v.code}, {self.coerce_for_compare(lo, v.type)}, "
-            f"{self.coerce_for_compare(hi, v.type)})"
-        )
+        for bound, op, bound_expr in ((lo, ">=", e.low), (hi, "<=", e.high)):
+            if v.type is not None and bound.type is not None:
+                check_comparison(v.type, op, bound.type, e.operand, bound_expr)
+        tv = self._tmp()
+        value = Compiled(tv, v.type)
+        lo_v, lo_code = self.compare_operands(value, lo)
+        hi_v, hi_code = self.compare_operands(value, hi)
+        code = f"(({tv} := {v.code}), _between({lo_v}, {lo_code}, {hi_v}, {hi_code}))[1]"
         if e.negated:
             t = self._tmp()
             code = f"(None if ({t} := {code}) is None else not {t})"
         return Compiled(code, T.BOOLEAN)
 
     def _InList(self, e: A.InList) -> Compiled:
-        v = self.compile(e.operand)
-        items = [self.compile(i) for i in e.items]
-        for it in items:
-            if v.type is not None and it.type is not None and not _comparable(v.type, it.type, "="):
-                raise KsqlError(
-                    f"operator does not exist: {v.type} = {it.type} ({_sql(e.operand)} IN ...)"
-                )
-        code = f"_in({v.code}, ({', '.join(self.coerce_for_compare(i, v.type) for i in items)},))"
+        """ksqlDB coerces the operand and the list to one type first (see `coercion`); a NULL
+        in the list never matches."""
+        items = [i for i in e.items if not (isinstance(i, A.Literal) and i.value is None)]
+        try:
+            _common, coded = self.user_list([e.operand, *items])
+        except KsqlError as exc:
+            raise CodegenError(str(exc)) from exc
+        code = f"_in({coded[0]}, ({''.join(c + ', ' for c in coded[1:])}))"
         if e.negated:
             t = self._tmp()
             code = f"(None if ({t} := {code}) is None else not {t})"
         return Compiled(code, T.BOOLEAN)
 
+    def user_list(self, exprs: Sequence[A.Expr]) -> tuple[SqlType | None, list[str]]:
+        """The common type of a user-written list and each element's code at that type
+        (literals converted here, once; other expressions CAST at run time)."""
+        compiled = [self.compile(x) for x in exprs]
+        common = C.common_type(
+            [C.Typed(x, c.type) for x, c in zip(exprs, compiled, strict=True)], self.type_of
+        )
+        return common, [self._to_common(x, c, common) for x, c in zip(exprs, compiled, strict=True)]
+
+    def _to_common(self, x: A.Expr, c: Compiled, common: SqlType | None) -> str:
+        if common is None or c.type is None or c.type == common:
+            return c.code
+        if isinstance(x, A.Literal):
+            try:
+                return self.const(C.coerce_literal(x.value, c.type, common))
+            except (ValueError, ArithmeticError) as exc:
+                raise C.invalid_syntax(x.value, common) from exc
+        return f"_cast({c.code}, {self.const(c.type)}, {self.const(common)})"
+
     def _DistinctFrom(self, e: A.DistinctFrom) -> Compiled:
         a, b = self.compile(e.left), self.compile(e.right)
+        if a.type is not None and b.type is not None:
+            name = "IS NOT DISTINCT FROM" if e.negated else "IS DISTINCT FROM"
+            check_comparison(a.type, name, b.type, e.left, e.right)
+        acode, bcode = self.compare_operands(a, b)
         op = "==" if e.negated else "!="
-        return Compiled(
-            f"(({self.coerce_for_compare(a, b.type)}) {op} ({self.coerce_for_compare(b, a.type)}))",
-            T.BOOLEAN,
-        )
+        return Compiled(f"(({acode}) {op} ({bcode}))", T.BOOLEAN)
 
     def _Case(self, e: A.Case) -> Compiled:
         results = [self.compile(r) for _, r in e.whens]
         default = self.compile(e.default) if e.default is not None else Compiled("None", None)
         rtype = _common_type([r.type for r in results] + [default.type], "CASE")
+        if rtype is None:
+            raise KsqlError("Invalid Case expression. All case branches have NULL type")
         code = self._coerce(default, rtype)
         if e.operand is not None:
             op = self.compile(e.operand)
@@ -419,6 +477,14 @@ class ExpressionCompiler:
             code = f"({self._coerce(res, rtype)} if ({c.code}) is True else {code})"
         return Compiled(code, rtype)
 
+    def implicit_cast(self, c: Compiled, target: SqlType) -> Compiled:
+        """`c` as a sink column of type `target` when ksqlDB casts it implicitly (INSERT INTO a
+        DECIMAL(5, 2) column from `SELECT 1`); unchanged otherwise, for the schema check to
+        refuse."""
+        if c.type is None or c.type == target or not C.can_implicitly_cast(c.type, target):
+            return c
+        return Compiled(self._coerce(c, target), target)
+
     def _coerce(self, c: Compiled, target: SqlType | None) -> str:
         if target is None or c.type is None or c.type == target:
             return c.code
@@ -428,10 +494,21 @@ class ExpressionCompiler:
         inner = self.compile(e.operand)
         src = inner.type
         if src is not None and not _castable(src, e.type):
-            raise KsqlError(f"Cast of {src} to {e.type} is not supported")
+            raise CodegenError(f"Cast of {src} to {e.type} is not supported")
         if src == e.type:
             return Compiled(inner.code, e.type)
-        return Compiled(f"_cast({inner.code}, {self.const(src)}, {self.const(e.type)})", e.type)
+        code = f"_cast({inner.code}, {self.const(src)}, {self.const(e.type)})"
+        # a CAST that fails is NULL where it is nested (ksqlDB's nested error handling); at the
+        # top of a clause the row's own error handling gives the same NULL
+        nested = len(self._heights) > 1
+        return Compiled(f"_nz(lambda: {code})" if nested else code, e.type)
+
+    def or_null(self, code: str, e: A.Expr) -> str:
+        """`code`, NULL instead of an error (ksqlDB evaluates function arguments, constructor
+        elements and casts this way, so COALESCE(PARSE_DATE(bad), x) is x)."""
+        if isinstance(e, A.Literal | A.ColumnRef | A.Cast):
+            return code
+        return f"_nz(lambda: {code})"
 
     def _Call(self, e: A.Call) -> Compiled:
         if e.name in LAMBDA_FUNCTIONS:
@@ -442,7 +519,16 @@ class ExpressionCompiler:
         args = [self.compile(a) for a in _unit_keyword(e)]
         arg_types = [a.type for a in args]
         rtype = fn.check(arg_types)
-        codes = [a.code for a in args]
+        if fn.params is not None:
+            targets = fn.params(arg_types)
+            args = [
+                Compiled(self._coerce(a, t), t or a.type)
+                for a, t in zip(args, targets, strict=True)
+            ]
+        codes = [
+            self.or_null(a.code, x) if isinstance(x, A.Call | A.Dereference) else a.code
+            for a, x in zip(args, _unit_keyword(e), strict=True)
+        ]
         if fn.pass_types:
             codes.insert(0, self.const(tuple(arg_types)))
         return Compiled(f"{self.const(fn.impl)}({', '.join(codes)})", rtype)
@@ -468,34 +554,61 @@ class ExpressionCompiler:
         return Compiled(f"_deref({base.code}, {self.const(name)})", fields[name])
 
     def _ArrayCtor(self, e: A.ArrayCtor) -> Compiled:
-        items = [self.compile(i) for i in e.items]
-        item_type = _common_type([i.type for i in items], "ARRAY")
+        """ARRAY[…]: the elements' common type by ksqlDB's list coercion (ARRAY[1, '2'] is
+        ARRAY<INTEGER>, ARRAY[1, 2.5] ARRAY<DECIMAL(11, 1)>)."""
+        if not e.items:
+            raise KsqlError(
+                "Array constructor cannot be empty. Please supply at least one element "
+                "(see https://github.com/confluentinc/ksql/issues/4239)."
+            )
+        item_type, codes = self.user_list(e.items)
         if item_type is None:
             raise KsqlError(
                 "Cannot construct an array with all NULL elements (see "
                 "https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may cast "
                 "a NULL value to the desired type."
             )
-        return Compiled(
-            "[" + ", ".join(self._coerce(i, item_type) for i in items) + "]", T.array(item_type)
-        )
+        codes = [self.or_null(c, x) for c, x in zip(codes, e.items, strict=True)]
+        return Compiled("[" + ", ".join(codes) + "]", T.array(item_type))
 
     def _MapCtor(self, e: A.MapCtor) -> Compiled:
-        keys = [self.compile(k) for k, _ in e.entries]
-        vals = [self.compile(v) for _, v in e.entries]
-        kt = _common_type([k.type for k in keys], "MAP") or T.STRING
-        vt = _common_type([v.type for v in vals], "MAP")
-        if vt is None:
-            raise KsqlError("Cannot construct a map with all NULL values")
+        """MAP(k := v, …): keys and values each take their list's common type."""
+        if not e.entries:
+            raise KsqlError(
+                "Map constructor cannot be empty. Please supply at least one key value pair "
+                "(see https://github.com/confluentinc/ksql/issues/4239)."
+            )
+        kt, keys = self.user_list([k for k, _ in e.entries])
+        vt, vals = self.user_list([v for _, v in e.entries])
+        for t, what in ((kt, "keys"), (vt, "values")):
+            if t is None:
+                raise KsqlError(
+                    f"Cannot construct a map with all NULL {what} (see "
+                    "https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may "
+                    f"cast a NULL {what[:-1]} to the desired type."
+                )
+        assert kt is not None and vt is not None
         pairs = ", ".join(
-            f"{self._coerce(k, kt)}: {self._coerce(v, vt)}" for k, v in zip(keys, vals, strict=True)
+            f"{self.or_null(k, ke)}: {self.or_null(v, ve)}"
+            for k, v, (ke, ve) in zip(keys, vals, e.entries, strict=True)
         )
         return Compiled("{" + pairs + "}", T.map_of(kt, vt))
 
     def _StructCtor(self, e: A.StructCtor) -> Compiled:
+        names = [n for n, _ in e.fields]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise KsqlError(f"Duplicate field names found in STRUCT: '{dup}' and '{dup}'")
         parts = [(n, self.compile(v)) for n, v in e.fields]
         fields = [(n, c.type or T.STRING) for n, c in parts]
-        code = "{" + ", ".join(f"{self.const(n)}: {c.code}" for n, c in parts) + "}"
+        code = (
+            "{"
+            + ", ".join(
+                f"{self.const(n)}: {self.or_null(c.code, x)}"
+                for (n, c), (_, x) in zip(parts, e.fields, strict=True)
+            )
+            + "}"
+        )
         return Compiled(code, T.struct(fields))
 
     def _Lambda(self, e: A.Lambda) -> Compiled:
@@ -567,23 +680,14 @@ def _unit_keyword(e: A.Call) -> tuple[A.Expr, ...]:
     return args
 
 
+def _is_string(t: SqlType | None) -> bool:
+    return t is not None and t.base == "STRING"
+
+
 def _sql(e: A.Expr) -> str:
     from services.ksql_server.parser.naming import expr_text
 
     return expr_text(e)
-
-
-def _comparable(a: SqlType, b: SqlType, op: str) -> bool:
-    if a.is_numeric and b.is_numeric:
-        return True
-    if a.base == b.base:
-        if a.base in ("ARRAY", "MAP", "STRUCT") and op not in ("=", "<>"):
-            return False
-        return not (a.base == "BOOLEAN" and op not in ("=", "<>"))
-    temporal = ("TIMESTAMP", "DATE", "TIME")
-    return bool(
-        (a.base == "STRING" and b.base in temporal) or (b.base == "STRING" and a.base in temporal)
-    )
 
 
 def _arith_type(op: str, a: SqlType, b: SqlType) -> SqlType:
@@ -633,35 +737,43 @@ def _common_type(types: Sequence[SqlType | None], what: str) -> SqlType | None:
     )
 
 
+_CASTS: dict[str, tuple[str, ...]] = {
+    "BOOLEAN": ("STRING",),
+    "INTEGER": ("BIGINT", "DECIMAL", "DOUBLE", "STRING"),
+    "BIGINT": ("INTEGER", "DECIMAL", "DOUBLE", "STRING"),
+    "DECIMAL": ("INTEGER", "BIGINT", "DECIMAL", "DOUBLE", "STRING"),
+    "DOUBLE": ("INTEGER", "BIGINT", "DECIMAL", "STRING"),
+    "STRING": (
+        *("BOOLEAN", "INTEGER", "BIGINT", "DECIMAL", "DOUBLE"),
+        *("TIMESTAMP", "TIME", "DATE", "BYTES"),
+    ),
+    "ARRAY": ("ARRAY", "STRING"),
+    "MAP": ("MAP", "STRING"),
+    "STRUCT": ("STRUCT", "STRING"),
+    "TIMESTAMP": ("STRING", "TIME", "DATE"),
+    "DATE": ("TIMESTAMP", "STRING"),
+    "TIME": ("STRING",),
+}
+"""ksqlDB's CastEvaluator table: source base type → the target base types CAST supports."""
+
+
 def _castable(src: SqlType, dst: SqlType) -> bool:
-    s, d = src.base, dst.base
-    if d == "STRING":
+    """Whether CAST(src AS dst) is supported; ARRAY, MAP and STRUCT by their parts (a STRUCT
+    by the fields both have)."""
+    if src == dst:
         return True
-    if s == "STRING":
-        return (
-            d
-            in (
-                "BOOLEAN",
-                "INTEGER",
-                "BIGINT",
-                "DOUBLE",
-                "DECIMAL",
-                "TIMESTAMP",
-                "DATE",
-                "TIME",
-                "BYTES",
-            )
-            or False
-        )
-    if src.is_numeric and dst.is_numeric:
-        return True
-    if s == "BOOLEAN":
-        return d == "BOOLEAN"
-    if s in ("TIMESTAMP", "DATE", "TIME") and d in ("TIMESTAMP", "DATE", "TIME"):
-        return True
-    if s == d and s in ("ARRAY", "MAP", "STRUCT"):
-        return True
-    return s == d
+    if dst.base not in _CASTS.get(src.base, ()):
+        return False
+    if src.base == dst.base == "ARRAY":
+        assert src.item is not None and dst.item is not None
+        return _castable(src.item, dst.item)
+    if src.base == dst.base == "MAP":
+        assert src.key and src.item and dst.key and dst.item
+        return _castable(src.key, dst.key) and _castable(src.item, dst.item)
+    if src.base == dst.base == "STRUCT":
+        target = dict(dst.fields)
+        return all(_castable(t, target[n]) for n, t in src.fields if n in target)
+    return True
 
 
 # ----------------------------------------------------------------------------- batch function

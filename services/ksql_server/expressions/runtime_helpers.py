@@ -4,11 +4,14 @@ Kept tiny and branch-light: they run once per record per expression on the hot p
 
 from __future__ import annotations
 
+import base64
 import math
 import re
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
+from services.ksql_server.expressions import coercion as C
 from services.ksql_server.types import SqlType
 from services.ksql_server.values import parse_date, parse_time, parse_timestamp, to_string
 
@@ -50,6 +53,19 @@ def ddec(a: Decimal, b: Decimal, scale: int) -> Decimal:
     if b == 0:
         raise ArithmeticError("Division by zero")
     return DEC_CTX.divide(a, b).quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP, DEC_CTX)
+
+
+def or_null(thunk: Callable[[], Any]) -> Any:
+    """The thunk's value, or None when it raises (ksqlDB's nested error handling)."""
+    try:
+        return thunk()
+    except Exception:
+        return None
+
+
+def java_concat(a: str | None, b: str | None) -> str:
+    """Java's `a + b` of two strings: a null reads as "null"."""
+    return ("null" if a is None else a) + ("null" if b is None else b)
 
 
 def and_all(*values: bool | None) -> bool | None:
@@ -97,10 +113,24 @@ def like(value: str | None, pattern: str | None, escape: str | None) -> bool | N
     return like_regex(pattern, escape).fullmatch(value) is not None
 
 
-def between(v: Any, lo: Any, hi: Any) -> bool:
-    if v is None or lo is None or hi is None:
+def between(v_lo: Any, lo: Any, v_hi: Any, hi: Any) -> bool:
+    """`v >= lo AND v <= hi`, each side already in its comparison's domain (`v_lo` is the
+    value as compared with `lo`); a null anywhere makes it false."""
+    if v_lo is None or lo is None or v_hi is None or hi is None:
         return False
-    return bool(lo <= v <= hi)
+    return bool(v_lo >= lo and v_hi <= hi)
+
+
+def compare_decimal(v: Any) -> Decimal | None:
+    """A number as the BigDecimal ksqlDB compares with a DECIMAL: a double by its shortest
+    decimal text (`BigDecimal.valueOf`, which refuses NaN and the infinities)."""
+    if v is None or isinstance(v, Decimal):
+        return v
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            raise ArithmeticError(f"Infinite or NaN: {v}")
+        return Decimal(repr(v))
+    return Decimal(v)
 
 
 def in_list(v: Any, items: tuple[Any, ...]) -> bool:
@@ -151,11 +181,70 @@ def deref(base: Any, name: str) -> Any:
 
 # ----------------------------------------------------------------------------- casts
 
-_TRUE = {"true", "t", "yes", "y", "1"}
+_WIDTH = {"INTEGER": 32, "BIGINT": 64}
+
+
+def java_narrow(value: int, bits: int) -> int:
+    """`intValue()`/`longValue()` of a wider whole number: the low bits, two's complement
+    (CAST(2147483648 AS INT) is -2147483648 in ksqlDB)."""
+    half = 1 << (bits - 1)
+    return ((value + half) % (1 << bits)) - half
+
+
+def java_double_to_whole(v: float, bits: int) -> int:
+    """Java's `(int)`/`(long)` of a double: NaN is 0, out of range saturates, else truncates."""
+    if math.isnan(v):
+        return 0
+    top = (1 << (bits - 1)) - 1
+    if v >= top:
+        return top
+    if v <= -top - 1:
+        return -top - 1
+    return int(v)
+
+
+def _to_whole(v: Any, b: str) -> int:
+    bits = _WIDTH[b]
+    if isinstance(v, str):
+        top = (1 << (bits - 1)) - 1
+        return C.parse_java_int(v.strip(), -top - 1, top)
+    if isinstance(v, bool):
+        raise ValueError("cannot cast BOOLEAN to a number")
+    if isinstance(v, float):
+        return java_double_to_whole(v, bits)
+    return java_narrow(int(v), bits)
+
+
+def _ensure_max(d: Decimal, dst: SqlType) -> None:
+    digits = dst.precision - dst.scale
+    if abs(d) >= Decimal(10) ** digits:
+        raise ArithmeticError(
+            f"Numeric field overflow: A field with precision {dst.precision} and scale "
+            f"{dst.scale} must round to an absolute value less than 10^{digits}. Got {d:f}"
+        )
+
+
+def _to_decimal(v: Any, dst: SqlType) -> Decimal:
+    """DecimalUtil.cast: a double or whole number rounded to the precision first (HALF_UP),
+    then checked against the whole digits, then set to the scale (HALF_UP)."""
+    if isinstance(v, str):
+        try:
+            d = C.parse_java_decimal(v.strip())
+        except ValueError as exc:
+            raise ValueError(f"Cannot cast '{v}' to DECIMAL") from exc
+    elif isinstance(v, Decimal):
+        d = v
+    elif isinstance(v, bool):
+        raise ValueError("cannot cast BOOLEAN to DECIMAL")
+    else:
+        d = Context(prec=dst.precision, rounding=ROUND_HALF_UP).create_decimal(v)
+    _ensure_max(d, dst)
+    return dq(d, dst.scale)
 
 
 def cast_value(v: Any, src: SqlType | None, dst: SqlType) -> Any:
-    """CAST(v AS dst); raises on a value that does not convert (the caller logs it)."""
+    """CAST(v AS dst) as ksqlDB's CastEvaluator does it; raises on a value that does not
+    convert (the caller logs it)."""
     if v is None:
         return None
     b = dst.base
@@ -163,60 +252,18 @@ def cast_value(v: Any, src: SqlType | None, dst: SqlType) -> Any:
         return v
     if b == "STRING":
         return to_string(v, src)
-    if b in ("INTEGER", "BIGINT"):
-        if isinstance(v, str):
-            return int(v.strip())
-        if isinstance(v, bool):
-            raise ValueError("cannot cast BOOLEAN to a number")
-        if isinstance(v, float):
-            if math.isnan(v):
-                return 0
-            if math.isinf(v):
-                return (2**31 - 1 if b == "INTEGER" else 2**63 - 1) * (1 if v > 0 else -1)
-        return int(v)
+    if b in _WIDTH:
+        return _to_whole(v, b)
     if b == "DOUBLE":
-        if isinstance(v, str):
-            return float(v.strip())
-        return float(v)
+        return C.parse_sql_double(v.strip()) if isinstance(v, str) else float(v)
     if b == "DECIMAL":
-        try:
-            d = (
-                Decimal(v.strip())
-                if isinstance(v, str)
-                else Decimal(repr(v) if isinstance(v, float) else v)
-            )
-        except InvalidOperation as exc:
-            raise ValueError(f"Cannot cast '{v}' to DECIMAL") from exc
-        d = dq(d, dst.scale)
-        if len(d.as_tuple().digits) > dst.precision and d != 0:
-            raise ValueError(
-                f"Numeric field overflow: A field with precision {dst.precision} and scale "
-                f"{dst.scale} must round to an absolute value less than "
-                f"10^{dst.precision - dst.scale}. Got {v}"
-            )
-        return d
+        return _to_decimal(v, dst)
     if b == "BOOLEAN":
         if isinstance(v, str):
-            return v.strip().lower() in _TRUE
+            return C.parse_boolean_exact(v.strip()) is True
         return bool(v)
-    if b == "TIMESTAMP":
-        if isinstance(v, str):
-            return parse_timestamp(v)
-        if src is not None and src.base == "DATE":
-            return v * 86_400_000
-        return int(v)
-    if b == "DATE":
-        if isinstance(v, str):
-            return parse_date(v)
-        if src is not None and src.base == "TIMESTAMP":
-            return v // 86_400_000
-        return int(v)
-    if b == "TIME":
-        if isinstance(v, str):
-            return parse_time(v)
-        if src is not None and src.base == "TIMESTAMP":
-            return v % 86_400_000
-        return int(v)
+    if b in ("TIMESTAMP", "DATE", "TIME"):
+        return _to_temporal(v, src, b)
     if b == "ARRAY" and isinstance(v, list) and dst.item is not None:
         return [cast_value(x, src.item if src else None, dst.item) for x in v]
     if b == "MAP" and isinstance(v, dict) and dst.item is not None and dst.key is not None:
@@ -229,6 +276,22 @@ def cast_value(v: Any, src: SqlType | None, dst: SqlType) -> Any:
     if b == "STRUCT" and isinstance(v, dict):
         sf = dict(src.fields) if src else {}
         return {n: cast_value(v.get(n), sf.get(n), t) for n, t in dst.fields}
-    if b == "BYTES" and isinstance(v, bytes):
-        return v
+    if b == "BYTES":
+        if isinstance(v, str):
+            return base64.b64decode(v.strip(), validate=True)
+        if isinstance(v, bytes):
+            return v
     raise ValueError(f"Cannot cast {src} to {dst}")
+
+
+def _to_temporal(v: Any, src: SqlType | None, b: str) -> int:
+    source = src.base if src is not None else ""
+    if isinstance(v, str):
+        return {"TIMESTAMP": parse_timestamp, "DATE": parse_date, "TIME": parse_time}[b](v)
+    if b == "TIMESTAMP" and source == "DATE":
+        return int(v) * 86_400_000
+    if source == "TIMESTAMP" and b == "DATE":
+        return int(v) // 86_400_000
+    if source == "TIMESTAMP" and b == "TIME":
+        return int(v) % 86_400_000
+    return int(v)

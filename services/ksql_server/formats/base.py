@@ -12,6 +12,7 @@ list (None for a null/tombstone record) and raise SerdeError with ksqlDB's reaso
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import json
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -156,6 +157,9 @@ def _to_bool(v: Any) -> bool:
     raise SerdeError(f"Can't convert type. sourceType: {type(v).__name__}, requiredType: BOOLEAN")
 
 
+_EPOCH_DAY = _dt.date(1970, 1, 1)
+
+
 def coercer(typ: SqlType) -> Callable[[Any], Any]:
     """A converter from a decoded JSON/Avro value to the engine value of `typ` (None passes)."""
     base = typ.base
@@ -184,6 +188,10 @@ def coercer(typ: SqlType) -> Callable[[Any], Any]:
                 return parse_timestamp(v)
             if hasattr(v, "timestamp"):
                 return int(v.timestamp() * 1000)
+            if isinstance(v, _dt.date):  # Avro's `date` logical type, decoded
+                return (v - _EPOCH_DAY).days
+            if isinstance(v, _dt.time):  # Avro's `time-millis`, decoded
+                return ((v.hour * 60 + v.minute) * 60 + v.second) * 1000 + v.microsecond // 1000
             return _to_int(v)
 
         return temporal

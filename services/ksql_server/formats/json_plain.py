@@ -57,10 +57,25 @@ class _RawNumber(float):
 
 
 def dumps(obj: Any) -> str:
-    """json.dumps that writes Decimal values as exact numbers."""
+    """json.dumps that writes Decimal values as exact numbers, and NaN and the infinities as
+    the strings Jackson writes for them ("NaN", "Infinity", "-Infinity"): bare NaN is no JSON."""
     if not _has_decimal(obj):
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return _encode_decimal(obj)
+        try:
+            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            return json.dumps(_finite(obj), separators=(",", ":"), ensure_ascii=False)
+    return _encode_decimal(_finite(obj))
+
+
+def _finite(obj: Any) -> Any:
+    """`obj` with every non-finite float as Jackson's string for it."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _has_decimal(obj: Any) -> bool:
@@ -144,12 +159,12 @@ def json_serializer(columns: Sequence[ColumnDef], wrap: bool) -> Serializer:
     if simple:
 
         def fast(row: Sequence[Any]) -> bytes:
-            return json.dumps(
-                dict(zip(names, row, strict=True)),
-                separators=(",", ":"),
-                ensure_ascii=False,
-                allow_nan=True,
-            ).encode()
+            obj = dict(zip(names, row, strict=True))
+            try:
+                text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            except ValueError:  # NaN or an infinity: written as Jackson writes them
+                text = dumps(obj)
+            return text.encode()
 
         return fast
 

@@ -192,9 +192,13 @@ MAX_SERIES = 1_000_000
 
 
 @register("GENERATE_SERIES", 2, 3, _series_ret)
-def generate_series(start: int | None, end: int | None, step: int | None = 1) -> Any:
-    """`start` to `end` inclusive by `step` (default 1, negative to count down)."""
-    if start is None or end is None or step is None:
+def generate_series(start: int | None, end: int | None, *given: int | None) -> Any:
+    """`start` to `end` inclusive by `step`; without one, ksqlDB counts up by 1 or down by 1
+    (GENERATE_SERIES(4, 3) is [4, 3])."""
+    if start is None or end is None:
+        return None
+    step = given[0] if given else (1 if end - start > 0 else -1)
+    if step is None:
         return None
     if step == 0:
         raise KsqlError("GENERATE_SERIES step cannot be zero")

@@ -101,9 +101,9 @@ def datetostring(days: int | None, fmt: str | None) -> str | None:
     return format_date(days, fmt)
 
 
-def _parse(text: str, fmt: str, tz: str | None = None) -> int:
+def _parse(text: str, fmt: str, tz: str | None = None, prefix: bool = False) -> int:
     try:
-        return parse_millis(text, fmt, tz)
+        return parse_millis(text, fmt, tz, prefix)
     except ValueError as exc:
         raise KsqlError(f"Failed to parse '{text}' with pattern '{fmt}': {exc}") from exc
 
@@ -129,7 +129,8 @@ def parse_date(text: str | None, fmt: str | None) -> int | None:
             f"Failed to parse date '{text}' with formatter '{fmt}': "
             "Date format contains time field."
         )
-    return _parse(text, fmt) // MS_PER_DAY
+    # PARSE_DATE is SimpleDateFormat's parse: text after the pattern is ignored
+    return _parse(text, fmt, prefix=True) // MS_PER_DAY
 
 
 @register("STRINGTODATE", 2, 2, const(T.INTEGER))

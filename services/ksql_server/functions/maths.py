@@ -15,7 +15,13 @@ from typing import Any
 
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
-from services.ksql_server.functions.registry import FUNCTIONS, Function, const, register
+from services.ksql_server.functions.registry import (
+    FUNCTIONS,
+    Function,
+    const,
+    numeric_args,
+    register,
+)
 from services.ksql_server.types import SqlType
 
 
@@ -161,7 +167,7 @@ EARTH_RADIUS_KM = 6371.0
 EARTH_RADIUS_MILES = 3959.0
 
 
-@register("GEO_DISTANCE", 4, 5, const(T.DOUBLE))
+@register("GEO_DISTANCE", 4, 5, numeric_args("geo_distance", T.DOUBLE, strings_from=4))
 def geo_distance(lat1: Any, lon1: Any, lat2: Any, lon2: Any, unit: str | None = "KM") -> Any:
     """Great-circle (haversine) distance in km (default) or miles."""
     if None in (lat1, lon1, lat2, lon2, unit):

@@ -30,6 +30,9 @@ class Function:
     min_args: int
     max_args: int  # -1: variadic
     pass_types: bool = False  # impl gets the argument types as a first parameter
+    params: Callable[[Sequence[SqlType | None]], Sequence[SqlType | None]] | None = None
+    """The parameter types the arguments are cast to first (ksqlDB's implicit casts of a
+    resolved overload: GREATEST(date_col, '2022-06-14') parses the string as a DATE)."""
 
     def check(self, arg_types: Sequence[SqlType | None]) -> SqlType:
         n = len(arg_types)
@@ -65,6 +68,23 @@ def _const(t: SqlType) -> Returns:
 
 
 const = _const
+
+
+def numeric_args(name: str, ret: SqlType, strings_from: int | None = None) -> Returns:
+    """`ret`, for arguments that are numbers (from `strings_from` on: strings): ksqlDB never
+    casts a STRING to a number for a function (`GEO_DISTANCE(lat, lon, 'foo', 0)` is refused
+    with `Function '<name>' does not accept parameters (…)`)."""
+
+    def check(args: Sequence[SqlType | None]) -> SqlType:
+        for i, a in enumerate(args):
+            want_string = strings_from is not None and i >= strings_from
+            ok = a is None or (a.base == "STRING" if want_string else a.is_numeric)
+            if not ok:
+                shown = ", ".join(str(t) if t else "null" for t in args)
+                raise KsqlError(f"Function '{name}' does not accept parameters ({shown}).")
+        return ret
+
+    return check
 
 
 def _first(args: Sequence[SqlType | None]) -> SqlType:
@@ -402,7 +422,7 @@ def ceil(x: Any) -> Any:
 FUNCTIONS["CEILING"] = Function("CEILING", ceil, _floor_ceil_ret, 1, 1)
 
 
-@_register("SQRT", 1, 1, _const(T.DOUBLE))
+@_register("SQRT", 1, 1, numeric_args("sqrt", T.DOUBLE))
 def sqrt(x: Any) -> float | None:
     if x is None:
         return None
@@ -417,12 +437,12 @@ def sign(x: Any) -> int | None:
     return 1 if x > 0 else (-1 if x < 0 else 0)
 
 
-@_register("EXP", 1, 1, _const(T.DOUBLE))
+@_register("EXP", 1, 1, numeric_args("exp", T.DOUBLE))
 def exp(x: Any) -> float | None:
     return None if x is None else math.exp(float(x))
 
 
-@_register("LN", 1, 1, _const(T.DOUBLE))
+@_register("LN", 1, 1, numeric_args("ln", T.DOUBLE))
 def ln(x: Any) -> float | None:
     if x is None:
         return None
@@ -430,33 +450,89 @@ def ln(x: Any) -> float | None:
     return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
 
 
-@_register("POWER", 2, 2, _const(T.DOUBLE))
+@_register("POWER", 2, 2, numeric_args("power", T.DOUBLE))
 def power(x: Any, y: Any) -> float | None:
     if x is None or y is None:
         return None
     return math.pow(float(x), float(y))
 
 
-def _widest(args: Sequence[SqlType | None]) -> SqlType:
-    order = ["INTEGER", "BIGINT", "DECIMAL", "DOUBLE"]
-    ts = [a for a in args if a is not None]
-    if not ts:
-        return T.DOUBLE
-    if all(t.is_numeric for t in ts):
-        return max(ts, key=lambda t: order.index(t.base))
-    return ts[0]
+_EXTREME_VARIANTS = (
+    *("INTEGER", "BIGINT", "DECIMAL", "DOUBLE"),
+    *("STRING", "BYTES", "DATE", "TIME", "TIMESTAMP"),
+)
+"""GREATEST/LEAST have one overload per type; the arguments pick one by implicit casts."""
+_NUMBER_ORDER = ("INTEGER", "BIGINT", "DECIMAL", "DOUBLE")
 
 
-@_register("GREATEST", 1, -1, _widest)
-def greatest(*args: Any) -> Any:
-    vals = [a for a in args if a is not None]
-    return max(vals) if vals else None
+def _implicit_base(src: str, dst: str) -> bool:
+    """SqlBaseType.canImplicitlyCast: numbers to wider numbers, strings to temporal types and
+    BYTES, anything to itself."""
+    if src == dst:
+        return True
+    if src in _NUMBER_ORDER and dst in _NUMBER_ORDER:
+        return _NUMBER_ORDER.index(src) <= _NUMBER_ORDER.index(dst)
+    return src == "STRING" and dst in ("DATE", "TIME", "TIMESTAMP", "BYTES")
 
 
-@_register("LEAST", 1, -1, _widest)
-def least(*args: Any) -> Any:
-    vals = [a for a in args if a is not None]
-    return min(vals) if vals else None
+def _extreme_type(name: str) -> Returns:
+    """ksqlDB's overload resolution for GREATEST/LEAST: the one overload every argument casts
+    to implicitly (NULLs fit any); none is an error, several are ambiguous (INTEGER with
+    BIGINT fits BIGINT, DECIMAL and DOUBLE alike); DECIMALs widen to hold every argument."""
+
+    def ret(args: Sequence[SqlType | None]) -> SqlType:
+        shown = ", ".join(str(t) if t else "null" for t in args)
+        known = [a for a in args if a is not None]
+        if not args:
+            raise KsqlError(f"Function '{name}' does not accept parameters ().")
+        fits = [v for v in _EXTREME_VARIANTS if all(_implicit_base(a.base, v) for a in known)]
+        exact = {a.base for a in known}
+        if len(exact) == 1:
+            fits = [known[0].base]
+        if not fits:
+            raise KsqlError(f"Function '{name}' does not accept parameters ({shown}).")
+        if len(fits) > 1:
+            raise KsqlError(
+                f"Function '{name}' cannot be resolved due to ambiguous method parameters "
+                f"({shown})."
+            )
+        if fits[0] == "DECIMAL":
+            decimals = [T.as_decimal(a) for a in known]
+            scale = max(d.scale for d in decimals)
+            whole = max(d.precision - d.scale for d in decimals)
+            return T.decimal(whole + scale, scale)
+        return (
+            next(a for a in known if a.base == fits[0]) if fits[0] in exact else T.SqlType(fits[0])
+        )
+
+    return ret
+
+
+def _extreme_params(name: str) -> Callable[[Sequence[SqlType | None]], list[SqlType | None]]:
+    def params(args: Sequence[SqlType | None]) -> list[SqlType | None]:
+        target = _extreme_type(name)(args)
+        return [target for _ in args]
+
+    return params
+
+
+def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
+    def impl(*args: Any) -> Any:
+        vals = [a for a in args if a is not None]
+        return pick(vals) if vals else None
+
+    return impl
+
+
+for _name, _pick in (("GREATEST", max), ("LEAST", min)):
+    FUNCTIONS[_name] = Function(
+        _name,
+        _extreme(_pick),
+        _extreme_type(_name.lower()),
+        0,
+        -1,
+        params=_extreme_params(_name.lower()),
+    )
 
 
 # ----------------------------------------------------------------------------- time

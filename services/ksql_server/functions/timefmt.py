@@ -62,7 +62,9 @@ def format_millis(ms: int, fmt: str, tz: str | None = None) -> str:
     return "".join(out)
 
 
-def parse_millis(text: str, fmt: str, tz: str | None = None) -> int:
+def parse_millis(text: str, fmt: str, tz: str | None = None, prefix: bool = False) -> int:
+    """`text` read with a Java date pattern as epoch ms; `prefix`: SimpleDateFormat's
+    `parse(String)`, which reads from the start and ignores what follows the pattern."""
     regex = []
     fields = []
     for tok in _TOKENS.findall(fmt):
@@ -80,7 +82,8 @@ def parse_millis(text: str, fmt: str, tz: str | None = None) -> int:
             fields.append("z")
         else:
             regex.append(re.escape(tok))
-    m = re.fullmatch("".join(regex), text.strip())
+    pattern = "".join(regex)
+    m = re.match(pattern, text) if prefix else re.fullmatch(pattern, text.strip())
     if m is None:
         raise ValueError(f"Text '{text}' could not be parsed with pattern '{fmt}'")
     parts = {"y": 1970, "M": 1, "d": 1, "H": 0, "m": 0, "s": 0, "S": 0}

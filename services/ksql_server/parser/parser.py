@@ -397,13 +397,23 @@ class Parser:
                 self.expect("FINAL")
                 sel.emit_final = True
         if self.accept("LIMIT"):
-            t = self.tok
-            if t.kind != "INT":
-                self.error("expecting an integer")
-            self.i += 1
-            sel.limit = int(t.text)
+            sel.limit = self._limit()
         sel.unsupported = unsupported
         return sel
+
+    def _limit(self) -> int:
+        """LIMIT's number: ksqlDB's grammar takes any signed number here, then refuses one
+        that is not a whole number (a negative one is the pull query's to refuse)."""
+        negative = self.accept("-")
+        t = self.tok
+        if t.kind in ("DECIMAL", "FLOAT"):
+            raise ParseError(
+                "Failed to prepare statement: Value must be integer for command: LIMIT"
+            )
+        if t.kind != "INT":
+            self.error("expecting an integer")
+        self.i += 1
+        return -int(t.text) if negative else int(t.text)
 
     def _join(self) -> A.JoinClause:
         kind = "INNER"

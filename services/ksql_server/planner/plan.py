@@ -62,6 +62,25 @@ class QueryPlan:
         return [self.output[i] for i in self.value_indexes]
 
 
+def _implicit_sink_casts(
+    items: list[tuple[str, A.Expr, Compiled]],
+    select: A.Select,
+    metastore: MetaStore,
+    sink_name: str | None,
+    compiler: ExpressionCompiler,
+) -> list[tuple[str, A.Expr, Compiled]]:
+    """Into an existing sink, each select item takes its column's type where ksqlDB casts
+    implicitly (ksqlDB matches them by position, and leaves a `*` projection alone)."""
+    sink = metastore.get(sink_name) if sink_name else None
+    if sink is None or any(item.expr is None for item in select.items):
+        return items
+    types = [t for _, t in sink.columns]
+    return [
+        (n, e, compiler.implicit_cast(c, types[i]) if i < len(types) else c)
+        for i, (n, e, c) in enumerate(items)
+    ]
+
+
 def source_scope(source: DataSource, alias: str | None) -> Scope:
     """Row layout the runtime builds from a record: keys, values, then pseudo columns."""
     return Scope(source.columns + PSEUDO_COLUMNS, [source.name, alias or ""])
@@ -73,7 +92,10 @@ def plan_select(
     persistent: bool,
     sink_name: str | None = None,
     new_planner: bool = False,
+    into_existing: bool = False,
 ) -> QueryPlan:
+    """The plan of a SELECT; `into_existing`: INSERT INTO `sink_name`, whose column types the
+    projection takes where ksqlDB casts implicitly."""
     if select.joins and not select.unsupported:
         from services.ksql_server.planner.join import plan_join
 
@@ -137,7 +159,7 @@ def plan_select(
                 ref = A.ColumnRef(name)
                 items.append((name, ref, compiler.compile(ref)))
             continue
-        compiled = compiler.compile(item.expr)
+        compiled = compiler.compile_clause(item.expr, "SELECT")
         name = item.alias or natural_name(item.expr)
         if name is None:
             while f"KSQL_COL_{generated}" in used or any(
@@ -148,6 +170,8 @@ def plan_select(
             generated += 1
         explicit.add(len(items))
         items.append((name, item.expr, compiled))
+    if into_existing:
+        items = _implicit_sink_casts(items, select, metastore, sink_name, compiler)
     for name, _, _ in items:
         if name in used:
             raise KsqlError(
@@ -180,14 +204,7 @@ def plan_select(
 
     where = None
     if select.where is not None:
-        scope.clause = "WHERE"
-        where = compiler.compile(select.where)
-        scope.clause = "SELECT"
-        if where.type is not None and where.type.base != "BOOLEAN":
-            raise KsqlError(
-                f"Type error in WHERE expression: Should evaluate to boolean but is "
-                f"{expr_text(select.where)} ({where.type}) instead."
-            )
+        where = compiler.compile_clause(select.where, "WHERE")
 
     output: list[ColumnDef] = [(n, c.type or T.STRING) for n, _, c in items]
     key_idx: list[int] = []

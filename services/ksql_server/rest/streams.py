@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from services.ksql_server import pull_rules
 from services.ksql_server.engine_api import KsqlStatementError, PushQuery
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,6 @@ log = logging.getLogger(__name__)
 DELIMITED = "application/vnd.ksqlapi.delimited.v1"
 JSON = "application/json"
 KEEP_ALIVE = b"\n"
-
-FINAL_LIMIT = "Limit Reached"
-FINAL_COMPLETED = "Query Completed"
 
 
 def _json_default(value: Any) -> Any:
@@ -105,7 +103,7 @@ async def pump_rows(
 
 def final_message(query: PushQuery) -> str:
     """ksqlDB says 'Query Completed' at the end of a pull query, 'Limit Reached' after LIMIT."""
-    return FINAL_COMPLETED if query.is_pull else FINAL_LIMIT
+    return pull_rules.final_message(query.is_pull, query.limit_reached())
 
 
 def error_object(message: str, error_code: int) -> dict[str, Any]:

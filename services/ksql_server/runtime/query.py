@@ -620,6 +620,11 @@ class TransientQuery:
                 ends.pop(tp.partition, None)
         return not ends
 
+    @property
+    def limit_reached(self) -> bool:
+        """Whether the query stopped because its LIMIT was reached (LIMIT 0 included)."""
+        return self.limit is not None and self.sent >= self.limit
+
     def _emit(self, messages: list[Any]) -> bool:
         """Evaluate and hand over one consumed batch; False when the query is done (LIMIT
         reached, or stopped while its client was not reading)."""

@@ -73,6 +73,7 @@ class TransientQueries:
             is_pull=runtime.pull,
             properties=dict(properties or {}),
             on_close=runtime.close,
+            limit_reached=lambda: runtime.limit_reached,
         )
 
     def ids(self) -> list[str]:
