@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from services.common.errors import ServiceUnavailable
-from services.common.kafka import broker_reachable, ensure_topic, make_producer
 from services.common.settings import get_settings
 from services.common.topics import USERS_TOPIC
 from services.producer.errors import ProducerError
@@ -136,6 +135,9 @@ def produce_users(
 ) -> UsersResult:
     """Replay a users CSV into `topic` (created with one partition if missing), keyed by
     USERID; the whole file is checked before the first record is sent."""
+    # the Kafka client is loaded here, not at import: `datagen` writes the CSV without it
+    from services.common.kafka import broker_reachable, ensure_topic, make_producer
+
     rows = list(read_users_csv(path))
     if not broker_reachable(bootstrap):
         where = bootstrap or get_settings().bootstrap_servers
