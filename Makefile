@@ -13,7 +13,7 @@ LOCK := requirements/dev.txt
 UV_COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes -q
 PIP_LOCKED := $(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps
 
-.PHONY: setup browser lock run summary notebook test test-fast bench up down lint format clean
+.PHONY: setup browser lock run summary notebook test test-fast test-slow bench up down lint format clean
 
 $(STAMP): pyproject.toml $(LOCK) requirements/build.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -54,11 +54,26 @@ summary: setup  ## a fresh `run --exit`: docs/run-summary.json and the README's 
 notebook: setup  ## JupyterLab on the data scientist's notebook (start the stack first: make up)
 	$(BIN)/jupyter lab notebooks/fraud_detection.ipynb
 
-test: setup  ## unit + integration + end-to-end tests (starts the embedded stack)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# `make test` runs every test in two phases: the unit tests (`-m "not slow"`: CPU-bound, no
+# broker, no fixed port, no shared file) spread over TEST_WORKERS pytest-xdist processes, then the
+# integration tests (`-m slow`) one after another in one process, since they share the session's
+# stack and several kill or restart parts of their own. TEST_WORKERS=0 runs the unit tests in one
+# process (so does a venv without pytest-xdist, with a note). Exit code 5 (nothing selected, e.g.
+# PYTEST_ARGS naming a file of one kind) is no failure.
+TEST_WORKERS ?= 2
+XDIST := $$($(BIN)/python -c 'import xdist' 2>/dev/null && echo "-n $(TEST_WORKERS)" \
+	|| echo "note: pytest-xdist is not installed: the unit tests run in one process" >&2)
+PYTEST_OK_IF_EMPTY := rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
-test-fast: setup  ## unit tests only
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+test: setup  ## unit + integration + end-to-end tests (starts the embedded stack)
+	@rc=0; $(MAKE) --no-print-directory test-fast || rc=1; \
+	$(MAKE) --no-print-directory test-slow || rc=1; exit $$rc
+
+test-fast: setup  ## unit tests only, on TEST_WORKERS processes
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS); $(PYTEST_OK_IF_EMPTY)
+
+test-slow: setup  ## integration + end-to-end tests only, serially (starts the embedded stack)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS); $(PYTEST_OK_IF_EMPTY)
 
 bench: setup  ## benchmarks, each printing a ratio against a baseline of the same run
 	$(BIN)/fraudstream bench $(ARGS)

@@ -10,7 +10,7 @@ import pytest
 
 from services.model_registry.registry import REQUIRED_FILES, ModelRegistry
 from services.trainer.api import make_config, register, train_arrays
-from services.trainer.core import fit_and_evaluate
+from services.trainer.core import TrainOutcome, fit_and_evaluate
 from services.trainer.errors import TrainingDataError
 from services.trainer.report import PLOTS
 from services.trainer.synthetic import generated_arrays
@@ -25,11 +25,21 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return features.astype(np.float32), labels
 
 
-def test_test_rows_never_fit_preprocessing_or_threshold(data: tuple[np.ndarray, ...]) -> None:
+@pytest.fixture(scope="module")
+def fitted(data: tuple[np.ndarray, ...]) -> TrainOutcome:
+    """One fit of `data` with CONFIG, read (never changed) by the tests that need exactly that
+    fit; a test that compares two fits makes the second itself (each fit costs CI ~12 s)."""
+    features, labels = data
+    return fit_and_evaluate(features, labels, CONFIG)
+
+
+def test_test_rows_never_fit_preprocessing_or_threshold(
+    data: tuple[np.ndarray, ...], fitted: TrainOutcome
+) -> None:
     """Rewrite every test-split row (features and labels, not TIME, so the split stays put):
     preprocessing, model weights and threshold must not move; the test metrics must."""
     features, labels = data
-    first = fit_and_evaluate(features, labels, CONFIG)
+    first = fitted
     test = first.split.test
     tampered, tampered_labels = features.copy(), labels.copy()
     rng = np.random.default_rng(99)
@@ -47,18 +57,18 @@ def test_test_rows_never_fit_preprocessing_or_threshold(data: tuple[np.ndarray, 
     assert first.preprocessing.fitted_rows == len(first.split.train)
 
 
-def test_same_seed_same_threshold(data: tuple[np.ndarray, ...]) -> None:
+def test_same_seed_same_threshold(data: tuple[np.ndarray, ...], fitted: TrainOutcome) -> None:
+    """The shared fit and a fresh one: two fits with the same seed."""
     features, labels = data
-    a = fit_and_evaluate(features, labels, CONFIG)
+    a = fitted
     b = fit_and_evaluate(features, labels, CONFIG)
     assert a.threshold_value == pytest.approx(b.threshold_value, rel=1e-6)
     other = fit_and_evaluate(features, labels, make_config(epochs=3, batch_size=256, seed=8))
     assert other.threshold_value != a.threshold_value  # the seed matters, so the check can fail
 
 
-def test_learns_better_than_chance(data: tuple[np.ndarray, ...]) -> None:
-    features, labels = data
-    outcome = fit_and_evaluate(features, labels, CONFIG)
+def test_learns_better_than_chance(fitted: TrainOutcome) -> None:
+    outcome = fitted
     test = outcome.metrics["test"]
     assert set(test) >= {"autoencoder", "isolation_forest", "ensemble", "pca_reconstruction"}
     assert outcome.metrics["champion"]["name"] in test
