@@ -54,8 +54,10 @@ from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import check_pull_columns, plan_select
+from services.ksql_server.planner.pull import check_pull_clauses, plan_pull
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
+from services.ksql_server.runtime.pull import table_pull_query
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
 from services.ksql_server.runtime.rows import json_row, values_row, write_row
 from services.ksql_server.runtime.transient import TransientQueries, max_push_queries
@@ -563,12 +565,19 @@ class Engine:
         try:
             if pull and select.partition_by:
                 raise KsqlError("Pull queries don't support PARTITION BY clauses.")
+            if pull:
+                check_pull_clauses(select)
             with self._lock:
                 plan = plan_select(select, self.metastore, persistent=False)
             if pull:
                 check_pull_columns(select)
             if pull and plan.source.kind == "TABLE":
-                raise UnsupportedError("pull queries over tables")
+                windowed = getattr(plan.source, "window", None) is not None
+                pull_plan = plan_pull(select, plan.source, props, windowed)
+                query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"
+                with self._lock:
+                    queries = list(self.queries.values())
+                return table_pull_query(query_id, plan, pull_plan, queries, properties or {})
             if plan.stateful is not None and pull:
                 raise UnsupportedError("pull queries with GROUP BY")
         except (KsqlError, RecursionError, UnicodeError) as exc:

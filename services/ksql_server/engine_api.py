@@ -102,12 +102,15 @@ class PushQuery:
     on_close: Callable[[], Awaitable[None]] | None = None
     """What ends the query (stops its consumer, awaits its thread): given by the runtime, so a
     served query never reaches back into the engine."""
+    key_columns: frozenset[str] = frozenset()
+    """Columns the header marks `KEY` (a pull query over a table shows the table's key)."""
 
     @property
     def schema(self) -> str:
         """The header's schema string, e.g. "`ID` BIGINT, `USER` STRING"."""
         return ", ".join(
-            f"`{n}` {t}" for n, t in zip(self.column_names, self.column_types, strict=True)
+            f"`{n}` {t}{' KEY' if n in self.key_columns else ''}"
+            for n, t in zip(self.column_names, self.column_types, strict=True)
         )
 
     async def close(self) -> None:
