@@ -56,6 +56,30 @@ def check_pull_clauses(select: A.Select) -> None:
             )
 
 
+def check_pull_table(select: A.Select, source: DataSource) -> None:
+    """Checks ksqlDB makes on a pull query over a table before it plans the projection."""
+    seen: set[str] = set()
+    types = dict(source.value_columns)
+    for item in select.items:
+        if isinstance(item.expr, A.ColumnRef):
+            name = item.alias or item.expr.name
+            if name in seen and name in types:
+                raise KsqlError(f"Duplicate value columns found in schema: `{name}` {types[name]}")
+            seen.add(name)
+
+
+def where_statement(message: str, select: A.Select) -> str:
+    """ksqlDB ends a pull query's WHERE error with the clause it read."""
+    if select.where is None or not message.startswith("Error in WHERE expression:"):
+        return message
+    if "\nStatement: " in message:
+        return message
+    text = expr_text(select.where)
+    if not text.startswith("("):
+        text = f"({text})"
+    return f"{message}\nStatement: {text}"
+
+
 def not_queryable(name: str) -> KsqlError:
     """A table no query materialises (a plain CREATE TABLE over a topic)."""
     return KsqlError(
@@ -85,6 +109,7 @@ def plan_pull(
         return PullPlan(None)
     disjuncts = _dnf(select.where)
     lookups: list[tuple[Any, ...]] | None = []
+    range_scan = range_scan and len(disjuncts) == 1  # an OR of ranges needs a table scan
     for conj in disjuncts:
         found = _disjunct_keys(conj, keys, table_scan, range_scan, windowed)
         if found is None or lookups is None:
@@ -219,7 +244,7 @@ def _refuse(
     if unsupported == "ne":
         key_text = ", ".join(f"`{n}` {t} KEY" for n, t in keys)
         raise KsqlError(f"Bound on key columns '[{key_text}]' must currently be '='. ")
-    if ranged and not windowed and range_scan and len(keys) == 1:
+    if ranged and not windowed and range_scan and len(keys) == 1 and keys[0][1].base == "STRING":
         return
     if windowed and not ranged:
         return
@@ -244,7 +269,7 @@ def _constraint(
             if _refs(other):
                 return "expr", key[0], None
             if op == "=":
-                return "eq", key[0], _literal_values([other], key)
+                return "eq", key[0], _equal_value(other, key)
             return ("ne" if op in ("<>", "!=") else "range"), key[0], None
         touched = (_refs(e.left) | _refs(e.right)) & key_names
         if touched:
@@ -262,6 +287,20 @@ def _in_list(e: A.InList, key: ColumnDef) -> tuple[str, str, list[Any] | None]:
     if any(_refs(item) for item in e.items):
         return "expr", key[0], None
     return "eq", key[0], _literal_values(list(e.items), key)
+
+
+def _equal_value(e: A.Expr, key: ColumnDef) -> list[Any] | None:
+    """`KEY = literal`: the value to look up (None: not a literal of the key's kind, so scan;
+    the expression compiler has already refused what ksqlDB refuses)."""
+    value = _literal(e)
+    if value is None:
+        raise KsqlError(
+            f"Error in WHERE expression: Comparison with NULL not supported: {key[1]} = NULL\n"
+            "Use 'IS NULL' or 'IS NOT NULL' instead."
+        )
+    if value is _NOT_LITERAL or not _fits(value, key[1].base):
+        return None
+    return [value]
 
 
 def _literal_values(items: list[A.Expr], key: ColumnDef) -> list[Any] | None:
@@ -326,6 +365,8 @@ __all__ = [
     "TABLE_SCAN_PROPERTY",
     "PullPlan",
     "check_pull_clauses",
+    "check_pull_table",
     "not_queryable",
     "plan_pull",
+    "where_statement",
 ]
