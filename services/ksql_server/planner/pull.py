@@ -115,7 +115,7 @@ def plan_pull(
         if found is None or lookups is None:
             lookups = None
         else:
-            lookups += [k for k in found if k not in lookups]
+            lookups += [k for k in dict.fromkeys(found) if k not in lookups]
     return PullPlan(lookups)
 
 
