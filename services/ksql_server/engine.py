@@ -60,6 +60,7 @@ from services.ksql_server.planner.pull import (
     plan_pull,
     where_statement,
 )
+from services.ksql_server.planner.windowing import window_info
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.pull import table_pull_query
@@ -350,6 +351,7 @@ class Engine:
         )
         TR.check_result_kind(kind, plan.stateful is not None)
         sink = ddl.build_sink(stmt, plan, text, props)
+        sink.window = window_info(plan)
         src_partitions = self.ctx.topic_partitions(self.ctx.physical(plan.source.topic)) or 1
         sink.partitions = int(wp.get("PARTITIONS", src_partitions))
         # before the write, as ksqlDB's topic injector does: a query needs its sink

@@ -26,6 +26,7 @@ class DataSource:
     is_source: bool = False
     created_by_query: str | None = None
     header_columns: list[ColumnDef] = field(default_factory=list)
+    window: Any = None  # formats.windowed.WindowInfo of a windowed source (None: not windowed)
 
     @property
     def columns(self) -> list[ColumnDef]:

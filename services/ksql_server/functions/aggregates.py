@@ -79,7 +79,7 @@ class AggregateSpec:
     build: Callable[[Sequence[SqlType | None], Sequence[Any]], AggregateFunction]
     min_args: int
     max_args: int  # value arguments; -1: variadic
-    literal_args: int = 0  # trailing arguments that must be literals (TOPK's k, …)
+    literal_args: int = 0  # up to this many trailing literal arguments (TOPK's k, …)
     star: bool = False  # accepts `NAME(*)` (COUNT)
 
 

@@ -335,7 +335,8 @@ def _bind_calls(b: _Builder, group: list[Compiled]) -> tuple[list[AggregateCall]
     b.compiler.scope.clause = "SELECT"
     for call in b.calls:
         spec = AGGREGATES[call.name.upper()]
-        n_lit = spec.literal_args
+        # up to `literal_args` trailing literals, after at least `min_args` value arguments
+        n_lit = max(0, min(spec.literal_args, len(call.args) - spec.min_args))
         value_args = list(call.args[: len(call.args) - n_lit] if n_lit else call.args)
         literal_args = list(call.args[len(call.args) - n_lit :] if n_lit else [])
         literals = []

@@ -70,8 +70,6 @@ def first_unsupported_clause(select: A.Select) -> str | None:
     for clause, present in (
         (select.unsupported, bool(select.unsupported)),
         ("JOIN", bool(select.joins)),
-        ("WINDOW", select.window is not None),
-        ("EMIT FINAL", select.emit_final),
     ):
         if present:
             return clause
@@ -98,6 +96,8 @@ def plan_select(
 
     if G.is_aggregate_query(select):
         return _aggregate_plan(select, source, scope, sink_name)
+    if select.window is not None or select.emit_final:  # windows: aggregations only
+        raise UnsupportedError("WINDOW" if select.window is not None else "EMIT FINAL")
     compiler = ExpressionCompiler(scope)
     if persistent:
         scope.clause = "PARTITION BY"
@@ -237,8 +237,11 @@ def _aggregate_plan(
 ) -> QueryPlan:
     """A GROUP BY query: planner/aggregate.py plans it, the runtime's operator runs it."""
     from services.ksql_server.planner.aggregate import plan_aggregation
+    from services.ksql_server.planner.windowing import check_window_bounds, check_windowed
 
+    check_window_bounds(select)
     agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name)
+    check_windowed(agg, select.emit_final, source.value_format.name)
     return QueryPlan(
         source,
         select,

@@ -117,6 +117,7 @@ class BatchProcessor:
         if src.timestamp_column:
             names = [n for n, _ in src.columns]
             self.ts_index = names.index(src.timestamp_column)
+        self.properties: dict[str, Any] = {}  # the query's, for stateful operators
         self.key_ser: Callable[..., bytes | None] | None = None
         self.value_ser: Callable[..., bytes | None] | None = None
         self.sink_ts: int | None = None

@@ -127,6 +127,7 @@ class PersistentQuery:
             plog,
             self.sink_topic,
         )
+        self.processor.properties = properties
         self.stores = QueryStores(service_id, query_id, ctx.physical)
         self.operator: Any = None
         """a stateful query's operator (runtime/stateful.py); None: filter and projection"""

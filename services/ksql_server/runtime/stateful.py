@@ -49,7 +49,7 @@ def build_operator(
 
 def _load() -> None:
     """Import the operator modules (each registers itself)."""
-    from services.ksql_server.runtime import aggregate, table  # noqa: F401
+    from services.ksql_server.runtime import aggregate, table, windowed_aggregate  # noqa: F401
 
 
 __all__ = ["OPERATORS", "Operator", "build_operator", "register_operator"]

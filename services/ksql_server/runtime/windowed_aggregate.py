@@ -1,0 +1,148 @@
+"""Running a windowed GROUP BY: the aggregation operator with runtime/windows.py's state machine.
+
+`AggregateOperator` (runtime/aggregate.py) runs the pre-aggregation (WHERE, group key,
+arguments) and the post-aggregation (HAVING, projection); this subclass puts the windowed state
+machine between them: each record's group key goes to the windows its time falls in (or the
+session it opens or extends), and every change the machine reports becomes one output record:
+
+- the key is the group key in the sink's key format, framed as Kafka Streams frames windowed
+  keys (formats/windowed.py: inner key + start, or inner key + end + start for sessions);
+- the value is the projection of `[group…, aggregate results…, WINDOWSTART, WINDOWEND]`, or a
+  tombstone for a session merged away or a window HAVING filters out;
+- the timestamp is the window's largest record time (time windows) or the session's end.
+
+Windowed aggregation is over streams only (ksqlDB refuses it over tables). The window's EMIT
+FINAL interval comes from the query's properties (`processor.properties`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.ksql_server.formats.windowed import frame
+from services.ksql_server.planner.aggregate import WINDOW_COLUMNS, AggregationPlan
+from services.ksql_server.planner.windowing import window_info
+from services.ksql_server.runtime.aggregate import Accumulators, AggregateOperator
+from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
+from services.ksql_server.runtime.stateful import register_operator
+from services.ksql_server.runtime.table import TableView
+from services.ksql_server.runtime.windows import META_KEY, Change, WindowDef, WindowedAggregation
+from services.ksql_server.state import QueryStores
+
+
+def window_def(spec: AggregationPlan, emit_final: bool) -> WindowDef:
+    assert spec.window is not None
+    return WindowDef.from_spec(spec.window, emit_final)
+
+
+class WindowedAggregateOperator(AggregateOperator):
+    def __init__(
+        self,
+        spec: AggregationPlan,
+        processor: BatchProcessor,
+        stores: QueryStores,
+        plog: ProcessingLog,
+        query_id: str,
+    ) -> None:
+        super().__init__(spec, processor, stores, plog, query_id)
+        self.window = window_def(spec, bool(processor.plan.select.emit_final))
+        info = window_info(processor.plan)
+        assert info is not None
+        self.info = info
+        self.machine = WindowedAggregation(
+            self.window,
+            self.store,
+            initial=lambda: [f.initial() for f in self.functions],
+            fold=lambda accs, pre: self._fold((accs, 0), pre, undo=False),
+            merge=self._merge,
+            encode=lambda accs: [f.to_state(a) for f, a in zip(self.functions, accs, strict=True)],
+            decode=lambda st: [f.from_state(s) for f, s in zip(self.functions, st, strict=True)],
+            properties=processor.properties,
+        )
+
+    def _merge(self, a: Accumulators, b: Accumulators) -> Accumulators:
+        return [f.merge(x, y) for f, x, y in zip(self.functions, a, b, strict=True)]
+
+    def process(self, rows: list[list[Any]]) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        tombstones = self.processor.tombstones
+        live = [r for r in rows if id(r) not in tombstones] if tombstones else rows
+        for row, pre in self.spec.pre(live, self._log):
+            group = tuple(pre[: self.n_group])
+            if any(g is None for g in group):
+                self._null_key(row)
+                continue
+            for change in self.machine.add(group, pre, row[self.ts_pos]):
+                record = self._change_record(change)
+                if record is not None:
+                    out.append(record)
+        return out
+
+    def _windowed_result(
+        self, group: tuple[Any, ...], accs: Accumulators, start: int, end: int
+    ) -> tuple[Any, ...] | None:
+        results = []
+        for f, a in zip(self.functions, accs, strict=True):
+            try:
+                results.append(f.result(a))
+            except Exception as exc:
+                self._log(None, f.name, exc)
+                results.append(None)
+        rows = self.spec.post([[*group, *results, start, end]], self._log)
+        return rows[0][1] if rows else None
+
+    def _change_record(self, change: Change) -> OutRecord | None:
+        values = None
+        if change.accs is not None:
+            values = self._windowed_result(change.group, change.accs, change.start, change.end)
+        ks, vs = self.processor.key_ser, self.processor.value_ser
+        assert ks is not None and vs is not None
+        try:
+            inner = ks(list(change.group)) or b""
+            key = frame(inner, self.info, change.start, change.end)
+            value = None if values is None else vs([values[i] for i in self.value_idx])
+        except Exception as exc:
+            self.plog(
+                self.query_id,
+                "KsqlTopic.Sink.serializer",
+                f"Failed to serialize: {exc}",
+                None,
+                code="serialize",
+            )
+            return None
+        return OutRecord(key, value, change.timestamp, values or ())
+
+    def view(self) -> TableView:
+        """The windowed table: keys are (group key…, WINDOWSTART, WINDOWEND)."""
+
+        def project(key: tuple[Any, ...], stored: Any) -> tuple[Any, ...] | None:
+            if tuple(key) == META_KEY:
+                return None
+            accs = self.machine.decode(stored[0])
+            values = self._windowed_result(tuple(key[:-2]), accs, key[-2], key[-1])
+            return None if values is None else tuple(values[i] for i in self.value_idx)
+
+        keys = [*self.plan.key_columns, *WINDOW_COLUMNS]
+        return TableView(self.store, keys, self.plan.value_columns, project)
+
+
+def _factory(
+    spec: AggregationPlan,
+    processor: BatchProcessor,
+    stores: QueryStores,
+    plog: ProcessingLog,
+    query_id: str,
+) -> AggregateOperator:
+    for call in spec.calls:  # ksqlDB's Configurable UDAFs (COLLECT_LIST's limit, …)
+        configure = getattr(call.function, "configure", None)
+        if configure is not None:
+            configure(processor.properties)
+    if spec.window is None:
+        return AggregateOperator(spec, processor, stores, plog, query_id)
+    return WindowedAggregateOperator(spec, processor, stores, plog, query_id)
+
+
+__all__ = ["WindowedAggregateOperator", "window_def"]
+
+
+register_operator(AggregationPlan, _factory)
