@@ -58,6 +58,7 @@ from services.ksql_server.planner.pull import (
     check_pull_clauses,
     check_pull_table,
     plan_pull,
+    pull_metastore,
     where_statement,
 )
 from services.ksql_server.planner.windowing import window_info
@@ -604,9 +605,9 @@ class Engine:
         """A pull query over a table: answered from its materialised state (runtime/pull.py)."""
         try:
             check_pull_table(select, table)
-            pull_plan = plan_pull(select, table, props, getattr(table, "window", None) is not None)
+            pull_plan = plan_pull(select, table, props, table.window is not None)
             with self._lock:
-                plan = plan_select(select, self.metastore, persistent=False)
+                plan = plan_select(select, pull_metastore(self.metastore, table), persistent=False)
                 queries = list(self.queries.values())
             check_pull_columns(select)
         except UnsupportedError:

@@ -16,19 +16,19 @@ still applied to every row read (plan.batch), so a lookup only narrows what is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from services.ksql_server.errors import KsqlError
-from services.ksql_server.metastore import DataSource
+from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.naming import expr_text
+from services.ksql_server.planner.aggregate import WINDOW_COLUMNS
 from services.ksql_server.types import ColumnDef
 
 TABLE_SCAN_PROPERTY = "ksql.query.pull.table.scan.enabled"
 RANGE_SCAN_PROPERTY = "ksql.query.pull.range.scan.enabled"
-WINDOW_BOUNDS = ("WINDOWSTART", "WINDOWEND")
 COMPARISONS = ("=", "<", "<=", ">", ">=", "<>", "!=")
 MAX_DISJUNCTS = 1000
 """bound on the DNF expansion of an untrusted WHERE clause"""
@@ -66,6 +66,16 @@ def check_pull_table(select: A.Select, source: DataSource) -> None:
             if name in seen and name in types:
                 raise KsqlError(f"Duplicate value columns found in schema: `{name}` {types[name]}")
             seen.add(name)
+
+
+def pull_metastore(metastore: MetaStore, table: DataSource) -> MetaStore:
+    """The catalogue a pull query is planned against: a windowed table shows its window bounds
+    as key columns after its own (WINDOWSTART, WINDOWEND BIGINT KEY), as ksqlDB shows them, and
+    its rows are read in that layout (the windowed view's key is (key…, start, end))."""
+    if table.window is None:
+        return metastore
+    shown = replace(table, key_columns=[*table.key_columns, *WINDOW_COLUMNS], window=None)
+    return MetaStore({**metastore.sources, table.name: shown})
 
 
 def where_statement(message: str, select: A.Select) -> str:
@@ -368,5 +378,6 @@ __all__ = [
     "check_pull_table",
     "not_queryable",
     "plan_pull",
+    "pull_metastore",
     "where_statement",
 ]
