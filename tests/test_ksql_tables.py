@@ -2,7 +2,7 @@
 
 An aggregation's state lives in a store backed by its changelog topic (named as ksqlDB names
 it, compacted); the output is one update per input record. The restart test SIGKILLs an engine
-process in the middle of a GROUP BY under exactly_once_v2, starts a new one (which replays its
+process in the middle of a GROUP BY under exactly_once_v2, starts a new engine (which replays its
 statements, restores the store from the changelog and resumes from the committed offsets) and
 checks the output changelog: per key, the counts 1, 2, … n, each once — nothing lost, nothing
 counted twice — as a run never killed writes it.
@@ -177,6 +177,7 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
     sink = f"COUNTS_{unique}".upper()
     rows = [(f"u{i % 13}", json.dumps({"N": i})) for i in range(3000)]
     proc = _start(service, statements)
+    successor: Engine | None = None
     try:
         _produce(kafka_bootstrap, source, rows[:1500])
         deadline = time.monotonic() + 60
@@ -188,7 +189,15 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         _produce(kafka_bootstrap, source, rows[1500:])
-        proc = _start(service, statements)
+        # the successor runs in this process (already imported: a second process costs ~15 s)
+        successor = Engine(
+            kafka_bootstrap,
+            None,
+            service_id=service,
+            properties={"auto.offset.reset": "earliest", "processing.guarantee": "exactly_once_v2"},
+            processing_log=False,
+        )
+        assert len(successor.queries) == 1  # replayed from the command topic
         deadline = time.monotonic() + 120
         while True:
             updates = read_all(sink, kafka_bootstrap)
@@ -209,6 +218,8 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        if successor is not None:
+            successor.close()
         _cleanup(kafka_bootstrap, unique)
 
 

@@ -166,3 +166,14 @@ def test_state_survives_a_new_instance() -> None:
         ("k", 0, 10, 3, 3),
         ("k", 20, 30, 1, 25),
     ]
+
+
+def test_stream_time_follows_a_rolled_back_store() -> None:
+    """An aborted transaction rolls the store back; the stream time must go back with it."""
+    agg = counting(WindowDef.of("TUMBLING", 2, grace_ms=0, emit_final=True))
+    feed(agg, [("k", 0), ("k", 1)])
+    assert isinstance(agg.store, DictStore)
+    saved = dict(agg.store.data)
+    assert feed(agg, [("k", 2)]) == [("k", 0, 2, 2, 1)]
+    agg.store.data = saved  # the rollback
+    assert feed(agg, [("k", 2)]) == [("k", 0, 2, 2, 1)]  # emitted again, as after a restart

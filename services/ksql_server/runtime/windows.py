@@ -183,6 +183,7 @@ class WindowedAggregation:
     # ------------------------------------------------------------------ records
     def add(self, group: tuple[Any, ...], args: Any, ts: int) -> list[Change]:
         """Fold one record in; the changes to emit (none under EMIT FINAL until windows close)."""
+        self._meta = None  # read from the store: a rolled-back store rolls the stream time back
         meta = self.meta
         meta.stream_time = max(meta.stream_time, ts)
         close = self.window.close_time(meta.stream_time)
