@@ -289,14 +289,14 @@ def run(rows: int, latency_records: int, rounds: int = 3) -> float:
         f"best bare pass-through; {verdict} target {AGG_TARGET}); rounds: "
         + ", ".join(f"{a / b:.2f}" for a, b in zip(agg, bare, strict=True))
     )
-    grew = statistics.median(rss) / 2**20
+    grown_mib = statistics.median(rss) / 2**20
     scaled = (
-        f" = {grew / keys * 100_000:.1f} MiB per 100k keys"
+        f" = {grown_mib / keys * 100_000:.1f} MiB per 100k keys"
         if keys >= 10_000
         else " (too few keys to scale to 100k: the query's consumer/producer buffers dominate)"
     )
     print(
-        f"state memory: server RSS growth per aggregation run {grew:.1f} MiB (median, RSS delta)"
+        f"state memory: server RSS growth per run {grown_mib:.1f} MiB (median, RSS delta)"
         f" for {keys} keys{scaled}"
     )
     verdict = "meets" if ratio >= TARGET else "below"
