@@ -54,11 +54,19 @@ from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
 from services.ksql_server.planner.plan import check_pull_columns, plan_select
+from services.ksql_server.planner.pull import (
+    check_pull_clauses,
+    check_pull_table,
+    plan_pull,
+    pull_metastore,
+    where_statement,
+)
 from services.ksql_server.planner.windowing import window_info
 from services.ksql_server.pull_rules import check_pull_limit
 from services.ksql_server.runtime.join_query import JoinQuery
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
+from services.ksql_server.runtime.pull import table_pull_query
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
 from services.ksql_server.runtime.rows import json_row, values_row, write_row
 from services.ksql_server.runtime.transient import TransientQueries, max_push_queries
@@ -569,12 +577,14 @@ class Engine:
                 raise KsqlError("Pull queries don't support PARTITION BY clauses.")
             if pull:
                 check_pull_limit(select, props)
+                check_pull_clauses(select)
+                table = self.metastore.get(select.source.name)
+                if table is not None and table.kind == "TABLE":
+                    return self._table_pull(select, table, props, properties or {})
             with self._lock:
                 plan = plan_select(select, self.metastore, persistent=False)
             if pull:
                 check_pull_columns(select)
-            if pull and plan.source.kind == "TABLE":
-                raise UnsupportedError("pull queries over tables")
             if plan.join is not None:
                 raise UnsupportedError("transient queries with JOIN")
             if plan.stateful is not None and pull:
@@ -593,6 +603,27 @@ class Engine:
             asyncio.get_running_loop(),
         )
         return self.transient.start(runtime, sql, dict(properties or {}))
+
+    def _table_pull(
+        self, select: A.Select, table: Any, props: dict[str, Any], given: Mapping[str, Any]
+    ) -> PushQuery:
+        """A pull query over a table: answered from its materialised state (runtime/pull.py)."""
+        try:
+            check_pull_table(select, table)
+            pull_plan = plan_pull(select, table, props, table.window is not None)
+            with self._lock:
+                plan = plan_select(select, pull_metastore(self.metastore, table), persistent=False)
+                queries = list(self.queries.values())
+            check_pull_columns(select)
+        except UnsupportedError:
+            raise
+        except KsqlError as exc:
+            message = where_statement(str(exc), select)
+            if message == str(exc):
+                raise
+            raise KsqlError(message) from exc
+        query_id = f"transient_{table.name}_{uuid.uuid4().int % 10**19}"
+        return table_pull_query(query_id, plan, pull_plan, queries, dict(given))
 
     async def close_query(self, query_id: str) -> bool:
         return await self.transient.close(query_id)

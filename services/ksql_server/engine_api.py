@@ -104,12 +104,15 @@ class PushQuery:
     served query never reaches back into the engine."""
     limit_reached: Callable[[], bool] = lambda: False
     """Whether the rows ended because the query's LIMIT was reached (the runtime knows)."""
+    key_columns: frozenset[str] = frozenset()
+    """Columns the header marks `KEY` (a pull query over a table shows the table's key)."""
 
     @property
     def schema(self) -> str:
         """The header's schema string, e.g. "`ID` BIGINT, `USER` STRING"."""
         return ", ".join(
-            f"`{n}` {t}" for n, t in zip(self.column_names, self.column_types, strict=True)
+            f"`{n}` {t}{' KEY' if n in self.key_columns else ''}"
+            for n, t in zip(self.column_names, self.column_types, strict=True)
         )
 
     async def close(self) -> None:
