@@ -97,7 +97,7 @@ def plan_select(
     from services.ksql_server.planner import aggregate as G
 
     if G.is_aggregate_query(select):
-        return _aggregate_plan(select, source, scope, sink_name)
+        return _aggregate_plan(select, source, scope, sink_name, persistent)
     compiler = ExpressionCompiler(scope)
     if persistent:
         scope.clause = "PARTITION BY"
@@ -233,12 +233,12 @@ def plan_select(
 
 
 def _aggregate_plan(
-    select: A.Select, source: DataSource, scope: Scope, sink_name: str | None
+    select: A.Select, source: DataSource, scope: Scope, sink_name: str | None, persistent: bool
 ) -> QueryPlan:
     """A GROUP BY query: planner/aggregate.py plans it, the runtime's operator runs it."""
     from services.ksql_server.planner.aggregate import plan_aggregation
 
-    agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name)
+    agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name, persistent)
     return QueryPlan(
         source,
         select,
