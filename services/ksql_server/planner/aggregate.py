@@ -248,9 +248,17 @@ def plan_aggregation(
     source: DataSource,
     scope: Scope,
     sink_name: str | None,
+    persistent: bool = True,
 ) -> tuple[AggregationPlan, list[ColumnDef], list[int], list[int]]:
-    """The aggregation plan, the output columns, the key and the value column positions."""
+    """The aggregation plan, the output columns, the key and the value column positions.
+    A push query (not `persistent`) may leave the key out of its projection, and may aggregate
+    without GROUP BY (one group of everything)."""
     _load_aggregates()
+    if not persistent and not select.emit_changes and select.group_by:
+        raise KsqlError(
+            "Pull queries don't support GROUP BY clauses. See https://cnfl.io/queries for more "
+            "info.\nAdd EMIT CHANGES if you intended to issue a push query."
+        )
     if source.value_format.name == "KAFKA":
         raise KsqlError(
             f"Source(s) {source.name} are using the 'KAFKA' value format. This format does not "
@@ -276,7 +284,7 @@ def plan_aggregation(
             + ", ".join(expr_text(unqualified(e)) for e in bad)
             + "\nEither add the column(s) to the GROUP BY or remove them from the SELECT."
         )
-    if not select.group_by:
+    if not select.group_by and persistent:
         star = b.calls[0]
         shown = f"{star.name}(ROWTIME)" if star.star or not star.args else expr_text(star)
         raise KsqlError(
@@ -310,9 +318,12 @@ def plan_aggregation(
     output: list[ColumnDef] = [
         (n, c.type or T.STRING) for n, c in zip(names, compiled_items, strict=True)
     ]
-    key_idx = _key_positions(b, items, names, sink_name)
-    value_idx = [i for i in range(len(items)) if i not in key_idx]
-    _check_output(output, value_idx)
+    if persistent:
+        key_idx = _key_positions(b, items, names, sink_name)
+        value_idx = [i for i in range(len(items)) if i not in key_idx]
+        _check_output(output, value_idx)
+    else:
+        key_idx, value_idx = [], list(range(len(items)))
     plan = AggregationPlan(
         source=source,
         group_types=group_types,

@@ -111,7 +111,7 @@ def plan_select(
     from services.ksql_server.planner import aggregate as G
 
     if G.is_aggregate_query(select):
-        return _aggregate_plan(select, source, scope, sink_name)
+        return _aggregate_plan(select, source, scope, sink_name, persistent)
     if select.window is not None or select.emit_final:  # windows: aggregations only
         raise UnsupportedError("WINDOW" if select.window is not None else "EMIT FINAL")
     compiler = ExpressionCompiler(scope)
@@ -244,14 +244,14 @@ def plan_select(
 
 
 def _aggregate_plan(
-    select: A.Select, source: DataSource, scope: Scope, sink_name: str | None
+    select: A.Select, source: DataSource, scope: Scope, sink_name: str | None, persistent: bool
 ) -> QueryPlan:
     """A GROUP BY query: planner/aggregate.py plans it, the runtime's operator runs it."""
     from services.ksql_server.planner.aggregate import plan_aggregation
     from services.ksql_server.planner.windowing import check_window_bounds, check_windowed
 
     check_window_bounds(select)
-    agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name)
+    agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name, persistent)
     check_windowed(agg, select.emit_final, source.value_format.name)
     return QueryPlan(
         source,

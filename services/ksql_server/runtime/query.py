@@ -646,10 +646,19 @@ class TransientQuery:
         """The projected rows of a batch: filter and projection, or a stateful operator's
         updates (a retraction is None and is not sent)."""
         if self.operator is None:
+            if self.plan.source.kind == "TABLE":
+                rows = self._table_rows(rows)
             return [values for _row, values in self.processor.evaluate(rows)]
         updates = [values for _group, values, _ts in self.operator.updates(rows)]
         self.stores.committed()  # no changelog: the undo log has nothing to wait for
         return updates
+
+    def _table_rows(self, rows: list[list[Any]]) -> list[list[Any]]:
+        """A push query over a table: a null key is no row of it (dropped), a tombstone is the
+        key's row with null values (ksqlDB sends it with `tombstone: true`)."""
+        null_keys = self.processor.null_keys
+        self.processor.tombstones = set()
+        return [r for r in rows if id(r) not in null_keys] if null_keys else rows
 
     async def rows(self) -> AsyncIterator[list[Any]]:
         try:
