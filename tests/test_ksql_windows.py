@@ -47,6 +47,7 @@ def feed(agg: WindowedAggregation, records: list[tuple[str, int]]) -> list[tuple
     out: list[Change] = []
     for key, ts in records:
         out += agg.add((key,), None, ts)
+    agg.expire()  # once per batch, as the operator does
     return [(c.group[0], c.start, c.end, c.accs, c.timestamp) for c in out]
 
 

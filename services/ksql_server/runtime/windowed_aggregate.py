@@ -76,6 +76,7 @@ class WindowedAggregateOperator(AggregateOperator):
                 record = self._change_record(change)
                 if record is not None:
                     out.append(record)
+        self.machine.expire()
         return out
 
     def _windowed_result(
