@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -298,3 +300,31 @@ def decimal_literal(text: str) -> Literal:
     scale = max(0, -int(digits.exponent))
     precision = max(len(digits.digits), scale, 1)
     return Literal(value, decimal(precision, scale))
+
+
+def transform(e: Expr, fn: Callable[[Expr], Expr | None]) -> Expr:
+    """`e` rebuilt bottom-up where `fn` returns a replacement (None: keep and recurse).
+
+    The one rewrite of the immutable expression tree: the planners qualify, unqualify and
+    resolve column references through it instead of each walking the fields themselves."""
+    replaced = fn(e)
+    if replaced is not None:
+        return replaced
+    if not dataclasses.is_dataclass(e):
+        return e
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, Expr):
+            changes[f.name] = transform(v, fn)
+        elif isinstance(v, tuple):
+            changes[f.name] = tuple(_transform_item(x, fn) for x in v)
+    return dataclasses.replace(e, **changes) if changes else e
+
+
+def _transform_item(x: Any, fn: Callable[[Expr], Expr | None]) -> Any:
+    if isinstance(x, Expr):
+        return transform(x, fn)
+    if isinstance(x, tuple):
+        return tuple(_transform_item(y, fn) for y in x)
+    return x

@@ -19,7 +19,6 @@ expression"). Kafka-free and pure.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,34 +75,9 @@ class AggregationPlan:
     group_key_exprs: list[A.Expr] = field(default_factory=list)
 
 
-def transform(e: A.Expr, fn: Callable[[A.Expr], A.Expr | None]) -> A.Expr:
-    """`e` rebuilt bottom-up where `fn` returns a replacement (None: keep and recurse)."""
-    replaced = fn(e)
-    if replaced is not None:
-        return replaced
-    if not dataclasses.is_dataclass(e):
-        return e
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(e):
-        v = getattr(e, f.name)
-        if isinstance(v, A.Expr):
-            changes[f.name] = transform(v, fn)
-        elif isinstance(v, tuple):
-            changes[f.name] = tuple(_transform_item(x, fn) for x in v)
-    return dataclasses.replace(e, **changes) if changes else e
-
-
-def _transform_item(x: Any, fn: Callable[[A.Expr], A.Expr | None]) -> Any:
-    if isinstance(x, A.Expr):
-        return transform(x, fn)
-    if isinstance(x, tuple):
-        return tuple(_transform_item(y, fn) for y in x)
-    return x
-
-
 def unqualified(e: A.Expr) -> A.Expr:
     """`e` with every column reference's source qualifier dropped (for comparing)."""
-    return transform(e, lambda x: A.ColumnRef(x.name) if isinstance(x, A.ColumnRef) else None)
+    return A.transform(e, lambda x: A.ColumnRef(x.name) if isinstance(x, A.ColumnRef) else None)
 
 
 def _aggregate_calls(e: A.Expr) -> list[A.Call]:
@@ -115,7 +89,7 @@ def _aggregate_calls(e: A.Expr) -> list[A.Call]:
             return x
         return None
 
-    transform(e, visit)
+    A.transform(e, visit)
     return found
 
 
@@ -135,7 +109,7 @@ def _columns(e: A.Expr) -> list[A.ColumnRef]:
             refs.append(x)
         return None
 
-    transform(e, visit)
+    A.transform(e, visit)
     return refs
 
 
@@ -192,14 +166,14 @@ class _Builder:
                 return A.ColumnRef(f"{AGG}{self.call_index[x]}")
             return None
 
-        return transform(plain, visit)
+        return A.transform(plain, visit)
 
 
 def _qualify(e: A.Expr, source: DataSource) -> A.Expr:
     def visit(x: A.Expr) -> A.Expr | None:
         return A.ColumnRef(x.name, x.source or source.name) if isinstance(x, A.ColumnRef) else None
 
-    return transform(e, visit)
+    return A.transform(e, visit)
 
 
 def _expand_star(select: A.Select, source: DataSource) -> list[tuple[str | None, A.Expr]]:
@@ -231,7 +205,7 @@ def _calls(e: A.Expr) -> list[A.Call]:
             found.append(x)
         return None
 
-    transform(e, visit)
+    A.transform(e, visit)
     return found
 
 
@@ -456,6 +430,5 @@ __all__ = [
     "AggregationPlan",
     "is_aggregate_query",
     "plan_aggregation",
-    "transform",
     "unqualified",
 ]

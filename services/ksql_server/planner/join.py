@@ -113,26 +113,7 @@ class JoinPlan:
 
 def map_columns(e: A.Expr, fn: Callable[[A.ColumnRef], A.Expr]) -> A.Expr:
     """`e` with every column reference replaced by `fn(ref)` (the tree is immutable)."""
-    if isinstance(e, A.ColumnRef):
-        return fn(e)
-    if not dataclasses.is_dataclass(e):
-        return e
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(e):
-        v = getattr(e, f.name)
-        if isinstance(v, A.Expr):
-            changes[f.name] = map_columns(v, fn)
-        elif isinstance(v, tuple):
-            changes[f.name] = tuple(_map_item(x, fn) for x in v)
-    return dataclasses.replace(e, **changes) if changes else e
-
-
-def _map_item(x: Any, fn: Callable[[A.ColumnRef], A.Expr]) -> Any:
-    if isinstance(x, A.Expr):
-        return map_columns(x, fn)
-    if isinstance(x, tuple):
-        return tuple(_map_item(y, fn) for y in x)
-    return x
+    return A.transform(e, lambda x: fn(x) if isinstance(x, A.ColumnRef) else None)
 
 
 def column_refs(e: A.Expr) -> list[A.ColumnRef]:

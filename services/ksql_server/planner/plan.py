@@ -396,29 +396,9 @@ def _sink_key(
 
 def qualify(e: A.Expr, source: str) -> A.Expr:
     """The expression with every column reference qualified by the source name (for messages)."""
-    import dataclasses
-
-    if isinstance(e, A.ColumnRef):
-        return A.ColumnRef(e.name, e.source or source)
-    if not dataclasses.is_dataclass(e):
-        return e
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(e):
-        v = getattr(e, f.name)
-        if isinstance(v, A.Expr):
-            changes[f.name] = qualify(v, source)
-        elif isinstance(v, tuple):
-            changes[f.name] = tuple(
-                qualify(x, source)
-                if isinstance(x, A.Expr)
-                else (
-                    tuple(qualify(y, source) if isinstance(y, A.Expr) else y for y in x)
-                    if isinstance(x, tuple)
-                    else x
-                )
-                for x in v
-            )
-    return dataclasses.replace(e, **changes)
+    return A.transform(
+        e, lambda x: A.ColumnRef(x.name, x.source or source) if isinstance(x, A.ColumnRef) else None
+    )
 
 
 def _same_col(a: A.Expr, b: A.Expr) -> bool:
