@@ -19,6 +19,7 @@ accumulators' `to_state` forms and that timestamp.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from services.ksql_server.planner.aggregate import AggregationPlan
@@ -172,12 +173,21 @@ class AggregateOperator:
         out = self.spec.post([agg_row], self._log)
         return out[0][1] if out else None
 
-    def _record(self, group: Any, values: tuple[Any, ...] | None, ts: int) -> OutRecord | None:
+    def _record(
+        self,
+        group: Any,
+        values: tuple[Any, ...] | None,
+        ts: int,
+        frame_key: Callable[[bytes], bytes] | None = None,
+    ) -> OutRecord | None:
+        """The sink record of one update; `frame_key` wraps the serialised group key (windows)."""
         ks, vs = self.processor.key_ser, self.processor.value_ser
         if ks is None or vs is None:  # a push query: no sink
             return None
         try:
             key = ks(list(group))
+            if frame_key is not None:
+                key = frame_key(key or b"")
             value = None if values is None else vs([values[i] for i in self.value_idx])
         except Exception as exc:
             self.plog(

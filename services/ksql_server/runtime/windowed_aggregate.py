@@ -96,22 +96,12 @@ class WindowedAggregateOperator(AggregateOperator):
         values = None
         if change.accs is not None:
             values = self._windowed_result(change.group, change.accs, change.start, change.end)
-        ks, vs = self.processor.key_ser, self.processor.value_ser
-        assert ks is not None and vs is not None
-        try:
-            inner = ks(list(change.group)) or b""
-            key = frame(inner, self.info, change.start, change.end)
-            value = None if values is None else vs([values[i] for i in self.value_idx])
-        except Exception as exc:
-            self.plog(
-                self.query_id,
-                "KsqlTopic.Sink.serializer",
-                f"Failed to serialize: {exc}",
-                None,
-                code="serialize",
-            )
-            return None
-        return OutRecord(key, value, change.timestamp, values or ())
+        return self._record(
+            change.group,
+            values,
+            change.timestamp,
+            lambda inner: frame(inner, self.info, change.start, change.end),
+        )
 
     def view(self) -> TableView:
         """The windowed table: keys are (group key…, WINDOWSTART, WINDOWEND)."""
