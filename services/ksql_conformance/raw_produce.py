@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from services.common.schemas.protobuf import zigzag_varint
+
 PRODUCE_API_KEY = 0
 PRODUCE_VERSION = 3
 CLIENT_ID = b"fraudstream-qtt"
@@ -43,21 +45,8 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def _varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)  # zigzag
-    out = bytearray()
-    while True:
-        byte = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _bytes_field(data: bytes | None) -> bytes:
-    return _varint(-1) if data is None else _varint(len(data)) + data
+    return zigzag_varint(-1) if data is None else zigzag_varint(len(data)) + data
 
 
 def encode_batch(
@@ -67,17 +56,19 @@ def encode_batch(
     headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> bytes:
     """A one-record batch (magic 2) with `timestamp` as its CreateTime."""
-    head = b"".join(_varint(len(k.encode())) + k.encode() + _bytes_field(v) for k, v in headers)
+    head = b"".join(
+        zigzag_varint(len(k.encode())) + k.encode() + _bytes_field(v) for k, v in headers
+    )
     body = (
         b"\x00"  # record attributes
-        + _varint(0)  # timestamp delta
-        + _varint(0)  # offset delta
+        + zigzag_varint(0)  # timestamp delta
+        + zigzag_varint(0)  # offset delta
         + _bytes_field(key)
         + _bytes_field(value)
-        + _varint(len(headers))
+        + zigzag_varint(len(headers))
         + head
     )
-    record = _varint(len(body)) + body
+    record = zigzag_varint(len(body)) + body
     after_crc = struct.pack(">hiqqqhii", 0, 0, timestamp, timestamp, -1, -1, -1, 1) + record
     crc = crc32c(after_crc)
     tail = struct.pack(">ibI", -1, 2, crc) + after_crc

@@ -473,7 +473,8 @@ def _builtin_dir() -> str:
 # -- message indexes (Confluent's wire format) --------------------------------------------------
 
 
-def _zigzag_varint(value: int) -> bytes:
+def zigzag_varint(value: int) -> bytes:
+    """A signed 64-bit int as a zig-zag base-128 varint (Protobuf sint, Kafka record fields)."""
     n = (value << 1) ^ (value >> 63)
     out = bytearray()
     while True:
@@ -491,7 +492,7 @@ def encode_message_indexes(indexes: Sequence[int]) -> bytes:
     count followed by the zig-zag varint indexes."""
     if list(indexes) in ([], [0]):
         return b"\x00"
-    return _zigzag_varint(len(indexes)) + b"".join(_zigzag_varint(i) for i in indexes)
+    return zigzag_varint(len(indexes)) + b"".join(zigzag_varint(i) for i in indexes)
 
 
 def _read_zigzag(data: bytes | memoryview, pos: int) -> tuple[int, int]:
