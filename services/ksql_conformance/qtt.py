@@ -43,6 +43,7 @@ from services.ksql_server.rest.streams import final_message
 
 WRAPPED_KEYS = ("PROTOBUF", "PROTOBUF_NOSR")
 """Key formats that keep a single key column in a message (QTT writes such keys as objects)."""
+_KEEP_FOREVER = {"retention.ms": "-1"}
 
 
 def _coerce(typ: Any, value: Any) -> Any:
@@ -513,7 +514,9 @@ class Runner:
             return
         futures = self.admin.create_topics(
             [
-                NewTopic(prefix + n, num_partitions=p, replication_factor=1)
+                # Cases date their records near 1970: without retention.ms=-1 the broker's
+                # periodic retention check could delete inputs before the query reads them.
+                NewTopic(prefix + n, num_partitions=p, replication_factor=1, config=_KEEP_FOREVER)
                 for n, p in wanted.items()
             ],
             operation_timeout=15,
