@@ -22,9 +22,17 @@ SHARED_DATA = SHARED / "data"
 
 
 def _start(only: str) -> None:
+    """Start what is not running yet. Under pytest-xdist several workers ask at once: a file
+    lock lets the first start each component while the others wait and then find it healthy."""
+    import fcntl
+
     from services.stack.cli import up
 
-    up(only)
+    home = Path(get_settings().home)
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".test-stack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        up(only)
 
 
 @pytest.fixture(scope="session")
