@@ -386,7 +386,11 @@ def _literal_values(items: list[A.Expr], key: ColumnDef) -> list[Any] | None:
         resolved = _resolve(item)
         if resolved is None:
             return None
+        if resolved[0] is None:
+            raise KsqlError(f"Primary key columns can not be NULL: ({name} = {expr_text(item)})")
         value = _as_key(*resolved, typ)
+        if value is _NOT_LITERAL and typ.base not in _SCALARS:
+            return None  # a temporal or BYTES key: the scan's WHERE compares as ksqlDB does
         if value is _NOT_LITERAL:
             raise KsqlError(
                 f"{expr_text(item)} can not be converted to the type of the key column: "
@@ -415,7 +419,7 @@ def _as_key(value: Any, typ: SqlType | None, key: SqlType) -> Any:
     """`value` as a value of the key's type (ksqlDB's strict coercion: numbers widen, nothing
     else converts); _NOT_LITERAL when it does not fit."""
     base = key.base
-    if base in ("ARRAY", "MAP", "STRUCT"):
+    if base not in _SCALARS:
         return value if typ == key else _NOT_LITERAL
     if value is None or not _fits(value, base):
         return _NOT_LITERAL
@@ -427,6 +431,8 @@ def _as_key(value: Any, typ: SqlType | None, key: SqlType) -> Any:
 
 
 _NOT_LITERAL = object()
+_SCALARS = ("STRING", "INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "BOOLEAN")
+"""key types whose values `_fits` checks; any other key takes a value of its own type only"""
 
 
 def _literal(e: A.Expr) -> Any:
