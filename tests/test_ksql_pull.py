@@ -2,7 +2,7 @@
 
 The planner's decisions (key lookup, scan, or ksqlDB's refusal) are checked without Kafka; the
 slow test materialises a table with a CTAS on the running KSQL server and pull-queries it over
-`/query` and `/query-stream` as a notebook would (key lookup, IN, scan with LIMIT).
+`/query` and `/query-stream` as a notebook would (key lookup, IN, scan with LIMIT, ROWTIME).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.parser import parse
-from services.ksql_server.planner.pull import check_pull_clauses, plan_pull
+from services.ksql_server.planner.pull import check_pull_clauses, codegen_message, plan_pull
+from services.ksql_server.runtime.table import TableView
+from services.ksql_server.state import KeyValueStore
 
 SCAN_OFF = {"ksql.query.pull.table.scan.enabled": False}
 
@@ -102,6 +104,58 @@ def test_multi_column_keys_need_every_key() -> None:
         plan_pull(_select("A = 'x'"), source, SCAN_OFF, windowed=False)
 
 
+def test_key_values_are_resolved_and_take_the_key_type() -> None:
+    """ksqlDB resolves an expression without columns to the key value it looks up, and coerces
+    numbers to the key's type (a DOUBLE key looked up with 10 reads 10.0)."""
+    assert plan_pull(_select("ID = 10 + 1"), INT_KEY, SCAN_OFF, windowed=False).keys == [(11,)]
+    double_key = _table(("ID", T.DOUBLE))
+    keys = plan_pull(_select("ID IN (10, 8.0)"), double_key, {}, windowed=False).keys
+    assert keys == [(10.0,), (8.0,)]
+    assert keys is not None and all(type(k[0]) is float for k in keys)
+    with pytest.raises(KsqlError, match=r"Primary key columns can not be NULL: \(ID = CAST"):
+        plan_pull(_select("ID = CAST(NULL AS INTEGER)"), INT_KEY, {}, windowed=False)
+
+
+def test_like_in_a_pull_query() -> None:
+    with pytest.raises(KsqlError, match="The column type for Like condition must be VARCHAR"):
+        plan_pull(_select("ID LIKE 12"), INT_KEY, {}, windowed=False)
+    with pytest.raises(KsqlError, match="Like condition must be between strings"):
+        plan_pull(_select("'12' LIKE '12'"), INT_KEY, SCAN_OFF, windowed=False)
+    assert plan_pull(_select("'12' LIKE '12'"), INT_KEY, {}, windowed=False).keys is None
+
+
+def test_a_between_bound_of_the_wrong_type_is_found_at_code_generation() -> None:
+    select = _select("N BETWEEN 'a' AND 10")
+    analyzer = "Error in WHERE expression: Cannot compare N (BIGINT) to 'a' (STRING) with "
+    assert codegen_message(select, analyzer + "GREATER_THAN_OR_EQUAL.") == (
+        "Invalid expression: Cannot compare N (BIGINT) to 'a' (STRING) with GREATER_THAN_OR_EQUAL."
+    )
+    other = _select("N = 'a'")
+    assert codegen_message(other, analyzer + "EQUAL.") == analyzer + "EQUAL."
+
+
+def test_table_view_reads_rowtime_and_nested_keys() -> None:
+    """A row's ROWTIME is the timestamp its entry was last put with; ARRAY and STRUCT keys,
+    kept hashable in the store, come back as the engine's lists and dicts."""
+    array_key = T.SqlType("ARRAY", item=T.STRING)
+    store = KeyValueStore("s", "changelog")
+    store.put((["1", "0"],), (5,), timestamp=12)
+    store.put((["1", "0"],), (6,), timestamp=34)
+    view = TableView(store, [("ID", array_key)], [("N", T.BIGINT)])
+    assert view.entries() == [((["1", "0"],), (6,), 34)]
+    assert view.lookup([["1", "0"]]) == ((6,), 34)
+    assert view.get([["1", "1"]]) is None
+    struct_key = T.SqlType("STRUCT", fields=(("A", T.INTEGER),))
+    store = KeyValueStore("s2", "changelog")
+    store.put(({"A": 1},), [7, 99])
+    view = TableView(store, [("K", struct_key)], [("N", T.BIGINT)], lambda _k, v: (v[0],))
+    view_time = TableView(
+        store, [("K", struct_key)], [("N", T.BIGINT)], lambda _k, v: (v[0],), lambda _k, v: v[1]
+    )
+    assert view.entries() == [(({"A": 1},), (7,), None)]
+    assert view_time.lookup([{"A": 1}]) == ((7,), 99)
+
+
 def test_clauses_no_pull_query_takes() -> None:
     stmt = parse("SELECT ID, COUNT(*) FROM T WHERE ID = 1 GROUP BY ID;")
     assert isinstance(stmt, A.Query)
@@ -134,15 +188,21 @@ def test_pull_queries_over_http(ksql_url: str, unique: str) -> None:
         f"FROM {s} GROUP BY USERID;",
     )
     try:
-        values = ", ".join(f"('u{i % 3}', {float(i)})" for i in range(9))
-        for row in values.split("), ("):
-            user, amount = row.strip("()").split(", ")
-            _ksql(ksql_url, f"INSERT INTO {s} (USERID, AMOUNT) VALUES ({user}, {amount});")
+        base = int(time.time() * 1000) - 60_000  # recent: older records may be expired
+        for i in range(9):
+            _ksql(
+                ksql_url,
+                f"INSERT INTO {s} (ROWTIME, USERID, AMOUNT) "
+                f"VALUES ({base + i}, 'u{i % 3}', {float(i)});",
+            )
         deadline = time.monotonic() + 60
         while _pull(ksql_url, f"SELECT * FROM {t} WHERE USERID = 'u2';") != [["u2", 3, 15.0]]:
             assert time.monotonic() < deadline, "the table never reached its final state"
             time.sleep(0.5)
-        assert sorted(_pull(ksql_url, f"SELECT USERID, N FROM {t} WHERE USERID IN ('u0', 'x');"))
+        # ROWTIME: the largest record time of the group (its last update's)
+        assert _pull(ksql_url, f"SELECT USERID, ROWTIME FROM {t} WHERE USERID = 'u2';") == [
+            ["u2", base + 8]
+        ]
         assert _pull(ksql_url, f"SELECT * FROM {t} WHERE USERID IN ('u0', 'x');") == [
             ["u0", 3, 9.0]
         ]

@@ -57,6 +57,7 @@ from services.ksql_server.planner.plan import check_pull_columns, plan_select
 from services.ksql_server.planner.pull import (
     check_pull_clauses,
     check_pull_table,
+    codegen_message,
     plan_pull,
     pull_metastore,
     where_statement,
@@ -618,7 +619,7 @@ class Engine:
         except UnsupportedError:
             raise
         except KsqlError as exc:
-            message = where_statement(str(exc), select)
+            message = where_statement(codegen_message(select, str(exc)), select)
             if message == str(exc):
                 raise
             raise KsqlError(message) from exc

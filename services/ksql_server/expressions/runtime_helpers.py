@@ -160,6 +160,9 @@ def rowtime_string(text: str | None) -> int | None:
         while len(parts) < 3:
             parts.append("00")
         s = date + "T" + ":".join(parts)
+    end_of_day = re.match(r"^(\d{4}-\d{2}-\d{2})T24:00:00(\.0+)?(.*)$", s)
+    if end_of_day:  # Java's SMART resolver: 24:00 is the next day's midnight
+        return parse_timestamp(f"{end_of_day.group(1)}T00:00:00{end_of_day.group(3)}") + 86_400_000
     return parse_timestamp(s)
 
 

@@ -21,11 +21,13 @@ from decimal import Decimal
 from typing import Any
 
 from services.ksql_server.errors import KsqlError
+from services.ksql_server.expressions import ExpressionCompiler, Scope
+from services.ksql_server.expressions.runtime_helpers import cast_value
 from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.naming import expr_text
 from services.ksql_server.planner.aggregate import WINDOW_COLUMNS
-from services.ksql_server.types import ColumnDef
+from services.ksql_server.types import ColumnDef, SqlType
 
 TABLE_SCAN_PROPERTY = "ksql.query.pull.table.scan.enabled"
 RANGE_SCAN_PROPERTY = "ksql.query.pull.range.scan.enabled"
@@ -120,12 +122,16 @@ def plan_pull(
     disjuncts = _dnf(select.where)
     lookups: list[tuple[Any, ...]] | None = []
     range_scan = range_scan and len(disjuncts) == 1  # an OR of ranges needs a table scan
+    types = dict(source.columns)
     for conj in disjuncts:
+        _check_like(conj, types, table_scan)
         found = _disjunct_keys(conj, keys, table_scan, range_scan, windowed)
         if found is None or lookups is None:
             lookups = None
         else:
-            lookups += [k for k in dict.fromkeys(found) if k not in lookups]
+            for k in found:  # by equality: ARRAY and STRUCT key values do not hash
+                if k not in lookups:
+                    lookups.append(k)
     return PullPlan(lookups)
 
 
@@ -186,6 +192,58 @@ def _refs(e: A.Expr) -> set[str]:
                 out |= _refs(item)
             elif isinstance(item, tuple):
                 out |= {n for x in item if isinstance(x, A.Expr) for n in _refs(x)}
+    return out
+
+
+def _check_like(conj: list[A.Expr], types: dict[str, SqlType], table_scan: bool) -> None:
+    """ksqlDB's checks of a LIKE in a pull query's WHERE clause: a column on its left must be a
+    STRING and its pattern a string literal (whichever way the query runs); anything else on
+    its left needs a table scan."""
+    for e in conj:
+        if not isinstance(e, A.Like) or e.negated:
+            continue
+        if not isinstance(e.operand, A.ColumnRef):
+            if not table_scan:
+                raise KsqlError("Like condition must be between strings")
+            continue
+        typ = types.get(e.operand.name)
+        if typ is not None and typ.base != "STRING":
+            message = "The column type for Like condition must be VARCHAR."
+            raise KsqlError(f"{message} The column type is {typ.base}")
+        pattern = e.pattern
+        if not (
+            isinstance(pattern, A.Literal)
+            and (pattern.value is None or isinstance(pattern.value, str))
+        ):
+            raise KsqlError("Like condition on non-string pattern")
+
+
+def codegen_message(select: A.Select, message: str) -> str:
+    """ksqlDB rewrites a pull query's `x BETWEEN a AND b` into `x >= a AND x <= b` after the
+    analyzer's type check (which does not compare a BETWEEN's bounds), so a bound of the wrong
+    type is only found when that rewritten clause is compiled: `Invalid expression: …` rather
+    than the analyzer's `Error in WHERE expression: …` (and no `Statement:`)."""
+    prefix = "Error in WHERE expression: Cannot compare "
+    if select.where is None or not message.startswith(prefix):
+        return message
+    for e in _walk(select.where):
+        if not isinstance(e, A.Between) or e.negated:
+            continue
+        for bound, op in ((e.low, "GREATER_THAN_OR_EQUAL"), (e.high, "LESS_THAN_OR_EQUAL")):
+            compared = f"{prefix}{expr_text(e.operand)} (", f" to {expr_text(bound)} (", op
+            if message.startswith(compared[0]) and all(c in message for c in compared[1:]):
+                return "Invalid expression: " + message.removeprefix("Error in WHERE expression: ")
+    return message
+
+
+def _walk(e: A.Expr) -> list[A.Expr]:
+    """`e` and every expression inside it."""
+    out = [e]
+    for value in vars(e).values():
+        items = value if isinstance(value, tuple | list) else (value,)
+        for item in items:
+            if isinstance(item, A.Expr):
+                out += _walk(item)
     return out
 
 
@@ -300,29 +358,40 @@ def _in_list(e: A.InList, key: ColumnDef) -> tuple[str, str, list[Any] | None]:
 
 
 def _equal_value(e: A.Expr, key: ColumnDef) -> list[Any] | None:
-    """`KEY = literal`: the value to look up (None: not a literal of the key's kind, so scan;
-    the expression compiler has already refused what ksqlDB refuses)."""
-    value = _literal(e)
-    if value is None:
+    """`KEY = v`: the key value to look up, `v` a literal or an expression without columns
+    (resolved as ksqlDB's GenericExpressionResolver does: `ID = 10 + 1` looks up 11). None:
+    not a value of the key's kind, so scan (the expression compiler refuses what ksqlDB
+    refuses)."""
+    if isinstance(e, A.Literal) and e.value is None:
         raise KsqlError(
             f"Error in WHERE expression: Comparison with NULL not supported: {key[1]} = NULL\n"
             "Use 'IS NULL' or 'IS NOT NULL' instead."
         )
-    if value is _NOT_LITERAL or not _fits(value, key[1].base):
+    resolved = _resolve(e)
+    if resolved is None:
         return None
-    return [value]
+    value, typ = resolved
+    if value is None:
+        raise KsqlError(f"Primary key columns can not be NULL: ({key[0]} = {expr_text(e)})")
+    converted = _as_key(value, typ, key[1])
+    return None if converted is _NOT_LITERAL else [converted]
 
 
 def _literal_values(items: list[A.Expr], key: ColumnDef) -> list[Any] | None:
-    """The key values of literal items (None when one is not a plain literal: scan instead).
-    A literal of another kind than the key's is refused as ksqlDB refuses it."""
+    """The key values of an IN list's items (None when one does not resolve to a value: scan
+    instead). A value of another kind than the key's is refused as ksqlDB refuses it."""
     name, typ = key
     out: list[Any] = []
     for item in items:
-        value = _literal(item)
-        if value is _NOT_LITERAL:
+        resolved = _resolve(item)
+        if resolved is None:
             return None
-        if not _fits(value, typ.base):
+        if resolved[0] is None:
+            raise KsqlError(f"Primary key columns can not be NULL: ({name} = {expr_text(item)})")
+        value = _as_key(*resolved, typ)
+        if value is _NOT_LITERAL and typ.base not in _SCALARS:
+            return None  # a temporal or BYTES key: the scan's WHERE compares as ksqlDB does
+        if value is _NOT_LITERAL:
             raise KsqlError(
                 f"{expr_text(item)} can not be converted to the type of the key column: "
                 f"{name} {typ} KEY"
@@ -331,7 +400,39 @@ def _literal_values(items: list[A.Expr], key: ColumnDef) -> list[Any] | None:
     return out
 
 
+def _resolve(e: A.Expr) -> tuple[Any, SqlType | None] | None:
+    """(value, type) of an expression that reads no column, None when it does not evaluate."""
+    value = _literal(e)
+    if value is not _NOT_LITERAL:
+        return value, e.type if isinstance(e, A.Literal) else None
+    if _refs(e):
+        return None
+    compiler = ExpressionCompiler(Scope([]))
+    try:
+        compiled = compiler.compile(e)
+        return eval(compiled.code, dict(compiler.namespace), {"r": []}), compiled.type
+    except Exception:  # not resolvable here: the WHERE clause's own compilation reports it
+        return None
+
+
+def _as_key(value: Any, typ: SqlType | None, key: SqlType) -> Any:
+    """`value` as a value of the key's type (ksqlDB's strict coercion: numbers widen, nothing
+    else converts); _NOT_LITERAL when it does not fit."""
+    base = key.base
+    if base not in _SCALARS:
+        return value if typ == key else _NOT_LITERAL
+    if value is None or not _fits(value, base):
+        return _NOT_LITERAL
+    if base == "DOUBLE":
+        return float(value)
+    if base == "DECIMAL":
+        return cast_value(value, typ, key)
+    return value
+
+
 _NOT_LITERAL = object()
+_SCALARS = ("STRING", "INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "BOOLEAN")
+"""key types whose values `_fits` checks; any other key takes a value of its own type only"""
 
 
 def _literal(e: A.Expr) -> Any:
@@ -376,6 +477,7 @@ __all__ = [
     "PullPlan",
     "check_pull_clauses",
     "check_pull_table",
+    "codegen_message",
     "not_queryable",
     "plan_pull",
     "pull_metastore",

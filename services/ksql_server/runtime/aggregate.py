@@ -209,7 +209,13 @@ class AggregateOperator:
             values = self._result(key, accs)
             return None if values is None else tuple(values[i] for i in self.value_idx)
 
-        return TableView(self.store, self.plan.key_columns, self.plan.value_columns, project)
+        return TableView(
+            self.store,
+            self.plan.key_columns,
+            self.plan.value_columns,
+            project,
+            rowtime=lambda _key, stored: stored[-1],  # the group's largest record time
+        )
 
     # ------------------------------------------------------------------ errors
     def _log(self, _row: Any, column: str, exc: BaseException) -> None:

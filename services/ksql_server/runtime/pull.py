@@ -6,8 +6,8 @@ of the query that materialises the table (runtime/table.py), by key or by scan, 
 the topic. Nothing is consumed and no thread is started: the answer is computed at once, under
 the view's store lock, and served as a finished `PushQuery` (`Query Completed`).
 
-The stores keep neither the record's timestamp nor its partition/offset, so ROWTIME reads as
-null here (ksqlDB returns the last update's timestamp).
+ROWTIME is the timestamp of the record that last updated the row (for an aggregate, the largest
+record time of its group or window), as ksqlDB returns it.
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ def table_view(queries: Iterable[Any], name: str) -> TableView:
 
 
 def source_rows(view: TableView, pull: PullPlan, n_meta: int) -> list[list[Any]]:
-    """Rows in the planner's source layout (keys, values, pseudo columns as null)."""
-    meta = [None] * n_meta
+    """Rows in the planner's source layout: keys, values, then the pseudo columns (ROWTIME:
+    the last update's timestamp; ROWPARTITION and ROWOFFSET, which pull queries refuse, null)."""
+    rest = [None] * (n_meta - 1)
     if pull.keys is None:
-        return [[*k, *values, *meta] for k, values in view.scan()]
+        return [[*k, *values, t, *rest] for k, values, t in view.entries()]
     out = []
     for key in pull.keys:
-        values = view.get(key)
-        if values is not None:
-            out.append([*key, *values, *meta])
+        entry = view.lookup(key)
+        if entry is not None:
+            out.append([*key, *entry[0], entry[1], *rest])
     return out
 
 

@@ -5,9 +5,10 @@
   an upsert, or a delete for a tombstone. Records with a null key are dropped (ksqlDB logs and
   skips them). Aggregations over tables (runtime/aggregate.py) and joins read their changes.
 - `TableOperator` runs a CTAS (projection/filter) over a table: see planner/table.py.
-- `TableView` is the read side other parts use (pull queries, stream-table joins): `get` by
-  key, `scan` of every row, over whichever store a query keeps; `find_view` finds the view of
-  the query that writes a table.
+- `TableView` is the read side other parts use (pull queries): `get`/`lookup` by key,
+  `scan`/`entries` of every row (the latter two with each row's ROWTIME), over whichever store
+  a query keeps; `find_view` finds the view of the query that writes a table. A source table's
+  store keeps each row's record timestamp (`put(…, timestamp=)`) for that ROWTIME.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from services.ksql_server.planner.table import MaterializePlan, TableQueryPlan
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
 from services.ksql_server.state import KeyValueStore, QueryStores
-from services.ksql_server.types import ColumnDef
+from services.ksql_server.types import ColumnDef, SqlType
 
 
 @dataclass
@@ -73,7 +74,8 @@ class SourceTable:
                 self.store.delete(key)
                 yield Change(key, old, None, row)
                 continue
-            self.store.put(key, row[n_keys : n_keys + n_values])
+            ts = meta[0] if meta else None  # the record's ROWTIME: the row's, for pull queries
+            self.store.put(key, row[n_keys : n_keys + n_values], timestamp=ts)
             yield Change(key, old, row, row)
 
 
@@ -159,11 +161,18 @@ class MaterializeOperator:
         return TableView(self.source.store, src.key_columns, src.value_columns)
 
 
+Rowtime = Callable[[tuple[Any, ...], Any], int | None]
+"""(key, stored entry) → the row's ROWTIME"""
+
+
 class TableView:
     """Read access to a materialised table: `get(key)` and `scan()` return value columns
-    (tuples), keys are tuples of the key columns. `project` turns a stored entry into the
-    table's value row (None: the row is not in the table); without it the stored value is the
-    row. Reads copy under the store's lock, so another thread may read while the query runs."""
+    (tuples), keys are tuples of the key columns; `lookup(key)` and `entries()` add each row's
+    ROWTIME (the timestamp of the record that last updated it, as ksqlDB's pull queries show
+    it). `project` turns a stored entry into the table's value row (None: the row is not in the
+    table); without it the stored value is the row. `rowtime` reads the ROWTIME of a stored
+    entry; without it, the timestamp the entry was put with (`KeyValueStore.timestamp`). Reads
+    copy under the store's lock, so another thread may read while the query runs."""
 
     def __init__(
         self,
@@ -171,31 +180,66 @@ class TableView:
         key_columns: list[ColumnDef],
         value_columns: list[ColumnDef],
         project: Callable[[tuple[Any, ...], Any], tuple[Any, ...] | None] | None = None,
+        rowtime: Rowtime | None = None,
     ) -> None:
         self.store = store
         self.key_columns = key_columns
         self.value_columns = value_columns
         self._project = project
+        self._rowtime: Rowtime = rowtime or (lambda key, _stored: store.timestamp(key))
+        self._complex_keys = any(t.base in _NESTED for _n, t in key_columns)
 
     def get(self, key: Sequence[Any]) -> tuple[Any, ...] | None:
+        entry = self.lookup(key)
+        return None if entry is None else entry[0]
+
+    def scan(self) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+        return [(k, values) for k, values, _t in self.entries()]
+
+    def lookup(self, key: Sequence[Any]) -> tuple[tuple[Any, ...], int | None] | None:
+        """(value columns, ROWTIME) of `key`, None when the table has no such row."""
         k = tuple(key)
         stored = self.store.get(k)
         if stored is None:
             return None
-        return self._row(k, stored)
+        row = self._row(k, stored)
+        return None if row is None else (row, self._rowtime(k, stored))
 
-    def scan(self) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    def entries(self) -> list[tuple[tuple[Any, ...], tuple[Any, ...], int | None]]:
+        """Every row as (key, value columns, ROWTIME), in the store's order."""
         out = []
         for k, stored in self.store.items():
             row = self._row(k, stored)
             if row is not None:
-                out.append((k, row))
+                key = self._engine_key(k) if self._complex_keys else k
+                out.append((key, row, self._rowtime(k, stored)))
         return out
+
+    def _engine_key(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A stored key as the engine's values: the store keeps ARRAY keys as tuples and
+        STRUCT/MAP keys as tuples of (name, value) pairs, so that they hash."""
+        types = [t for _n, t in self.key_columns]
+        return tuple(_engine_value(v, t) for v, t in zip(key, types, strict=False))
 
     def _row(self, key: tuple[Any, ...], stored: Any) -> tuple[Any, ...] | None:
         if self._project is not None:
             return self._project(key, stored)
         return tuple(stored)
+
+
+_NESTED = ("ARRAY", "MAP", "STRUCT")
+
+
+def _engine_value(value: Any, typ: SqlType | None) -> Any:
+    """One stored (hashable) key value back as the engine's value of type `typ`."""
+    if value is None or typ is None or typ.base not in _NESTED:
+        return value
+    if typ.base == "ARRAY":
+        return [_engine_value(v, typ.item) for v in value]
+    if typ.base == "MAP":
+        return {k: _engine_value(v, typ.item) for k, v in value}
+    fields = dict(typ.fields or ())
+    return {k: _engine_value(v, fields.get(k)) for k, v in value}
 
 
 def find_view(queries: Any, table: str) -> TableView | None:

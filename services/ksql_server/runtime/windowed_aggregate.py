@@ -114,7 +114,9 @@ class WindowedAggregateOperator(AggregateOperator):
             return None if values is None else tuple(values[i] for i in self.value_idx)
 
         keys = [*self.plan.key_columns, *WINDOW_COLUMNS]
-        return TableView(self.store, keys, self.plan.value_columns, project)
+        # ROWTIME: the window's largest record time (a session's: its end), as in _put
+        rowtime = lambda _key, stored: stored[1]  # noqa: E731
+        return TableView(self.store, keys, self.plan.value_columns, project, rowtime)
 
 
 def _factory(

@@ -7,7 +7,8 @@ before any record is processed. That is what makes a restart (even after kill -9
 from exactly the state its committed offsets describe. These stores do the same:
 
 - the store lives in memory (a dict) and is read and written by the query's own thread;
-  `get`/`put`/`delete`/`range`/`items` are the whole data API;
+  `get`/`put`/`delete`/`range`/`items` are the whole data API (`timestamp(key)`: the time an
+  entry was put with, which pull queries read as the row's ROWTIME);
 - every key changed since the last commit is *dirty*; `flush(producer)` writes each dirty key's
   current value (or a tombstone) to the changelog with the query's producer, inside its open
   transaction, just before the checkpoint commits; `committed()` then forgets the undo log;
@@ -103,6 +104,10 @@ class KeyValueStore:
     # ------------------------------------------------------------------ data API
     def get(self, key: Any, default: Any = None) -> Any:
         return self._data.get(_hashable(key), default)
+
+    def timestamp(self, key: Any) -> int | None:
+        """The timestamp `key` was last put with (None: absent or put without one)."""
+        return self._times.get(_hashable(key))
 
     def __contains__(self, key: Any) -> bool:
         return _hashable(key) in self._data
