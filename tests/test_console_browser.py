@@ -3,15 +3,18 @@ against the real broker, Schema Registry and KSQL server, with a real scorer run
 
 One console, one scorer and one browser serve every test of the module (they run in file order:
 alerts, detail, feedback, health, KSQL), so the whole module stays cheap. Screenshots of each
-view are written to docs/console-*.png (the README shows them).
+view go to $FRAUDSTREAM_SCREENSHOT_DIR (e.g. `docs`, where the README shows them) when set, else
+to a temporary folder: a test run must not rewrite tracked files.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +27,7 @@ from test_scorer_explanations import save_model_with_stats
 from test_scorer_support import feature_matrix, make_records, produce_records, read_all
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
+SHOTS = Path(os.environ.get("FRAUDSTREAM_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="console-"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 APPEAR_S = 2.0
@@ -199,8 +202,8 @@ def _open(console: Console) -> None:
 
 
 def _screenshot(driver: Any, name: str) -> None:
-    DOCS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(DOCS / f"console-{name}.png"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / f"console-{name}.png"))
 
 
 SEEN_SCRIPT = """
