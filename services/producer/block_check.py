@@ -39,6 +39,11 @@ class Workspace:
 
     def __init__(self) -> None:
         self._arrays = np.empty((8, CHUNK_BYTES + 1), dtype=bool)
+        self._bytes = np.empty(CHUNK_BYTES + 1, dtype=np.uint8)
+
+    def bytes(self, size: int) -> np.ndarray:
+        """A uint8 row of `size` (at most CHUNK_BYTES + 1) entries."""
+        return self._bytes[:size]
 
     def arrays(self, size: int) -> np.ndarray:
         """Eight boolean rows of `size` (at most CHUNK_BYTES + 1) entries."""
@@ -83,9 +88,8 @@ def _scan(buf: np.ndarray, workspace: Workspace) -> tuple[_BitMask, _BitMask, _B
         lo = max(start - 1, 0)
         part = buf[lo : start + CHUNK_BYTES]
         digit, comma, dot, minus, quote, sep, tmp, _ = workspace.arrays(len(part))
-        np.less(part, _ZERO, out=tmp)
-        np.greater(part, _ZERO + 9, out=digit)
-        np.logical_not(np.logical_or(tmp, digit, out=digit), out=digit)
+        shifted = workspace.bytes(len(part))
+        np.less(np.subtract(part, _ZERO, out=shifted), 10, out=digit)  # below "0" wraps past 9
         for mask, byte in ((comma, _COMMA), (dot, _DOT), (minus, _MINUS), (quote, _QUOTE)):
             np.equal(part, byte, out=mask)
         np.logical_or(np.equal(part, _NEWLINE, out=sep), comma, out=sep)
