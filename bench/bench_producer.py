@@ -8,17 +8,21 @@ of each side is kept, so a noisy neighbour on the machine hurts both alike; ever
 is printed too, for the spread, with the CPU time a record of each side (all threads of this
 process: the client's, librdkafka's, the reader's; not the broker's), steadier than rates.
 
-Then start-up: the wall time of whole light commands (`fraudstream --help`, `datagen --rows 1`,
-the lightest command that does work, `produce --help`, `alerts --help`, `stack --help`) against
-a bare `python -c pass`, 7 interleaved runs, best / median / worst of each (`--startup-runs`).
-The target is under 0.3 s for the commands that neither train nor score.
+Then start-up: the CPU time (user + system) of whole light commands (the help pages of
+`produce`, `alerts`, `ksql`, `stack`; `datagen --rows 1`, the lightest command that does work;
+`fraudstream --help`, which loads every service) against a bare `python -c pass`, 5
+interleaved runs, best / median / worst of each (`--startup-runs`); `--startup-baseline DIR`
+runs the same commands from another checkout in the same rounds (before/after). The target is
+under 0.3 s for the commands that neither train nor score.
 
     .venv/bin/python bench/bench_producer.py [--rows N] [--rounds R] [--startup-only]
+        [--startup-baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -102,40 +106,51 @@ STARTUP_COMMANDS: list[tuple[str, list[str]]] = [
     ("datagen --rows 1", ["-m", "services.cli", "datagen", "--rows", "1", "--out", "{tmp}/x.csv"]),
     ("produce --help", ["-m", "services.cli", "produce", "--help"]),
     ("alerts --help", ["-m", "services.cli", "alerts", "--help"]),
+    ("ksql --help", ["-m", "services.cli", "ksql", "--help"]),
     ("stack --help", ["-m", "services.cli", "stack", "--help"]),
 ]
+LIGHT = ("produce --help", "alerts --help", "ksql --help", "stack --help")
+"""The help pages held to the target (datagen loads numpy to make rows; `--help` loads every
+service to list them: both reported beside them)."""
 
 
-def startup(runs: int = 7) -> float:
-    """Wall time of whole light commands, `runs` rounds with the commands interleaved (so a
-    busy moment of the machine falls on all of them): best / median / worst of each, and the
-    median CPU time (user + system) of the command, steadier than the wall time on a busy
-    machine. Returns the median wall time of `datagen --rows 1`, the lightest command that
-    does work."""
-    times: dict[str, list[float]] = {name: [] for name, _ in STARTUP_COMMANDS}
-    cpu: dict[str, list[float]] = {name: [] for name, _ in STARTUP_COMMANDS}
+def startup(runs: int = 5, baseline: Path | None = None) -> float:
+    """CPU time (user + system) of whole light commands, `runs` rounds with the commands (and,
+    given `baseline`, the same commands run from that checkout: before/after in one run)
+    interleaved, so a busy moment of the machine falls on all of them: best / median / worst
+    of each, and the median wall time. CPU time is steadier than wall time on a busy machine.
+    Returns the largest median CPU time of the LIGHT commands."""
+    trees = [("", ROOT)] + ([("before: ", baseline.resolve())] if baseline else [])
+    cpu: dict[str, list[float]] = {}
+    wall: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(runs):
             for name, args in STARTUP_COMMANDS:
-                argv = [a.format(tmp=tmp) for a in args]
-                before = _children_cpu_s()
-                started = time.perf_counter()
-                subprocess.run([sys.executable, *argv], cwd=ROOT, check=True, capture_output=True)
-                times[name].append(time.perf_counter() - started)
-                cpu[name].append(_children_cpu_s() - before)
-    print(f"start-up over {runs} interleaved runs: wall s best / median / worst, CPU s median")
-    for name, got in times.items():
+                for label, tree in trees:
+                    key = label + name
+                    argv = [a.format(tmp=tmp) for a in args]
+                    env = dict(os.environ, PYTHONPATH=str(tree))
+                    before = _children_cpu_s()
+                    started = time.perf_counter()
+                    subprocess.run(
+                        [sys.executable, *argv], cwd=tree, env=env, check=True, capture_output=True
+                    )
+                    wall.setdefault(key, []).append(time.perf_counter() - started)
+                    cpu.setdefault(key, []).append(_children_cpu_s() - before)
+    print(f"start-up over {runs} interleaved runs: CPU s best / median / worst, wall s median")
+    for key, got in cpu.items():
         got.sort()
         print(
-            f"  {name:<20} {got[0]:.2f} / {statistics.median(got):.2f} / {got[-1]:.2f}"
-            f"   CPU {statistics.median(cpu[name]):.2f}"
+            f"  {key:<28} {got[0]:.2f} / {statistics.median(got):.2f} / {got[-1]:.2f}"
+            f"   wall {statistics.median(wall[key]):.2f}"
         )
-    datagen = statistics.median(times["datagen --rows 1"])
-    verdict = "meets" if datagen < STARTUP_TARGET_S else "above"
+    worst = max(statistics.median(cpu[name]) for name in LIGHT)
+    verdict = "meets" if worst < STARTUP_TARGET_S else "above"
     print(
-        f"start-up: datagen --rows 1 median {datagen:.2f} s ({verdict} target {STARTUP_TARGET_S} s)"
+        f"start-up: help pages at most {worst:.2f} s CPU (median; {verdict} target "
+        f"{STARTUP_TARGET_S} s)"
     )
-    return datagen
+    return worst
 
 
 def _children_cpu_s() -> float:
@@ -147,12 +162,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--startup-runs", type=int, default=7)
+    parser.add_argument("--startup-runs", type=int, default=5)
+    parser.add_argument(
+        "--startup-baseline",
+        type=Path,
+        help="a checkout of another commit: its start-up is measured interleaved with this one",
+    )
     parser.add_argument("--startup-only", action="store_true", help="skip the Kafka part")
     args = parser.parse_args()
     if not args.startup_only:
         run(args.rows, args.rounds)
-    startup(args.startup_runs)
+    startup(args.startup_runs, args.startup_baseline)
 
 
 if __name__ == "__main__":

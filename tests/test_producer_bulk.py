@@ -7,10 +7,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.producer import csv_source
+from services.producer.block_check import plain_block_times
 from services.producer.csv_source import CsvSource, Layout, _plain_block, _plain_rows, check_line
 from services.producer.datagen import write_csv
 
@@ -154,3 +157,98 @@ def test_clean_blocks_take_the_block_path(tmp_path: Path) -> None:
     exponent = body.replace(b",0.1", b",1e-1", 1)  # the real data set writes a few like this
     checked = _plain_block(exponent, exponent.count(b"\n"))
     assert checked is not None and (~checked[0]).sum() == 1
+
+
+def _lengths(rows: list[bytes]) -> np.ndarray:
+    return np.fromiter(map(len, rows), np.int64, len(rows))
+
+
+def _time_field(row: bytes) -> bytes:
+    return row.split(b",", 1)[0]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_kaggle_block())
+def test_whole_block_check_passes_only_what_the_line_rule_accepts(rows: list[bytes]) -> None:
+    """`plain_block_times` (one yes/no for the whole block) against `check_line`: a yes means
+    every row is accepted, with the same Time; and it is not a check that never says yes:
+    where `_plain_block` passes every row and each Time has at most 9 digits, it answers."""
+    data = b"\n".join(rows) + b"\n"
+    times = plain_block_times(data, _lengths(rows))
+    reference = _reference(rows, Layout.KAGGLE)
+    if times is not None:
+        assert all(r is not None for r in reference)
+        assert times.tolist() == [r[1] for r in reference if r is not None]
+    old = _plain_block(data, len(rows))
+    if old is not None and old[0].all() and all(len(_time_field(r)) <= 9 for r in rows):
+        assert times is not None
+
+
+@pytest.mark.parametrize(
+    ("row", "passes"),
+    [
+        (_ROWS[0], True),
+        (_ROWS[1], True),
+        (_ROWS[0].replace(b",0.5,", b",0.5.1,"), False),  # two dots in one field
+        (_ROWS[0].replace(b",0.5,", b",1" + b"7" * 70 + b".5,"), True),  # long, finite
+        (_ROWS[0].replace(b",0.5,", b",1" + b"7" * 400 + b",", 1), False),  # not finite
+        (b"-0" + _ROWS[0][1:], True),
+        (b"1234567890" + _ROWS[0][1:], False),  # 10 digits: left to the row path
+        (b"12.5" + _ROWS[0][1:], True),  # a Time with a fraction
+        (_ROWS[0].replace(b",0.5,", b",,"), False),
+        (_ROWS[0].replace(b",0.5,", b',"0.5",'), False),
+        (_ROWS[0].replace(b",0.5,", b",1e5,"), False),
+        (_ROWS[0][:-3] + b'""', True),
+        (_ROWS[0][:-3], True),  # empty Class
+    ],
+)
+def test_whole_block_check_cases(row: bytes, passes: bool) -> None:
+    rows = [_ROWS[1], row, _ROWS[0]]
+    times = plain_block_times(b"\n".join(rows) + b"\n", _lengths(rows))
+    assert (times is not None) is passes
+    if times is not None:
+        assert times.tolist() == [r[1] for r in _reference(rows, Layout.KAGGLE) if r is not None]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_records_are_the_same_with_and_without_the_whole_block_check(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole file through `CsvSource`, clean blocks and mangled ones: the same records,
+    Times and refused lines (with their reasons) whether or not the whole-block check runs."""
+    path = tmp_path / "k.csv"
+    write_csv(path, 6000, seed=seed)
+    rng = random.Random(seed)
+    head, body = path.read_bytes().split(b"\n", 1)
+    lines = body.split(b"\n")
+    lines[3000:] = [
+        _mangle(line, rng) if line and rng.random() < 0.05 else line for line in lines[3000:]
+    ]
+    path.write_bytes(head + b"\n" + b"\n".join(lines))
+
+    def read() -> tuple[list[bytes], list[bytes], list[float], list[tuple[int, str]]]:
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        times: list[float] = []
+        bad: list[tuple[int, str]] = []
+        for batch in CsvSource(path, block_bytes=64 * 1024).batches():
+            keys += batch.keys
+            values += batch.values
+            times += batch.times.tolist()
+            bad += [(line.line, line.reason) for line in batch.bad]
+        return keys, values, times, bad
+
+    calls: list[bool] = []
+    real = csv_source.plain_block_times
+
+    def counted(*args: object) -> np.ndarray | None:
+        answer = real(*args)  # type: ignore[arg-type]
+        calls.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(csv_source, "plain_block_times", counted)
+    fast = read()
+    assert any(calls) and not all(calls), "clean blocks take it, mangled ones do not"
+    monkeypatch.setattr(csv_source, "plain_block_times", lambda *_args: None)
+    assert read() == fast
+    assert fast[3]  # the mangled lines were refused

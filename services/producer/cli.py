@@ -143,8 +143,6 @@ def produce(
     transactions, keyed by USERID with the row as a JSON value: the USERS table of
     ksql/examples/30_per_user_join.sql. Either option alone is enough.
     """
-    from rich.console import Console
-
     from services.producer.csv_source import BadLine
     from services.producer.formats import default_topic, value_encoder
     from services.producer.replay import produce_csv
@@ -162,14 +160,13 @@ def produce(
     topic = topic or default_topic(value_format)
     encode_values = value_encoder(value_format, topic)
 
-    err = Console(stderr=True, highlight=False)
     shown = 0
 
     def report(line: BadLine) -> None:
         nonlocal shown
         shown += 1
         if shown <= SHOWN_BAD_LINES:
-            err.print(f"line {line.line}: {line.reason} (sent to the DLQ)", markup=False)
+            _say(f"line {line.line}: {line.reason} (sent to the DLQ)")
 
     size = csv.stat().st_size if csv.is_file() else 0
     with _progress(bytes_total=size) as progress:
@@ -186,24 +183,28 @@ def produce(
             encode_values=encode_values,
         )
     if not result.records and not result.bad and not result.interrupted and limit != 0:
-        err.print(f"{csv} holds no data lines (only a header or blank lines)", markup=False)
+        _say(f"{csv} holds no data lines (only a header or blank lines)")
     if result.bad > SHOWN_BAD_LINES:
-        err.print(f"… {result.bad - SHOWN_BAD_LINES} more bad lines", markup=False)
+        _say(f"… {result.bad - SHOWN_BAD_LINES} more bad lines")
     if result.bad:
-        err.print(f"{result.bad} bad lines sent to the DLQ", markup=False)
+        _say(f"{result.bad} bad lines sent to the DLQ")
     if result.failed or result.dlq_failed:
-        err.print(
+        _say(
             f"{result.failed} records and {result.dlq_failed} dead letters were refused by the "
-            f"broker (last error: {result.last_error})",
-            markup=False,
+            f"broker (last error: {result.last_error})"
         )
     if result.interrupted:
-        err.print("interrupted: queued records were flushed", markup=False)
+        _say("interrupted: queued records were flushed")
     typer.echo(result.summary())
     if result.interrupted:
         sys.exit(130)
     if result.failed or result.dlq_failed:
         sys.exit(1)
+
+
+def _say(text: str) -> None:
+    """A message on stderr, as it is (stdout keeps the summary line clean for scripts)."""
+    typer.echo(text, err=True)
 
 
 class _Quiet:
