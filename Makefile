@@ -56,8 +56,9 @@ notebook: setup  ## JupyterLab on the data scientist's notebook (start the stack
 
 # `make test` runs every test in two phases: the unit tests (`-m "not slow"`: CPU-bound, no
 # broker, no fixed port, no shared file) spread over TEST_WORKERS pytest-xdist processes, then the
-# integration tests (`-m slow`) one after another in one process, since they share the session's
-# stack and several kill or restart parts of their own. TEST_WORKERS=0 runs the unit tests in one
+# integration tests (`-m slow`): those sharing the session's stack one after another in one
+# process (several kill or restart parts of their own), beside them in a second process those
+# that start a stack of their own (`own_stack`). TEST_WORKERS=0 runs the unit tests in one
 # process (so does a venv without pytest-xdist, with a note). Exit code 5 (nothing selected, e.g.
 # PYTEST_ARGS naming a file of one kind) is no failure.
 TEST_WORKERS ?= 2
@@ -72,8 +73,18 @@ test: setup  ## unit + integration + end-to-end tests (starts the embedded stack
 test-fast: setup  ## unit tests only, on TEST_WORKERS processes
 	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS); $(PYTEST_OK_IF_EMPTY)
 
-test-slow: setup  ## integration + end-to-end tests only, serially (starts the embedded stack)
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS); $(PYTEST_OK_IF_EMPTY)
+# The integration tests in two processes side by side: those that start their own broker or
+# stack (`own_stack`: chaos, compose rehearsal, SASL) never touch the session's stack, so they
+# run beside the ones that share it (serially among themselves); their log follows at the end.
+OWN_STACK_LOG := $(FRAUDSTREAM_HOME)/test-own-stack.log
+test-slow: setup  ## integration + end-to-end tests only (starts the embedded stack)
+	@mkdir -p $(FRAUDSTREAM_HOME); \
+	$(BIN)/python -m pytest -m "slow and own_stack" $(PYTEST_ARGS) > $(OWN_STACK_LOG) 2>&1 & \
+	own=$$!; \
+	$(BIN)/python -m pytest -m "slow and not own_stack" $(PYTEST_ARGS); shared_rc=$$?; \
+	wait $$own; own_rc=$$?; \
+	echo "== the own-stack integration tests (ran beside the above) =="; cat $(OWN_STACK_LOG); \
+	ok() { [ $$1 -eq 0 ] || [ $$1 -eq 5 ]; }; ok $$shared_rc && ok $$own_rc
 
 bench: setup  ## benchmarks, each printing a ratio against a baseline of the same run
 	$(BIN)/fraudstream bench $(ARGS)

@@ -38,6 +38,8 @@ from services.common.process import free_port_pair
 from services.common.settings import KafkaSecurity, Secret, Settings, get_settings
 from services.common.topics import MODELS_TOPIC
 
+pytestmark = pytest.mark.own_stack  # its own broker/stack: runs beside the shared-stack tests
+
 SASL_ENV = {
     "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
     "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",

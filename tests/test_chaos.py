@@ -38,6 +38,8 @@ from services.common.topics import ALERTS_TOPIC
 from services.ksql_server.rest.client import KsqlClient, statement_files
 from services.stack.components import HttpServerComponent, settings_env, stack_components
 
+pytestmark = pytest.mark.own_stack  # its own broker/stack: runs beside the shared-stack tests
+
 __all__ = ["chaos_stack"]  # the fixture, shared with test_ksql_chaos
 
 

@@ -43,7 +43,7 @@ from services.common.process import free_port_pair
 from services.common.settings import ENV_DEFAULTS, Settings, get_settings
 from services.stack.components import Component, stack_components
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_stack]
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -33,6 +33,8 @@ from services.common.avro.codec import AvroDecoder
 from services.common.avro.schemas import registry_client
 from services.ksql_server.rest.client import KsqlClient, statement_files
 
+pytestmark = pytest.mark.own_stack  # its own broker/stack: runs beside the shared-stack tests
+
 __all__ = ["chaos_stack"]  # the fixture (chaos_support.py)
 
 RATE = 1000  # records/s: slow enough that each kill lands while records still arrive

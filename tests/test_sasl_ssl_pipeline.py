@@ -26,7 +26,7 @@ from services.broker.launcher import KafkaBroker
 from services.common.config_file import CONFIG_ENV, client_setting_names
 from services.common.process import free_port_pair
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_stack]
 
 ROOT = Path(__file__).resolve().parent.parent
 
