@@ -82,6 +82,8 @@ class JoinStep:
     grace_ms: int | None
     left_side: int
     right: int
+    key_type: Any = None
+    """the join key's SQL type (both sides' keys have it)"""
 
 
 @dataclass
@@ -406,7 +408,7 @@ def _plan_step(
             "table-table join."
         )
     _check_copartitioned(sources[j], right, lexpr, rexpr, join_type)
-    step = JoinStep(clause.kind, join_type, clause.within_ms, clause.grace_ms, j, i)
+    step = JoinStep(clause.kind, join_type, clause.within_ms, clause.grace_ms, j, i, ltype)
     return step, lexpr, rexpr, ltype, (lkey, rkey)
 
 

@@ -9,12 +9,13 @@ have records. When one side has none, the other's records wait until they have b
 `max.task.idle.ms` (ksqlDB property, default here `IDLE_MS`), so a side whose records are still
 on their way is not overtaken.
 
-State and restarts: the operators' state (`runtime/join.py`) lives in memory. On every start the
-query reads both inputs from the beginning and feeds the records before the committed offsets to
-the operators without producing anything (ksqlDB restores a table from its source topic the same
-way), then continues from the committed offsets. Offsets are committed only for records that
-went through the join (never for ones still waiting in a queue), so a kill -9 loses no input; an
-aborted transaction restarts the loop, which rebuilds the state from the inputs.
+State and restarts: the operators (`runtime/join.py`) keep their state in the query's stores
+(`QueryStores`: one per join side, named as ksqlDB names them, `join_stores`), flushed into
+the query's transaction with its output and offsets and restored from their compacted
+changelogs on start, before the first record; the inputs are then read from the committed
+offsets only. Offsets are committed only for records that went through the join (never for
+ones still waiting in a queue), so a kill -9 loses no input. An aborted transaction restarts the
+loop: the stores roll back to the last commit and the operators are rebuilt from them.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import time
 from collections import deque
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from services.common.checkpoint import Checkpoint, TransactionAborted
 from services.common.kafka import ProducerStuck, consume_available, produce
+from services.ksql_server.formats.base import coercer
 from services.ksql_server.formats.registry import uses_registry
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.join import (
@@ -38,10 +40,13 @@ from services.ksql_server.planner.join import (
     JoinPlan,
     JoinStep,
 )
-from services.ksql_server.planner.plan import QueryPlan
+from services.ksql_server.planner.plan import PSEUDO_COLUMNS, QueryPlan
 from services.ksql_server.runtime.join import (
     LEFT,
+    LEFT_STORE,
     RIGHT,
+    RIGHT_STORE,
+    SS_STORES,
     ForeignKeyJoin,
     Joined,
     StreamStreamJoin,
@@ -58,6 +63,8 @@ from services.ksql_server.runtime.query import (
     COMMIT_RECORDS,
     PersistentQuery,
 )
+from services.ksql_server.runtime.table import reviver
+from services.ksql_server.state import QueryStores
 
 IDLE_MS = 250
 """How long fetched records of one side wait for the other side's (see the module docstring)."""
@@ -79,15 +86,68 @@ def _side_plan(source: DataSource, plan: QueryPlan) -> QueryPlan:
     return dataclasses.replace(plan, source=source, output=[], key_indexes=[], value_indexes=[])
 
 
-def make_operator(step: JoinStep) -> Any:
+def step_prefix(join: JoinPlan, step: int) -> str:
+    """ksqlDB's name prefix of a step's internal stores and topics: a join that is the left
+    input of the next one is named inside it, `L_` once per join above it."""
+    return "L_" * (len(join.steps) - 1 - step)
+
+
+def join_stores(join: JoinPlan, step: int) -> list[str]:
+    """The names of a step's stores: left side's and right side's (a stream-table join keeps
+    only its table side)."""
+    info = join.steps[step]
+    names = SS_STORES if info.join_type == STREAM_STREAM else (LEFT_STORE, RIGHT_STORE)
+    if info.join_type == STREAM_TABLE:
+        names = names[1:]
+    prefix = step_prefix(join, step)
+    return [prefix + name for name in names]
+
+
+def make_operator(
+    step: JoinStep, join: JoinPlan | None = None, stores: QueryStores | None = None
+) -> Any:
+    """The operator of one join step; with `stores` (a QueryStores) its state lives in them."""
+    kwargs: dict[str, Any] = {}
+    if join is not None and stores is not None:
+        n = join.steps.index(step)
+        kwargs = _revivers(join, n)
+        mine = [stores.store(name) for name in join_stores(join, n)]
+        if step.join_type == STREAM_TABLE:
+            return StreamTableJoin(step.kind, mine[0], kwargs["revive_rows"][1])
+        kwargs["stores"] = (mine[0], mine[1])
     if step.join_type == STREAM_STREAM:
         before, after = step.within_ms or (0, 0)
-        return StreamStreamJoin(step.kind, before, after, step.grace_ms)
+        return StreamStreamJoin(step.kind, before, after, step.grace_ms, **kwargs)
     if step.join_type == STREAM_TABLE:
         return StreamTableJoin(step.kind)
     if step.join_type == FOREIGN_KEY:
-        return ForeignKeyJoin(step.kind)
-    return TableTableJoin(step.kind)
+        return ForeignKeyJoin(step.kind, **kwargs)
+    kwargs.pop("revive_key", None)
+    return TableTableJoin(step.kind, **kwargs)
+
+
+def _revivers(join: JoinPlan, n: int) -> dict[str, Any]:
+    """How a step's stored keys and rows come back from a changelog (JSON) as engine values:
+    its left input is the list of the rows of sides 0..n, its right one side n+1's row."""
+    step = join.steps[n]
+    sides = [reviver(s.source.columns + PSEUDO_COLUMNS) for s in join.sides[: n + 2]]
+    convert = coercer(step.key_type) if step.key_type is not None else None
+
+    def revive_left(rows: Any) -> Any:
+        return [None if r is None else sides[i](r) for i, r in enumerate(rows)]
+
+    def revive_key(key: Any) -> Any:
+        return key if key is None or convert is None else convert(key)
+
+    if step.join_type == FOREIGN_KEY:  # a table's own row on either side, keyed by its key
+        keys = join.sides[0].source.key_columns
+        own = coercer(keys[0][1]) if len(keys) == 1 else _same
+        return {"revive_key": own, "revive_rows": (sides[0], sides[1])}
+    return {"revive_key": revive_key, "revive_rows": (revive_left, sides[n + 1])}
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 Result = tuple[Any, list[list[Any] | None] | None, int]
@@ -143,12 +203,16 @@ class JoinQuery(PersistentQuery):
         self.idle_s = int(idle) / 1000
         self.joiners: list[Any] = []
         self._queues: list[deque[_Pending]] = [deque() for _ in join.sides]
-        self._restore: dict[tuple[str, int], int] = {}
+        for n in range(len(join.steps)):  # known before the loop restores them
+            for name in join_stores(join, n):
+                self.stores.store(name)
+        self._assigned = 1
+        """how many partitions the consumer holds (all inputs together)"""
         self._tp_positions: dict[tuple[str, int], int] = {}
 
     # ------------------------------------------------------------------ loop
     def _loop(self) -> None:
-        consumer = Consumer(self.ctx.consumer_conf(self.group, **{"auto.offset.reset": "earliest"}))
+        consumer = Consumer(self.ctx.consumer_conf(self.group, **{"auto.offset.reset": self.reset}))
         self._consumer = consumer
         producer = self._producer()
         checkpoint = Checkpoint(
@@ -159,17 +223,19 @@ class JoinQuery(PersistentQuery):
             commit_records=COMMIT_RECORDS,
             on_abort=self._aborted,
         )
-        self.joiners = [make_operator(step) for step in self.join.steps]
         self._queues = [deque() for _ in self.join.sides]
         try:
-            self._assign_all(consumer)
+            partitions = self._assign_all(consumer)
+            self._prepare_stores(partitions)  # restored, or rolled back to the last commit
+            self.joiners = [make_operator(step, self.join, self.stores) for step in self.join.steps]
             while not self._stop.is_set():
                 self._step_join(consumer, checkpoint)
             with contextlib.suppress(TransactionAborted):
                 self._commit(checkpoint)
         except TransactionAborted as exc:
-            # the operators' state already holds the aborted records: rebuild it
-            raise KafkaException(f"transaction aborted, state rebuilt: {exc}") from exc
+            # the operators' state already holds the aborted records: start again from the
+            # committed offsets and the stores as of the last commit
+            raise KafkaException(f"transaction aborted, state rolled back: {exc}") from exc
         except (KafkaException, ProducerStuck):
             self.processed -= checkpoint.pending
             raise
@@ -180,12 +246,13 @@ class JoinQuery(PersistentQuery):
             consumer.close()
             self._consumer = None
 
-    def _assign_all(self, consumer: Consumer) -> None:
-        """Both inputs from the beginning; what lies before the committed offsets (or, without
-        any, before the end when the query starts from `latest`) only rebuilds state."""
+    def _assign_all(self, consumer: Consumer) -> int:
+        """Every partition of both inputs from the committed offsets (or, without any, from
+        `auto.offset.reset`); returns the first input's partition count (its changelogs')."""
         deadline = time.monotonic() + 15
         tps: list[TopicPartition] = []
-        for topic in self.topics:
+        counts: list[int] = []
+        for topic in dict.fromkeys(self.topics):
             while True:
                 meta = consumer.list_topics(timeout=10).topics.get(topic)
                 if meta is not None and meta.error is None and meta.partitions:
@@ -194,17 +261,18 @@ class JoinQuery(PersistentQuery):
                     raise KafkaException(f"topic {topic} does not exist")
                 time.sleep(0.1)
             tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-        committed = consumer.committed(tps, timeout=10)
-        for tp in committed:
-            if tp.offset >= 0:
-                until = tp.offset
-            elif self.reset == "earliest":
-                until = 0
-            else:
-                until = consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
-            self._restore[(tp.topic, tp.partition)] = until
-            self._tp_positions[(tp.topic, tp.partition)] = until
-        consumer.assign([TopicPartition(t.topic, t.partition, OFFSET_BEGINNING) for t in tps])
+            counts.append(len(meta.partitions))
+        assigned: list[TopicPartition] = []
+        for tp in consumer.committed(tps, timeout=10):
+            at = tp.offset
+            if at < 0:
+                lo, hi = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                at = lo if self.reset == "earliest" else hi
+            self._tp_positions[(tp.topic, tp.partition)] = at
+            assigned.append(TopicPartition(tp.topic, tp.partition, at))
+        consumer.assign(assigned)
+        self._assigned = len(assigned)
+        return counts[0]
 
     def _step_join(self, consumer: Consumer, checkpoint: Checkpoint) -> None:
         messages = self._drop_errors(consumer.consume(BATCH, 0))
@@ -259,11 +327,7 @@ class JoinQuery(PersistentQuery):
         for side, p in done:
             if p.row is None:
                 continue
-            results = self._operate(side, p)
-            tp = (p.message.topic(), p.message.partition())
-            if p.message.offset() < self._restore.get(tp, 0):
-                continue  # rebuilding state only: produced before the restart
-            for result in results:
+            for result in self._operate(side, p):
                 row, tomb = self.rows.build(result, p.row)
                 if tomb:
                     tombstones.add(id(row))
@@ -272,7 +336,7 @@ class JoinQuery(PersistentQuery):
         for side, topic in enumerate(self.topics):
             mine = [p.message for s, p in done if s == side]
             if mine:
-                checkpoint.add(mine, topic, len(self._restore))
+                checkpoint.add(mine, topic, self._assigned)
         self.processed += len(done)
         producer, topic = checkpoint.producer, self.sink_topic
         with checkpoint.aborting():
@@ -349,9 +413,14 @@ class JoinQuery(PersistentQuery):
 
     # ------------------------------------------------------------------ progress
     def _commit(self, checkpoint: Checkpoint) -> None:
+        """The join's store changes join the open transaction, then it commits."""
+        if self.stores and checkpoint.pending:
+            with checkpoint.aborting():
+                self.stores.flush(checkpoint.producer)
         committed = checkpoint.commit()
         if committed is None:
             return
+        self.stores.committed()
         self._tp_positions.update(committed.next)
         self.commits += 1
 
