@@ -68,6 +68,7 @@ from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.pull import table_pull_query
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
+from services.ksql_server.runtime.repartition import RepartitionedQuery
 from services.ksql_server.runtime.rows import json_row, values_row, write_row
 from services.ksql_server.runtime.transient import TransientQueries, max_push_queries
 from services.ksql_server.types import ColumnDef
@@ -391,6 +392,8 @@ class Engine:
         self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
     ) -> None:
         runtime = PersistentQuery if plan.join is None else JoinQuery
+        if getattr(plan.stateful, "repartition", None):  # grouped by another key
+            runtime = RepartitionedQuery
         query = runtime(query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props)
         self.queries[query_id] = query
         query.start()

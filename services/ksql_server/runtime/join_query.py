@@ -63,6 +63,7 @@ from services.ksql_server.runtime.query import (
     COMMIT_RECORDS,
     PersistentQuery,
 )
+from services.ksql_server.runtime.repartition import Repartition, repartition_topic
 from services.ksql_server.runtime.table import reviver
 from services.ksql_server.state import QueryStores
 
@@ -96,11 +97,23 @@ def join_stores(join: JoinPlan, step: int) -> list[str]:
     """The names of a step's stores: left side's and right side's (a stream-table join keeps
     only its table side)."""
     info = join.steps[step]
-    names = SS_STORES if info.join_type == STREAM_STREAM else (LEFT_STORE, RIGHT_STORE)
+    names = list(SS_STORES if info.join_type == STREAM_STREAM else (LEFT_STORE, RIGHT_STORE))
     if info.join_type == STREAM_TABLE:
         names = names[1:]
     prefix = step_prefix(join, step)
     return [prefix + name for name in names]
+
+
+def join_repartitions(join: JoinPlan) -> dict[int, str]:
+    """The sides read through a repartition topic, with ksqlDB's name of it: a stream whose
+    join key is not its key (`Join-left`, `Join-right`; `L_` per join above in n-way joins)."""
+    out: dict[int, str] = {}
+    for i, side in enumerate(join.sides):
+        if not side.stream or side.is_source_key:
+            continue
+        step = max(i - 1, 0)
+        out[i] = step_prefix(join, step) + ("Join-left" if i == 0 else "Join-right")
+    return out
 
 
 def make_operator(
@@ -209,6 +222,20 @@ class JoinQuery(PersistentQuery):
         self._assigned = 1
         """how many partitions the consumer holds (all inputs together)"""
         self._tp_positions: dict[tuple[str, int], int] = {}
+        self.repartitions = {
+            i: Repartition(
+                name,
+                ctx.physical(repartition_topic(service_id, query_id, name)),
+                self.topics[i],
+                ctx.topic_partitions(self.topics[i]) or 1,
+            )
+            for i, name in join_repartitions(join).items()
+        }
+        """side → the repartition topic it is read through (its join key is not its key)"""
+        self.read_topics = [
+            self.repartitions[i].topic if i in self.repartitions else t
+            for i, t in enumerate(self.topics)
+        ]
 
     # ------------------------------------------------------------------ loop
     def _loop(self) -> None:
@@ -252,7 +279,9 @@ class JoinQuery(PersistentQuery):
         deadline = time.monotonic() + 15
         tps: list[TopicPartition] = []
         counts: list[int] = []
-        for topic in dict.fromkeys(self.topics):
+        for rp in self.repartitions.values():
+            rp.create(self.ctx.ensure_topic)
+        for topic in dict.fromkeys(self.topics + self.read_topics):
             while True:
                 meta = consumer.list_topics(timeout=10).topics.get(topic)
                 if meta is not None and meta.error is None and meta.partitions:
@@ -282,17 +311,22 @@ class JoinQuery(PersistentQuery):
                 consume_available(consumer, BATCH, 0.05 if self.ctx.fast else 0.2)
             )
         if messages:
-            self._enqueue(messages)
+            self._enqueue(messages, checkpoint)
         done = self._drain(checkpoint)
         if not messages and not done and not any(self._queues):
             self._check_caught_up(consumer)
         if checkpoint.due():
             self._commit(checkpoint)
 
-    def _enqueue(self, messages: list[Any]) -> None:
+    def _enqueue(self, messages: list[Any], checkpoint: Checkpoint) -> None:
         now = time.monotonic()
         for side, topic in enumerate(self.topics):
             mine = [m for m in messages if m.topic() == topic]
+            rp = self.repartitions.get(side)
+            if rp is not None:
+                if mine:
+                    self._rekey(side, rp, mine, checkpoint)
+                mine = rp.originals([m for m in messages if m.topic() == rp.topic])
             if not mine:
                 continue
             proc = self.side_processors[side]
@@ -303,6 +337,25 @@ class JoinQuery(PersistentQuery):
                 row = rows.get(at)
                 ts = row[-3] if row is not None else (m.timestamp()[1] or 0)
                 self._queues[side].append(_Pending(m, row, at in tombs, ts, now))
+
+    def _rekey(
+        self, side: int, rp: Repartition, messages: list[Any], checkpoint: Checkpoint
+    ) -> None:
+        """Source records of a side read through a repartition topic: each goes there keyed
+        by its join key, in the open transaction that also commits its source offsets. A
+        record that does not deserialize is logged here and goes no further; a null value
+        joins nothing (Kafka Streams drops it from stream joins)."""
+        proc = self.side_processors[side]
+        rows = {(r[-2], r[-1]): r for r in proc.rows(messages) if id(r) not in proc.tombstones}
+        key_fn = self.join.sides[side].key_fn
+        checkpoint.add(messages, self.topics[side], self._assigned)
+        self.processed += len(messages)
+        with checkpoint.aborting():
+            for m in messages:
+                row = rows.get((m.partition(), m.offset()))
+                if row is not None:
+                    rp.send(checkpoint.producer, m, key_value(join_key(key_fn(row))), row[-3])
+            checkpoint.producer.poll(0)
 
     def _drain(self, checkpoint: Checkpoint) -> int:
         """Join what may go now (see the module docstring); the number of records joined."""
@@ -333,7 +386,7 @@ class JoinQuery(PersistentQuery):
                     tombstones.add(id(row))
                 joined.append(row)
         out = self._serialize(joined, tombstones)
-        for side, topic in enumerate(self.topics):
+        for side, topic in enumerate(self.read_topics):
             mine = [p.message for s, p in done if s == side]
             if mine:
                 checkpoint.add(mine, topic, self._assigned)
@@ -410,6 +463,15 @@ class JoinQuery(PersistentQuery):
                 pending.append(row)
         results += proc.evaluate(pending) if pending else []
         return proc.serialize(results) if results else []
+
+    def delete_state(self) -> None:
+        """The changelogs and the repartition topics go with the query."""
+        super().delete_state()
+        for rp in self.repartitions.values():
+            try:
+                self.ctx.delete_topic(rp.topic)
+            except Exception:  # the query is gone either way
+                continue
 
     # ------------------------------------------------------------------ progress
     def _commit(self, checkpoint: Checkpoint) -> None:
