@@ -179,6 +179,12 @@ def test_per_user_join_example_matches_pandas(
             _produce(kafka_bootstrap, prefix + "creditcardfraud_source", lines)
         want = _expected(users, tx)
         assert 10 < len(want) < N_TX
+        # the source is keyed by ID, joined on USER: re-keyed through ksqlDB's topic
+        join_query = next(q for q in engines[0].queries if "PER_USER" in q)
+        rekeyed = (
+            f"{prefixes[0]}_confluent-ksql-{prefixes[0]}query_{join_query}-Join-left-repartition"
+        )
+        assert rekeyed in _topics(kafka_bootstrap)
         got = _read(
             kafka_bootstrap,
             schema_registry_url,
@@ -226,9 +232,7 @@ SERVER = textwrap.dedent(
 )
 
 
-def _server(
-    bootstrap: str, registry: str, prefix: str, statements: list[str], stats: Path
-) -> Any:
+def _server(bootstrap: str, registry: str, prefix: str, statements: list[str], stats: Path) -> Any:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVER, bootstrap, registry, prefix, str(stats), *statements],
