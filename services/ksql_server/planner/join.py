@@ -301,7 +301,7 @@ def plan_join(
         ("GROUP BY", bool(select.group_by)),
         ("HAVING", select.having is not None),
         ("EMIT FINAL", select.emit_final),
-        ("PARTITION BY", bool(select.partition_by)),
+        ("PARTITION BY", bool(select.partition_by) and not persistent),
     ):
         if present:
             raise UnsupportedError(f"JOIN with {clause_name}")
@@ -524,11 +524,15 @@ def _projection(
     """SELECT and WHERE over the joined row, and which projected column is the sink key."""
     scope = Scope(columns, [])
     compiler = ExpressionCompiler(scope)
-    items = _select_items(select, resolver, candidates, synthetic, compiler)
+    partition = [map_columns(e, resolver) for e in select.partition_by] if persistent else []
+    items = _select_items(select, resolver, candidates, synthetic, compiler, partition)
     key_idx: list[int] = []
     key_name = synthetic or (candidates[0] if candidates else "")
     keyless = persistent and new_planner and not _projects_key(items, candidates, synthetic)
-    if persistent and not keyless:  # the new planner writes a key-less result instead
+    if partition:  # the result is re-keyed: the PARTITION BY expressions are its key
+        key_idx = _partition_key(items, partition, select, resolver, sink_name)
+        key_name = items[key_idx[0]][0]
+    elif persistent and not keyless:  # the new planner writes a key-less result instead
         k = _key_index(items, candidates, synthetic, sink_name, resolver)
         key_idx, key_name = [k], items[k][0]
         # the key is the join key (a RIGHT or FULL join's absent side has null columns)
@@ -571,7 +575,38 @@ def _projection(
         value_columns=[],
     )
     plan = QueryPlan(joined, select, output, key_idx, value_idx, batch, row_columns=columns)
+    if partition:
+        plan.partition_by = True
+        plan.key_batch = build_batch_function(
+            compiler, None, [items[i][2] for i in key_idx], [items[i][0] for i in key_idx]
+        )
+        plan.key_value_dependent = [True for _ in key_idx]
     return plan, key_name
+
+
+def _partition_key(
+    items: list[tuple[str, A.Expr, Compiled]],
+    partition: list[A.Expr],
+    select: A.Select,
+    resolver: _Resolver,
+    sink_name: str | None,
+) -> list[int]:
+    """The projected columns a joined result is partitioned by (ksqlDB: `PARTITION BY` after a
+    join re-keys its output; each expression must be projected)."""
+    key_idx: list[int] = []
+    for e, raw in zip(partition, select.partition_by, strict=True):
+        if isinstance(e, A.Literal) and e.value is None:
+            raise UnsupportedError("JOIN with PARTITION BY NULL")
+        match = [i for i, (_n, ie, _c) in enumerate(items) if ie == e]
+        if not match:
+            shown = expr_text(_qualified(raw, None, resolver))
+            raise KsqlError(
+                "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\n"
+                f"The query used to build `{sink_name or 'OUTPUT'}` must include the "
+                f"partitioning expression {shown} in its projection (eg, SELECT {shown}...)."
+            )
+        key_idx.append(match[0])
+    return key_idx
 
 
 def _key_format(sources: list[DataSource]) -> Any:
@@ -589,10 +624,14 @@ def _select_items(
     candidates: list[str],
     synthetic: str | None,
     compiler: ExpressionCompiler,
+    partition: list[A.Expr] | None = None,
 ) -> list[tuple[str, A.Expr, Compiled]]:
     items: list[tuple[str, A.Expr, Compiled]] = []
     generated = 0
     for item in select.items:
+        if item.expr is None and partition:
+            items += _partitioned_star(item.star_source, resolver, compiler, partition)
+            continue
         if item.expr is None:
             if item.star_source is None:
                 sides = list(range(len(resolver.sides)))
@@ -619,6 +658,36 @@ def _select_items(
             natural = f"KSQL_COL_{generated}"
             generated += 1
         items.append((natural, rewritten, compiled))
+    return items
+
+
+def _partitioned_star(
+    star_source: str | None,
+    resolver: _Resolver,
+    compiler: ExpressionCompiler,
+    partition: list[A.Expr],
+) -> list[tuple[str, A.Expr, Compiled]]:
+    """`SELECT *` of a join re-keyed by `PARTITION BY`: the partitioning columns first (the
+    key), then each side's value columns, its `ROWTIME`/`ROWPARTITION`/`ROWOFFSET` and its key
+    columns, as ksqlDB's repartitioned join result carries them."""
+    items: list[tuple[str, A.Expr, Compiled]] = []
+    taken: set[str] = set()
+    for n, e in enumerate(partition):
+        name = e.name if isinstance(e, A.ColumnRef) else f"KSQL_COL_{n}"
+        items.append((name, e, compiler.compile(e)))
+        taken.add(name)
+    sides = range(len(resolver.sides))
+    if star_source is not None:
+        found = resolver.side_of(star_source)
+        if found is None:
+            raise KsqlError(f"'{star_source}' is not a valid stream/table name or alias.")
+        sides = range(found, found + 1)
+    for i in sides:
+        alias, src = resolver.sides[i]
+        for name, _ in src.value_columns + PSEUDO_COLUMNS + src.key_columns:
+            ref = A.ColumnRef(f"{alias}_{name}")
+            if ref.name not in taken:
+                items.append((ref.name, ref, compiler.compile(ref)))
     return items
 
 
