@@ -392,7 +392,7 @@ class Engine:
         self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
     ) -> None:
         runtime = PersistentQuery if plan.join is None else JoinQuery
-        if getattr(plan.stateful, "repartition", None):  # grouped by another key
+        if plan.join is None and getattr(plan.stateful, "repartition", None):  # re-grouped
             runtime = RepartitionedQuery
         query = runtime(query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props)
         self.queries[query_id] = query

@@ -296,10 +296,11 @@ def plan_join(
     new_planner: bool = False,
 ) -> JoinPlan:
     """Plan a join of two or more sources (left-deep, in the order written)."""
+    grouped = persistent and bool(select.group_by)  # an aggregation over the joined rows
     for clause_name, present in (
-        ("WINDOW", select.window is not None),
-        ("GROUP BY", bool(select.group_by)),
-        ("HAVING", select.having is not None),
+        ("WINDOW", select.window is not None and not grouped),
+        ("GROUP BY", bool(select.group_by) and not grouped),
+        ("HAVING", select.having is not None and not grouped),
         ("EMIT FINAL", select.emit_final),
         ("PARTITION BY", bool(select.partition_by) and not persistent),
     ):
@@ -346,6 +347,12 @@ def plan_join(
     for side in sides:
         columns += [(f"{side.alias}_{n}", t) for n, t in side.source.columns + PSEUDO_COLUMNS]
     columns += PSEUDO_COLUMNS
+    if grouped:
+        plan = _aggregation(select, columns, resolver, sources, sink_name)
+        join = JoinPlan(sides, steps, plan, "", synthetic is not None, len(columns))
+        join.left_keys = [k[0] for k in keys]
+        plan.join = join
+        return join
     plan, key_name = _projection(
         select,
         columns,
@@ -582,6 +589,49 @@ def _projection(
         )
         plan.key_value_dependent = [True for _ in key_idx]
     return plan, key_name
+
+
+def _aggregation(
+    select: A.Select,
+    columns: list[ColumnDef],
+    resolver: _Resolver,
+    sources: list[DataSource],
+    sink_name: str | None,
+) -> QueryPlan:
+    """`... JOIN ... [WINDOW ...] GROUP BY ... [HAVING ...]`: the aggregation planner over the
+    joined rows, as over a source whose columns are the joined ones (`L_A`, ...; a table when
+    every side is one, so its updates retract their old rows from their groups)."""
+    from services.ksql_server.planner.plan import _aggregate_plan, source_scope
+
+    resolver.clause = "SELECT"
+    items = []
+    for item in select.items:
+        if item.expr is None:
+            raise KsqlError(
+                "GROUP BY requires aggregate functions in either the SELECT or HAVING clause."
+            )
+        rewritten = map_columns(item.expr, resolver)
+        alias = item.alias or _natural_name(item.expr, rewritten, resolver)
+        items.append(A.SelectItem(rewritten, alias))
+    joined = dataclasses.replace(
+        sources[0],
+        name=sources[0].name,
+        key_format=_key_format(sources),
+        kind="TABLE" if all(s.kind == "TABLE" for s in sources) else "STREAM",
+        key_columns=[columns[0]],
+        value_columns=columns[1 : -len(PSEUDO_COLUMNS)],
+    )
+    grouped = dataclasses.replace(
+        select,
+        items=items,
+        joins=[],
+        where=None if select.where is None else map_columns(select.where, resolver),
+        group_by=[map_columns(e, resolver) for e in select.group_by],
+        having=None if select.having is None else map_columns(select.having, resolver),
+    )
+    plan = _aggregate_plan(grouped, joined, source_scope(joined, None), sink_name, True)
+    plan.stateful.repartition = None  # the join re-keys in the query (runtime/join_query.py)
+    return plan
 
 
 def _partition_key(

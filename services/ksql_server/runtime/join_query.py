@@ -450,6 +450,10 @@ class JoinQuery(PersistentQuery):
         """Project the joined rows; a table join's tombstones pass the WHERE (they delete a
         row the result had)."""
         proc = self.processor
+        if self.operator is not None:  # GROUP BY over the join: the aggregation's updates
+            proc.tombstones = tombstones
+            proc.null_keys = set()
+            return list(self.operator.process(rows))
         proc.tombstones = set()
         proc.null_keys = set()
         results: list[Any] = []

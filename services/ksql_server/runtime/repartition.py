@@ -10,7 +10,7 @@ source record), and reads it back from the repartition topic (read_committed) in
 
 What a repartition record holds: the new key (its compact JSON, `state.encode`: equal keys,
 equal bytes, so one partition), the source record's value bytes and timestamp unchanged, and
-the source record's key bytes in a header. The stateful stage turns it back into the source
+the source record's key bytes and time in headers. The stateful stage turns it back into the source
 record (`Repartition.originals`) and deserializes it with the source's own deserializers, so
 no value changes type on the way; only ROWPARTITION and ROWOFFSET are now the repartition
 topic's, as they are in ksqlDB after a repartition.
@@ -34,6 +34,10 @@ from services.ksql_server.state import encode
 
 SOURCE_KEY_HEADER = "ksql.source.key"
 """The header that carries a re-keyed record's original key bytes (absent: a null key)."""
+
+SOURCE_TIME_HEADER = "ksql.source.time"
+"""The header that carries the record's time (8 bytes, big-endian): librdkafka stamps a record
+produced with timestamp 0 with the current time, so the record's own timestamp cannot carry it."""
 
 REPARTITION_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1"}
 """Kept until read: records keep their source timestamps, however old (Kafka Streams sets the
@@ -66,7 +70,9 @@ class Repartition:
     def send(self, producer: Producer, message: Message, key: Any, timestamp: int) -> None:
         """Write one source record re-keyed by `key` (the caller's transaction is open)."""
         original = message.key()
-        headers: list[tuple[str, str | bytes | None]] = []
+        headers: list[tuple[str, str | bytes | None]] = [
+            (SOURCE_TIME_HEADER, timestamp.to_bytes(8, "big", signed=True))
+        ]
         if original is not None:
             headers.append((SOURCE_KEY_HEADER, original))
         producer.produce(
@@ -83,9 +89,15 @@ class Repartition:
         out: list[Message] = []
         for m in messages:
             key: bytes | None = None
+            timestamp = m.timestamp()
             for header in m.headers() or []:
-                if header[0] == SOURCE_KEY_HEADER and isinstance(header[1], bytes):
-                    key = header[1]
+                name, value = header[0], header[1]
+                if not isinstance(value, bytes):
+                    continue
+                if name == SOURCE_KEY_HEADER:
+                    key = value
+                elif name == SOURCE_TIME_HEADER:
+                    timestamp = (timestamp[0], int.from_bytes(value, "big", signed=True))
             out.append(
                 Message(
                     topic=m.topic(),
@@ -93,7 +105,7 @@ class Repartition:
                     offset=m.offset(),
                     key=key,
                     value=m.value(),
-                    timestamp=m.timestamp(),
+                    timestamp=timestamp,
                 )
             )
         return out
@@ -207,6 +219,7 @@ class RepartitionedQuery(PersistentQuery):
 __all__ = [
     "REPARTITION_CONFIG",
     "SOURCE_KEY_HEADER",
+    "SOURCE_TIME_HEADER",
     "Repartition",
     "RepartitionedQuery",
     "key_bytes",
