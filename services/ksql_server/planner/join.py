@@ -610,6 +610,9 @@ def _aggregation(
             raise KsqlError(
                 "GROUP BY requires aggregate functions in either the SELECT or HAVING clause."
             )
+        for ref in column_refs(item.expr):  # ksqlDB has no window bounds after a join
+            if ref.name in ("WINDOWSTART", "WINDOWEND"):
+                raise KsqlError(f"SELECT column '{ref.name}' cannot be resolved.")
         rewritten = map_columns(item.expr, resolver)
         alias = item.alias or _natural_name(item.expr, rewritten, resolver)
         items.append(A.SelectItem(rewritten, alias))
