@@ -26,7 +26,7 @@ import time
 from collections import deque
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from services.common.checkpoint import Checkpoint, TransactionAborted
 from services.common.kafka import ProducerStuck, consume_available, produce
@@ -61,7 +61,11 @@ from services.ksql_server.runtime.query import (
     BATCH,
     COMMIT_INTERVAL_S,
     COMMIT_RECORDS,
+    STOP_CHECK_S,
+    TRANSIENT_BATCH_ROWS,
     PersistentQuery,
+    TransientQuery,
+    transient_consumer_overrides,
 )
 from services.ksql_server.runtime.repartition import Repartition, repartition_topic
 from services.ksql_server.runtime.table import reviver
@@ -185,7 +189,63 @@ class JoinRows:
         return row, rows is None
 
 
-class JoinQuery(PersistentQuery):
+class JoinChain:
+    """Feeding one side's record through the chain of join operators (`joiners`, one per
+    step of `join`): shared by the persistent query and the push query."""
+
+    join_plan: JoinPlan
+    joiners: list[Any]
+
+    def _operate(self, side: int, p: _Pending) -> list[Result]:
+        """Feed one side's record into the chain of joins; the results of the last one."""
+        assert p.row is not None
+        join_side = self.join_plan.sides[side]
+        value = None if p.tombstone else p.row
+        if self.join_plan.join_type == FOREIGN_KEY:
+            found = self._foreign(side, p, value)
+            return [(k, None if a is None and b is None else [a, b], t) for k, a, b, t in found]
+        key = join_key(join_side.key_fn(p.row))
+        if value is None and join_side.source.kind == "TABLE" and join_side.is_source_key:
+            key = join_key(p.row[0])  # a tombstone's key (its value columns are null)
+        if side == 0:
+            results = self.joiners[0].process(LEFT, key, None if value is None else [value], p.ts)
+            step = 0
+        else:
+            step = side - 1
+            results = self.joiners[step].process(RIGHT, key, value, p.ts)
+        out = [self._combine(step, r) for r in results]
+        for nxt in range(step + 1, len(self.joiners)):
+            out = [r2 for r in out for r2 in self._next(nxt, r)]
+        return out
+
+    def _combine(self, step: int, result: Joined) -> Result:
+        key, left, right, ts = result
+        if left is None and right is None:
+            return (key, None, ts)
+        return (key, [*(left or [None] * (step + 1)), right], ts)
+
+    def _next(self, step: int, result: Result) -> list[Result]:
+        """A result of the joins before `step`, as the left input of `step`."""
+        key, rows, ts = result
+        info = self.join_plan.steps[step]
+        if rows is not None:
+            own = rows[info.left_side]
+            key = join_key(self.join_plan.left_keys[step](own)) if own is not None else None
+        joined = self.joiners[step].process(LEFT, key, rows, ts)
+        return [self._combine(step, r) for r in joined]
+
+    def _foreign(self, side: int, p: _Pending, value: list[Any] | None) -> list[Joined]:
+        assert p.row is not None
+        join_side = self.join_plan.sides[side]
+        if side == LEFT:
+            n_keys = len(join_side.source.key_columns)
+            key = join_key(p.row[0] if n_keys == 1 else p.row[:n_keys])
+            fk = None if value is None else join_key(join_side.key_fn(p.row))
+            return self.joiners[0].process(side, key, value, p.ts, fk)  # type: ignore[no-any-return]
+        return self.joiners[0].process(side, join_key(join_side.key_fn(p.row)), value, p.ts)  # type: ignore[no-any-return]
+
+
+class JoinQuery(JoinChain, PersistentQuery):
     """CSAS / CTAS over a join (see the module docstring)."""
 
     def __init__(
@@ -201,7 +261,7 @@ class JoinQuery(PersistentQuery):
     ) -> None:
         super().__init__(query_id, sql, plan, sink, ctx, plog, service_id, properties)
         join: JoinPlan = plan.join
-        self.join = join
+        self.join = self.join_plan = join
         self.topics = [ctx.physical(s.source.topic) for s in join.sides]
         formats = [f.name for s in join.sides for f in (s.source.key_format, s.source.value_format)]
         registry = ctx.registry_or_none() if any(uses_registry(f) for f in formats) else None
@@ -398,54 +458,6 @@ class JoinQuery(PersistentQuery):
             producer.poll(0)
         self.produced += len(out)
 
-    def _operate(self, side: int, p: _Pending) -> list[Result]:
-        """Feed one side's record into the chain of joins; the results of the last one."""
-        assert p.row is not None
-        join_side = self.join.sides[side]
-        value = None if p.tombstone else p.row
-        if self.join.join_type == FOREIGN_KEY:
-            found = self._foreign(side, p, value)
-            return [(k, None if a is None and b is None else [a, b], t) for k, a, b, t in found]
-        key = join_key(join_side.key_fn(p.row))
-        if value is None and join_side.source.kind == "TABLE" and join_side.is_source_key:
-            key = join_key(p.row[0])  # a tombstone's key (its value columns are null)
-        if side == 0:
-            results = self.joiners[0].process(LEFT, key, None if value is None else [value], p.ts)
-            step = 0
-        else:
-            step = side - 1
-            results = self.joiners[step].process(RIGHT, key, value, p.ts)
-        out = [self._combine(step, r) for r in results]
-        for nxt in range(step + 1, len(self.joiners)):
-            out = [r2 for r in out for r2 in self._next(nxt, r)]
-        return out
-
-    def _combine(self, step: int, result: Joined) -> Result:
-        key, left, right, ts = result
-        if left is None and right is None:
-            return (key, None, ts)
-        return (key, [*(left or [None] * (step + 1)), right], ts)
-
-    def _next(self, step: int, result: Result) -> list[Result]:
-        """A result of the joins before `step`, as the left input of `step`."""
-        key, rows, ts = result
-        info = self.join.steps[step]
-        if rows is not None:
-            own = rows[info.left_side]
-            key = join_key(self.join.left_keys[step](own)) if own is not None else None
-        joined = self.joiners[step].process(LEFT, key, rows, ts)
-        return [self._combine(step, r) for r in joined]
-
-    def _foreign(self, side: int, p: _Pending, value: list[Any] | None) -> list[Joined]:
-        assert p.row is not None
-        join_side = self.join.sides[side]
-        if side == LEFT:
-            n_keys = len(join_side.source.key_columns)
-            key = join_key(p.row[0] if n_keys == 1 else p.row[:n_keys])
-            fk = None if value is None else join_key(join_side.key_fn(p.row))
-            return self.joiners[0].process(side, key, value, p.ts, fk)  # type: ignore[no-any-return]
-        return self.joiners[0].process(side, join_key(join_side.key_fn(p.row)), value, p.ts)  # type: ignore[no-any-return]
-
     def _serialize(self, rows: list[list[Any]], tombstones: set[int]) -> list[Any]:
         """Project the joined rows; a table join's tombstones pass the WHERE (they delete a
         row the result had)."""
@@ -508,4 +520,74 @@ class JoinQuery(PersistentQuery):
         return {p: o for (t, p), o in self._tp_positions.items() if t == self.source_topic}
 
 
-__all__ = ["IDLE_MS", "JoinQuery", "JoinRows", "make_operator"]
+class TransientJoinQuery(JoinChain, TransientQuery):
+    """A push query over a join (`SELECT … FROM a JOIN b … EMIT CHANGES`): both inputs read
+    from `auto.offset.reset`, each consumed batch joined in time order in memory (a push query
+    starts from scratch anyway: no stores, no repartition topics) and projected."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        join: JoinPlan = self.plan.join
+        self.join_plan = join
+        self.topics = [self.ctx.physical(s.source.topic) for s in join.sides]
+        formats = [f.name for s in join.sides for f in (s.source.key_format, s.source.value_format)]
+        registry = self.ctx.registry_or_none() if any(uses_registry(f) for f in formats) else None
+        self.side_processors = [
+            BatchProcessor(
+                self.query_id, _side_plan(s.source, self.plan), None, registry, self.processor.plog
+            )
+            for s in join.sides
+        ]
+        self.joined = JoinRows(join)
+        self.joiners = [make_operator(step) for step in join.steps]
+
+    def _loop(self) -> None:
+        if self.limit == 0:
+            return
+        consumer = Consumer(
+            self.ctx.consumer_conf(self.group, **transient_consumer_overrides(self.reset))
+        )
+        try:
+            start = OFFSET_BEGINNING if self.reset == "earliest" else OFFSET_END
+            tps: list[TopicPartition] = []
+            for topic in dict.fromkeys(self.topics):
+                meta = consumer.list_topics(timeout=10).topics.get(topic)
+                if meta is None or meta.error is not None:
+                    raise KafkaException(f"topic {topic} does not exist")
+                tps += [TopicPartition(topic, p, start) for p in sorted(meta.partitions)]
+            consumer.assign(tps)
+            while not self._stop.is_set():
+                messages = consume_available(consumer, TRANSIENT_BATCH_ROWS, STOP_CHECK_S)
+                messages = [m for m in messages if m.error() is None]
+                if messages and not self._emit(messages):
+                    return
+        finally:
+            consumer.close()
+
+    def _input_rows(self, messages: list[Any]) -> list[list[Any]]:
+        """The joined rows of a batch: each side's records deserialized, all of them in time
+        order through the operators."""
+        pending: list[tuple[int, _Pending]] = []
+        for side, topic in enumerate(self.topics):
+            mine = [m for m in messages if m.topic() == topic]
+            if not mine:
+                continue
+            proc = self.side_processors[side]
+            for row in proc.rows(mine):
+                tomb = id(row) in proc.tombstones
+                pending.append((side, _Pending(None, row, tomb, row[-3], 0.0)))
+        pending.sort(key=lambda sp: (sp[1].ts, sp[0]))
+        rows: list[list[Any]] = []
+        tombstones: set[int] = set()
+        for side, p in pending:
+            for result in self._operate(side, p):
+                row, tomb = self.joined.build(result, p.row or [])
+                if tomb:
+                    tombstones.add(id(row))
+                rows.append(row)
+        self.processor.tombstones = tombstones
+        self.processor.null_keys = set()
+        return rows
+
+
+__all__ = ["IDLE_MS", "JoinQuery", "JoinRows", "TransientJoinQuery", "make_operator"]

@@ -636,7 +636,7 @@ class TransientQuery:
     def _emit(self, messages: list[Any]) -> bool:
         """Evaluate and hand over one consumed batch; False when the query is done (LIMIT
         reached, or stopped while its client was not reading)."""
-        rows = self.processor.rows(messages)
+        rows = self._input_rows(messages)
         batch: list[list[Any]] = []
         for values in self._results(rows):
             if values is None:
@@ -649,6 +649,10 @@ class TransientQuery:
             if not self._put(batch):
                 return False
         return self.limit is None or self.sent < self.limit
+
+    def _input_rows(self, messages: list[Any]) -> list[list[Any]]:
+        """The rows a consumed batch gives the projection (a join: runtime/join_query.py)."""
+        return self.processor.rows(messages)
 
     def _results(self, rows: list[list[Any]]) -> list[tuple[Any, ...] | None]:
         """The projected rows of a batch: filter and projection, or a stateful operator's
