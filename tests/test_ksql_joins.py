@@ -316,3 +316,62 @@ def test_table_joins_continue_from_their_restored_stores() -> None:
     fk.process(LEFT, 1, ["l1", "x"], 1, fk="x")
     fk = ForeignKeyJoin("INNER", (_restored(fk.lefts), _restored(fk.rights)), coercer(T.INTEGER))
     assert fk.process(RIGHT, "x", ["rx"], 3) == [(1, ["l1", "x"], ["rx"], 3)]
+
+
+# ---------------------------------------------------------------------- clauses after a join
+
+
+def test_partition_by_after_a_join_rekeys_the_result() -> None:
+    plan = _plan(
+        "CREATE STREAM OUTPUT AS SELECT L.B, L.A, R.C FROM L JOIN R WITHIN 10 SECONDS "
+        "ON L.A = R.A PARTITION BY L.B;"
+    ).plan
+    assert plan.partition_by
+    assert [n for n, _ in plan.key_columns] == ["L_B"]
+    star = _plan(
+        "CREATE STREAM OUTPUT AS SELECT * FROM L JOIN R WITHIN 10 SECONDS ON L.A = R.A "
+        "PARTITION BY L.B;"
+    ).plan
+    names = [n for n, _ in star.output]
+    assert names[0] == "L_B" and names.count("L_B") == 1
+    assert names[1:6] == ["L_C", "L_ROWTIME", "L_ROWPARTITION", "L_ROWOFFSET", "L_A"]
+    with pytest.raises(KsqlError, match=r"partitioning expression L\.C"):
+        _plan(
+            "CREATE STREAM OUTPUT AS SELECT L.B FROM L JOIN R WITHIN 10 SECONDS ON L.A = R.A "
+            "PARTITION BY L.C;"
+        )
+
+
+def test_group_by_after_a_join_aggregates_the_joined_rows() -> None:
+    from services.ksql_server.planner.aggregate import AggregationPlan
+
+    join = _plan(
+        "CREATE TABLE OUTPUT AS SELECT L.B, COUNT(*) AS N, SUM(T.D) AS S FROM L "
+        "JOIN T ON L.A = T.A GROUP BY L.B HAVING COUNT(*) > 1;"
+    )
+    spec = join.plan.stateful
+    assert isinstance(spec, AggregationPlan) and join.plan.join is join
+    assert spec.repartition is None  # the join query re-keys in memory
+    assert [n for n, _ in join.plan.output] == ["B", "N", "S"]
+    with pytest.raises(KsqlError, match="SELECT column 'WINDOWSTART' cannot be resolved"):
+        _plan(
+            "CREATE TABLE OUTPUT AS SELECT L.B, COUNT(*), WINDOWSTART AS WS FROM L "
+            "JOIN T ON L.A = T.A WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY L.B;"
+        )
+
+
+def test_group_by_repartitions_a_stream_grouped_by_another_key() -> None:
+    from services.ksql_server.planner.aggregate import repartition_name
+
+    source = STREAMS.get("L")
+    assert source is not None
+    by_key = _select("CREATE TABLE O AS SELECT A, COUNT(*) FROM L GROUP BY A;")
+    by_value = _select("CREATE TABLE O AS SELECT B, COUNT(*) FROM L GROUP BY B;")
+    assert repartition_name(by_key, source) is None
+    assert repartition_name(by_value, source) == "Aggregate-GroupBy"
+    table = STREAMS.get("T")
+    assert table is not None
+    assert (
+        repartition_name(_select("CREATE TABLE O AS SELECT D, COUNT(*) FROM T GROUP BY D;"), table)
+        is None
+    )

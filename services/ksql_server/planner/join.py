@@ -573,14 +573,7 @@ def _projection(
     batch = build_batch_function(
         compiler, where, [c for _, _, c in items], [n for n, _, _ in items]
     )
-    joined = dataclasses.replace(
-        sources[0],
-        name=sources[0].name,
-        key_format=_key_format(sources),
-        kind="TABLE" if all(s.kind == "TABLE" for s in sources) else "STREAM",
-        key_columns=[columns[0]],
-        value_columns=[],
-    )
+    joined = _joined_source(sources, columns, [])
     plan = QueryPlan(joined, select, output, key_idx, value_idx, batch, row_columns=columns)
     if partition:
         plan.partition_by = True
@@ -616,14 +609,7 @@ def _aggregation(
         rewritten = map_columns(item.expr, resolver)
         alias = item.alias or _natural_name(item.expr, rewritten, resolver)
         items.append(A.SelectItem(rewritten, alias))
-    joined = dataclasses.replace(
-        sources[0],
-        name=sources[0].name,
-        key_format=_key_format(sources),
-        kind="TABLE" if all(s.kind == "TABLE" for s in sources) else "STREAM",
-        key_columns=[columns[0]],
-        value_columns=columns[1 : -len(PSEUDO_COLUMNS)],
-    )
+    joined = _joined_source(sources, columns, columns[1 : -len(PSEUDO_COLUMNS)])
     grouped = dataclasses.replace(
         select,
         items=items,
@@ -660,6 +646,20 @@ def _partition_key(
             )
         key_idx.append(match[0])
     return key_idx
+
+
+def _joined_source(
+    sources: list[DataSource], columns: list[ColumnDef], values: list[ColumnDef]
+) -> DataSource:
+    """The joined rows as a source: keyed by the join key, a table when every side is one."""
+    return dataclasses.replace(
+        sources[0],
+        name=sources[0].name,
+        key_format=_key_format(sources),
+        kind="TABLE" if all(s.kind == "TABLE" for s in sources) else "STREAM",
+        key_columns=[columns[0]],
+        value_columns=values,
+    )
 
 
 def _key_format(sources: list[DataSource]) -> Any:
