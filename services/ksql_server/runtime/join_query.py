@@ -16,6 +16,11 @@ changelogs on start, before the first record; the inputs are then read from the 
 offsets only. Offsets are committed only for records that went through the join (never for
 ones still waiting in a queue), so a kill -9 loses no input. An aborted transaction restarts the
 loop: the stores roll back to the last commit and the operators are rebuilt from them.
+
+Re-keying: a stream side joined on anything but its key goes through a repartition topic
+(runtime/repartition.py, `join_repartitions`). `GROUP BY` over a join: the query's operator
+(an aggregation over the joined rows) takes the joined rows instead of the projection.
+`TransientJoinQuery` is the push-query form: the same chain of operators, in memory.
 """
 
 from __future__ import annotations
