@@ -23,6 +23,7 @@ from services.ksql_server.runtime.join import (
     TableTableJoin,
     join_key,
 )
+from services.ksql_server.state import KeyValueStore
 
 
 def _source(name: str, kind: str, key: str, values: list[str], fmt: str = "JSON") -> DataSource:
@@ -243,3 +244,134 @@ def test_array_and_struct_keys_join_by_value() -> None:
     out = op.process(RIGHT, join_key([1, 2]), ["r"], 2)
     assert len(out) == 1 and out[0][0].value == [1, 2]
     assert op.process(RIGHT, join_key({"F": 1}), ["r"], 2) == []
+
+
+# ---------------------------------------------------------------------- restored state
+
+
+def _restored(
+    store: KeyValueStore, changelogs: dict[str, list[tuple[bytes, bytes | None]]] | None = None
+) -> KeyValueStore:
+    """`store` as a restarted query gets it back: its changes since the last commit appended
+    to its changelog (`changelogs`, by store name), the whole changelog replayed, JSON and
+    all, into a new store (what state/stores.py's restore does)."""
+    log = (changelogs if changelogs is not None else {}).setdefault(store.name, [])
+    store.flush(lambda _topic, key, value: log.append((key, value)))
+    store.committed()
+    again = KeyValueStore(store.name, store.changelog)
+    for key, value in log:
+        again.load(key, value)
+    again.committed()
+    return again
+
+
+STREAM_STREAM_FEED = [
+    (LEFT, 0, ["A"], 0),
+    (RIGHT, 0, ["a"], 60_000),
+    (LEFT, 1, ["B"], 330_000),
+    (LEFT, 2, ["C"], 90_000),
+    (RIGHT, 2, ["c"], 90_000),
+    (RIGHT, 1, ["b"], 331_000),
+    (LEFT, 3, ["D"], 332_000),
+    (RIGHT, 9, ["z"], 851_000),
+    (LEFT, 3, ["E"], 851_500),
+]
+
+
+@pytest.mark.parametrize("kind", ["INNER", "LEFT", "FULL"])
+def test_stream_stream_join_continues_from_its_restored_stores(kind: str) -> None:
+    """Stopped after each record and restored from the changelog, the join emits what one
+    that never stopped emits: buffered records, matched flags, pending outer records and
+    stream time all come back from the two window stores."""
+    whole = StreamStreamJoin(kind, 60_000, 60_000, 60_000)
+    want = [whole.process(*r) for r in STREAM_STREAM_FEED]
+    op = StreamStreamJoin(kind, 60_000, 60_000, 60_000)
+    got = []
+    changelogs: dict[str, list[tuple[bytes, bytes | None]]] = {}
+    for record in STREAM_STREAM_FEED:
+        got.append(op.process(*record))
+        assert op.stores is not None
+        stores = (_restored(op.stores[0], changelogs), _restored(op.stores[1], changelogs))
+        op = StreamStreamJoin(kind, 60_000, 60_000, 60_000, stores)
+    assert got == want
+    assert op.buffered() == whole.buffered()
+
+
+def test_table_joins_continue_from_their_restored_stores() -> None:
+    """DECIMAL keys come back from JSON as text: a restored entry still meets the live key."""
+    from decimal import Decimal
+
+    from services.ksql_server.formats.base import coercer
+
+    st = StreamTableJoin("INNER")
+    st.process(RIGHT, Decimal("1.50"), ["one"], 1)
+    st = StreamTableJoin("INNER", _restored(st.table))
+    assert st.process(LEFT, Decimal("1.50"), ["s"], 2) == [(Decimal("1.50"), ["s"], ["one"], 2)]
+    tt = TableTableJoin("LEFT")
+    tt.process(RIGHT, 7, ["r"], 1)
+    tt = TableTableJoin("LEFT", (_restored(tt.tables[0]), _restored(tt.tables[1])))
+    assert tt.process(LEFT, 7, ["l"], 5) == [(7, ["l"], ["r"], 5)]
+    assert tt.process(RIGHT, 7, None, 6) == [(7, ["l"], None, 6)]
+    fk = ForeignKeyJoin("INNER", revive_key=coercer(T.INTEGER))
+    fk.process(LEFT, 1, ["l1", "x"], 1, fk="x")
+    fk = ForeignKeyJoin("INNER", (_restored(fk.lefts), _restored(fk.rights)), coercer(T.INTEGER))
+    assert fk.process(RIGHT, "x", ["rx"], 3) == [(1, ["l1", "x"], ["rx"], 3)]
+
+
+# ---------------------------------------------------------------------- clauses after a join
+
+
+def test_partition_by_after_a_join_rekeys_the_result() -> None:
+    plan = _plan(
+        "CREATE STREAM OUTPUT AS SELECT L.B, L.A, R.C FROM L JOIN R WITHIN 10 SECONDS "
+        "ON L.A = R.A PARTITION BY L.B;"
+    ).plan
+    assert plan.partition_by
+    assert [n for n, _ in plan.key_columns] == ["L_B"]
+    star = _plan(
+        "CREATE STREAM OUTPUT AS SELECT * FROM L JOIN R WITHIN 10 SECONDS ON L.A = R.A "
+        "PARTITION BY L.B;"
+    ).plan
+    names = [n for n, _ in star.output]
+    assert names[0] == "L_B" and names.count("L_B") == 1
+    assert names[1:6] == ["L_C", "L_ROWTIME", "L_ROWPARTITION", "L_ROWOFFSET", "L_A"]
+    with pytest.raises(KsqlError, match=r"partitioning expression L\.C"):
+        _plan(
+            "CREATE STREAM OUTPUT AS SELECT L.B FROM L JOIN R WITHIN 10 SECONDS ON L.A = R.A "
+            "PARTITION BY L.C;"
+        )
+
+
+def test_group_by_after_a_join_aggregates_the_joined_rows() -> None:
+    from services.ksql_server.planner.aggregate import AggregationPlan
+
+    join = _plan(
+        "CREATE TABLE OUTPUT AS SELECT L.B, COUNT(*) AS N, SUM(T.D) AS S FROM L "
+        "JOIN T ON L.A = T.A GROUP BY L.B HAVING COUNT(*) > 1;"
+    )
+    spec = join.plan.stateful
+    assert isinstance(spec, AggregationPlan) and join.plan.join is join
+    assert spec.repartition is None  # the join query re-keys in memory
+    assert [n for n, _ in join.plan.output] == ["B", "N", "S"]
+    with pytest.raises(KsqlError, match="SELECT column 'WINDOWSTART' cannot be resolved"):
+        _plan(
+            "CREATE TABLE OUTPUT AS SELECT L.B, COUNT(*), WINDOWSTART AS WS FROM L "
+            "JOIN T ON L.A = T.A WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY L.B;"
+        )
+
+
+def test_group_by_repartitions_a_stream_grouped_by_another_key() -> None:
+    from services.ksql_server.planner.aggregate import repartition_name
+
+    source = STREAMS.get("L")
+    assert source is not None
+    by_key = _select("CREATE TABLE O AS SELECT A, COUNT(*) FROM L GROUP BY A;")
+    by_value = _select("CREATE TABLE O AS SELECT B, COUNT(*) FROM L GROUP BY B;")
+    assert repartition_name(by_key, source) is None
+    assert repartition_name(by_value, source) == "Aggregate-GroupBy"
+    table = STREAMS.get("T")
+    assert table is not None
+    assert (
+        repartition_name(_select("CREATE TABLE O AS SELECT D, COUNT(*) FROM T GROUP BY D;"), table)
+        is None
+    )

@@ -1,7 +1,8 @@
 """Joins on the real broker: the demo's per-user join (`ksql/examples/30_per_user_join.sql`, run
 as written) against rows computed independently with pandas, and a stream-table join whose
-server is killed with SIGKILL mid-stream: the restarted server (state rebuilt from its inputs,
-exactly-once) writes every joined row once."""
+server is killed with SIGKILL mid-stream: the restarted server (its join state restored from the
+join's changelog topic, its inputs read from the committed offsets only, exactly-once) writes
+every joined row once."""
 
 from __future__ import annotations
 
@@ -178,6 +179,12 @@ def test_per_user_join_example_matches_pandas(
             _produce(kafka_bootstrap, prefix + "creditcardfraud_source", lines)
         want = _expected(users, tx)
         assert 10 < len(want) < N_TX
+        # the source is keyed by ID, joined on USER: re-keyed through ksqlDB's topic
+        join_query = next(q for q in engines[0].queries if "PER_USER" in q)
+        rekeyed = (
+            f"{prefixes[0]}_confluent-ksql-{prefixes[0]}query_{join_query}-Join-left-repartition"
+        )
+        assert rekeyed in _topics(kafka_bootstrap)
         got = _read(
             kafka_bootstrap,
             schema_registry_url,
@@ -205,26 +212,30 @@ def test_per_user_join_example_matches_pandas(
 
 SERVER = textwrap.dedent(
     """
-    import sys, time
+    import json, os, sys, time
     from services.ksql_server.engine import Engine
-    bootstrap, registry, prefix = sys.argv[1:4]
+    bootstrap, registry, prefix, stats = sys.argv[1:5]
     engine = Engine(bootstrap, registry, service_id=prefix, topic_prefix=prefix,
                     properties={"auto.offset.reset": "earliest",
                                 "processing.guarantee": "exactly_once_v2"},
                     command_topic=True, fast=True, processing_log=False)
-    for text in sys.argv[4:]:
+    for text in sys.argv[5:]:
         engine.execute(text)
     print("ready", flush=True)
-    while True:
-        time.sleep(1)
+    while True:  # what each query read since this server started
+        counts = {q: query.processed for q, query in engine.queries.items()}
+        with open(stats + ".tmp", "w") as f:
+            json.dump(counts, f)
+        os.replace(stats + ".tmp", stats)
+        time.sleep(0.2)
     """
 )
 
 
-def _server(bootstrap: str, registry: str, prefix: str, statements: list[str]) -> Any:
+def _server(bootstrap: str, registry: str, prefix: str, statements: list[str], stats: Path) -> Any:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, bootstrap, registry, prefix, *statements],
+        [sys.executable, "-c", SERVER, bootstrap, registry, prefix, str(stats), *statements],
         stdout=subprocess.PIPE,
         env=env,
         cwd=ROOT,
@@ -235,10 +246,19 @@ def _server(bootstrap: str, registry: str, prefix: str, statements: list[str]) -
     return proc
 
 
-def test_stream_table_join_survives_kill_9(kafka_bootstrap: str, schema_registry_url: str) -> None:
+def _topics(bootstrap: str) -> set[str]:
+    from confluent_kafka.admin import AdminClient
+
+    return set(AdminClient(client_config(bootstrap)).list_topics(timeout=10).topics)
+
+
+def test_stream_table_join_survives_kill_9(
+    kafka_bootstrap: str, schema_registry_url: str, tmp_path: Path
+) -> None:
     prefix = f"joinkill_{uuid.uuid4().hex[:8]}_"
     users, tx = _users(), _transactions(N_TX, seed=11)
-    first = _server(kafka_bootstrap, schema_registry_url, prefix, _statements())
+    stats = tmp_path / "stats.json"
+    first = _server(kafka_bootstrap, schema_registry_url, prefix, _statements(), stats)
     try:
         _produce(
             kafka_bootstrap,
@@ -252,14 +272,24 @@ def test_stream_table_join_survives_kill_9(kafka_bootstrap: str, schema_registry
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
+    join_query = next(q for q in json.loads(stats.read_text()) if "PER_USER" in q)
+    changelog = (
+        f"{prefix}_confluent-ksql-{prefix}query_{join_query}-KafkaTopic_Right-Reduce-changelog"
+    )
+    assert changelog in _topics(kafka_bootstrap)  # the USERS side of the join, durable
     _produce(kafka_bootstrap, prefix + "creditcardfraud_source", lines[N_TX // 2 :])
-    second = _server(kafka_bootstrap, schema_registry_url, prefix, [])  # replays its commands
+    stats.unlink()
+    second = _server(kafka_bootstrap, schema_registry_url, prefix, [], stats)  # replays commands
     try:
         want = _expected(users, tx)
         got = _read(
             kafka_bootstrap, schema_registry_url, prefix + "creditcardfraud_per_user", len(want)
         )
         _compare(got, want)  # every row, once
+        read = json.loads(stats.read_text())[join_query]
+        # USERS come back from the changelog; of the stream, what the first run had not
+        # committed and the second half (without the restore it would be N_USERS + N_TX)
+        assert read < N_USERS + N_TX, read
     finally:
         second.send_signal(signal.SIGKILL)
         second.wait(10)

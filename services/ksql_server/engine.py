@@ -64,11 +64,12 @@ from services.ksql_server.planner.pull import (
 )
 from services.ksql_server.planner.windowing import window_info
 from services.ksql_server.pull_rules import check_pull_limit
-from services.ksql_server.runtime.join_query import JoinQuery
+from services.ksql_server.runtime.join_query import JoinQuery, TransientJoinQuery
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.pull import table_pull_query
 from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
+from services.ksql_server.runtime.repartition import RepartitionedQuery
 from services.ksql_server.runtime.rows import json_row, values_row, write_row
 from services.ksql_server.runtime.transient import TransientQueries, max_push_queries
 from services.ksql_server.types import ColumnDef
@@ -392,6 +393,8 @@ class Engine:
         self, query_id: str, text: str, plan: Any, sink: DataSource, props: dict[str, Any]
     ) -> None:
         runtime = PersistentQuery if plan.join is None else JoinQuery
+        if plan.join is None and getattr(plan.stateful, "repartition", None):  # re-grouped
+            runtime = RepartitionedQuery
         query = runtime(query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props)
         self.queries[query_id] = query
         query.start()
@@ -586,14 +589,14 @@ class Engine:
                 plan = plan_select(select, self.metastore, persistent=False)
             if pull:
                 check_pull_columns(select)
-            if plan.join is not None:
-                raise UnsupportedError("transient queries with JOIN")
+            if plan.join is not None and pull:
+                raise UnsupportedError("pull queries with JOIN")
             if plan.stateful is not None and pull:
                 raise UnsupportedError("pull queries with GROUP BY")
         except (KsqlError, RecursionError, UnicodeError) as exc:
             raise as_statement_error(exc, sql) from exc
         query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"
-        runtime = TransientQuery(
+        runtime = (TransientQuery if plan.join is None else TransientJoinQuery)(
             query_id,
             plan,
             self.ctx,

@@ -73,6 +73,10 @@ class AggregationPlan:
     table_source: bool = False
     store_name: str = "Aggregate-Aggregate-Materialize"
     group_key_exprs: list[A.Expr] = field(default_factory=list)
+    repartition: str | None = None
+    """ksqlDB's name of the repartition topic the groups are read through (`Aggregate-GroupBy`),
+    None when the group key is the source's key (or the source is a table: see
+    `repartition_name`)"""
 
 
 def unqualified(e: A.Expr) -> A.Expr:
@@ -308,10 +312,24 @@ def plan_aggregation(
         window=select.window,
         table_source=source.kind == "TABLE",
         group_key_exprs=list(select.group_by),
+        repartition=repartition_name(select, source) if persistent else None,
     )
     if plan.table_source:
         _check_undoable(calls)
     return plan, output, key_idx, value_idx
+
+
+def repartition_name(select: A.Select, source: DataSource) -> str | None:
+    """`Aggregate-GroupBy` when a stream is grouped by anything but its key columns, in order
+    (ksqlDB then re-keys the stream through a repartition topic). A table's groups are kept
+    in the query that reads it (its old and new rows must meet in one place), so no topic."""
+    if source.kind != "STREAM" or not select.group_by:
+        return None
+    keys = [name for name, _t in source.key_columns]
+    grouped = [unqualified(e) for e in select.group_by]
+    if [e.name if isinstance(e, A.ColumnRef) else None for e in grouped] == keys:
+        return None
+    return "Aggregate-GroupBy"
 
 
 def _bind_calls(b: _Builder, group: list[Compiled]) -> tuple[list[AggregateCall], list[Compiled]]:

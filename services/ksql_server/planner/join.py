@@ -82,6 +82,8 @@ class JoinStep:
     grace_ms: int | None
     left_side: int
     right: int
+    key_type: Any = None
+    """the join key's SQL type (both sides' keys have it)"""
 
 
 @dataclass
@@ -294,12 +296,13 @@ def plan_join(
     new_planner: bool = False,
 ) -> JoinPlan:
     """Plan a join of two or more sources (left-deep, in the order written)."""
+    grouped = persistent and bool(select.group_by)  # an aggregation over the joined rows
     for clause_name, present in (
-        ("WINDOW", select.window is not None),
-        ("GROUP BY", bool(select.group_by)),
-        ("HAVING", select.having is not None),
+        ("WINDOW", select.window is not None and not grouped),
+        ("GROUP BY", bool(select.group_by) and not grouped),
+        ("HAVING", select.having is not None and not grouped),
         ("EMIT FINAL", select.emit_final),
-        ("PARTITION BY", bool(select.partition_by)),
+        ("PARTITION BY", bool(select.partition_by) and not persistent),
     ):
         if present:
             raise UnsupportedError(f"JOIN with {clause_name}")
@@ -344,6 +347,12 @@ def plan_join(
     for side in sides:
         columns += [(f"{side.alias}_{n}", t) for n, t in side.source.columns + PSEUDO_COLUMNS]
     columns += PSEUDO_COLUMNS
+    if grouped:
+        plan = _aggregation(select, columns, resolver, sources, sink_name)
+        join = JoinPlan(sides, steps, plan, "", synthetic is not None, len(columns))
+        join.left_keys = [k[0] for k in keys]
+        plan.join = join
+        return join
     plan, key_name = _projection(
         select,
         columns,
@@ -406,7 +415,7 @@ def _plan_step(
             "table-table join."
         )
     _check_copartitioned(sources[j], right, lexpr, rexpr, join_type)
-    step = JoinStep(clause.kind, join_type, clause.within_ms, clause.grace_ms, j, i)
+    step = JoinStep(clause.kind, join_type, clause.within_ms, clause.grace_ms, j, i, ltype)
     return step, lexpr, rexpr, ltype, (lkey, rkey)
 
 
@@ -522,11 +531,15 @@ def _projection(
     """SELECT and WHERE over the joined row, and which projected column is the sink key."""
     scope = Scope(columns, [])
     compiler = ExpressionCompiler(scope)
-    items = _select_items(select, resolver, candidates, synthetic, compiler)
+    partition = [map_columns(e, resolver) for e in select.partition_by] if persistent else []
+    items = _select_items(select, resolver, candidates, synthetic, compiler, partition)
     key_idx: list[int] = []
     key_name = synthetic or (candidates[0] if candidates else "")
     keyless = persistent and new_planner and not _projects_key(items, candidates, synthetic)
-    if persistent and not keyless:  # the new planner writes a key-less result instead
+    if partition:  # the result is re-keyed: the PARTITION BY expressions are its key
+        key_idx = _partition_key(items, partition, select, resolver, sink_name)
+        key_name = items[key_idx[0]][0]
+    elif persistent and not keyless:  # the new planner writes a key-less result instead
         k = _key_index(items, candidates, synthetic, sink_name, resolver)
         key_idx, key_name = [k], items[k][0]
         # the key is the join key (a RIGHT or FULL join's absent side has null columns)
@@ -560,16 +573,93 @@ def _projection(
     batch = build_batch_function(
         compiler, where, [c for _, _, c in items], [n for n, _, _ in items]
     )
-    joined = dataclasses.replace(
+    joined = _joined_source(sources, columns, [])
+    plan = QueryPlan(joined, select, output, key_idx, value_idx, batch, row_columns=columns)
+    if partition:
+        plan.partition_by = True
+        plan.key_batch = build_batch_function(
+            compiler, None, [items[i][2] for i in key_idx], [items[i][0] for i in key_idx]
+        )
+        plan.key_value_dependent = [True for _ in key_idx]
+    return plan, key_name
+
+
+def _aggregation(
+    select: A.Select,
+    columns: list[ColumnDef],
+    resolver: _Resolver,
+    sources: list[DataSource],
+    sink_name: str | None,
+) -> QueryPlan:
+    """`... JOIN ... [WINDOW ...] GROUP BY ... [HAVING ...]`: the aggregation planner over the
+    joined rows, as over a source whose columns are the joined ones (`L_A`, ...; a table when
+    every side is one, so its updates retract their old rows from their groups)."""
+    from services.ksql_server.planner.plan import _aggregate_plan, source_scope
+
+    resolver.clause = "SELECT"
+    items = []
+    for item in select.items:
+        if item.expr is None:
+            raise KsqlError(
+                "GROUP BY requires aggregate functions in either the SELECT or HAVING clause."
+            )
+        for ref in column_refs(item.expr):  # ksqlDB has no window bounds after a join
+            if ref.name in ("WINDOWSTART", "WINDOWEND"):
+                raise KsqlError(f"SELECT column '{ref.name}' cannot be resolved.")
+        rewritten = map_columns(item.expr, resolver)
+        alias = item.alias or _natural_name(item.expr, rewritten, resolver)
+        items.append(A.SelectItem(rewritten, alias))
+    joined = _joined_source(sources, columns, columns[1 : -len(PSEUDO_COLUMNS)])
+    grouped = dataclasses.replace(
+        select,
+        items=items,
+        joins=[],
+        where=None if select.where is None else map_columns(select.where, resolver),
+        group_by=[map_columns(e, resolver) for e in select.group_by],
+        having=None if select.having is None else map_columns(select.having, resolver),
+    )
+    plan = _aggregate_plan(grouped, joined, source_scope(joined, None), sink_name, True)
+    plan.stateful.repartition = None  # the join re-keys in the query (runtime/join_query.py)
+    return plan
+
+
+def _partition_key(
+    items: list[tuple[str, A.Expr, Compiled]],
+    partition: list[A.Expr],
+    select: A.Select,
+    resolver: _Resolver,
+    sink_name: str | None,
+) -> list[int]:
+    """The projected columns a joined result is partitioned by (ksqlDB: `PARTITION BY` after a
+    join re-keys its output; each expression must be projected)."""
+    key_idx: list[int] = []
+    for e, raw in zip(partition, select.partition_by, strict=True):
+        if isinstance(e, A.Literal) and e.value is None:
+            raise UnsupportedError("JOIN with PARTITION BY NULL")
+        match = [i for i, (_n, ie, _c) in enumerate(items) if ie == e]
+        if not match:
+            shown = expr_text(_qualified(raw, None, resolver))
+            raise KsqlError(
+                "Key missing from projection (ie, SELECT). See https://cnfl.io/2LV7ouS.\n"
+                f"The query used to build `{sink_name or 'OUTPUT'}` must include the "
+                f"partitioning expression {shown} in its projection (eg, SELECT {shown}...)."
+            )
+        key_idx.append(match[0])
+    return key_idx
+
+
+def _joined_source(
+    sources: list[DataSource], columns: list[ColumnDef], values: list[ColumnDef]
+) -> DataSource:
+    """The joined rows as a source: keyed by the join key, a table when every side is one."""
+    return dataclasses.replace(
         sources[0],
         name=sources[0].name,
         key_format=_key_format(sources),
         kind="TABLE" if all(s.kind == "TABLE" for s in sources) else "STREAM",
         key_columns=[columns[0]],
-        value_columns=[],
+        value_columns=values,
     )
-    plan = QueryPlan(joined, select, output, key_idx, value_idx, batch, row_columns=columns)
-    return plan, key_name
 
 
 def _key_format(sources: list[DataSource]) -> Any:
@@ -587,10 +677,14 @@ def _select_items(
     candidates: list[str],
     synthetic: str | None,
     compiler: ExpressionCompiler,
+    partition: list[A.Expr] | None = None,
 ) -> list[tuple[str, A.Expr, Compiled]]:
     items: list[tuple[str, A.Expr, Compiled]] = []
     generated = 0
     for item in select.items:
+        if item.expr is None and partition:
+            items += _partitioned_star(item.star_source, resolver, compiler, partition)
+            continue
         if item.expr is None:
             if item.star_source is None:
                 sides = list(range(len(resolver.sides)))
@@ -617,6 +711,36 @@ def _select_items(
             natural = f"KSQL_COL_{generated}"
             generated += 1
         items.append((natural, rewritten, compiled))
+    return items
+
+
+def _partitioned_star(
+    star_source: str | None,
+    resolver: _Resolver,
+    compiler: ExpressionCompiler,
+    partition: list[A.Expr],
+) -> list[tuple[str, A.Expr, Compiled]]:
+    """`SELECT *` of a join re-keyed by `PARTITION BY`: the partitioning columns first (the
+    key), then each side's value columns, its `ROWTIME`/`ROWPARTITION`/`ROWOFFSET` and its key
+    columns, as ksqlDB's repartitioned join result carries them."""
+    items: list[tuple[str, A.Expr, Compiled]] = []
+    taken: set[str] = set()
+    for n, e in enumerate(partition):
+        name = e.name if isinstance(e, A.ColumnRef) else f"KSQL_COL_{n}"
+        items.append((name, e, compiler.compile(e)))
+        taken.add(name)
+    sides = range(len(resolver.sides))
+    if star_source is not None:
+        found = resolver.side_of(star_source)
+        if found is None:
+            raise KsqlError(f"'{star_source}' is not a valid stream/table name or alias.")
+        sides = range(found, found + 1)
+    for i in sides:
+        alias, src = resolver.sides[i]
+        for name, _ in src.value_columns + PSEUDO_COLUMNS + src.key_columns:
+            ref = A.ColumnRef(f"{alias}_{name}")
+            if ref.name not in taken:
+                items.append((ref.name, ref, compiler.compile(ref)))
     return items
 
 

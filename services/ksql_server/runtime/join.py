@@ -15,14 +15,23 @@ documented behaviour, and lets the query loop (`runtime/join_query.py`) stay a p
   latest rows; table updates emit nothing.
 - table-table (`TableTableJoin`): an update on either side emits the new joined row, or a
   tombstone, as Kafka Streams' KTable-KTable join processors forward them.
+
+State lives in `KeyValueStore`s (state/store.py), one per side as Kafka Streams keeps one per
+join side, so a persistent query flushes it to changelog topics in its transaction and restores
+it on start (runtime/join_query.py); without a store given, an operator keeps a store of its own
+in memory (push queries, unit tests). Store keys are join keys in their changelog form
+(`store_key`): a key read back from a changelog must find the same entry as the live one. The
+values keep the original key where a result needs it (`revive_key` turns it back).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from services.ksql_server.state import KeyValueStore, decode, encode
 
 LEFT, RIGHT = 0, 1
 
@@ -66,6 +75,55 @@ def key_value(key: Any) -> Any:
     return key.value if isinstance(key, JoinKey) else key
 
 
+_PLAIN = (str, int, float, bool)
+
+
+def store_key(key: Any) -> Any:
+    """A join key as a store key: what its changelog JSON reads back as (a DECIMAL as its
+    text, an ARRAY as a tuple), so a restored entry and a live key meet."""
+    value = key_value(key)
+    if value is None or type(value) in _PLAIN:
+        return value
+    return _hashable(decode(encode(value)))
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, dict):  # a STRUCT compares by value, whatever its fields' order
+        return ("m", tuple(sorted(((k, _hashable(x)) for k, x in v.items()), key=_first)))
+    return v
+
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
+
+
+Revive = Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _timed(revive_row: Revive) -> Revive:
+    """The reviver of a `[row, ts]` value."""
+
+    def revive(value: Any) -> Any:
+        return [revive_row(value[0]), value[1]]
+
+    return revive
+
+
+def _memory_store(name: str) -> KeyValueStore:
+    return KeyValueStore(name, "")
+
+
+def _with_revive(store: KeyValueStore, revive: Revive) -> KeyValueStore:
+    store.revive = revive
+    return store
+
+
 def keeps_unmatched(kind: str, side: int) -> bool:
     """Whether a join of `kind` emits a row of `side` that matched nothing (with nulls)."""
     return (
@@ -78,17 +136,31 @@ class _Buffered:
     ts: int
     seq: int
     row: Row
+    key: Any = None
+    """the join key as the record had it (a result padded with nulls carries it)"""
     matched: bool = False
+
+
+SS_STORES = ("KSTREAM-JOINTHIS-store", "KSTREAM-JOINOTHER-store")
+"""Store names of a stream-stream join's two window stores (Kafka Streams numbers its nodes:
+`KSTREAM-JOINTHIS-0000000016-store`; a query here has no node numbers to give)."""
 
 
 @dataclass
 class StreamStreamJoin:
-    """`a [INNER|LEFT|RIGHT|FULL] JOIN b WITHIN (before, after) [GRACE PERIOD g]`."""
+    """`a [INNER|LEFT|RIGHT|FULL] JOIN b WITHIN (before, after) [GRACE PERIOD g]`.
+
+    Each side's buffered records are kept in its store (`stores`, this and other) under their
+    sequence number, as `[key, ts, row, matched]`; the index by key, the pending outer records
+    and stream time are rebuilt from the stores on construction (a restored query)."""
 
     kind: str
     before_ms: int
     after_ms: int
     grace_ms: int | None = None
+    stores: tuple[KeyValueStore, KeyValueStore] | None = None
+    revive_key: Revive = _same
+    revive_rows: tuple[Revive, Revive] = (_same, _same)
     stream_time: int = -(2**63)
     _buffers: tuple[dict[Any, list[_Buffered]], dict[Any, list[_Buffered]]] = field(
         default_factory=lambda: ({}, {})
@@ -98,6 +170,49 @@ class StreamStreamJoin:
     key, record), kept sorted."""
     _seq: int = 0
     _side_time: list[int] = field(default_factory=lambda: [-(2**63), -(2**63)])
+
+    def __post_init__(self) -> None:
+        if self.stores is None:
+            self.stores = (_memory_store(SS_STORES[0]), _memory_store(SS_STORES[1]))
+        for side, store in enumerate(self.stores):
+            revive_row = self.revive_rows[side]
+            store.revive = lambda v, r=revive_row: [
+                self.revive_key(v[0]),
+                v[1],
+                r(v[2]),
+                bool(v[3]),
+            ]
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """The in-memory index (by key, in time order) of what the stores hold."""
+        assert self.stores is not None
+        for side, store in enumerate(self.stores):
+            for seq, (key, ts, row, matched) in store.items():
+                record = _Buffered(ts, seq, row, key, matched)
+                self._buffers[side].setdefault(store_key(key), []).append(record)
+                self._side_time[side] = max(self._side_time[side], ts)
+                self._seq = max(self._seq, seq + 1)
+        for buffers in self._buffers:
+            for records in buffers.values():
+                records.sort(key=lambda r: (r.ts, r.seq))
+        self.stream_time = max(self._side_time)
+        if self.eager:
+            return
+        for side, buffers in enumerate(self._buffers):
+            if not self._outer(side):
+                continue
+            for records in buffers.values():
+                for r in records:
+                    close = r.ts + self._lookback(side) + self.grace
+                    if not r.matched and close >= self.stream_time:
+                        bisect.insort(self._pending, (close, r.seq, side, r.key, r))
+
+    def _keep(self, side: int, record: _Buffered) -> None:
+        assert self.stores is not None
+        self.stores[side].put(
+            record.seq, [key_value(record.key), record.ts, record.row, record.matched]
+        )
 
     @property
     def grace(self) -> int:
@@ -131,20 +246,26 @@ class StreamStreamJoin:
         are emitted when the record advances stream time, then it joins the other side."""
         if key is None or row is None:
             return []  # Kafka Streams drops null keys and null values in stream-stream joins
-        record = _Buffered(ts, self._seq, row)
+        record = _Buffered(ts, self._seq, row, key)
+        skey = store_key(key)
         self._seq += 1
         self._side_time[side] = max(self._side_time[side], ts)
-        if ts >= self._side_time[side] - self.retention:
-            self._buffers[side].setdefault(key, []).append(record)
+        buffered = ts >= self._side_time[side] - self.retention
+        if buffered:
+            self._buffers[side].setdefault(skey, []).append(record)
         self.stream_time = max(self.stream_time, ts)
         out: list[Joined] = self._closed() if ts == self.stream_time else []
         lo, hi = self._window(side, ts)
         lo = max(lo, 0, self._side_time[1 - side] - self.retention)
-        for other in self._matches(1 - side, key, lo, max(hi, 0)):
+        for other in self._matches(1 - side, skey, lo, max(hi, 0)):
             record.matched = True
-            other.matched = True
+            if not other.matched:
+                other.matched = True
+                self._keep(1 - side, other)
             pair = (row, other.row) if side == LEFT else (other.row, row)
             out.append((key, pair[0], pair[1], max(ts, other.ts)))
+        if buffered:
+            self._keep(side, record)
         if not record.matched and self._outer(side):
             if self.eager or max(hi, 0) < self.stream_time:
                 out.append(self._padded(side, key, record))
@@ -175,10 +296,17 @@ class StreamStreamJoin:
 
     def _expire(self) -> None:
         """Drop buffered records no later record can join any more (bounded state)."""
+        assert self.stores is not None
         for side, buffers in enumerate(self._buffers):
             horizon = self._side_time[side] - self.retention
+            store = self.stores[side]
             for key in [k for k, recs in buffers.items() if recs[0].ts < horizon]:
-                kept = [r for r in buffers[key] if r.ts >= horizon]
+                kept = []
+                for r in buffers[key]:
+                    if r.ts >= horizon:
+                        kept.append(r)
+                    else:
+                        store.delete(r.seq)
                 if kept:
                     buffers[key] = kept
                 else:
@@ -188,24 +316,31 @@ class StreamStreamJoin:
         return sum(len(v) for b in self._buffers for v in b.values())
 
 
+LEFT_STORE, RIGHT_STORE = "KafkaTopic_Left-Reduce", "KafkaTopic_Right-Reduce"
+"""ksqlDB's names of the stores that materialise a join's table sides."""
+
+
 @dataclass
 class StreamTableJoin:
-    """`stream [INNER|LEFT] JOIN table ON <table's primary key>`."""
+    """`stream [INNER|LEFT] JOIN table ON <table's primary key>`: the table side's rows by
+    key in `store`."""
 
     kind: str
-    table: dict[Any, Row] = field(default_factory=dict)
+    store: KeyValueStore | None = None
+    revive_row: Revive = _same
+
+    def __post_init__(self) -> None:
+        store = _memory_store(RIGHT_STORE) if self.store is None else self.store
+        self.table = _with_revive(store, self.revive_row)
 
     def process(self, side: int, key: Any, row: Row | None, ts: int) -> list[Joined]:
         if side == RIGHT:
             if key is not None:
-                if row is None:
-                    self.table.pop(key, None)
-                else:
-                    self.table[key] = row
+                self.table.put(store_key(key), row)  # None deletes
             return []
         if row is None:
             return []
-        other = self.table.get(key) if key is not None else None
+        other = self.table.get(store_key(key)) if key is not None else None
         if other is None and self.kind == "INNER":
             return []
         return [(key, row, other, ts)]
@@ -213,13 +348,20 @@ class StreamTableJoin:
 
 @dataclass
 class TableTableJoin:
-    """`table [INNER|LEFT|RIGHT|FULL] JOIN table ON <primary keys>`: both sides materialised;
-    results are upserts of the joined row or tombstones (`(key, None, None, ts)`)."""
+    """`table [INNER|LEFT|RIGHT|FULL] JOIN table ON <primary keys>`: both sides materialised
+    (`stores`: left, right; `[row, ts]` by key); results are upserts of the joined row or
+    tombstones (`(key, None, None, ts)`)."""
 
     kind: str
-    tables: tuple[dict[Any, tuple[Row, int]], dict[Any, tuple[Row, int]]] = field(
-        default_factory=lambda: ({}, {})
-    )
+    stores: tuple[KeyValueStore, KeyValueStore] | None = None
+    revive_rows: tuple[Revive, Revive] = (_same, _same)
+
+    def __post_init__(self) -> None:
+        stores = self.stores or (_memory_store(LEFT_STORE), _memory_store(RIGHT_STORE))
+        self.tables = tuple(
+            _with_revive(store, _timed(revive))
+            for store, revive in zip(stores, self.revive_rows, strict=True)
+        )
 
     def _keeps(self, side: int) -> bool:
         return keeps_unmatched(self.kind, side)
@@ -227,13 +369,11 @@ class TableTableJoin:
     def process(self, side: int, key: Any, row: Row | None, ts: int) -> list[Joined]:
         if key is None:
             return []
+        skey = store_key(key)
         mine, theirs = self.tables[side], self.tables[1 - side]
-        had = key in mine
-        if row is None:
-            mine.pop(key, None)
-        else:
-            mine[key] = (row, ts)
-        other = theirs.get(key)
+        had = skey in mine
+        mine.put(skey, None if row is None else [row, ts])
+        other = theirs.get(skey)
         other_row, other_ts = other if other is not None else (None, ts)
         out_ts = max(ts, other_ts)
         if row is None:
@@ -255,12 +395,23 @@ class TableTableJoin:
 @dataclass
 class ForeignKeyJoin:
     """`left_table [INNER|LEFT] JOIN right_table ON left.fk = right.pk`: result keyed by the
-    left table's key; a right update re-joins every left row pointing at it."""
+    left table's key; a right update re-joins every left row pointing at it.
+
+    Stores: left key → `[left key, foreign key (store form), row, ts]`, right key →
+    `[row, ts]`."""
 
     kind: str
-    lefts: dict[Any, tuple[Any, Row, int]] = field(default_factory=dict)
-    """left key -> (foreign key, row, ts)"""
-    rights: dict[Any, tuple[Row, int]] = field(default_factory=dict)
+    stores: tuple[KeyValueStore, KeyValueStore] | None = None
+    revive_key: Revive = _same
+    revive_rows: tuple[Revive, Revive] = (_same, _same)
+
+    def __post_init__(self) -> None:
+        lefts, rights = self.stores or (_memory_store(LEFT_STORE), _memory_store(RIGHT_STORE))
+        revive_left, revive_right = self.revive_rows
+        self.lefts = _with_revive(
+            lefts, lambda v: [self.revive_key(v[0]), v[1], revive_left(v[2]), v[3]]
+        )
+        self.rights = _with_revive(rights, _timed(revive_right))
 
     def process(
         self, side: int, key: Any, row: Row | None, ts: int, fk: Any = None
@@ -270,13 +421,11 @@ class ForeignKeyJoin:
             return self._left(key, fk, row, ts)
         if key is None:
             return []
-        if row is None:
-            self.rights.pop(key, None)
-        else:
-            self.rights[key] = (row, ts)
+        skey = store_key(key)
+        self.rights.put(skey, None if row is None else [row, ts])
         out: list[Joined] = []
-        for lkey, (lfk, lrow, lts) in self.lefts.items():
-            if lfk != key:
+        for _k, (lkey, lfk, lrow, lts) in self.lefts.items():
+            if lfk != skey:
                 continue
             if row is None and self.kind == "INNER":
                 out.append((lkey, None, None, max(ts, lts)))
@@ -287,11 +436,14 @@ class ForeignKeyJoin:
     def _left(self, key: Any, fk: Any, row: Row | None, ts: int) -> list[Joined]:
         if key is None:
             return []
-        had = self.lefts.pop(key, None)
+        skey = store_key(key)
+        had = self.lefts.get(skey)
+        self.lefts.delete(skey)
         if row is None:
             return [(key, None, None, ts)] if had is not None else []
-        self.lefts[key] = (fk, row, ts)
-        right = self.rights.get(fk) if fk is not None else None
+        sfk = store_key(fk) if fk is not None else None
+        self.lefts.put(skey, [key_value(key), sfk, row, ts])
+        right = self.rights.get(sfk) if sfk is not None else None
         if right is None:
             if self.kind == "INNER":
                 return [(key, None, None, ts)] if had is not None else []
@@ -301,7 +453,10 @@ class ForeignKeyJoin:
 
 __all__ = [
     "LEFT",
+    "LEFT_STORE",
     "RIGHT",
+    "RIGHT_STORE",
+    "SS_STORES",
     "ForeignKeyJoin",
     "JoinKey",
     "StreamStreamJoin",
@@ -309,4 +464,5 @@ __all__ = [
     "TableTableJoin",
     "join_key",
     "key_value",
+    "store_key",
 ]

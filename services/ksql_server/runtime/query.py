@@ -119,6 +119,8 @@ class PersistentQuery:
         )
         self.reset = str(properties.get("auto.offset.reset", "latest"))
         self.source_topic = ctx.physical(plan.source.topic)
+        self.read_topic = self.source_topic
+        """what `_process` hands to the operator: the source, or a repartition topic"""
         self.sink_topic = ctx.physical(sink.topic)
         self.processor = BatchProcessor(
             query_id,
@@ -244,6 +246,7 @@ class PersistentQuery:
                 self._positions.setdefault(tp.partition, -1)
             self._prepare_stores(len(tps))
             self._init_positions(consumer, tps)
+            self._assign_internal(consumer)
             while not self._stop.is_set():
                 with contextlib.suppress(TransactionAborted):  # rewound: read again
                     self._step(consumer, checkpoint)
@@ -258,6 +261,9 @@ class PersistentQuery:
                     producer.flush(5)
             consumer.close()
             self._consumer = None
+
+    def _assign_internal(self, consumer: Consumer) -> None:
+        """Hook: a query that also reads an internal topic adds it to the assignment."""
 
     def delete_state(self) -> None:
         """After the query ended for good (DROP, TERMINATE): its changelog topics go, as
@@ -361,7 +367,7 @@ class PersistentQuery:
             rows = proc.rows(messages)
             out = proc.serialize(proc.evaluate(rows)) if rows else []
         # the batch joins the checkpoint before its output is produced: an abort rewinds it
-        checkpoint.add(messages, self.source_topic, len(self._positions))
+        checkpoint.add(messages, self.read_topic, len(self._positions))
         self.processed += len(messages)
         producer, topic = checkpoint.producer, self.sink_topic
         with checkpoint.aborting():
@@ -386,7 +392,9 @@ class PersistentQuery:
         if committed is None:
             return
         self.stores.committed()
-        self._positions.update({p: o for (_t, p), o in committed.next.items()})
+        self._positions.update(
+            {p: o for (t, p), o in committed.next.items() if t == self.source_topic}
+        )
         self.commits += 1
 
 
@@ -628,7 +636,7 @@ class TransientQuery:
     def _emit(self, messages: list[Any]) -> bool:
         """Evaluate and hand over one consumed batch; False when the query is done (LIMIT
         reached, or stopped while its client was not reading)."""
-        rows = self.processor.rows(messages)
+        rows = self._input_rows(messages)
         batch: list[list[Any]] = []
         for values in self._results(rows):
             if values is None:
@@ -641,6 +649,10 @@ class TransientQuery:
             if not self._put(batch):
                 return False
         return self.limit is None or self.sent < self.limit
+
+    def _input_rows(self, messages: list[Any]) -> list[list[Any]]:
+        """The rows a consumed batch gives the projection (a join: runtime/join_query.py)."""
+        return self.processor.rows(messages)
 
     def _results(self, rows: list[list[Any]]) -> list[tuple[Any, ...] | None]:
         """The projected rows of a batch: filter and projection, or a stateful operator's
