@@ -106,6 +106,19 @@ class Result:
     counted by."""
 
 
+def as_script(texts: list[str]) -> list[str]:
+    """ksqlDB's QTT runs a case's statements as one script (joined by newlines), so the line
+    numbers of its errors (`Line: 2, Col: 13: …`, `line 2:74: Syntax Error`) count in that
+    script. Each statement is sent with the blank lines that put it on its script line; the
+    server counts lines in a request the same way and strips them from the statement."""
+    out: list[str] = []
+    before = 0
+    for text in texts:
+        out.append("\n" * before + text)
+        before += text.count("\n") + 1
+    return out
+
+
 def load_cases(path: Path) -> list[Case]:
     doc = json.loads(strip_comments(path.read_text()))
     cases: list[Case] = []
@@ -331,7 +344,7 @@ class Runner:
             return self._run_rest(case, engine, prefix)
         self._create_topics(spec, prefix)
         expected_exc = spec.get("expectedException")
-        for text in self._statements(case):
+        for text in as_script(self._statements(case)):
             try:
                 engine.execute(text)
             except KsqlStatementError as exc:
