@@ -29,6 +29,7 @@ from services.common.errors import code_of
 from services.common.kafka import client_config, make_admin
 from services.ksql_conformance.raw_produce import RawProducer
 from services.ksql_conformance.schemas import CaseSchemas, encode, register_topic
+from services.ksql_conformance.udfs import register_test_functions
 from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
 from services.ksql_server.errors import KsqlServiceError, UnsupportedError
@@ -247,6 +248,7 @@ class Runner:
     def __init__(
         self, bootstrap: str, registry_url: str | None, workers: int = 6, timeout: float = 30.0
     ) -> None:
+        register_test_functions()  # ksqlDB's test-only BAD_UDF, in this process only
         self.bootstrap = bootstrap
         self.registry_url = registry_url
         self.workers = workers
