@@ -228,3 +228,28 @@ def test_bad_udf_throws_as_ksqldbs_test_function_does() -> None:
     assert fn is not None and fn.check([T.INTEGER]) == T.STRING
     with pytest.raises(UnsupportedError, match="per-query call counter"):
         fn.check([T.STRING])
+
+
+# ----------------------------------------------------------------------------- timestamps
+
+
+def test_two_digit_years_read_as_java_reads_them() -> None:
+    from services.ksql_server.functions.timefmt import parse_millis
+
+    # DateTimeFormatter (TIMESTAMP_FORMAT, PARSE_TIMESTAMP): 2000-2099
+    assert parse_millis("10-04-19 12:00:17Z", "yy-MM-dd HH:mm:ssX") == 1271678417000
+    assert parse_millis("2010-04-19 12:00:17Z", "yyyy-MM-dd HH:mm:ssX") == 1271678417000
+
+
+@pytest.mark.parametrize(
+    "props, expected",
+    [
+        ({}, False),
+        ({"ksql.timestamp.throw.on.invalid": "true"}, True),
+        ({"ksql.timestamp.throw.on.invalid": False}, False),
+    ],
+)
+def test_throw_on_invalid_timestamp_switch(props: dict[str, object], expected: bool) -> None:
+    from services.ksql_server.runtime.processor import throw_on_invalid
+
+    assert throw_on_invalid(props) is expected
