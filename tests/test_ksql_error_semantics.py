@@ -253,3 +253,31 @@ def test_throw_on_invalid_timestamp_switch(props: dict[str, object], expected: b
     from services.ksql_server.runtime.processor import throw_on_invalid
 
     assert throw_on_invalid(props) is expected
+
+
+# ----------------------------------------------------------------------------- type parameters
+
+
+def test_named_types_take_and_ignore_ksqldb_type_parameters() -> None:
+    stmt = parse("CREATE STREAM I (k VARCHAR(STRING) KEY, v VARCHAR(10)) WITH (kafka_topic='i');")
+    assert isinstance(stmt, A.CreateSource) and stmt.columns is not None
+    assert [c.type for c in stmt.columns] == [T.STRING, T.STRING]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "CREATE STREAM I (K INT (KEY)) WITH (kafka_topic='i');",
+            "line 1:25: Syntax Error\nExpecting {'STRING', INTEGER_VALUE}\nStatement: ",
+        ),
+        (
+            "CREATE STREAM I (K VARCHAR(STRING) (KEY)) WITH (kafka_topic='i');",
+            "line 1:36: Syntax Error\nExpecting {',', ')'}\nStatement: ",
+        ),
+    ],
+)
+def test_column_list_errors_name_what_ksqldb_expects(text: str, message: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(text)
+    assert str(info.value) == message + text

@@ -290,6 +290,8 @@ class Parser:
             cols.append(col)
             if not self.accept(","):
                 break
+        if not self.at(")"):
+            self.expecting("{',', ')'}")
         self.expect(")")
         return cols
 
@@ -552,6 +554,8 @@ class Parser:
     def _type(self) -> T.SqlType:
         name = self.identifier().upper()
         if name in T.NAMED:
+            if self.at("(") and self.tok.kind == "OP":
+                self._type_parameters()
             return T.NAMED[name]
         if name == "DECIMAL":
             self.expect("(")
@@ -586,6 +590,29 @@ class Parser:
         self.i -= 1
         self.error(f"unknown type {name}")
         raise AssertionError
+
+    def _type_parameters(self) -> None:
+        """`baseType '(' typeParameter (',' typeParameter)* ')'` with typeParameter an integer
+        or the word STRING: ksqlDB's grammar takes them (`VARCHAR(STRING)`) and its type
+        parser ignores them for the named types."""
+        self.expect("(")
+        while True:
+            if self.tok.kind == "INT" or (self.tok.kind == "IDENT" and self.tok.text == "STRING"):
+                self.i += 1
+            else:
+                self.expecting("{'STRING', INTEGER_VALUE}")
+            if not self.accept(","):
+                break
+        self.expect(")")
+
+    def expecting(self, tokens: str) -> NoReturn:
+        """A syntax error where ksqlDB's (ANTLR) parser names the tokens it expected: its
+        shape is `line L:C: Syntax Error\nExpecting {…}\nStatement: …`."""
+        line, col = self._line_col(self.tok)
+        raise ParseError(
+            f"line {line}:{col}: Syntax Error\nExpecting {tokens}\n"
+            f"Statement: {clip(self.text.strip())}"
+        )
 
     def _close_angle(self) -> None:
         # `>>` never appears: the lexer emits single `>` tokens, but `>=` can follow a type.
