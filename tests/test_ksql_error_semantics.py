@@ -281,3 +281,17 @@ def test_column_list_errors_name_what_ksqldb_expects(text: str, message: str) ->
     with pytest.raises(ParseError) as info:
         parse(text)
     assert str(info.value) == message + text
+
+
+def test_alter_parses_and_source_tables_refuse_it() -> None:
+    from services.ksql_server.table_rules import check_alter
+
+    stmt = parse("ALTER TABLE INPUT ADD COLUMN newCol INT, ADD b STRING;")
+    assert isinstance(stmt, A.AlterSource)
+    assert [(c.name, c.type) for c in stmt.columns] == [("NEWCOL", T.INTEGER), ("B", T.STRING)]
+    source = _source("INPUT", "TABLE")
+    source.is_source = True
+    with pytest.raises(KsqlError, match="^Cannot alter table 'INPUT': ALTER operations are not"):
+        check_alter(stmt, source)
+    with pytest.raises(KsqlError, match="^Source INPUT does not exist"):
+        check_alter(stmt, None)

@@ -277,6 +277,9 @@ class Engine:
             return self._describe(stmt, text)
         if isinstance(stmt, A.Explain):
             return self._explain(stmt, text, props)
+        if isinstance(stmt, A.AlterSource):
+            TR.check_alter(stmt, self.metastore.get(stmt.name))
+            raise UnsupportedError("ALTER ... ADD COLUMN")
         raise UnsupportedError(f"statement {type(stmt).__name__}")
 
     def _log(self, command_id: str, text: str, props: dict[str, Any]) -> int:

@@ -58,12 +58,25 @@ def check_insert_values(target: DataSource) -> None:
         raise KsqlError(f"Cannot insert values into read-only {target.kind.lower()}: {target.name}")
 
 
+def check_alter(stmt: A.AlterSource, source: DataSource | None) -> None:
+    """What ksqlDB refuses before it alters a source's columns."""
+    kind = stmt.kind.lower()
+    if source is None:
+        raise KsqlError(f"Source {stmt.name} does not exist.")
+    if source.is_source:
+        raise KsqlError(
+            f"Cannot alter {kind} '{stmt.name}': ALTER operations are not supported on source "
+            f"{kind}s."
+        )
+
+
 def check_drop(stmt: A.DropSource, source: DataSource) -> None:
     if stmt.delete_topic and source.is_source:
         raise KsqlError(f"Cannot delete topic for read-only source: {source.name}")
 
 
 __all__ = [
+    "check_alter",
     "check_create_source",
     "check_drop",
     "check_insert_values",

@@ -247,6 +247,15 @@ class InsertValues(Statement):
 
 
 @dataclass
+class AlterSource(Statement):
+    """`ALTER STREAM|TABLE name ADD [COLUMN] c type, …`."""
+
+    kind: str
+    name: str
+    columns: list[ColumnDef]
+
+
+@dataclass
 class DropSource(Statement):
     kind: str
     name: str

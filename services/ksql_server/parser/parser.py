@@ -187,6 +187,8 @@ class Parser:
             return self._insert(text)
         if self.accept("DROP"):
             return self._drop(text)
+        if self.accept("ALTER"):
+            return self._alter(text)
         if self.accept("TERMINATE"):
             if self.accept("ALL"):
                 return A.Terminate(text, None)
@@ -266,6 +268,21 @@ class Parser:
         return A.CreateSource(
             text, kind, name, columns, props, or_replace, if_not_exists, query, source_only
         )
+
+    def _alter(self, text: str) -> A.AlterSource:
+        """`ALTER (STREAM | TABLE) name ADD [COLUMN] c type (, ADD [COLUMN] c type)*`."""
+        if not self.accept("STREAM", "TABLE"):
+            self.error("expecting STREAM or TABLE")
+        kind = self.toks[self.i - 1].text
+        name = self.identifier()
+        columns: list[A.ColumnDef] = []
+        while True:
+            self.expect("ADD")
+            self.accept("COLUMN")
+            pos = self.tok.pos
+            columns.append(A.ColumnDef(self.identifier(), self.parse_type(), pos=pos))
+            if not self.accept(","):
+                return A.AlterSource(text, kind, name, columns)
 
     def _column_defs(self) -> list[A.ColumnDef]:
         self.expect("(")
