@@ -291,7 +291,7 @@ def test_alter_parses_and_source_tables_refuse_it() -> None:
     assert [(c.name, c.type) for c in stmt.columns] == [("NEWCOL", T.INTEGER), ("B", T.STRING)]
     source = _source("INPUT", "TABLE")
     source.is_source = True
-    with pytest.raises(KsqlError, match="^Cannot alter table 'INPUT': ALTER operations are not"):
+    with pytest.raises(KsqlError, match=r"^Cannot alter table 'INPUT': ALTER operations are not"):
         check_alter(stmt, source)
-    with pytest.raises(KsqlError, match="^Source INPUT does not exist"):
+    with pytest.raises(KsqlError, match=r"^Source INPUT does not exist"):
         check_alter(stmt, None)
