@@ -206,8 +206,8 @@ def test_kafka_key_errors_name_no_column_delimited_ones_do() -> None:
 @pytest.mark.parametrize(
     "literal, message",
     [
-        ("9223372036854775808", "line 1:25: Invalid numeric literal: 9223372036854775808"),
-        ("1.7976931348623159E308", "line 1:25: Number overflows DOUBLE: 1.7976931348623159E308"),
+        ("9223372036854775808", "line 1:26: Invalid numeric literal: 9223372036854775808"),
+        ("1.7976931348623159E308", "line 1:26: Number overflows DOUBLE: 1.7976931348623159E308"),
     ],
 )
 def test_literals_out_of_range_say_where(literal: str, message: str) -> None:

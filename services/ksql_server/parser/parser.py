@@ -110,9 +110,10 @@ class Parser:
 
     def literal_error(self, t: Token, message: str) -> NoReturn:
         """ksqlDB's AST builder refuses a literal out of range as
-        `Failed to prepare statement: line L:C: <message>`."""
+        `Failed to prepare statement: line L:C: <message>`. Its C is one more than a syntax
+        error's: the node's location is already 1-based and its ParsingException adds 1."""
         line, col = self._line_col(t)
-        raise ParseError(f"Failed to prepare statement: line {line}:{col}: {message}")
+        raise ParseError(f"Failed to prepare statement: line {line}:{col + 1}: {message}")
 
     def _line_col(self, t: Token) -> tuple[int, int]:
         return line_col(self.text, t.pos, self.first_line)
