@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from services.ksql_server import entities as E
-from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.errors import KsqlError, LocatedError, UnsupportedError
 from services.ksql_server.formats import validate_format
 from services.ksql_server.formats.factory import infer_columns
 from services.ksql_server.formats.info import FormatInfo
@@ -104,12 +104,13 @@ def build_source(
             # only key columns declared: the value columns come from the registry
             value_cols = infer(format_info(value_fmt.name, wp, "VALUE"), topic, False, wp) or []
         if stmt.kind == "STREAM" and any(c.primary for c in columns):
-            raise KsqlError(
-                f"Line: 1, Col: {next(c.pos for c in columns if c.primary) + 1}: "
-                "Column `" + next(c.name for c in columns if c.primary) + "` is a 'PRIMARY KEY' "
+            primary = next(c for c in columns if c.primary)
+            raise LocatedError(
+                f"Column `{primary.name}` is a 'PRIMARY KEY' "
                 "column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are "
                 "unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL "
-                "constraints."
+                "constraints.",
+                primary.pos,
             )
         seen: set[str] = set()
         for c in columns:

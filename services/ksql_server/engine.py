@@ -44,12 +44,12 @@ from services.ksql_server.engine_api import (
     PushQuery,
     as_statement_error,
 )
-from services.ksql_server.errors import KsqlError, UnsupportedError, clip
+from services.ksql_server.errors import KsqlError, LocatedError, UnsupportedError, clip
 from services.ksql_server.formats.factory import infer_columns
 from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.registry import INFERRING_FORMATS, uses_registry
 from services.ksql_server.metastore import DataSource, MetaStore
-from services.ksql_server.parser import ParseError, parse, split_statements
+from services.ksql_server.parser import ParseError, parse, split_statements, split_statements_at
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import redact
 from services.ksql_server.parser.limits import check_recordable
@@ -193,13 +193,13 @@ class Engine:
         props = dict(self.properties)
         props.update(normalize_properties(properties))
         try:
-            texts = split_statements(sql)
+            texts = split_statements_at(sql)
         except ParseError as exc:
             raise as_statement_error(exc, sql) from exc
         with self._lock:
-            for text in texts:
+            for text, line in texts:
                 try:
-                    stmt = parse(text)
+                    stmt = parse(text, line)
                 except (ParseError, RecursionError) as exc:
                     raise as_statement_error(exc, text, entities) from exc
                 if isinstance(stmt, A.Query):
@@ -229,7 +229,8 @@ class Engine:
                         entities,
                     ) from None
                 except Exception as exc:
-                    error = as_statement_error(exc, text, entities)
+                    located = exc.located(text, line) if isinstance(exc, LocatedError) else exc
+                    error = as_statement_error(located, text, entities)
                     if error.error_code >= 50000:
                         LOG.exception("statement failed: %s", redact(text))
                     if error is exc:
@@ -278,6 +279,9 @@ class Engine:
             return self._describe(stmt, text)
         if isinstance(stmt, A.Explain):
             return self._explain(stmt, text, props)
+        if isinstance(stmt, A.AlterSource):
+            TR.check_alter(stmt, self.metastore.get(stmt.name))
+            raise UnsupportedError("ALTER ... ADD COLUMN")
         raise UnsupportedError(f"statement {type(stmt).__name__}")
 
     def _log(self, command_id: str, text: str, props: dict[str, Any]) -> int:
@@ -402,7 +406,7 @@ class Engine:
     def _insert_select(self, stmt: A.InsertSelect, text: str, props: dict[str, Any]) -> _Prepared:
         target = self.metastore.get(stmt.target)
         if target is None:
-            raise KsqlError(f"Line: 1, Col: 13: {stmt.target} does not exist.")
+            raise LocatedError(f"Source `{stmt.target}` does not exist.", stmt.target_pos)
         if target.kind == "TABLE":
             raise KsqlError(
                 f"INSERT INTO can only be used to insert into a stream. {target.name} is a table."
@@ -431,7 +435,10 @@ class Engine:
     def _insert_values(self, stmt: A.InsertValues) -> None:
         target = self.metastore.get(stmt.target)
         if target is None:
-            raise KsqlError(f"Cannot insert values into an unknown stream/table: {stmt.target}")
+            raise KsqlError(
+                f"Cannot insert values into an unknown stream/table: `{stmt.target}`"
+                + self.metastore.alternatives(stmt.target)
+            )
         TR.check_insert_values(target)
         # a record too large: 40001 (engine_api's mapping)
         write_row(self.ctx, target, values_row(stmt, target))
@@ -594,7 +601,8 @@ class Engine:
             if plan.stateful is not None and pull:
                 raise UnsupportedError("pull queries with GROUP BY")
         except (KsqlError, RecursionError, UnicodeError) as exc:
-            raise as_statement_error(exc, sql) from exc
+            located = exc.located(texts[0]) if isinstance(exc, LocatedError) else exc
+            raise as_statement_error(located, sql) from exc
         query_id = f"transient_{plan.source.name}_{uuid.uuid4().int % 10**19}"
         runtime = (TransientQuery if plan.join is None else TransientJoinQuery)(
             query_id,

@@ -50,6 +50,34 @@ class UnresolvedError(KsqlError):
     no clause prefix."""
 
 
+def line_col(text: str, pos: int, first_line: int = 1) -> tuple[int, int]:
+    """ksqlDB's 1-based line and column of offset `pos` of `text`, which starts on line
+    `first_line` of its request."""
+    line = text.count("\n", 0, pos) + first_line
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+class LocatedError(KsqlError):
+    """An error about one node of the statement, which ksqlDB reports as
+    `<prefix>Line: L, Col: C: <message>` with L counted in the whole request.
+
+    The planner knows the node's offset in the statement (`pos`), not the request: the engine
+    calls `located` with the statement's text and first line. Unlocated (`pos` < 0, a node a
+    rewrite made) it reads as the message alone."""
+
+    def __init__(self, message: str, pos: int, prefix: str = "") -> None:
+        super().__init__(prefix + message)
+        self.detail = message
+        self.pos = pos
+        self.prefix = prefix
+
+    def located(self, text: str, first_line: int = 1) -> KsqlError:
+        if self.pos < 0 or self.pos > len(text):
+            return self
+        line, col = line_col(text, self.pos, first_line)
+        return KsqlError(f"{self.prefix}Line: {line}, Col: {col}: {self.detail}", code=self.code)
+
+
 class UnsupportedError(KsqlError):
     """The statement is valid ksqlDB but uses a feature this server does not implement.
 

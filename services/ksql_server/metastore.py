@@ -51,6 +51,22 @@ class MetaStore:
     def remove(self, name: str) -> DataSource | None:
         return self.sources.pop(name, None)
 
+    def alternatives(self, name: str) -> str:
+        """ksqlDB's hint after an unknown source name (MetaStore.checkAlternatives): a source
+        whose name differs only in case, and how to write it (quoted or not)."""
+        for other in self.sources:
+            if other != name and other.upper() == name.upper():
+                if other == other.upper():
+                    return (
+                        f"\nDid you mean {other}? Hint: try removing double quotes from the "
+                        "source name."
+                    )
+                return (
+                    f'\nDid you mean "{other}"? Hint: wrap the source name in double quotes to '
+                    "make it case-sensitive."
+                )
+        return ""
+
     def by_topic(self, topic: str) -> list[DataSource]:
         return [s for s in self.sources.values() if s.topic == topic]
 

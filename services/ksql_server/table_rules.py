@@ -8,7 +8,7 @@ with GROUP BY or over a table produces a table (CREATE TABLE AS), any other a st
 
 from __future__ import annotations
 
-from services.ksql_server.errors import KsqlError
+from services.ksql_server.errors import KsqlError, LocatedError
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ast as A
 
@@ -25,10 +25,11 @@ def check_create_source(stmt: A.CreateSource, existing: DataSource | None) -> No
         return
     plain_key = next((c for c in stmt.columns if c.key and not c.primary), None)
     if plain_key is not None:
-        raise KsqlError(
-            f"Line: 1, Col: {plain_key.pos + 1}: Column `{plain_key.name}` is a 'KEY' column: "
+        raise LocatedError(
+            f"Column `{plain_key.name}` is a 'KEY' column: "
             "please use 'PRIMARY KEY' for tables.\nTables have PRIMARY KEYs, which are unique "
-            "and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints."
+            "and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints.",
+            plain_key.pos,
         )
 
 
@@ -57,12 +58,25 @@ def check_insert_values(target: DataSource) -> None:
         raise KsqlError(f"Cannot insert values into read-only {target.kind.lower()}: {target.name}")
 
 
+def check_alter(stmt: A.AlterSource, source: DataSource | None) -> None:
+    """What ksqlDB refuses before it alters a source's columns."""
+    kind = stmt.kind.lower()
+    if source is None:
+        raise KsqlError(f"Source {stmt.name} does not exist.")
+    if source.is_source:
+        raise KsqlError(
+            f"Cannot alter {kind} '{stmt.name}': ALTER operations are not supported on source "
+            f"{kind}s."
+        )
+
+
 def check_drop(stmt: A.DropSource, source: DataSource) -> None:
     if stmt.delete_topic and source.is_source:
         raise KsqlError(f"Cannot delete topic for read-only source: {source.name}")
 
 
 __all__ = [
+    "check_alter",
     "check_create_source",
     "check_drop",
     "check_insert_values",

@@ -65,7 +65,9 @@ def validate_format(fmt: FormatInfo, columns: Sequence[ColumnDef], is_key: bool)
             raise KsqlError(
                 f"{'Key' if is_key else 'Value'} format does not support schema.\n"
                 f"format: {name}\nschema: Persistence{{columns=[{cols}], features=[]}}\n"
-                f"reason: The '{name}' format does not support type '{typ.base}', column: `{col}`"
+                f"reason: The '{name}' format does not support type '{typ.base}'"
+                # ksqlDB's DELIMITED names the column, its KAFKA format does not
+                + (f", column: `{col}`" if name == "DELIMITED" else "")
             )
         if (
             name in ("JSON", "JSON_SR")

@@ -62,6 +62,16 @@ def format_millis(ms: int, fmt: str, tz: str | None = None) -> str:
     return "".join(out)
 
 
+def _two_digit_year(yy: int, simple: bool) -> int:
+    """`yy` as Java reads it: DateTimeFormatter in 2000-2099; SimpleDateFormat (`simple`)
+    within 80 years before and 20 after today."""
+    if not simple:
+        return 2000 + yy
+    now = dt.datetime.now(dt.UTC).year
+    year = (now - 80) // 100 * 100 + yy
+    return year + 100 if year < now - 80 else year
+
+
 def parse_millis(text: str, fmt: str, tz: str | None = None, prefix: bool = False) -> int:
     """`text` read with a Java date pattern as epoch ms; `prefix`: SimpleDateFormat's
     `parse(String)`, which reads from the start and ignores what follows the pattern."""
@@ -71,6 +81,9 @@ def parse_millis(text: str, fmt: str, tz: str | None = None, prefix: bool = Fals
         c = tok[0]
         if c == "'":
             regex.append(re.escape(tok[1:-1] or "'"))
+        elif tok == "yy":  # Java's reduced two-digit year
+            regex.append(r"(\d\d)")
+            fields.append("yy")
         elif c in "yMdHhmsS":
             regex.append(r"(\d+)")
             fields.append(c)
@@ -98,6 +111,8 @@ def parse_millis(text: str, fmt: str, tz: str | None = None, prefix: bool = Fals
                 if v == "Z"
                 else dt.timezone(dt.timedelta(hours=int(v[:3]), minutes=int(v[0] + v[-2:])))
             )
+        elif f == "yy":
+            parts["y"] = _two_digit_year(int(v), prefix)
         elif f == "h":
             parts["H"] = int(v)
         elif f == "S":

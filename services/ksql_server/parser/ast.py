@@ -25,6 +25,9 @@ class Literal(Expr):
 class ColumnRef(Expr):
     name: str
     source: str | None = None
+    pos: int = field(default=-1, compare=False, repr=False)
+    """Where the reference starts in its statement's text (-1: made by a rewrite); only for
+    errors ksqlDB prefixes with `Line: L, Col: C:`, never part of equality."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,7 @@ class InsertSelect(Statement):
     target: str
     props: dict[str, Any]
     query: Select
+    target_pos: int = -1
 
 
 @dataclass
@@ -240,6 +244,15 @@ class InsertValues(Statement):
     target: str
     columns: list[str] | None
     values: list[Expr]
+
+
+@dataclass
+class AlterSource(Statement):
+    """`ALTER STREAM|TABLE name ADD [COLUMN] c type, …`."""
+
+    kind: str
+    name: str
+    columns: list[ColumnDef]
 
 
 @dataclass

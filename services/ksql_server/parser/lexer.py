@@ -117,19 +117,35 @@ def tokenize(sql: str) -> list[Token]:
 
 def split_statements(sql: str) -> list[str]:
     """Split a request body into statements at top-level semicolons (keeping each one's text)."""
+    return [text for text, _ in split_statements_at(sql)]
+
+
+def split_statements_at(sql: str) -> list[tuple[str, int]]:
+    """`split_statements`, each statement with the line of the request it starts on (ksqlDB
+    numbers the lines of its errors in the whole request). Lines are counted once over the
+    text, not once per statement."""
     check_text(sql)
-    out: list[str] = []
+    out: list[tuple[str, int]] = []
+    bounds: list[tuple[int, int]] = []
     start = 0
     last_end = 0
     for kind, begin, end in spans(sql):
         last_end = end
         if kind == "op" and sql[begin] == ";":
-            text = sql[start:end].strip()
-            if text != ";":
-                out.append(text)
+            bounds.append((start, end))
             start = end
     if last_end > start:  # something other than whitespace and comments after the last ';'
-        out.append(sql[start:].strip())
+        bounds.append((start, len(sql)))
+    line, counted = 1, 0
+    for start, end in bounds:
+        piece = sql[start:end]
+        text = piece.strip()
+        if not text or text == ";":
+            continue
+        first = start + (len(piece) - len(piece.lstrip()))
+        line += sql.count("\n", counted, first)
+        counted = first
+        out.append((text, line))
     return out
 
 

@@ -12,10 +12,10 @@ is measured (depth and size of its expressions) before anyone else walks it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from services.ksql_server import types as T
-from services.ksql_server.errors import clip
+from services.ksql_server.errors import clip, line_col
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.lexer import ParseError, Token, tokenize
 from services.ksql_server.parser.limits import (
@@ -85,9 +85,11 @@ _COMPARISON = {"=", "<>", "!=", "<", "<=", ">", ">="}
 class Parser:
     """Parses one statement; `parse_statement` is the entry point."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, first_line: int = 1) -> None:
         ensure_recursion_headroom()
         self.text = text
+        self.first_line = first_line
+        """The line of its request this statement starts on (ksqlDB counts lines per request)."""
         self.toks = tokenize(text)
         self.i = 0
         self.depth = 0
@@ -106,9 +108,15 @@ class Parser:
         finally:
             self.depth -= 1
 
+    def literal_error(self, t: Token, message: str) -> NoReturn:
+        """ksqlDB's AST builder refuses a literal out of range as
+        `Failed to prepare statement: line L:C: <message>`. Its C is one more than a syntax
+        error's: the node's location is already 1-based and its ParsingException adds 1."""
+        line, col = self._line_col(t)
+        raise ParseError(f"Failed to prepare statement: line {line}:{col + 1}: {message}")
+
     def _line_col(self, t: Token) -> tuple[int, int]:
-        line = self.text.count("\n", 0, t.pos) + 1
-        return line, t.pos - (self.text.rfind("\n", 0, t.pos) + 1) + 1
+        return line_col(self.text, t.pos, self.first_line)
 
     # ------------------------------------------------------------ token helpers
     @property
@@ -180,6 +188,8 @@ class Parser:
             return self._insert(text)
         if self.accept("DROP"):
             return self._drop(text)
+        if self.accept("ALTER"):
+            return self._alter(text)
         if self.accept("TERMINATE"):
             if self.accept("ALL"):
                 return A.Terminate(text, None)
@@ -260,6 +270,21 @@ class Parser:
             text, kind, name, columns, props, or_replace, if_not_exists, query, source_only
         )
 
+    def _alter(self, text: str) -> A.AlterSource:
+        """`ALTER (STREAM | TABLE) name ADD [COLUMN] c type (, ADD [COLUMN] c type)*`."""
+        if not self.accept("STREAM", "TABLE"):
+            self.error("expecting STREAM or TABLE")
+        kind = self.toks[self.i - 1].text
+        name = self.identifier()
+        columns: list[A.ColumnDef] = []
+        while True:
+            self.expect("ADD")
+            self.accept("COLUMN")
+            pos = self.tok.pos
+            columns.append(A.ColumnDef(self.identifier(), self.parse_type(), pos=pos))
+            if not self.accept(","):
+                return A.AlterSource(text, kind, name, columns)
+
     def _column_defs(self) -> list[A.ColumnDef]:
         self.expect("(")
         cols: list[A.ColumnDef] = []
@@ -283,6 +308,8 @@ class Parser:
             cols.append(col)
             if not self.accept(","):
                 break
+        if not self.at(")"):
+            self.expecting("{',', ')'}")
         self.expect(")")
         return cols
 
@@ -318,6 +345,7 @@ class Parser:
 
     def _insert(self, text: str) -> A.Statement:
         self.expect("INTO")
+        target_pos = self.tok.pos
         target = self.identifier()
         if self.at("(") or self.at("VALUES"):
             cols = None
@@ -336,7 +364,7 @@ class Parser:
             self.expect(")")
             return A.InsertValues(text, target, cols, values)
         props = self._with_props() if self.accept("WITH") else {}
-        return A.InsertSelect(text, target, props, self._select())
+        return A.InsertSelect(text, target, props, self._select(), target_pos)
 
     def _stream_or_table(self) -> str:
         if self.accept("STREAM"):
@@ -387,9 +415,7 @@ class Parser:
             # a value expression, as in ksqlDB's grammar: `PARTITION BY a AND b` is a syntax error
             if self.at("(") and self.peek().kind == "OP" and self.peek().text == ")":
                 raise ParseError("PARTITION BY requires at least one expression")
-            sel.partition_by.append(self._additive())
-            while self.accept(","):
-                sel.partition_by.append(self._additive())
+            sel.partition_by = self._value_list()
         if self.accept("EMIT"):
             if self.accept("CHANGES"):
                 sel.emit_changes = True
@@ -440,6 +466,9 @@ class Parser:
         return A.JoinClause(kind, relation, self.expr(), within, grace)
 
     def _window(self) -> A.WindowSpec:
+        # ksqlDB's grammar lets a window carry a name (`WINDOW w TUMBLING (…)`); it is ignored
+        if self.tok.kind == "IDENT" and self.peek().kind == "IDENT":
+            self.i += 1
         kind = self.identifier().upper()
         if kind not in ("TUMBLING", "HOPPING", "SESSION"):
             self.i -= 1
@@ -480,20 +509,23 @@ class Parser:
         return amount * _UNIT_MS[unit]
 
     def _group_by(self) -> list[A.Expr]:
-        # `GROUP BY (a, b)` groups by both; `GROUP BY (a + b) * 2` by one expression
+        """Value expressions, as in ksqlDB's grammar (`GROUP BY a AND b` is a syntax error);
+        `GROUP BY (a, b)` groups by both, `GROUP BY (a + b) * 2` by one expression."""
         start = self.i
         if self.accept("("):
-            exprs = self._expr_list()
+            exprs = self._value_list()
             if len(exprs) > 1:
                 self.expect(")")
                 return exprs
             self.i = start
-        return self._expr_list()
+        return self._value_list()
 
-    def _expr_list(self) -> list[A.Expr]:
-        exprs = [self.expr()]
+    def _value_list(self) -> list[A.Expr]:
+        """`valueExpression (',' valueExpression)*`: no boolean operators or predicates at the
+        top (GROUP BY and PARTITION BY take these; a parenthesised one is any expression)."""
+        exprs = [self._additive()]
         while self.accept(","):
-            exprs.append(self.expr())
+            exprs.append(self._additive())
         return exprs
 
     def _relation(self) -> A.Relation:
@@ -540,6 +572,8 @@ class Parser:
     def _type(self) -> T.SqlType:
         name = self.identifier().upper()
         if name in T.NAMED:
+            if self.at("(") and self.tok.kind == "OP":
+                self._type_parameters()
             return T.NAMED[name]
         if name == "DECIMAL":
             self.expect("(")
@@ -574,6 +608,29 @@ class Parser:
         self.i -= 1
         self.error(f"unknown type {name}")
         raise AssertionError
+
+    def _type_parameters(self) -> None:
+        """`baseType '(' typeParameter (',' typeParameter)* ')'` with typeParameter an integer
+        or the word STRING: ksqlDB's grammar takes them (`VARCHAR(STRING)`) and its type
+        parser ignores them for the named types."""
+        self.expect("(")
+        while True:
+            if self.tok.kind == "INT" or (self.tok.kind == "IDENT" and self.tok.text == "STRING"):
+                self.i += 1
+            else:
+                self.expecting("{'STRING', INTEGER_VALUE}")
+            if not self.accept(","):
+                break
+        self.expect(")")
+
+    def expecting(self, tokens: str) -> NoReturn:
+        """A syntax error where ksqlDB's (ANTLR) parser names the tokens it expected: its
+        shape is `line L:C: Syntax Error\nExpecting {…}\nStatement: …`."""
+        line, col = self._line_col(self.tok)
+        raise ParseError(
+            f"line {line}:{col}: Syntax Error\nExpecting {tokens}\n"
+            f"Statement: {clip(self.text.strip())}"
+        )
 
     def _close_angle(self) -> None:
         # `>>` never appears: the lexer emits single `>` tokens, but `>=` can follow a type.
@@ -672,15 +729,16 @@ class Parser:
 
     def _unary(self) -> A.Expr:
         if self.tok.kind == "OP" and self.tok.text in ("-", "+"):
+            sign = self.tok
             op = self.tok.text
             self.i += 1
             if op == "-" and self.tok.kind == "INT" and int(self.tok.text) > 2**63 - 1:
                 if int(self.tok.text) > 2**63:
-                    raise ParseError(f"Invalid numeric literal: -{self.tok.text}")
+                    self.literal_error(sign, f"Invalid numeric literal: -{self.tok.text}")
                 self.i += 1
                 return A.Literal(-(2**63), T.BIGINT)
             if op == "-" and self.tok.kind == "FLOAT" and float(self.tok.text) == float("inf"):
-                raise ParseError(f"Number overflows DOUBLE: -{self.tok.text}")
+                self.literal_error(sign, f"Number overflows DOUBLE: -{self.tok.text}")
             operand = self._nest(self._unary)
             if (
                 op == "-"
@@ -719,14 +777,14 @@ class Parser:
                 return A.Literal(v, T.INTEGER)
             if v <= 2**63 - 1:
                 return A.Literal(v, T.BIGINT)
-            raise ParseError(f"Invalid numeric literal: {t.text}")
+            self.literal_error(t, f"Invalid numeric literal: {t.text}")
         if t.kind == "DECIMAL":
             self.i += 1
             return A.decimal_literal(t.text)
         if t.kind == "FLOAT":
             self.i += 1
             if float(t.text) == float("inf"):
-                raise ParseError(f"Number overflows DOUBLE: {t.text}")
+                self.literal_error(t, f"Number overflows DOUBLE: {t.text}")
             return A.Literal(float(t.text), T.DOUBLE)
         if t.kind == "OP" and t.text == "(":
             # a lambda `(x, y) => …` or a parenthesised expression
@@ -811,6 +869,7 @@ class Parser:
         return self._name_or_call()
 
     def _name_or_call(self) -> A.Expr:
+        pos = self.tok.pos
         name = self.identifier()
         if self.at("(") and self.tok.kind == "OP":
             self.i += 1
@@ -830,11 +889,11 @@ class Parser:
             and self.peek().kind in ("IDENT", "QIDENT")
         ):
             self.i += 1
-            return A.ColumnRef(self.identifier(), source=name)
+            return A.ColumnRef(self.identifier(), source=name, pos=pos)
         if self.tok.kind == "OP" and self.tok.text == "=>":
             self.i += 1
             return A.Lambda((name,), self.expr())
-        return A.ColumnRef(name)
+        return A.ColumnRef(name, pos=pos)
 
     def _case(self) -> A.Expr:
         operand = None if self.at("WHEN") else self.expr()
@@ -850,9 +909,10 @@ class Parser:
         return A.Case(operand, tuple(whens), default)
 
 
-def parse(statement: str) -> A.Statement:
-    """Parse one statement (with or without its trailing semicolon)."""
-    return Parser(statement).parse_statement()
+def parse(statement: str, first_line: int = 1) -> A.Statement:
+    """Parse one statement (with or without its trailing semicolon); `first_line`: the line of
+    its request it starts on, which the line numbers of errors count from."""
+    return Parser(statement, first_line).parse_statement()
 
 
 def parse_expression(text: str) -> A.Expr:

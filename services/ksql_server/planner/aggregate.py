@@ -432,12 +432,14 @@ def _check_output(output: list[ColumnDef], value_idx: list[int]) -> None:
 
 
 def _check_undoable(calls: list[AggregateCall]) -> None:
-    bad = sorted({c.function.name for c in calls if not c.function.undoable})
+    """ksqlDB names the functions a table cannot undo in the order the query calls them."""
+    bad = list(dict.fromkeys(c.function.name for c in calls if not c.function.undoable))
     if bad:
         names = ", ".join(bad[:-1]) + " and " + bad[-1] if len(bad) > 1 else bad[0]
+        plural = "s" if len(bad) > 1 else ""
         raise KsqlError(
-            f"The aggregation functions {names} cannot be applied to a table source, only to a "
-            "stream source."
+            f"The aggregation function{plural} {names} cannot be applied to a table source, "
+            "only to a stream source."
         )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.ksql_server import types as T
-from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.errors import KsqlError, LocatedError, UnsupportedError
 from services.ksql_server.expressions import (
     Compiled,
     ExpressionCompiler,
@@ -159,8 +159,8 @@ class _Resolver:
         if ref.source is not None:
             side = self.side_of(ref.source)
             if side is None or ref.name not in self.names[side]:
-                raise KsqlError(
-                    f"{self.clause} column '{ref.source}.{ref.name}' cannot be resolved."
+                raise LocatedError(
+                    f"{self.clause} column '{ref.source}.{ref.name}' cannot be resolved.", ref.pos
                 )
             return A.ColumnRef(f"{self.sides[side][0]}_{ref.name}")
         if ref.name in RESERVED or ref.name == self.synthetic:
@@ -168,7 +168,11 @@ class _Resolver:
         hits = [i for i, names in enumerate(self.names) if ref.name in names]
         if len(hits) > 1:
             could = " or ".join(f"{self.sides[i][0]}.{ref.name}" for i in hits)
-            raise KsqlError(f"Column '{ref.name}' is ambiguous. Could be {could}.")
+            raise LocatedError(
+                f"Column '{ref.name}' is ambiguous. Could be {could}.",
+                ref.pos,
+                "Exception while preparing statement: ",
+            )
         if not hits:
             return ref  # a lambda parameter, or the compiler reports it unresolved
         return A.ColumnRef(f"{self.sides[hits[0]][0]}_{ref.name}")

@@ -86,6 +86,25 @@ def source_scope(source: DataSource, alias: str | None) -> Scope:
     return Scope(source.columns + PSEUDO_COLUMNS, [source.name, alias or ""])
 
 
+SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND")
+"""ksqlDB's system columns: a persistent query may read them but not name a column after them."""
+
+
+def check_reserved_select(select: A.Select) -> None:
+    """ksqlDB's analyzer (before any join, GROUP BY or window rule): a persistent query's
+    projection may not produce a column named like a system column, whether by alias
+    (`l.ROWTIME AS ROWTIME`) or by selecting it bare (`SELECT ROWTIME`, `WINDOWSTART`)."""
+    for item in select.items:
+        if item.expr is None:
+            continue
+        name = item.alias or natural_name(item.expr)
+        if name is not None and name.upper() in SYSTEM_COLUMNS:
+            raise KsqlError(
+                f"Reserved column name in select: `{name.upper()}`. "
+                "Please remove or alias the column."
+            )
+
+
 def plan_select(
     select: A.Select,
     metastore: MetaStore,
@@ -96,6 +115,8 @@ def plan_select(
 ) -> QueryPlan:
     """The plan of a SELECT; `into_existing`: INSERT INTO `sink_name`, whose column types the
     projection takes where ksqlDB casts implicitly."""
+    if persistent:
+        check_reserved_select(select)
     if select.joins and not select.unsupported:
         from services.ksql_server.planner.join import plan_join
 
@@ -122,7 +143,6 @@ def plan_select(
         scope.clause = "SELECT"
 
     items: list[tuple[str, A.Expr, Compiled]] = []
-    explicit: set[int] = set()
     used: set[str] = set()
     generated = 0
     star_partition = (
@@ -168,7 +188,6 @@ def plan_select(
                 generated += 1
             name = f"KSQL_COL_{generated}"
             generated += 1
-        explicit.add(len(items))
         items.append((name, item.expr, compiled))
     if into_existing:
         items = _implicit_sink_casts(items, select, metastore, sink_name, compiler)
@@ -180,26 +199,11 @@ def plan_select(
                 else f"Duplicate column name: {name}"
             )
         used.add(name)
-    for pos, (name, _, c) in enumerate(items):
+    for name, _, c in items:
         if c.type is None:
             raise KsqlError(
                 f"Can't infer a type of null. Please explicitly cast it to a required type, "
                 f"e.g. CAST(null AS VARCHAR). (column {name})"
-            )
-        if (
-            persistent
-            and pos in explicit
-            and name in ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND")
-        ):
-            raise (
-                KsqlError(
-                    f"Your projection contains a reserved column name: `{name}`. "
-                    "Please select it with an alias, e.g. 'SELECT ROWTIME AS MY_ROWTIME'"
-                )
-                if False
-                else KsqlError(
-                    f"Reserved column name in select: `{name}`. Please remove or alias the column."
-                )
             )
 
     where = None

@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from services.ksql_server.errors import KsqlServiceError
 from services.ksql_server.formats import make_deserializer, make_serializer
 from services.ksql_server.formats.base import deserialize_batch
 from services.ksql_server.metastore import DataSource
@@ -29,6 +30,17 @@ LOG = logging.getLogger("fraudstream.ksql.runtime")
 
 ProcessingLogger = Callable[..., None]
 """`(query_id, component, message, record, *, code)`: see `ProcessingLog.__call__`."""
+
+
+class TimestampExtractorError(KsqlServiceError):
+    """A record's TIMESTAMP column did not parse and `ksql.timestamp.throw.on.invalid` is on:
+    ksqlDB's Streams app then stops the query (a StreamsException) instead of skipping it."""
+
+
+def throw_on_invalid(properties: dict[str, Any]) -> bool:
+    """`ksql.timestamp.throw.on.invalid` (default false: such a record is logged and skipped)."""
+    value = properties.get("ksql.timestamp.throw.on.invalid", False)
+    return value.strip().lower() == "true" if isinstance(value, str) else bool(value)
 
 
 @dataclass
@@ -198,6 +210,12 @@ class BatchProcessor:
                 try:
                     ts = self._extract_ts(row[ts_index])
                 except Exception as exc:
+                    if throw_on_invalid(self.properties):
+                        raise TimestampExtractorError(
+                            "Fatal user code error in TimestampExtractor callback for record "
+                            f"(topic={m.topic()}, partition={m.partition()}, "
+                            f"offset={m.offset()}): {exc}"
+                        ) from exc
                     self.plog(
                         qid,
                         "KsqlTopic.Source.timestamp",
@@ -219,6 +237,8 @@ class BatchProcessor:
         return out
 
     def _extract_ts(self, v: Any) -> int | None:
+        """The record time read from the TIMESTAMP column (a string with TIMESTAMP_FORMAT);
+        raises on one that does not parse."""
         if v is None:
             return None
         if isinstance(v, str):
