@@ -24,14 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_ksql import KEYED_COLUMNS, source_values
 from confluent_kafka import Message
 
-from services.ksql_server import ddl
 from services.ksql_server.formats.columnar import warm_up
-from services.ksql_server.metastore import MetaStore
-from services.ksql_server.parser.parser import parse
-from services.ksql_server.planner.plan import plan_select
-from services.ksql_server.planner.windowing import window_info
-from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
-from services.ksql_server.runtime.stateful import build_operator, run_operator
+from services.ksql_server.runtime.inprocess import operator_from_sql
+from services.ksql_server.runtime.processor import BatchProcessor
+from services.ksql_server.runtime.stateful import run_operator
 from services.ksql_server.state import QueryStores
 
 BATCH = 5000
@@ -53,26 +49,13 @@ def build(
     properties: dict[str, Any], window: str = WINDOW
 ) -> tuple[Any, BatchProcessor, QueryStores]:
     """The operator, processor and stores of the bench's aggregation, as the server builds them."""
-    metastore = MetaStore()
-    create = parse(
+    return operator_from_sql(
         f"CREATE STREAM SRC ({KEYED_COLUMNS}) "
-        "WITH (KAFKA_TOPIC='src', KEY_FORMAT='KAFKA', VALUE_FORMAT='DELIMITED');"
-    )
-    source = ddl.build_source(create, "", {}, None)  # type: ignore[arg-type]
-    source.partitions = 1
-    metastore.put(source)
-    stmt: Any = parse(
+        "WITH (KAFKA_TOPIC='src', KEY_FORMAT='KAFKA', VALUE_FORMAT='DELIMITED');",
         "CREATE TABLE AGG WITH (KAFKA_TOPIC='agg', VALUE_FORMAT='JSON') AS SELECT `USER`, "
-        f"COUNT(*) AS N, SUM(Amount) AS TOTAL FROM SRC {window} GROUP BY `USER` EMIT CHANGES;"
+        f"COUNT(*) AS N, SUM(Amount) AS TOTAL FROM SRC {window} GROUP BY `USER` EMIT CHANGES;",
+        properties,
     )
-    plan = plan_select(stmt.query, metastore, persistent=True, sink_name="AGG")
-    sink = ddl.build_sink(stmt, plan, "", {})
-    sink.window = window_info(plan)
-    plog = ProcessingLog(None, "plog")
-    processor = BatchProcessor("Q", plan, sink, None, plog, "agg")
-    processor.properties = properties
-    stores = QueryStores("bench", "Q")
-    return build_operator(plan.stateful, processor, stores, plog, "Q"), processor, stores
 
 
 def messages(rows: int, keys: int) -> list[Message]:
