@@ -145,6 +145,8 @@ class ColumnarPre:
         n_keys, n_values = len(src.key_columns), len(src.value_columns)
         if n_keys and not _kafka_string_key(src.key_format, src.key_columns):
             return None  # another key format may fail to deserialize: the row path logs it
+        if getattr(src, "window", None) is not None:
+            return None  # a windowed source's keys are framed: the row path checks them
         refs = shape[1]
         if any(r is None or not n_keys <= r < n_keys + n_values for r in refs):
             return None
