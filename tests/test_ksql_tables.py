@@ -249,9 +249,10 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
         _cleanup(kafka_bootstrap, unique)
 
 
-def _window_key(key: bytes, windowed: bool) -> Any:
+def _window_key(key: bytes | None, windowed: bool) -> Any:
     """A sink key: the user, or (user, window start) of a time-windowed key (KAFKA STRING
     followed by the window start as a big-endian 8-byte long)."""
+    assert key is not None
     if not windowed:
         return key.decode()
     return key[:-8].decode(), int.from_bytes(key[-8:], "big")
