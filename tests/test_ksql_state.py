@@ -1,5 +1,6 @@
 """State stores and the basic aggregates, without Kafka: the undo log, the changelog records a
-flush writes and what a restore rebuilds from them, retention, and COUNT/SUM/MIN/MAX."""
+flush writes and what a restore rebuilds from them, retention, and COUNT/SUM/MIN/MAX; and the
+aggregation's batch-wise fast path under the record cache against the exact per-record path."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.ksql_server import types as T
 from services.ksql_server.functions import aggregates_basic  # noqa: F401 - registers
 from services.ksql_server.functions.aggregates import resolve_aggregate
-from services.ksql_server.state import KeyValueStore, changelog_topic
+from services.ksql_server.runtime.agg_batch import caching, last_per_key
+from services.ksql_server.runtime.inprocess import operator_from_sql
+from services.ksql_server.runtime.processor import OutRecord
+from services.ksql_server.state import KeyValueStore, QueryStores, changelog_topic
 
 
 def _flush(store: KeyValueStore) -> list[tuple[str, bytes, bytes | None]]:
@@ -113,3 +120,124 @@ def test_basic_aggregates() -> None:
 def test_sum_refuses_strings() -> None:
     with pytest.raises(Exception, match="SUM"):
         resolve_aggregate("SUM", [T.STRING])
+
+
+# ----------------------------------------------------------------------------- record cache
+
+SOURCE = (
+    "CREATE STREAM SRC (ID STRING KEY, U STRING, AMOUNT DOUBLE) WITH (KAFKA_TOPIC='src', "
+    "KEY_FORMAT='KAFKA', VALUE_FORMAT='DELIMITED');"
+)
+WINDOWS = [
+    "",
+    "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS)",
+    "WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 4 SECONDS, GRACE PERIOD 3 SECONDS)",
+]
+CACHE = {"ksql.streams.cache.max.bytes.buffering": 10_000_000}
+USERS = ["a", "b", "c", ""]  # "" is a null group key: skipped
+Record = tuple[int, float | None, int, bool]
+"""(user, amount or None, timestamp offset in ms, tombstone)"""
+
+
+def _query(window: str) -> str:
+    return (
+        "CREATE TABLE AGG WITH (KAFKA_TOPIC='agg', VALUE_FORMAT='JSON') AS SELECT U, "
+        "COUNT(*) AS N, SUM(AMOUNT) AS TOTAL, MAX(AMOUNT) AS TOP, COUNT(AMOUNT) AS AMOUNTS "
+        f"FROM SRC {window} GROUP BY U EMIT CHANGES;"
+    )
+
+
+def _messages(records: list[Record], first_offset: int) -> list[Message]:
+    out = []
+    for i, (user, amount, ts, tombstone) in enumerate(records, first_offset):
+        text = f"{USERS[user]},{'' if amount is None else amount}"
+        out.append(
+            Message(
+                topic="src",
+                value=None if tombstone else text.encode(),
+                key=f"k{i}".encode(),
+                partition=0,
+                offset=i,
+                timestamp=(1, 1_700_000_000_000 + ts),
+            )
+        )
+    return out
+
+
+class _Changelog:
+    def __init__(self) -> None:
+        self.records: dict[bytes, bytes | None] = {}
+
+    def produce(self, _topic: str, value: bytes | None, key: bytes) -> None:
+        self.records[key] = value
+
+
+def _commit(stores: QueryStores) -> dict[bytes, bytes | None]:
+    changelog = _Changelog()
+    stores.flush(changelog)  # type: ignore[arg-type]
+    stores.committed()
+    return changelog.records
+
+
+def _out(records: list[OutRecord]) -> list[tuple[bytes | None, bytes | None, int]]:
+    return [(r.key, r.value, r.timestamp) for r in records]
+
+
+_record = st.tuples(
+    st.integers(0, len(USERS) - 1),
+    st.one_of(st.none(), st.integers(-10_000, 10_000).map(lambda c: c / 100)),
+    st.integers(0, 40_000),
+    st.integers(0, 9).map(lambda x: x == 0),  # one record in ten a tombstone
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    window=st.sampled_from(WINDOWS),
+    batches=st.lists(st.lists(_record, min_size=1, max_size=25), min_size=1, max_size=5),
+    commit_every=st.integers(1, 3),
+)
+def test_record_cache_fast_path_equals_the_per_record_path(
+    window: str, batches: list[list[Record]], commit_every: int
+) -> None:
+    """Batch by batch, the batch-wise path (column-wise pre-aggregation, one fold per group)
+    emits what the exact per-record path emits with its updates deduplicated per key, and the
+    two stores flush the same changelog at every commit and end with the same table; the
+    per-record path without the cache, deduplicated per batch, agrees too."""
+    fast, fast_proc, fast_stores = operator_from_sql(SOURCE, _query(window), CACHE)
+    slow, _slow_proc, slow_stores = operator_from_sql(SOURCE, _query(window), CACHE)
+    plain, _plain_proc, plain_stores = operator_from_sql(SOURCE, _query(window))
+    assert caching(fast_proc.properties) and getattr(fast, "batch_wise", False)
+    slow.batch_wise = False  # type: ignore[attr-defined]
+    offset = 0
+    for n, records in enumerate(batches, 1):
+        messages = _messages(records, offset)
+        offset += len(records)
+        got = _out(fast.process_messages(messages))  # type: ignore[attr-defined]
+        assert got == _out(slow.process_messages(messages))  # type: ignore[attr-defined]
+        every = _out(plain.process_messages(messages))  # type: ignore[attr-defined]
+        assert got == last_per_key(every, lambda r: r[0])
+        if n % commit_every == 0:
+            changelog = _commit(fast_stores)
+            assert changelog == _commit(slow_stores) == _commit(plain_stores)
+    assert _commit(fast_stores) == _commit(slow_stores)
+    for name, store in fast_stores.stores.items():
+        assert store.items() == slow_stores.stores[name].items()
+
+
+def test_record_cache_is_ksqldbs_cache_size_property() -> None:
+    assert caching({"cache.max.bytes.buffering": "10000000"})
+    assert caching({"ksql.streams.cache.max.bytes.buffering": 1})
+    assert not caching({"cache.max.bytes.buffering": 0})
+    assert not caching({})
+
+
+def test_a_batch_with_a_tombstone_takes_the_row_path_with_the_same_result() -> None:
+    """The column-wise decoder declines a batch holding a tombstone; the row path skips it."""
+    fast, _proc, _stores = operator_from_sql(SOURCE, _query(""), CACHE)
+    records: list[Record] = [(0, 1.5, 0, False), (0, None, 1, True), (1, 2.0, 2, False)]
+    out = fast.process_messages(_messages(records, 0))  # type: ignore[attr-defined]
+    assert [(r.key, r.value) for r in out] == [
+        (b"a", b'{"N":1,"TOTAL":1.5,"TOP":1.5,"AMOUNTS":1}'),
+        (b"b", b'{"N":1,"TOTAL":2.0,"TOP":2.0,"AMOUNTS":1}'),
+    ]

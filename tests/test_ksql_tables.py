@@ -5,7 +5,8 @@ it, compacted); the output is one update per input record. The restart test SIGK
 process in the middle of a GROUP BY under exactly_once_v2, starts a new engine (which replays its
 statements, restores the store from the changelog and resumes from the committed offsets) and
 checks the output changelog: per key, the counts 1, 2, … n, each once — nothing lost, nothing
-counted twice — as a run never killed writes it.
+counted twice — as a run never killed writes it; the same for a tumbling-window aggregation
+(per user and window).
 """
 
 from __future__ import annotations
@@ -35,10 +36,19 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 
 
-def _produce(bootstrap: str, topic: str, rows: Sequence[tuple[str, str | None]]) -> None:
+def _produce(
+    bootstrap: str,
+    topic: str,
+    rows: Sequence[tuple[str, str | None]],
+    stamps: Sequence[int] | None = None,
+) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for key, value in rows:
-        producer.produce(topic, None if value is None else value.encode(), key.encode())
+    for i, (key, value) in enumerate(rows):
+        value_bytes = None if value is None else value.encode()
+        if stamps is None:
+            producer.produce(topic, value_bytes, key.encode())
+        else:
+            producer.produce(topic, value_bytes, key.encode(), timestamp=stamps[i])
     assert producer.flush(30) == 0
 
 
@@ -163,23 +173,36 @@ def _start(service: str, statements: list[str]) -> subprocess.Popen[str]:
     return proc
 
 
+KILL_CASES = {
+    "group_by": "",
+    "windowed": "WINDOW TUMBLING (SIZE 1 MINUTE) ",
+}
+
+
+@pytest.mark.parametrize("case", sorted(KILL_CASES))
 def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
-    kafka_bootstrap: str, unique: str
+    kafka_bootstrap: str, unique: str, case: str
 ) -> None:
-    service = f"tables_kill_{unique}_"
-    source = f"clicks_{unique}"
+    """GROUP BY, and the same in a tumbling window (records one tenth of a second apart over
+    five minutes: five windows per user): kill -9 in the middle, restart, and the output holds
+    per key (per user and window) the counts 1, 2, … n, each once, as a run never killed."""
+    window = KILL_CASES[case]
+    service = f"tables_kill_{case}_{unique}_"
+    source = f"clicks_{case}_{unique}"
     statements = [
         f"CREATE STREAM CLICKS (USERID STRING KEY, N INT) WITH (KAFKA_TOPIC='{source}', "
         "VALUE_FORMAT='JSON', PARTITIONS=2);",
         f"CREATE TABLE COUNTS_{unique} AS SELECT USERID, COUNT(*) AS N FROM CLICKS "
-        "GROUP BY USERID;",
+        f"{window}GROUP BY USERID;",
     ]
     sink = f"COUNTS_{unique}".upper()
+    base = (int(time.time() * 1000) // 60_000 - 10) * 60_000  # recent: within retention
     rows = [(f"u{i % 13}", json.dumps({"N": i})) for i in range(3000)]
+    stamps = [base + i * 100 for i in range(len(rows))]
     proc = _start(service, statements)
     successor: Engine | None = None
     try:
-        _produce(kafka_bootstrap, source, rows[:1500])
+        _produce(kafka_bootstrap, source, rows[:1500], stamps[:1500])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill once part of the input is aggregated
             done = len(read_all(sink, kafka_bootstrap)) if _exists(kafka_bootstrap, sink) else 0
@@ -188,7 +211,7 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        _produce(kafka_bootstrap, source, rows[1500:])
+        _produce(kafka_bootstrap, source, rows[1500:], stamps[1500:])
         # the successor runs in this process (already imported: a second process costs ~15 s)
         successor = Engine(
             kafka_bootstrap,
@@ -206,10 +229,13 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
             time.sleep(0.5)
         time.sleep(1)
         updates = read_all(sink, kafka_bootstrap)
-        seen: dict[str, list[int]] = defaultdict(list)
+        seen: dict[Any, list[int]] = defaultdict(list)
         for m in updates:
-            seen[_key(m)].append(json.loads(m.value() or b"null")["N"])
-        expected = Counter(u for u, _ in rows)
+            seen[_window_key(m.key(), bool(window))].append(json.loads(m.value() or b"null")["N"])
+        expected = Counter(
+            (u, (ts // 60_000) * 60_000) if window else u
+            for (u, _), ts in zip(rows, stamps, strict=True)
+        )
         # the changelog a run never killed writes: per key 1, 2, … n, each exactly once
         assert {k: v for k, v in seen.items()} == {
             k: list(range(1, n + 1)) for k, n in expected.items()
@@ -221,6 +247,15 @@ def test_kill_9_during_an_aggregation_loses_and_repeats_nothing(
         if successor is not None:
             successor.close()
         _cleanup(kafka_bootstrap, unique)
+
+
+def _window_key(key: bytes | None, windowed: bool) -> Any:
+    """A sink key: the user, or (user, window start) of a time-windowed key (KAFKA STRING
+    followed by the window start as a big-endian 8-byte long)."""
+    assert key is not None
+    if not windowed:
+        return key.decode()
+    return key[:-8].decode(), int.from_bytes(key[-8:], "big")
 
 
 def _exists(bootstrap: str, topic: str) -> bool:

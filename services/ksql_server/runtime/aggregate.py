@@ -15,6 +15,10 @@ group that fails HAVING is retracted with a tombstone, but only when its previou
 passed (ksqlDB's table filter with old values). The record's timestamp is the largest seen by
 the group (Kafka Streams' timestamped aggregation). The store holds, per group key, the
 accumulators' `to_state` forms and that timestamp.
+
+With ksqlDB's record cache on (`cache.max.bytes.buffering` > 0), `process_messages` emits the
+last update per group per batch instead, and where it can, computes it per group rather than
+per record (runtime/agg_batch.py: the fast path, and why it equals this one deduplicated).
 """
 
 from __future__ import annotations
@@ -22,8 +26,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import Message
+
 from services.ksql_server.planner.aggregate import AggregationPlan
 from services.ksql_server.planner.table import SOURCE_STORE
+from services.ksql_server.runtime.agg_batch import (
+    ColumnarPre,
+    PreBatch,
+    arg_getters,
+    caching,
+    fold_many,
+    group_indexes,
+    last_per_key,
+)
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
 from services.ksql_server.runtime.table import SourceTable, TableView
@@ -58,16 +73,57 @@ class AggregateOperator:
         self.table: SourceTable | None = None
         if spec.table_source:
             self.table = SourceTable(spec.source, stores.store(SOURCE_STORE), processor)
+        self.cached = caching(processor.properties)
+        """ksqlDB's record cache: one update per group per batch (runtime/agg_batch.py)"""
+        self.batch_wise = self.table is None and not spec.has_having
+        self.columnar_pre = ColumnarPre.build(spec.pre, processor) if self.batch_wise else None
+        self.getters = arg_getters(self.slots)
+
+    # ------------------------------------------------------------------ per consumed batch
+    def process_messages(self, messages: list[Message]) -> list[OutRecord]:
+        """The output records of a consumed batch: `process` of its rows, or with the record
+        cache on, the last update of each group (worked out per group where it can be)."""
+        if not self.cached:
+            return self.process(self.processor.rows(messages))
+        if not self.batch_wise:
+            updates = last_per_key(self.updates(self.processor.rows(messages)), _group_of)
+            return self._records(updates)
+        pre = self.pre_batch(messages)
+        return self._records(self.batch_updates(*pre))
+
+    def pre_batch(self, messages: list[Message]) -> PreBatch:
+        """(pre-aggregation tuples, timestamps) of a batch: column-wise when the decoder takes
+        it, else through the rows (WHERE applied, tombstones skipped as `updates` skips them)."""
+        if self.columnar_pre is not None:
+            self.processor.tombstones = set()
+            found = self.columnar_pre(messages)
+            if found is not None:
+                return found
+        rows = self.processor.rows(messages)
+        tombstones = self.processor.tombstones
+        live = [r for r in rows if id(r) not in tombstones] if tombstones else rows
+        pairs = self.spec.pre(live, self._log)
+        return [tuple(pre) for _row, pre in pairs], [row[self.ts_pos] for row, _pre in pairs]
+
+    def batch_updates(self, pres: list[tuple[Any, ...]], stamps: list[int]) -> list[Update]:
+        """`last_per_key(updates(...))` computed per group: one store read and write each."""
+        groups = group_indexes(pres, self.n_group, lambda: self._null_key(None))
+        out: list[Update] = []
+        for group, indexes in sorted(groups.items(), key=lambda kv: kv[1][-1]):
+            before = self._load(group)
+            accs = list(before[0]) if before is not None else [f.initial() for f in self.functions]
+            fold_many(self.functions, self.getters, accs, [pres[i] for i in indexes], self._log)
+            self._update(group, before, accs, max(stamps[i] for i in indexes), out)
+        return out
+
+    def _records(self, updates: list[Update]) -> list[OutRecord]:
+        records = (self._record(group, values, ts) for group, values, ts in updates)
+        return [r for r in records if r is not None]
 
     # ------------------------------------------------------------------ per batch
     def process(self, rows: list[list[Any]]) -> list[OutRecord]:
         """The output records of a batch (persistent queries)."""
-        out: list[OutRecord] = []
-        for group, values, ts in self.updates(rows):
-            record = self._record(group, values, ts)
-            if record is not None:
-                out.append(record)
-        return out
+        return self._records(self.updates(rows))
 
     def updates(self, rows: list[list[Any]]) -> list[Update]:
         """(group key, projected row or None for a retraction, timestamp) per update, in
@@ -235,6 +291,10 @@ class AggregateOperator:
             None,
             code="null_group_key",
         )
+
+
+def _group_of(update: Update) -> Any:
+    return update[0]
 
 
 register_operator(AggregationPlan, AggregateOperator)

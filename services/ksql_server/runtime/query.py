@@ -53,6 +53,7 @@ from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
+from services.ksql_server.runtime.stateful import run_operator
 from services.ksql_server.state import QueryStores
 from services.ksql_server.values import to_json
 
@@ -362,7 +363,7 @@ class PersistentQuery:
         columnar = None if self.operator is not None else proc.columnar_batch(messages)
         out: list[Any] = []
         if self.operator is not None:
-            out = self.operator.process(proc.rows(messages))
+            out = run_operator(self.operator, proc, messages)
         elif columnar is None:
             rows = proc.rows(messages)
             out = proc.serialize(proc.evaluate(rows)) if rows else []

@@ -37,6 +37,18 @@ def register_operator(plan_type: type, factory: OperatorFactory) -> None:
     OPERATORS[plan_type] = factory
 
 
+def run_operator(
+    operator: Operator, processor: BatchProcessor, messages: list[Any]
+) -> list[OutRecord]:
+    """A consumed batch through the operator: its `process_messages` when it reads the messages
+    itself (the aggregations: column-wise, record cache), else `process` of the batch's rows."""
+    direct = getattr(operator, "process_messages", None)
+    if direct is not None:
+        out: list[OutRecord] = direct(messages)
+        return out
+    return operator.process(processor.rows(messages))
+
+
 def build_operator(
     stateful: Any, processor: BatchProcessor, stores: QueryStores, plog: ProcessingLog, qid: str
 ) -> Operator:
@@ -52,4 +64,4 @@ def _load() -> None:
     from services.ksql_server.runtime import aggregate, table, windowed_aggregate  # noqa: F401
 
 
-__all__ = ["OPERATORS", "Operator", "build_operator", "register_operator"]
+__all__ = ["OPERATORS", "Operator", "build_operator", "register_operator", "run_operator"]

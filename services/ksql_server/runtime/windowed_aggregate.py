@@ -13,15 +13,23 @@ session it opens or extends), and every change the machine reports becomes one o
 
 Windowed aggregation is over streams only (ksqlDB refuses it over tables). The window's EMIT
 FINAL interval comes from the query's properties (`processor.properties`).
+
+With the record cache on, `process_messages` emits the last change per window per batch,
+computed per window for TUMBLING/HOPPING under EMIT CHANGES (runtime/agg_window_batch.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from confluent_kafka import Message
 
 from services.ksql_server.formats.windowed import frame
 from services.ksql_server.planner.aggregate import WINDOW_COLUMNS, AggregationPlan
 from services.ksql_server.planner.windowing import window_info
+from services.ksql_server.runtime.agg_batch import last_per_key
+from services.ksql_server.runtime.agg_window_batch import window_changes
 from services.ksql_server.runtime.aggregate import Accumulators, AggregateOperator
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
@@ -60,11 +68,35 @@ class WindowedAggregateOperator(AggregateOperator):
             properties=processor.properties,
         )
 
+        self.batch_wise = self.batch_wise and not (self.window.is_session or self.window.emit_final)
+
+    def process_messages(self, messages: list[Message]) -> list[OutRecord]:
+        if not self.cached:
+            return self.process(self.processor.rows(messages))
+        if self.batch_wise:
+            changes = window_changes(self, *self.pre_batch(messages))
+        else:
+            changes = last_per_key(self._changes(self.processor.rows(messages)), _window_of)
+        self.machine.expire()
+        records = (self._change_record(c) for c in changes)
+        return [r for r in records if r is not None]
+
     def _merge(self, a: Accumulators, b: Accumulators) -> Accumulators:
         return [f.merge(x, y) for f, x, y in zip(self.functions, a, b, strict=True)]
 
     def process(self, rows: list[list[Any]]) -> list[OutRecord]:
         out: list[OutRecord] = []
+        for change in self._changes(rows):
+            record = self._change_record(change)
+            if record is not None:
+                out.append(record)
+        self.machine.expire()
+        return out
+
+    def _changes(self, rows: list[list[Any]]) -> Iterator[Change]:
+        """The state machine's changes for a batch of rows, record by record (the exact path;
+        a generator: each change is serialised before the next record may mutate an
+        accumulator in place)."""
         tombstones = self.processor.tombstones
         live = [r for r in rows if id(r) not in tombstones] if tombstones else rows
         for row, pre in self.spec.pre(live, self._log):
@@ -72,12 +104,7 @@ class WindowedAggregateOperator(AggregateOperator):
             if any(g is None for g in group):
                 self._null_key(row)
                 continue
-            for change in self.machine.add(group, pre, row[self.ts_pos]):
-                record = self._change_record(change)
-                if record is not None:
-                    out.append(record)
-        self.machine.expire()
-        return out
+            yield from self.machine.add(group, pre, row[self.ts_pos])
 
     def _windowed_result(
         self, group: tuple[Any, ...], accs: Accumulators, start: int, end: int
@@ -117,6 +144,10 @@ class WindowedAggregateOperator(AggregateOperator):
         # ROWTIME: the window's largest record time (a session's: its end), as in _put
         rowtime = lambda _key, stored: stored[1]  # noqa: E731
         return TableView(self.store, keys, self.plan.value_columns, project, rowtime)
+
+
+def _window_of(change: Change) -> tuple[Any, ...]:
+    return (change.group, change.start, change.end)
 
 
 def _factory(

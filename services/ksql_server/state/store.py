@@ -63,9 +63,26 @@ def _from_json(value: Any) -> Any:
     return value
 
 
+def _json_default(value: Any) -> Any:
+    """What `json` cannot write itself: bytes as `{"$b": base64}`, anything else as text."""
+    if isinstance(value, bytes):
+        return _to_json(value)
+    return str(value)
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+
+
 def encode(value: Any) -> bytes:
-    """The changelog bytes of a key or value (compact, key order kept)."""
-    return json.dumps(_to_json(value), separators=(",", ":"), default=str).encode()
+    """The changelog bytes of a key or value (compact, key order kept).
+
+    One C-level `json` pass (tuples are arrays, bytes and other types go through
+    `_json_default`); a dict key `json` refuses (a tuple, …) takes the recursive `_to_json`,
+    which writes every dict key as `str(key)`."""
+    try:
+        return _ENCODER.encode(value).encode()
+    except TypeError:
+        return json.dumps(_to_json(value), separators=(",", ":"), default=str).encode()
 
 
 def decode(data: bytes) -> Any:
@@ -73,9 +90,14 @@ def decode(data: bytes) -> Any:
     return _from_json(json.loads(data))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes})
+
+
 def _hashable(key: Any) -> Any:
     """Keys as dict keys: lists as tuples, a STRUCT (dict) as a tuple of its (name, value)
     pairs in field order (what its changelog JSON reads back as, too)."""
+    if type(key) is tuple and all(type(k) in _SCALARS for k in key):
+        return key  # the usual key (group columns, window bounds): as it is
     if isinstance(key, list | tuple):
         return tuple(_hashable(k) for k in key)
     if isinstance(key, dict):
