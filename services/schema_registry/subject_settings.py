@@ -10,6 +10,7 @@ mixin and provides what it needs: the state, its locks and `_write`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from services.schema_registry import compatibility, errors
@@ -56,13 +57,26 @@ class SubjectSettings:
                 records.append((mode_key(subject), None))
         return records
 
+    def _check_own(
+        self,
+        table: dict[str | None, str],
+        subject: str | None,
+        default_to_global: bool,
+        missing: Callable[[str], errors.RegistryError],
+    ) -> None:
+        """`missing(subject)` when a subject has no setting of its own in `table` and the
+        caller did not ask to fall back to the global one."""
+        with self.lock:
+            configured = subject in table
+        if subject is not None and not configured and not default_to_global:
+            raise missing(subject)
+
     # -- config -------------------------------------------------------------------------------
 
     def get_config(self, subject: str | None, default_to_global: bool) -> dict[str, Any]:
-        with self.lock:
-            configured = subject in self.state.configs
-        if subject is not None and not configured and not default_to_global:
-            raise errors.subject_config_not_found(subject)
+        self._check_own(
+            self.state.configs, subject, default_to_global, errors.subject_config_not_found
+        )
         return {"compatibilityLevel": self.level(subject)}
 
     def put_config(self, subject: str | None, body: dict[str, Any]) -> dict[str, Any]:
@@ -87,10 +101,7 @@ class SubjectSettings:
     # -- mode ---------------------------------------------------------------------------------
 
     def get_mode(self, subject: str | None, default_to_global: bool) -> dict[str, Any]:
-        with self.lock:
-            configured = subject in self.state.modes
-        if subject is not None and not configured and not default_to_global:
-            raise errors.subject_mode_not_found(subject)
+        self._check_own(self.state.modes, subject, default_to_global, errors.subject_mode_not_found)
         return {"mode": self._mode(subject)}
 
     def put_mode(self, subject: str | None, body: dict[str, Any]) -> dict[str, Any]:
