@@ -4,7 +4,8 @@ Writers (the trainer) stage every file of a version in a hidden directory, recor
 each in `manifest.json`, fsync them all and rename the directory into place in one step, then
 replace `models/LATEST` atomically, then announce the version. A reader (the scorer) therefore
 never sees a half-written version through the registry: a directory named by a version is
-complete, and `LATEST` always names such a directory.
+complete, and `LATEST` always names such a directory. (Manifests and verification are in
+`integrity.py`, announcements in `announcements.py`; this module stores versions.)
 
 What a reader is *told* (an announcement on the topic, the contents of LATEST) is not trusted:
 anyone who can write the topic can say anything. So a version is loaded only when its name is
@@ -17,16 +18,14 @@ or after `fraudstream models seal V` records its current files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
 import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,22 +33,43 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from services.common.avro.features import N_FEATURES
-from services.common.errors import ServiceUnavailable
 from services.common.files import fsync_dir, fsync_tree
-from services.common.json_limits import loads_bounded
 from services.common.settings import get_settings
 from services.common.topics import MODELS_TOPIC
+from services.model_registry.announcements import (
+    MAX_ANNOUNCEMENT_BYTES,
+    MAX_ANNOUNCEMENT_DEPTH,
+    Announcer,
+    BadAnnouncement,
+    announcement_from_json,
+    announcement_to_json,
+    utc_now_iso,
+)
 from services.model_registry.api import (
     LATEST_ALIAS,
     LATEST_FILE,
-    MODEL_NAME,
     InvalidVersion,
-    ModelAnnouncement,
     validate_version,
     version_dir,
 )
-from services.model_registry.errors import ModelRegistryError
+from services.model_registry.errors import (
+    BadLatest,
+    IntegrityError,
+    ModelRefused,
+    ModelRegistryError,
+    UnverifiedVersion,
+    VersionNotFound,
+)
 from services.model_registry.feature_stats import FEATURE_STATS_FILE, FeatureStats
+from services.model_registry.integrity import (
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MAX_MANIFEST_BYTES,
+    MAX_VERSION_FILES,
+    VersionIntegrity,
+    build_manifest,
+    read_bounded,
+)
 from services.model_registry.preprocessing import Preprocessing
 from services.model_registry.scoring import (
     CANDIDATE_FILES,
@@ -66,60 +86,44 @@ PREPROCESSING_FILE = "preprocessing.json"
 THRESHOLD_FILE = "threshold.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
-MANIFEST_FILE = "manifest.json"
 REQUIRED_FILES: tuple[str, ...] = (MODEL_FILE, PREPROCESSING_FILE, THRESHOLD_FILE, METRICS_FILE)
 """A directory without these is not a version (and is never published)."""
 STAGING_PREFIX = ".staging-"
-MANIFEST_FORMAT = 1
-MAX_MANIFEST_BYTES = 1 << 20
-MAX_VERSION_FILES = 256
-"""A manifest (or a version directory) beyond these is not one the trainer wrote."""
-MAX_ANNOUNCEMENT_BYTES = 4096
-"""An announcement is a few hundred bytes; anything far larger is refused unparsed."""
-MAX_ANNOUNCEMENT_DEPTH = 2
-"""An announcement is one flat object; a little room for a future nested field."""
 MAX_LATEST_BYTES = 256
-_DIGEST_LENGTH = 64
+
+__all__ = [  # the names callers import from here, wherever they are defined now
+    "MANIFEST_FILE",
+    "MANIFEST_FORMAT",
+    "MAX_ANNOUNCEMENT_BYTES",
+    "MAX_ANNOUNCEMENT_DEPTH",
+    "MAX_MANIFEST_BYTES",
+    "MAX_VERSION_FILES",
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "PREPROCESSING_FILE",
+    "REPORT_FILE",
+    "REQUIRED_FILES",
+    "STAGING_PREFIX",
+    "THRESHOLD_FILE",
+    "BadAnnouncement",
+    "BadLatest",
+    "IntegrityError",
+    "KerasLoadedModel",
+    "ModelRefused",
+    "ModelRegistry",
+    "UnverifiedVersion",
+    "VersionNotFound",
+    "VersionSummary",
+    "announcement_from_json",
+    "announcement_to_json",
+    "build_manifest",
+    "error_clip",
+    "load",
+    "new_version_id",
+    "utc_now_iso",
+]
 
 log = logging.getLogger("fraudstream.model_registry")
-
-
-class ModelRefused(ModelRegistryError):
-    """A version the registry will not hand out; `code` is the metric label saying why."""
-
-    default_code = "refused"
-
-
-class VersionNotFound(ModelRefused):
-    """The named version (or LATEST) does not exist in the registry."""
-
-    default_code = "unknown_version"
-
-
-class UnverifiedVersion(ModelRefused):
-    """The version has no manifest (registered before manifests existed, or half copied)."""
-
-    default_code = "unverified"
-
-
-class IntegrityError(ModelRefused):
-    """The version's files differ from its manifest, or the manifest from the announced digest."""
-
-    default_code = "tampered"
-
-
-class BadLatest(ModelRefused):
-    """`models/LATEST` holds something other than a version name (garbage, binary, too long)."""
-
-    default_code = "bad_latest"
-
-
-class BadAnnouncement(ModelRegistryError, ValueError):
-    """A record on `fraudstream_models` that is not a well-formed announcement; `code` says
-    which rule it broke (`too_large`, `not_json`, `bad_fields`, `bad_version`)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)
@@ -141,10 +145,6 @@ def new_version_id(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
-def utc_now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _write_json(path: Path, doc: Any) -> None:
     path.write_text(json.dumps(doc, indent=2, sort_keys=False, default=_json_default) + "\n")
 
@@ -157,135 +157,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def announcement_to_json(announcement: ModelAnnouncement) -> bytes:
-    return json.dumps(asdict(announcement)).encode()
-
-
-def announcement_from_json(value: bytes | str | None) -> ModelAnnouncement:
-    """Parse an untrusted event from `fraudstream_models`: bounded size, strict types, a valid
-    version name. Raises BadAnnouncement (a ValueError) whose message never echoes the input."""
-    raw = value.encode() if isinstance(value, str) else (value or b"")
-    if len(raw) > MAX_ANNOUNCEMENT_BYTES:
-        raise BadAnnouncement("too_large", f"{len(raw)} bytes (limit {MAX_ANNOUNCEMENT_BYTES})")
-    try:
-        doc = loads_bounded(raw, MAX_ANNOUNCEMENT_DEPTH)
-    except ValueError as exc:  # JsonTooDeep and UnicodeDecodeError are ValueErrors
-        raise BadAnnouncement("not_json", "not a JSON document") from exc
-    if not isinstance(doc, dict):
-        raise BadAnnouncement("bad_fields", "not a JSON object")
-    version = _text_field(doc, "version", 256)
-    try:
-        validate_version(version)
-    except InvalidVersion as exc:
-        raise BadAnnouncement("bad_version", str(exc)) from exc
-    return ModelAnnouncement(
-        model=_text_field(doc, "model", 128),
-        version=version,
-        path=_text_field(doc, "path", 1024),
-        threshold=_number_field(doc, "threshold"),
-        created_at=_text_field(doc, "created_at", 64),
-        digest=_digest_field(doc),
-    )
-
-
-def _text_field(doc: dict[str, Any], name: str, max_length: int) -> str:
-    value = doc.get(name)
-    if not isinstance(value, str) or len(value) > max_length:
-        raise BadAnnouncement("bad_fields", f"'{name}' must be a string of <= {max_length} chars")
-    return value
-
-
-def _number_field(doc: dict[str, Any], name: str) -> float:
-    value = doc.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadAnnouncement("bad_fields", f"'{name}' must be a number")
-    try:
-        number = float(value)
-    except OverflowError as exc:
-        raise BadAnnouncement("bad_fields", f"'{name}' is out of range") from exc
-    if not math.isfinite(number):
-        raise BadAnnouncement("bad_fields", f"'{name}' must be finite")
-    return number
-
-
-def _digest_field(doc: dict[str, Any]) -> str | None:
-    value = doc.get("digest")
-    if value is None:
-        return None
-    if not _is_digest(value):
-        raise BadAnnouncement("bad_fields", "'digest' must be 64 lower-case hex digits")
-    return str(value)
-
-
-def _is_digest(value: object) -> bool:
-    return (
-        isinstance(value, str)
-        and len(value) == _DIGEST_LENGTH
-        and all(c in "0123456789abcdef" for c in value)
-    )
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _read_bounded(path: Path, limit: int) -> bytes:
-    """The file's bytes, or ValueError when it holds more than `limit` (never read whole)."""
-    with path.open("rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path.name} is larger than {limit} bytes")
-    return data
-
-
-def _version_files(folder: Path) -> dict[str, Path]:
-    """Every file of a version directory but the manifest, by its relative POSIX name.
-
-    A symlink, or more files than any version has, is an integrity failure: nothing the trainer
-    writes looks like that."""
-    found: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        here = Path(dirpath)
-        for name in (*dirnames, *filenames):
-            if (here / name).is_symlink():
-                raise IntegrityError(f"{folder.name}: symlink {ascii(name)[:40]} in a version")
-        for name in filenames:
-            relative = (here / name).relative_to(folder).as_posix()
-            if relative != MANIFEST_FILE:
-                found[relative] = here / name
-            if len(found) > MAX_VERSION_FILES:
-                raise IntegrityError(f"{folder.name}: more than {MAX_VERSION_FILES} files")
-    return found
-
-
-def build_manifest(folder: Path, version: str) -> bytes:
-    """The manifest of a complete version directory: sha256 and size of every file in it."""
-    files = {}
-    for name, path in sorted(_version_files(folder).items()):
-        data = path.read_bytes()
-        files[name] = {"sha256": _sha256(data), "size": len(data)}
-    doc = {"format": MANIFEST_FORMAT, "model": MODEL_NAME, "version": version, "files": files}
-    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _parse_manifest(raw: bytes, version: str) -> dict[str, dict[str, Any]]:
-    """The `files` table of a manifest that belongs to `version` (IntegrityError otherwise)."""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise IntegrityError(f"{version}: {MANIFEST_FILE} is not JSON") from exc
-    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
-        raise IntegrityError(f"{version}: {MANIFEST_FILE} has an unknown format")
-    if doc.get("version") != version:  # a version copied under another name
-        raise IntegrityError(f"{version}: {MANIFEST_FILE} was written for another version")
-    files = doc.get("files")
-    if not isinstance(files, dict) or not all(
-        isinstance(entry, dict) and _is_digest(entry.get("sha256")) for entry in files.values()
-    ):
-        raise IntegrityError(f"{version}: {MANIFEST_FILE} has a malformed file table")
-    return files
 
 
 class KerasLoadedModel:
@@ -370,8 +241,9 @@ class KerasLoadedModel:
         return np.asarray(errors) >= self.threshold
 
 
-class ModelRegistry:
-    """Versions under `models_dir` (default: MODELS_DIR), LATEST, and their announcements."""
+class ModelRegistry(VersionIntegrity, Announcer):
+    """Versions under `models_dir` (default: MODELS_DIR) and LATEST; their verification comes
+    from `integrity.VersionIntegrity`, their announcements from `announcements.Announcer`."""
 
     def __init__(self, models_dir: Path | str | None = None) -> None:
         self.models_dir = Path(models_dir) if models_dir else get_settings().models_dir
@@ -462,54 +334,6 @@ class ModelRegistry:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def announcement(self, version: str) -> ModelAnnouncement:
-        version = self.resolve(version)
-        threshold = self.threshold_info(version)
-        path = version_dir(self.models_dir, version)
-        return ModelAnnouncement(
-            model=MODEL_NAME,
-            version=version,
-            path=str(path),
-            threshold=float(threshold["threshold"]),
-            created_at=str(self.metrics(version).get("created_at", utc_now_iso())),
-            digest=self.manifest_digest(version),
-        )
-
-    def announce(
-        self,
-        version: str,
-        bootstrap: str | None = None,
-        timeout: float = 15.0,
-        topic: str = MODELS_TOPIC,
-    ) -> ModelAnnouncement:
-        """Publish the version's event on `fraudstream_models`, keyed by the model name (only a
-        verified version: scorers act on nothing else)."""
-        from services.common.kafka import ensure_topic, make_producer
-
-        self.read_verified(version)
-        event = self.announcement(version)
-        try:
-            ensure_topic(topic, bootstrap=bootstrap, timeout=timeout)
-        except Exception as exc:
-            raise ServiceUnavailable(f"cannot announce model {version}: {exc}") from exc
-        errors: list[str] = []
-
-        def on_delivery(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        producer = make_producer(bootstrap)
-        producer.produce(
-            topic,
-            key=MODEL_NAME.encode(),
-            value=announcement_to_json(event),
-            on_delivery=on_delivery,
-        )
-        if producer.flush(timeout) > 0 or errors:
-            reason = errors[0] if errors else f"not delivered within {timeout:.0f}s"
-            raise ServiceUnavailable(f"cannot announce model {version} on {topic}: {reason}")
-        return event
-
     # ----------------------------------------------------------------- reading
     def exists(self, version: str) -> bool:
         """A well-formed name whose directory (inside models/) holds the required files."""
@@ -523,7 +347,7 @@ class ModelRegistry:
         """The version LATEST names (None: no LATEST yet). BadLatest when it holds anything but
         a version name: the file is read bounded and never trusted to be text."""
         try:
-            raw = _read_bounded(self.models_dir / LATEST_FILE, MAX_LATEST_BYTES)
+            raw = read_bounded(self.models_dir / LATEST_FILE, MAX_LATEST_BYTES)
         except FileNotFoundError:
             return None
         except ValueError as exc:
@@ -557,82 +381,6 @@ class ModelRegistry:
         if not self.exists(version):
             raise VersionNotFound(f"model version {version} does not exist in {self.models_dir}")
         return version
-
-    def manifest_digest(self, version: str) -> str | None:
-        """sha256 of the version's manifest.json (None: an unverified, manifest-less version)."""
-        path = version_dir(self.models_dir, self.resolve(version)) / MANIFEST_FILE
-        try:
-            return _sha256(_read_bounded(path, MAX_MANIFEST_BYTES))
-        except FileNotFoundError:
-            return None
-        except ValueError as exc:
-            raise IntegrityError(f"{version}: {exc}") from exc
-
-    def read_verified(self, version: str, digest: str | None = None) -> dict[str, bytes]:
-        """Every file of the version, read once and checked against its manifest (and the
-        manifest against `digest` when given): what is returned is what was verified.
-
-        VersionNotFound, UnverifiedVersion (no manifest) or IntegrityError otherwise."""
-        version = self.resolve(version)
-        folder = version_dir(self.models_dir, version)
-        try:
-            raw = _read_bounded(folder / MANIFEST_FILE, MAX_MANIFEST_BYTES)
-        except FileNotFoundError as exc:
-            raise UnverifiedVersion(
-                f"model version {version} has no {MANIFEST_FILE} (registered before manifests, "
-                f"or copied incompletely): pin it with --model {version}, or vouch for its files "
-                f"with `fraudstream models seal {version}`"
-            ) from exc
-        except ValueError as exc:
-            raise IntegrityError(f"{version}: {exc}") from exc
-        if digest is not None and _sha256(raw) != digest:
-            raise IntegrityError(f"{version}: the manifest differs from the announced digest")
-        expected = _parse_manifest(raw, version)
-        on_disk = _version_files(folder)
-        if set(on_disk) != set(expected):
-            differ = sorted(set(on_disk) ^ set(expected))
-            raise IntegrityError(f"{version}: files differ from the manifest: {differ[:5]}")
-        contents: dict[str, bytes] = {}
-        for name, path in on_disk.items():
-            data = path.read_bytes()
-            if _sha256(data) != expected[name]["sha256"]:
-                raise IntegrityError(f"{version}: {ascii(name)[:60]} differs from the manifest")
-            contents[name] = data
-        return contents
-
-    def integrity(self, version: str) -> str:
-        """`verified`, `unverified` or `tampered: …` (for `models show`)."""
-        try:
-            self.read_verified(version)
-        except UnverifiedVersion:
-            return "unverified"
-        except IntegrityError as exc:
-            return f"tampered: {exc}"
-        return "verified"
-
-    def seal(self, version: str) -> str:
-        """Record a manifest for an unverified version as it is now (the operator vouches for
-        its files); returns the manifest digest. A version that has a manifest is left alone."""
-        version = self.resolve(version)
-        folder = version_dir(self.models_dir, version)
-        if (folder / MANIFEST_FILE).exists():
-            raise ModelRegistryError(
-                f"model version {version} already has a {MANIFEST_FILE}", code="manifest_exists"
-            )
-        manifest = build_manifest(folder, version)
-        fsync_tree(folder)
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(manifest)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / MANIFEST_FILE)
-            fsync_dir(folder)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return _sha256(manifest)
 
     def versions(self) -> list[str]:
         """Published versions, oldest first."""

@@ -1,5 +1,6 @@
-"""Confluent Schema Registry semantics on top of the `_schemas` state: ids, versions, deletes,
-configs, modes and compatibility decisions.
+"""Confluent Schema Registry semantics on top of the `_schemas` state: ids, versions, deletes
+and compatibility decisions (configs and modes in `subject_settings`, references in
+`references`; `Registry` brings the three together).
 
 Reads look at the in-memory state; every change is a list of `_schemas` records handed to the
 `Log`, which returns once the records are applied to the state. One global id space: the same
@@ -17,22 +18,28 @@ from typing import Any, Protocol
 
 from services.schema_registry import compatibility, errors, schemas
 from services.schema_registry.limits import SchemaLimits
+from services.schema_registry.references import MAX_REFERENCES, SchemaReferences
 from services.schema_registry.state import (
     Record,
     RegistryState,
     SchemaVersion,
-    config_key,
     encode,
-    mode_key,
     references_key,
     schema_key,
     schema_value,
 )
+from services.schema_registry.subject_settings import DEFAULT_MODE, MODES, SubjectSettings
 
-MODES = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
-DEFAULT_MODE = "READWRITE"
-MAX_REFERENCES = 200
-"""References one schema may pull in, transitively."""
+__all__ = [
+    "DEFAULT_MODE",
+    "MAX_REFERENCES",
+    "MODES",
+    "Log",
+    "MemoryLog",
+    "ParseCache",
+    "Registry",
+    "parse_version",
+]
 
 
 class ParseCache:
@@ -98,8 +105,11 @@ def parse_version(raw: str, allow_latest: bool = True) -> int | None:
     return number
 
 
-class Registry:
-    """The registry's operations; each returns the JSON body Confluent's server would send."""
+class Registry(SubjectSettings, SchemaReferences):
+    """The registry's operations; each returns the JSON body Confluent's server would send.
+
+    Schemas (register, look up, delete, check compatibility) are here; subject settings
+    (config and mode) come from `SubjectSettings`, references from `SchemaReferences`."""
 
     def __init__(
         self,
@@ -149,62 +159,6 @@ class Registry:
             lambda _: schemas.parse(text, schema_type, self.limits, resolved),
         )
         return parsed, references
-
-    def _references_of(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """`references` as sent: a list of {name, subject, version}; -1 means the latest."""
-        raw = body.get("references")
-        if raw is None:
-            return []
-        if not isinstance(raw, list):
-            raise errors.invalid_schema("'references' must be a list")
-        if len(raw) > MAX_REFERENCES:
-            raise errors.invalid_schema(f"more than {MAX_REFERENCES} references")
-        out: list[dict[str, Any]] = []
-        for ref in raw:
-            name = ref.get("name") if isinstance(ref, dict) else None
-            subject = ref.get("subject") if isinstance(ref, dict) else None
-            version = ref.get("version") if isinstance(ref, dict) else None
-            if not (isinstance(name, str) and name and isinstance(subject, str) and subject):
-                raise errors.invalid_schema("each reference needs a 'name' and a 'subject'")
-            if not isinstance(version, int) or isinstance(version, bool):
-                raise errors.invalid_schema(f"reference {name!r}: 'version' must be a number")
-            if version == -1:
-                version = self._reference_entry(name, subject, None).version
-            out.append({"name": name, "subject": subject, "version": version})
-        if len({r["name"] for r in out}) != len(out):
-            raise errors.invalid_schema("two references have the same name")
-        return out
-
-    def _reference_entry(self, name: str, subject: str, version: int | None) -> SchemaVersion:
-        with self.lock:
-            every = self.state.all_versions(subject)
-        live = [e for e in every if not e.deleted]
-        found = live[-1:] if version is None else [e for e in every if e.version == version]
-        if not found:
-            where = f"{subject} version {'latest' if version is None else version}"
-            raise errors.invalid_schema(f"reference {name!r}: no schema {where}")
-        return found[0]
-
-    def _resolve(self, references: list[dict[str, Any]]) -> schemas.References:
-        """Every schema `references` reaches, as (name, text), each after its own references."""
-        out: dict[str, str] = {}
-        seen: set[tuple[str, int]] = set()
-        todo: list[tuple[dict[str, Any], bool]] = [(r, False) for r in reversed(references)]
-        while todo:
-            ref, expanded = todo.pop()
-            entry = self._reference_entry(ref["name"], ref["subject"], ref["version"])
-            if expanded:
-                out.setdefault(ref["name"], entry.schema)
-                continue
-            key = (entry.subject, entry.version)
-            if key in seen:
-                continue
-            seen.add(key)
-            if len(seen) > MAX_REFERENCES:
-                raise errors.invalid_schema(f"more than {MAX_REFERENCES} references in all")
-            todo.append((ref, True))
-            todo.extend((r, False) for r in reversed(entry.references))
-        return list(out.items())
 
     def _write(self, records: list[Record]) -> None:
         """Hand records to the log once each fits in a `_schemas` record (42201 otherwise):
@@ -256,22 +210,6 @@ class Registry:
             if entry.version == number:
                 return entry
         raise errors.version_not_found(subject, number)
-
-    def level(self, subject: str | None) -> str:
-        with self.lock:
-            configs = self.state.configs
-            found = configs.get(subject) if subject is not None else None
-            return found or configs.get(None) or compatibility.DEFAULT_LEVEL
-
-    def _mode(self, subject: str | None) -> str:
-        with self.lock:
-            modes = self.state.modes
-            found = modes.get(subject) if subject is not None else None
-            return found or modes.get(None) or DEFAULT_MODE
-
-    def _check_writable(self, subject: str | None) -> None:
-        if self._mode(subject) in ("READONLY", "READONLY_OVERRIDE"):
-            raise errors.operation_not_permitted(f"Subject {subject} is in read-only mode")
 
     @staticmethod
     def _describe(entry: SchemaVersion) -> dict[str, Any]:
@@ -353,31 +291,6 @@ class Registry:
             out["references"] = [dict(r) for r in entry.references]
         return out
 
-    def referenced_by(self, subject: str, raw: str) -> list[int]:
-        """GET /subjects/{subject}/versions/{version}/referencedby: ids of the schemas whose
-        references name this version."""
-        entry = self._version(subject, raw, deleted=True)
-        with self.lock:
-            found = self.state.referrers(subject, entry.version)
-        return sorted({e.schema_id for e in found})
-
-    def id_referenced_by(self, schema_id: int) -> list[int]:
-        """Ids of the schemas that reference any version holding `schema_id`."""
-        usages = self.id_usages(schema_id, deleted=True)
-        with self.lock:
-            found = [r for e in usages for r in self.state.referrers(e.subject, e.version)]
-        return sorted({e.schema_id for e in found})
-
-    def id_usages(self, schema_id: int, deleted: bool) -> list[SchemaVersion]:
-        self.schema_by_id(schema_id)
-        with self.lock:
-            return [
-                entry
-                for subject in sorted(self.state.subjects)
-                for entry in self.state.all_versions(subject)
-                if entry.schema_id == schema_id and (deleted or not entry.deleted)
-            ]
-
     def subjects(self, prefix: str, deleted: bool) -> list[str]:
         """GET /subjects."""
         with self.lock:
@@ -403,13 +316,6 @@ class Registry:
     def version_schema(self, subject: str, raw: str, deleted: bool) -> str:
         return self._version(subject, raw, deleted).schema
 
-    def _check_unreferenced(self, entries: list[SchemaVersion]) -> None:
-        """42206 when another live schema references one of `entries`."""
-        with self.lock:
-            for entry in entries:
-                if self.state.referrers(entry.subject, entry.version):
-                    raise errors.reference_exists(entry.subject, entry.version)
-
     # -- deletes ------------------------------------------------------------------------------
 
     def delete_subject(self, subject: str, permanent: bool) -> list[int]:
@@ -423,12 +329,7 @@ class Registry:
                 if live:
                     raise errors.subject_not_soft_deleted(subject)
                 records: list[Record] = [(schema_key(subject, e.version), None) for e in every]
-                with self.lock:
-                    if subject in self.state.configs:
-                        records.append((config_key(subject), None))
-                    if subject in self.state.modes:
-                        records.append((mode_key(subject), None))
-                self._write(records)
+                self._write(records + self._settings_records(subject))
                 return [e.version for e in every]
             if not live:
                 raise errors.subject_soft_deleted(subject)
@@ -475,58 +376,6 @@ class Registry:
                     raise errors.version_soft_deleted(subject, entry.version)
                 self._write([self._soft_deleted(entry)])
             return entry.version
-
-    # -- config and mode ----------------------------------------------------------------------
-
-    def get_config(self, subject: str | None, default_to_global: bool) -> dict[str, Any]:
-        with self.lock:
-            configured = subject in self.state.configs
-        if subject is not None and not configured and not default_to_global:
-            raise errors.subject_config_not_found(subject)
-        return {"compatibilityLevel": self.level(subject)}
-
-    def put_config(self, subject: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        if "compatibility" not in body and "compatibilityLevel" not in body:
-            raise errors.invalid_compatibility_level(None)
-        level = compatibility.parse_level(body.get("compatibility", body.get("compatibilityLevel")))
-        with self.write_lock:
-            self._write([(config_key(subject), {"compatibilityLevel": level})])
-        return {"compatibility": level}
-
-    def delete_config(self, subject: str | None) -> dict[str, Any]:
-        with self.write_lock:
-            with self.lock:
-                old = self.state.configs.get(subject)
-            if old is None:
-                if subject is not None:
-                    raise errors.subject_config_not_found(subject)
-                return {"compatibilityLevel": compatibility.DEFAULT_LEVEL}
-            self._write([(config_key(subject), None)])
-            return {"compatibilityLevel": old}
-
-    def get_mode(self, subject: str | None, default_to_global: bool) -> dict[str, Any]:
-        with self.lock:
-            configured = subject in self.state.modes
-        if subject is not None and not configured and not default_to_global:
-            raise errors.subject_mode_not_found(subject)
-        return {"mode": self._mode(subject)}
-
-    def put_mode(self, subject: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        mode = body.get("mode")
-        if not isinstance(mode, str) or mode.upper() not in MODES:
-            raise errors.invalid_mode(mode)
-        with self.write_lock:
-            self._write([(mode_key(subject), {"mode": mode.upper()})])
-        return {"mode": mode.upper()}
-
-    def delete_mode(self, subject: str) -> dict[str, Any]:
-        with self.write_lock:
-            with self.lock:
-                old = self.state.modes.get(subject)
-            if old is None:
-                raise errors.subject_mode_not_found(subject)
-            self._write([(mode_key(subject), None)])
-            return {"mode": old}
 
     # -- compatibility ------------------------------------------------------------------------
 
