@@ -1,8 +1,14 @@
-"""Planning rules of windowed aggregations: what ksqlDB refuses, and the sink's window.
+"""Planning rules of windows: what ksqlDB refuses, windowed sources' rows, and the sink's window.
 
 A windowed GROUP BY writes a *windowed* table: its key is framed with the window
 (formats/windowed.py), so the sink's `DataSource.window` records the window type and size for
 readers (DESCRIBE, pull queries, a CREATE TABLE over the topic, the conformance harness).
+
+A *windowed source* (that sink, or `CREATE STREAM/TABLE ... WITH (WINDOW_TYPE=...)` over a
+windowed topic) has the window bounds as key columns after its own: a row of it is
+`keys, WINDOWSTART, WINDOWEND, values, pseudo columns` (`source_columns`), as ksqlDB shows it
+(`SELECT *` of a push query: `K, WINDOWSTART, WINDOWEND, ...`). A projection or filter over it
+writes a windowed sink again, each record's key framed with its row's window (`window_info`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from typing import Any
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats.windowed import WindowInfo
 from services.ksql_server.functions.aggregates import is_aggregate
+from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ast as A
+from services.ksql_server.planner.aggregate import WINDOW_COLUMNS, AggregationPlan
+from services.ksql_server.types import ColumnDef
 
 WINDOW_BOUNDS = ("WINDOWSTART", "WINDOWEND")
 INTERMEDIATE_ERROR = (
@@ -44,8 +53,13 @@ def _bound_used(exprs: list[Any]) -> str | None:
     return None
 
 
-def check_window_bounds(select: A.Select) -> None:
-    """WINDOWSTART/WINDOWEND may only be selected, not grouped by, aggregated or in HAVING."""
+def check_window_bounds(select: A.Select, windowed_source: bool = False) -> None:
+    """WINDOWSTART/WINDOWEND may only be selected, not grouped by, aggregated or in HAVING;
+    in the WHERE of a windowed aggregation over an unwindowed source they do not exist yet."""
+    if select.window is not None and not windowed_source and select.where is not None:
+        bound = _bound_used([select.where])
+        if bound is not None:
+            raise KsqlError(f"Error in WHERE expression: Unknown column {bound}.")
     in_calls = [
         a
         for item in select.items
@@ -77,10 +91,35 @@ def check_windowed(spec: Any, emit_final: bool, value_format: str = "") -> None:
         raise KsqlError("Windowing not supported for table aggregations.")
 
 
+def source_columns(source: DataSource) -> list[ColumnDef]:
+    """A source's columns in row order (before the pseudo columns): keys, the window bounds
+    of a windowed source, values."""
+    if source.window is None:
+        return source.columns
+    return [*source.key_columns, *WINDOW_COLUMNS, *source.value_columns]
+
+
+def key_width(source: DataSource) -> int:
+    """How many leading row columns identify a record's key (a windowed key: its window too)."""
+    return len(source.key_columns) + (len(WINDOW_COLUMNS) if source.window is not None else 0)
+
+
 def window_info(plan: Any) -> WindowInfo | None:
-    """The window a query's sink is keyed by (None: not a windowed aggregation)."""
-    window = getattr(getattr(plan, "stateful", None), "window", None)
-    if window is None:
+    """The window a query's sink is keyed by: a windowed aggregation's, or the source's for a
+    projection/filter of a windowed source that keeps its key (None: not windowed)."""
+    stateful = getattr(plan, "stateful", None)
+    if isinstance(stateful, AggregationPlan):
+        window = stateful.window
+        if window is None:
+            return None
+        kind = window.kind.upper()
+        return WindowInfo(kind, None if kind == "SESSION" else window.size_ms)
+    source = plan.source
+    if (
+        source.window is None
+        or plan.join is not None
+        or plan.partition_by
+        or plan.keyless_partition
+    ):
         return None
-    kind = window.kind.upper()
-    return WindowInfo(kind, None if kind == "SESSION" else window.size_ms)
+    return source.window

@@ -17,12 +17,13 @@ FINAL interval comes from the query's properties (`processor.properties`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from services.ksql_server.formats.windowed import frame
 from services.ksql_server.planner.aggregate import WINDOW_COLUMNS, AggregationPlan
 from services.ksql_server.planner.windowing import window_info
-from services.ksql_server.runtime.aggregate import Accumulators, AggregateOperator
+from services.ksql_server.runtime.aggregate import Accumulators, AggregateOperator, Update
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
 from services.ksql_server.runtime.table import TableView
@@ -64,7 +65,27 @@ class WindowedAggregateOperator(AggregateOperator):
         return [f.merge(x, y) for f, x, y in zip(self.functions, a, b, strict=True)]
 
     def process(self, rows: list[list[Any]]) -> list[OutRecord]:
+        """The sink records of a batch (persistent queries): each change's key framed."""
         out: list[OutRecord] = []
+        for change, values in self._changes(rows):
+            record = self._record(change.group, values, change.timestamp, self._framer(change))
+            if record is not None:
+                out.append(record)
+        return out
+
+    def _framer(self, change: Change) -> Callable[[bytes], bytes]:
+        """Frames a serialised group key with the change's window (formats/windowed.py)."""
+        return lambda inner: frame(inner, self.info, change.start, change.end)
+
+    def updates(self, rows: list[list[Any]]) -> list[Update]:
+        """(group key, projected row or None, timestamp) per change (push queries): the
+        projection sees the change's WINDOWSTART/WINDOWEND."""
+        return [(c.group, values, c.timestamp) for c, values in self._changes(rows)]
+
+    def _changes(self, rows: list[list[Any]]) -> list[tuple[Change, tuple[Any, ...] | None]]:
+        """Every change the window machine reports for a batch, with its projected row (None:
+        a retraction, or HAVING drops the window)."""
+        out: list[tuple[Change, tuple[Any, ...] | None]] = []
         tombstones = self.processor.tombstones
         live = [r for r in rows if id(r) not in tombstones] if tombstones else rows
         for row, pre in self.spec.pre(live, self._log):
@@ -73,9 +94,12 @@ class WindowedAggregateOperator(AggregateOperator):
                 self._null_key(row)
                 continue
             for change in self.machine.add(group, pre, row[self.ts_pos]):
-                record = self._change_record(change)
-                if record is not None:
-                    out.append(record)
+                values = None
+                if change.accs is not None:
+                    values = self._windowed_result(
+                        change.group, change.accs, change.start, change.end
+                    )
+                out.append((change, values))
         self.machine.expire()
         return out
 
@@ -91,17 +115,6 @@ class WindowedAggregateOperator(AggregateOperator):
                 results.append(None)
         rows = self.spec.post([[*group, *results, start, end]], self._log)
         return rows[0][1] if rows else None
-
-    def _change_record(self, change: Change) -> OutRecord | None:
-        values = None
-        if change.accs is not None:
-            values = self._windowed_result(change.group, change.accs, change.start, change.end)
-        return self._record(
-            change.group,
-            values,
-            change.timestamp,
-            lambda inner: frame(inner, self.info, change.start, change.end),
-        )
 
     def view(self) -> TableView:
         """The windowed table: keys are (group key…, WINDOWSTART, WINDOWEND)."""
