@@ -252,7 +252,7 @@ def _aggregate_plan(
     from services.ksql_server.planner.aggregate import plan_aggregation
     from services.ksql_server.planner.windowing import check_window_bounds, check_windowed
 
-    check_window_bounds(select, source.window is not None)
+    check_window_bounds(select, source.window is not None, persistent)
     agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name, persistent)
     check_windowed(agg, select.emit_final, source.value_format.name)
     return QueryPlan(

@@ -17,7 +17,8 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from services.ksql_server.errors import KsqlError
+from services.ksql_server.errors import KsqlError, UnsupportedError
+from services.ksql_server.formats.registry import uses_registry
 from services.ksql_server.formats.windowed import WindowInfo
 from services.ksql_server.functions.aggregates import is_aggregate
 from services.ksql_server.metastore import DataSource
@@ -29,6 +30,12 @@ WINDOW_BOUNDS = ("WINDOWSTART", "WINDOWEND")
 INTERMEDIATE_ERROR = (
     "One of the functions used in the statement has an intermediate type that the value format "
     "can not handle. Please remove the function or change the format."
+)
+
+
+REPARTITION_WINDOWED = (
+    "Implicit repartitioning of windowed sources is not supported. See "
+    "https://github.com/confluentinc/ksql/issues/4385."
 )
 
 
@@ -53,9 +60,20 @@ def _bound_used(exprs: list[Any]) -> str | None:
     return None
 
 
-def check_window_bounds(select: A.Select, windowed_source: bool = False) -> None:
-    """WINDOWSTART/WINDOWEND may only be selected, not grouped by, aggregated or in HAVING;
-    in the WHERE of a windowed aggregation over an unwindowed source they do not exist yet."""
+def check_window_bounds(
+    select: A.Select, windowed_source: bool = False, persistent: bool = False
+) -> None:
+    """WINDOWSTART/WINDOWEND may only be selected (aliased, into a sink: the sink's own bounds
+    are in its key), not grouped by, aggregated or in HAVING; in the WHERE of a windowed
+    aggregation over an unwindowed source they do not exist yet."""
+    if persistent:
+        for item in select.items:
+            name = item.alias or (item.expr.name if isinstance(item.expr, A.ColumnRef) else None)
+            if name is not None and name.upper() in WINDOW_BOUNDS:
+                raise KsqlError(
+                    f"Reserved column name in select: `{name.upper()}`. "
+                    "Please remove or alias the column."
+                )
     if select.window is not None and not windowed_source and select.where is not None:
         bound = _bound_used([select.where])
         if bound is not None:
@@ -123,3 +141,30 @@ def window_info(plan: Any) -> WindowInfo | None:
     ):
         return None
     return source.window
+
+
+def check_windowed_join(left: DataSource, right: DataSource, on_keys: bool) -> None:
+    """ksqlDB's refusals for a join with a windowed side (`on_keys`: both sides join on their
+    own key). A join ksqlDB accepts (matching windowed keys) is not run here: it would have to
+    match the windows too, so it is reported as unsupported rather than joined wrongly."""
+    lw, rw = left.window, right.window
+    if lw is None and rw is None:
+        return
+    if lw is None or rw is None:
+        windowed, plain = (left, right) if lw is not None else (right, left)
+        raise KsqlError(
+            "Can not join windowed source to non-windowed source.\n"
+            f"`{windowed.name}` is {windowed.window.type} windowed\n`{plain.name}` is not windowed"
+        )
+    if lw.is_session != rw.is_session:
+        raise KsqlError(
+            f"Incompatible windowed sources.\nLeft source: {lw.type}\nRight source: {rw.type}\n"
+            "Session windowed sources can only be joined to other session windowed sources, and "
+            "may still not result in expected behaviour as session bounds must be an exact match "
+            "for the join to work\nHopping and tumbling windowed sources can only be joined to "
+            "other hopping and tumbling windowed sources"
+        )
+    # different windows are different KAFKA key formats: the right side would be repartitioned
+    if not on_keys or (lw != rw and not uses_registry(left.key_format.name)):
+        raise KsqlError(REPARTITION_WINDOWED)
+    raise UnsupportedError("JOIN of windowed sources")
