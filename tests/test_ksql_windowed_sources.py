@@ -231,3 +231,10 @@ def test_matching_windowed_join_is_reported_unsupported() -> None:
             metastore,
             persistent=True,
         )
+
+
+def test_describe_names_the_window_type() -> None:
+    from services.ksql_server.entities import source_description
+
+    assert source_description(_source("S", TUMBLING_1S), False, [], [])["windowType"] == "TUMBLING"
+    assert source_description(_source("S", None), False, [], [])["windowType"] is None
