@@ -7,6 +7,7 @@ tumbling-windows.json, session-windows.json, joins.json of its query-validation 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -238,3 +239,16 @@ def test_describe_names_the_window_type() -> None:
 
     assert source_description(_source("S", TUMBLING_1S), False, [], [])["windowType"] == "TUMBLING"
     assert source_description(_source("S", None), False, [], [])["windowType"] is None
+
+
+def test_foreign_key_join_of_windowed_tables_is_refused() -> None:
+    left = dataclasses.replace(_source("L", TUMBLING_1S), kind="TABLE")
+    right = dataclasses.replace(
+        _source("R", TUMBLING_1S), kind="TABLE", key_columns=[("ID", T.INTEGER)], value_columns=[]
+    )
+    with pytest.raises(KsqlError, match="Foreign-key table-table joins are not supported"):
+        _plan(
+            "SELECT * FROM L JOIN R ON L.ID = R.ID EMIT CHANGES;",
+            _metastore(left, right),
+            persistent=False,
+        )

@@ -407,7 +407,10 @@ def _plan_step(
             "table-table join."
         )
     check_windowed_join(
-        sources[j], right, _is_column(lexpr, sources[j], True) and _is_column(rexpr, right, True)
+        sources[j],
+        right,
+        _is_column(lexpr, sources[j], True) and _is_column(rexpr, right, True),
+        join_type == FOREIGN_KEY,
     )
     _check_copartitioned(sources[j], right, lexpr, rexpr, join_type)
     step = JoinStep(clause.kind, join_type, clause.within_ms, clause.grace_ms, j, i)

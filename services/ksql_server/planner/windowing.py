@@ -143,13 +143,17 @@ def window_info(plan: Any) -> WindowInfo | None:
     return source.window
 
 
-def check_windowed_join(left: DataSource, right: DataSource, on_keys: bool) -> None:
+def check_windowed_join(
+    left: DataSource, right: DataSource, on_keys: bool, foreign_key: bool = False
+) -> None:
     """ksqlDB's refusals for a join with a windowed side (`on_keys`: both sides join on their
     own key). A join ksqlDB accepts (matching windowed keys) is not run here: it would have to
     match the windows too, so it is reported as unsupported rather than joined wrongly."""
     lw, rw = left.window, right.window
     if lw is None and rw is None:
         return
+    if foreign_key:
+        raise KsqlError("Foreign-key table-table joins are not supported on windowed tables.")
     if lw is None or rw is None:
         windowed, plain = (left, right) if lw is not None else (right, left)
         raise KsqlError(
