@@ -121,3 +121,35 @@ def test_tumbling_counts_survive_a_restart(kafka_bootstrap: str, names: tuple[st
         assert end - start == 10_000 and value["WS"] == start
         got.append((inner.decode(), start, value["N"], value["TOTAL"]))
     assert got == _expected(first + second)
+
+
+def test_stream_over_a_windowed_topic(kafka_bootstrap: str, names: tuple[str, str]) -> None:
+    """`CREATE STREAM ... WITH (WINDOW_TYPE=...)` over the windowed table's topic reads its keys
+    as (key, WINDOWSTART, WINDOWEND), filters on the bounds, and writes a windowed sink."""
+    service, prefix = names
+    rows = [
+        ("alice", 10.0, BASE + 1_000),
+        ("bob", 5.0, BASE + 12_000),
+        ("alice", 1.0, BASE + 13_000),
+    ]
+    engine = _engine(kafka_bootstrap, service + "s", prefix + "s")
+    try:
+        engine.execute(
+            "CREATE STREAM tx (USERID STRING KEY, AMOUNT DOUBLE) "
+            "WITH (kafka_topic='tx', value_format='JSON', partitions=1);"
+            "CREATE TABLE velocity AS SELECT USERID, COUNT(*) AS N FROM tx "
+            "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY USERID;"
+            "CREATE STREAM updates (USERID STRING KEY, N BIGINT) WITH (kafka_topic='VELOCITY', "
+            "value_format='JSON', WINDOW_TYPE='Tumbling', WINDOW_SIZE='10 SECONDS');"
+            f"CREATE STREAM late AS SELECT * FROM updates WHERE WINDOWSTART >= {BASE + 10_000};"
+        )
+        _produce(kafka_bootstrap, prefix + "stx", rows)
+        assert engine.wait_until_caught_up(30)
+        records = _read(kafka_bootstrap, prefix + "sLATE", 2)
+    finally:
+        engine.close()
+    got = []
+    for m in records:
+        inner, start, _end = split_windowed(m.key(), WindowInfo("TUMBLING", 10_000))
+        got.append((inner.decode(), start, json.loads(m.value())))
+    assert got == [("bob", BASE + 10_000, {"N": 1}), ("alice", BASE + 10_000, {"N": 1})]

@@ -178,3 +178,17 @@ def test_stream_time_follows_a_rolled_back_store() -> None:
     assert feed(agg, [("k", 2)]) == [("k", 0, 2, 2, 1)]
     agg.store.data = saved  # the rollback
     assert feed(agg, [("k", 2)]) == [("k", 0, 2, 2, 1)]  # emitted again, as after a restart
+
+
+def test_session_past_retention_does_not_merge_within_one_batch() -> None:
+    """session-windows.json 'out of order - explicit grace period', all records in one batch:
+    the session [0, 0] is past retention once stream time is 100010, so the record at 10010
+    opens a new session instead of merging into it (whatever the batch boundaries)."""
+    agg = counting(WindowDef.of("SESSION", 30_000, grace_ms=60_000))
+    records = [("0", 0), ("0", 100_010), ("0", 10_009), ("0", 10_010), ("1", 10_009)]
+    assert feed(agg, [*records, ("1", 10_010)]) == [
+        ("0", 0, 0, 1, 0),
+        ("0", 100_010, 100_010, 1, 100_010),
+        ("0", 10_010, 10_010, 1, 10_010),
+        ("1", 10_010, 10_010, 1, 10_010),
+    ]

@@ -18,6 +18,7 @@ from services.ksql_server.formats import validate_format
 from services.ksql_server.formats.factory import infer_columns
 from services.ksql_server.formats.info import FormatInfo
 from services.ksql_server.formats.registry import INFERRING_FORMATS, schema_properties
+from services.ksql_server.formats.windowed import window_from_properties
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ast as A
 from services.ksql_server.planner.plan import QueryPlan
@@ -46,10 +47,6 @@ SOURCE_PROPS = {
     "KEY_PROTOBUF_NULLABLE_REPRESENTATION",
     "VALUE_PROTOBUF_NULLABLE_REPRESENTATION",
 }
-UNSUPPORTED_PROPS = {
-    "WINDOW_TYPE",
-    "WINDOW_SIZE",
-}
 RESERVED_COLUMNS = {"ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND"}
 
 ColumnInference = Callable[
@@ -77,6 +74,7 @@ def build_source(
             "config."
         )
     key_fmt = key_fmt or "KAFKA"
+    window = window_from_properties(wp)
     format_info(key_fmt, wp, "KEY")
     format_info(value_fmt.name, wp, "VALUE")
     columns = stmt.columns
@@ -137,6 +135,8 @@ def build_source(
     validate_format(value_format, value_cols, False)
     if key_format.name == "NONE" and key_cols:
         raise KsqlError("Key format NONE does not support key columns")
+    if window is not None and not key_cols:
+        raise KsqlError("Windowed sources require a key column.")
     ts_col = None
     if "TIMESTAMP" in wp:
         ts_col = (
@@ -173,6 +173,7 @@ def build_source(
         timestamp_format=wp.get("TIMESTAMP_FORMAT"),
         replicas=int(wp.get("REPLICAS", 1)),
         is_source=stmt.source_only,
+        window=window,
     )
 
 
@@ -234,9 +235,6 @@ def check_props(wp: Mapping[str, Any]) -> None:
     unknown = [k for k in wp if k not in SOURCE_PROPS and not k.startswith("_")]
     if unknown:
         raise KsqlError(f"Invalid config variable(s) in the WITH clause: {','.join(unknown)}")
-    for k in wp:
-        if k in UNSUPPORTED_PROPS:
-            raise UnsupportedError(f"WITH property {k}")
     if "FORMAT" in wp and ("KEY_FORMAT" in wp or "VALUE_FORMAT" in wp):
         raise KsqlError(
             "Cannot supply both 'KEY_FORMAT' and 'FORMAT' properties, as 'FORMAT' sets both key "

@@ -88,7 +88,7 @@ def source_description(
     fields += [field_json(n, t, False) for n, t in src.value_columns]
     return {
         "name": src.name,
-        "windowType": None,
+        "windowType": src.window.describe() if src.window is not None else None,
         "readQueries": [running_query(q) for q in read_queries],
         "writeQueries": [running_query(q) for q in write_queries],
         "fields": fields,

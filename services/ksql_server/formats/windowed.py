@@ -10,8 +10,9 @@ window, as Kafka Streams' `WindowedSerdes` do:
   (`SessionWindowedSerializer`).
 
 `WindowInfo` is a source's window (type and size), read from the `WITH` clause of CREATE
-STREAM/TABLE over a windowed topic or set by a windowed aggregation; `wrap_key_serializer` and
-`wrap_key_deserializer` put a key format's serde inside the windowed framing. Pure, Kafka-free.
+STREAM/TABLE over a windowed topic or set by a windowed aggregation; `wrap_key_serializer`,
+`wrap_key_deserializer` and `flat_key_deserializer` put a key format's serde inside the
+windowed framing. Pure, Kafka-free.
 """
 
 from __future__ import annotations
@@ -143,5 +144,21 @@ def wrap_key_deserializer(
             return None
         key_bytes, start, end = split_windowed(data, window)
         return inner(key_bytes), start, end
+
+    return deserialize
+
+
+def flat_key_deserializer(
+    inner: KeyDeserializer, window: WindowInfo, n_keys: int
+) -> KeyDeserializer:
+    """A windowed source's key as row columns: the key columns, then window start and end (a
+    windowed source's row layout, planner/windowing.py)."""
+
+    def deserialize(data: bytes | None) -> list[Any] | None:
+        if data is None:
+            return None
+        key_bytes, start, end = split_windowed(data, window)
+        keys = inner(key_bytes)
+        return [*(keys if keys is not None else [None] * n_keys), start, end]
 
     return deserialize

@@ -31,6 +31,7 @@ from services.ksql_server.metastore import DataSource, MetaStore
 from services.ksql_server.parser import ast as A
 from services.ksql_server.parser.naming import expr_text, natural_name
 from services.ksql_server.planner.plan import PSEUDO_COLUMNS, QueryPlan
+from services.ksql_server.planner.windowing import check_windowed_join
 from services.ksql_server.types import ColumnDef
 
 KEY_SLOT = "$JOINKEY"
@@ -418,6 +419,12 @@ def _plan_step(
             f"Invalid join type: {clause.kind.lower()} join not supported for foreign-key "
             "table-table join."
         )
+    check_windowed_join(
+        sources[j],
+        right,
+        _is_column(lexpr, sources[j], True) and _is_column(rexpr, right, True),
+        join_type == FOREIGN_KEY,
+    )
     _check_copartitioned(sources[j], right, lexpr, rexpr, join_type)
     step = JoinStep(clause.kind, join_type, clause.within_ms, clause.grace_ms, j, i, ltype)
     return step, lexpr, rexpr, ltype, (lkey, rkey)

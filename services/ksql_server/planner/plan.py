@@ -83,7 +83,9 @@ def _implicit_sink_casts(
 
 def source_scope(source: DataSource, alias: str | None) -> Scope:
     """Row layout the runtime builds from a record: keys, values, then pseudo columns."""
-    return Scope(source.columns + PSEUDO_COLUMNS, [source.name, alias or ""])
+    from services.ksql_server.planner.windowing import source_columns
+
+    return Scope(source_columns(source) + PSEUDO_COLUMNS, [source.name, alias or ""])
 
 
 SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOWEND")
@@ -173,8 +175,8 @@ def plan_select(
                 star_cols = [
                     c for c in source.value_columns + source.key_columns if c[0] not in part_cols
                 ]
-            else:
-                star_cols = source.columns
+            else:  # a push query shows a windowed source's bounds (a sink has them in its key)
+                star_cols = source.columns if persistent else scope.columns[: -len(PSEUDO_COLUMNS)]
             for name, _typ in star_cols:
                 ref = A.ColumnRef(name)
                 items.append((name, ref, compiler.compile(ref)))
@@ -232,7 +234,7 @@ def plan_select(
         batch,
         partition_by=bool(select.partition_by) and not keyless_partition,
         keyless_partition=keyless_partition,
-        row_columns=source.columns + PSEUDO_COLUMNS,
+        row_columns=list(scope.columns),
     )
     if persistent and source.kind == "TABLE":
         from services.ksql_server.planner.table import plan_table_query
@@ -254,7 +256,7 @@ def _aggregate_plan(
     from services.ksql_server.planner.aggregate import plan_aggregation
     from services.ksql_server.planner.windowing import check_window_bounds, check_windowed
 
-    check_window_bounds(select)
+    check_window_bounds(select, source.window is not None, persistent)
     agg, output, key_idx, value_idx = plan_aggregation(select, source, scope, sink_name, persistent)
     check_windowed(agg, select.emit_final, source.value_format.name)
     return QueryPlan(
@@ -264,7 +266,7 @@ def _aggregate_plan(
         key_idx,
         value_idx,
         agg.post,
-        row_columns=source.columns + PSEUDO_COLUMNS,
+        row_columns=list(scope.columns),
         stateful=agg,
     )
 

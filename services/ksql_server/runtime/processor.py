@@ -21,8 +21,10 @@ from confluent_kafka import Message
 from services.ksql_server.errors import KsqlServiceError
 from services.ksql_server.formats import make_deserializer, make_serializer
 from services.ksql_server.formats.base import deserialize_batch
+from services.ksql_server.formats.windowed import flat_key_deserializer, frame
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
+from services.ksql_server.planner.windowing import key_width, source_columns, window_info
 from services.ksql_server.runtime.columnar import ColumnarOutput, ColumnarPlan
 from services.ksql_server.values import parse_timestamp
 
@@ -122,12 +124,16 @@ class BatchProcessor:
             src.value_format, src.value_columns, src.topic, False, registry
         )
         self.n_keys = len(src.key_columns)
+        self.n_key_slots = key_width(src)
+        """row columns the key fills: the key columns, and a windowed key's WINDOWSTART/END"""
+        if src.window is not None:
+            self.key_deser = flat_key_deserializer(self.key_deser, src.window, self.n_keys)
         self.null_values: list[Any] = [None] * len(src.value_columns)
         self.tombstones: set[int] = set()
         self.ts_index: int | None = None
         self.ts_format = src.timestamp_format
         if src.timestamp_column:
-            names = [n for n, _ in src.columns]
+            names = [n for n, _ in source_columns(src)]
             self.ts_index = names.index(src.timestamp_column)
         self.properties: dict[str, Any] = {}  # the query's, for stateful operators
         self.key_ser: Callable[..., bytes | None] | None = None
@@ -135,6 +141,8 @@ class BatchProcessor:
         self.sink_ts: int | None = None
         self.sink_ts_format: str | None = None
         self.null_keys: set[int] = set()
+        self.sink_window = window_info(plan) if sink is not None else None
+        """a windowed sink of a projection/filter: each key framed with its row's window"""
         if sink is not None:
             self.key_ser = make_serializer(
                 sink.key_format, plan.key_columns, sink_topic, True, registry
@@ -147,7 +155,7 @@ class BatchProcessor:
                 self.sink_ts = names.index(sink.timestamp_column)
                 self.sink_ts_format = sink.timestamp_format
         self.columnar: ColumnarPlan | None = None
-        if sink is not None and plan.stateful is None:
+        if sink is not None and plan.stateful is None and self.sink_window is None:
             self.columnar = ColumnarPlan.build(
                 plan,
                 self.value_deser,
@@ -173,7 +181,7 @@ class BatchProcessor:
         kd, qid = self.key_deser, self.query_id
         messages = without_errors(messages)
         decoded = deserialize_batch(self.value_deser, [m.value() for m in messages])
-        n_keys = self.n_keys
+        n_keys = self.n_key_slots
         ts_index = self.ts_index
         for m, vals in zip(messages, decoded, strict=True):
             if isinstance(vals, Exception):
@@ -314,6 +322,8 @@ class BatchProcessor:
                     else:
                         key = ks(kv)
                     value = vs(values if all_values else [values[i] for i in val_idx])
+                if key is not None and self.sink_window is not None:
+                    key = frame(key, self.sink_window, row[n_keys], row[n_keys + 1])
             except Exception as exc:
                 self.plog(
                     self.query_id,

@@ -20,6 +20,7 @@ from typing import Any
 from services.ksql_server.formats.serdes import coercer
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.table import MaterializePlan, TableQueryPlan
+from services.ksql_server.planner.windowing import key_width
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
 from services.ksql_server.state import KeyValueStore, QueryStores
@@ -55,7 +56,7 @@ class SourceTable:
         self.source = source
         self.store = store
         self.processor = processor
-        self.n_keys = len(source.key_columns)
+        self.n_keys = key_width(source)  # a windowed table's key: its window too
         self.n_values = len(source.value_columns)
         store.revive = reviver(source.value_columns)
 

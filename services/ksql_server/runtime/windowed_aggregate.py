@@ -30,7 +30,7 @@ from services.ksql_server.planner.aggregate import WINDOW_COLUMNS, AggregationPl
 from services.ksql_server.planner.windowing import window_info
 from services.ksql_server.runtime.agg_batch import last_per_key
 from services.ksql_server.runtime.agg_window_batch import window_changes
-from services.ksql_server.runtime.aggregate import Accumulators, AggregateOperator
+from services.ksql_server.runtime.aggregate import Accumulators, AggregateOperator, Update
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
 from services.ksql_server.runtime.table import TableView
@@ -85,11 +85,19 @@ class WindowedAggregateOperator(AggregateOperator):
         return [f.merge(x, y) for f, x, y in zip(self.functions, a, b, strict=True)]
 
     def process(self, rows: list[list[Any]]) -> list[OutRecord]:
+        """The sink records of a batch (persistent queries): each change's key framed."""
         out: list[OutRecord] = []
         for change in self._changes(rows):
             record = self._change_record(change)
             if record is not None:
                 out.append(record)
+        self.machine.expire()
+        return out
+
+    def updates(self, rows: list[list[Any]]) -> list[Update]:
+        """(group key, projected row or None, timestamp) per change (push queries): the
+        projection sees the change's WINDOWSTART/WINDOWEND."""
+        out = [(c.group, self._values(c), c.timestamp) for c in self._changes(rows)]
         self.machine.expire()
         return out
 
@@ -119,10 +127,14 @@ class WindowedAggregateOperator(AggregateOperator):
         rows = self.spec.post([[*group, *results, start, end]], self._log)
         return rows[0][1] if rows else None
 
+    def _values(self, change: Change) -> tuple[Any, ...] | None:
+        """A change's projected row (None: a retraction, or HAVING drops the window)."""
+        if change.accs is None:
+            return None
+        return self._windowed_result(change.group, change.accs, change.start, change.end)
+
     def _change_record(self, change: Change) -> OutRecord | None:
-        values = None
-        if change.accs is not None:
-            values = self._windowed_result(change.group, change.accs, change.start, change.end)
+        values = self._values(change)
         return self._record(
             change.group,
             values,

@@ -226,8 +226,11 @@ class WindowedAggregation:
         start, end = ts, ts
         accs = self.initial()
         merged = []
+        # a session past retention is gone even before this batch's `expire` deletes it (Kafka
+        # Streams' store fetches from `stream time - retention + 1`): it merges with nothing
+        horizon = self.meta.stream_time - self.window.retention_ms + 1
         for s_end, s_start, stored in self._sessions(group):
-            if s_end >= ts - gap and s_start <= ts + gap:
+            if s_end >= max(ts - gap, horizon) and s_start <= ts + gap:
                 merged.append((s_start, s_end, stored))
                 accs = self.merge(accs, self.decode(stored[0]))
                 start, end = min(start, s_start), max(end, s_end)
@@ -291,8 +294,9 @@ class WindowedAggregation:
 
         Called once per batch, not per record: a scan of every key per record made windowed
         aggregations ten times slower than a pass-through. Deferring it to the batch's end is
-        exact: a window past retention is older than the close time, so no record accepted in
-        the batch can update or merge into it, and emission bounds its windows by retention."""
+        exact: a time window past retention is older than the close time, so no record accepted
+        in the batch can update it; a session past retention can still be within a record's gap,
+        so `_add_session` leaves those out itself; emission bounds its windows by retention."""
         horizon = self.meta.stream_time - self.window.retention_ms
         edge_at = -1 if self.window.is_session else -2
         expired = [
