@@ -117,7 +117,8 @@ def sql_type_of(schema: Any) -> SqlType:
     t = schema.get("type")
     logical = schema.get("logicalType")
     if logical == "decimal":
-        return T.decimal(int(schema.get("precision", 10)), int(schema.get("scale", 0)))
+        # Connect's default when the schema names none (ksqlDB shows such a key as 64 digits)
+        return T.decimal(int(schema.get("precision", 64)), int(schema.get("scale", 0)))
     if logical == "timestamp-millis":
         return T.TIMESTAMP
     if logical == "date":
@@ -132,6 +133,8 @@ def sql_type_of(schema: Any) -> SqlType:
         return T.struct([(f["name"].upper(), sql_type_of(f["type"])) for f in schema["fields"]])
     if t == "enum":
         return T.STRING
+    if t == "fixed":
+        return T.BYTES
     return sql_type_of(t)
 
 

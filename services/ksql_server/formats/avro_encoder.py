@@ -35,6 +35,9 @@ Encoder = Callable[[Any], bytes]
 _DOUBLE = struct.Struct("<d")
 _FLOAT = struct.Struct("<f")
 _EPOCH_DAY = _dt.date(1970, 1, 1)
+_DEFAULT_PRECISION = 64
+"""A decimal schema without `precision` (invalid Avro, but Connect writes it): Connect's
+default, as ksqlDB reads such a schema."""
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
@@ -206,7 +209,10 @@ class _Generator:
             self.emit(f"a(_z(len({b})) + {b})", depth)
         elif t == "bytes" and logical == "decimal":
             assert schema is not None
-            scale, precision = int(schema.get("scale", 0)), int(schema["precision"])
+            scale, precision = (
+                int(schema.get("scale", 0)),
+                int(schema.get("precision", _DEFAULT_PRECISION)),
+            )
             self.emit(f"a(_db({x}, {scale}, {precision}))", depth)
         elif t == "bytes":
             self.emit(f"a(_z(len({x})) + bytes({x}))", depth)
@@ -216,7 +222,10 @@ class _Generator:
     def fixed(self, schema: dict[str, Any], x: str, depth: int) -> None:
         size = int(schema["size"])
         if schema.get("logicalType") == "decimal":
-            scale, precision = int(schema.get("scale", 0)), int(schema["precision"])
+            scale, precision = (
+                int(schema.get("scale", 0)),
+                int(schema.get("precision", _DEFAULT_PRECISION)),
+            )
             self.emit(f"a(_df({x}, {scale}, {precision}, {size}))", depth)
             return
         self.emit(f"if len({x}) != {size}:", depth)
