@@ -138,15 +138,39 @@ def sql_type_of(schema: Any) -> SqlType:
     return sql_type_of(t)
 
 
+_RAW_LOGICAL = ("date", "time-millis", "timestamp-millis")
+
+
+def raw_temporals(parsed: Any) -> Any:
+    """A parsed writer schema whose `date`, `time-millis` and `timestamp-millis` read as the
+    plain ints the engine keeps (days, ms of the day, epoch ms): no Python date made and
+    undone per value, and days past Python's year 9999 (a DATE of -2147483647) still read."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, list):
+            return [strip(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: strip(v) for k, v in node.items() if not k.startswith("__")}
+        if out.get("logicalType") in _RAW_LOGICAL:
+            del out["logicalType"]
+        return out
+
+    return fastavro.parse_schema(strip(parsed))
+
+
 def avro_deserializer(columns: Sequence[ColumnDef], wrap: bool, registry: Any) -> Deserializer:
     if registry is None:
         raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")
     schemas = WriterSchemas(registry, retries=0)  # a record at a time: no waiting per record
+    raw: dict[int, Any] = {}
 
     def decode(data: bytes) -> Any:
         """Any Avro value (records, and the primitives of keys and unwrapped values)."""
         schema_id, body = split_header(data)
-        parsed = schemas.get(schema_id).parsed
+        parsed = raw.get(schema_id)
+        if parsed is None:
+            parsed = raw[schema_id] = raw_temporals(schemas.get(schema_id).parsed)
         try:
             return fastavro.schemaless_reader(io.BytesIO(body), parsed, None)  # type: ignore[call-arg]
         except Exception as exc:

@@ -106,6 +106,32 @@ class Sum(AggregateFunction):
         return Decimal(state) if self._decimal else state
 
 
+class SumList(Sum):
+    """SUM_LIST(ARRAY<INT | BIGINT | DOUBLE>): the sum of every element of every row's list,
+    in the element type (null lists and null elements count as absent), as ksqlDB's
+    ListSumUdaf."""
+
+    name = "SUM_LIST"
+
+    def __init__(self, arg_types: Sequence[SqlType | None], literals: Sequence[Any]) -> None:
+        typ = arg_types[0] if arg_types else None
+        item = typ.item if typ is not None and typ.base == "ARRAY" else None
+        if item is None or item.base not in ("INTEGER", "BIGINT", "DOUBLE"):
+            shown = "null" if typ is None else str(typ)
+            raise KsqlError(f"Function 'SUM_LIST' does not accept parameters ({shown}).")
+        super().__init__([item], literals)
+
+    def add(self, acc: Any, args: tuple[Any, ...]) -> Any:
+        return super().add(acc, (_list_sum(args[0]),))
+
+    def undo(self, acc: Any, args: tuple[Any, ...]) -> Any:
+        return super().undo(acc, (_list_sum(args[0]),))
+
+
+def _list_sum(values: list[Any] | None) -> Any:
+    return None if values is None else sum(v for v in values if v is not None)
+
+
 class _Extreme(AggregateFunction):
     """MIN / MAX: the accumulator is the best value so far (None before the first)."""
 
@@ -170,6 +196,7 @@ class Max(_Extreme):
 
 register_aggregate(AggregateSpec("COUNT", Count, 0, 1, star=True))
 register_aggregate(AggregateSpec("SUM", Sum, 1, 1))
+register_aggregate(AggregateSpec("SUM_LIST", SumList, 1, 1))
 register_aggregate(AggregateSpec("MIN", Min, 1, 1))
 register_aggregate(AggregateSpec("MAX", Max, 1, 1))
 
