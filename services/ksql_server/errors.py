@@ -50,6 +50,14 @@ class UnresolvedError(KsqlError):
     no clause prefix."""
 
 
+class KsqlFunctionException(KsqlServiceError):
+    """A function fails in a way that stops the query, not just the record (ksqlDB's
+    KsqlFunctionException inside Kafka Streams, "Exception caught in process"): a DECIMAL sum
+    past its precision. The query ends in the ERROR state with this message."""
+
+    default_code = "function_failed"
+
+
 class UnsupportedError(KsqlError):
     """The statement is valid ksqlDB but uses a feature this server does not implement.
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.ksql_server import types as T
-from services.ksql_server.errors import KsqlError
+from services.ksql_server.errors import KsqlError, KsqlFunctionException
 from services.ksql_server.functions.aggregates import (
     AggregateFunction,
     AggregateSpec,
@@ -68,6 +68,8 @@ class Sum(AggregateFunction):
             raise KsqlError(f"Function 'SUM' does not accept parameters ({shown}).")
         self._type = typ
         self._decimal = typ.base == "DECIMAL"
+        self._limit = 10 ** (typ.precision - typ.scale) if self._decimal else 0
+        """ksqlDB's DecimalSumKudaf: a sum whose integer digits pass the type's stops the query"""
 
     @property
     def return_type(self) -> SqlType:
@@ -92,6 +94,8 @@ class Sum(AggregateFunction):
             return (v + 2**31) % 2**32 - 2**31
         if base == "BIGINT":
             return (v + 2**63) % 2**64 - 2**63
+        if self._decimal and abs(v) >= self._limit:
+            raise KsqlFunctionException("Numeric field overflow")
         return v
 
     def result(self, acc: Any) -> Any:
