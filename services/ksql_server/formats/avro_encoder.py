@@ -254,9 +254,12 @@ class _Generator:
             else:
                 default = self.const(field.get("default"))
                 got = f"{x}.get({field['name']!r}, {default})"
-            v = self.var()
-            self.emit(f"{v} = {got}", depth)
-            self.value(field["type"], v, depth, inner)
+            if row and _optional_inline(field["type"]):  # `v[i]` twice beats a temporary
+                self.value(field["type"], got, depth, inner)
+            else:
+                v = self.var()
+                self.emit(f"{v} = {got}", depth)
+                self.value(field["type"], v, depth, inner)
             i += 1
         self._expanding.discard(full)
 
@@ -380,6 +383,16 @@ def _branch_order(kinds: list[str]) -> list[int]:
         order.remove(kinds.index("double"))
         order.insert(kinds.index("float"), kinds.index("double"))
     return order
+
+
+def _optional_inline(schema: Any) -> bool:
+    """A `["null", number or boolean]` union: encoded by one expression."""
+    return (
+        isinstance(schema, list)
+        and len(schema) == 2
+        and "null" in schema
+        and _inline(schema[1 - schema.index("null")], "x") is not None
+    )
 
 
 def _inline(schema: Any, x: str) -> str | None:
