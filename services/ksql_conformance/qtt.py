@@ -163,8 +163,8 @@ class DecimalValue:
                 return False
             return want == self.value and want.as_tuple().exponent == self.value.as_tuple().exponent
         if isinstance(other, int | float) and not isinstance(other, bool):
-            got, want = float(self.value), float(other)
-            return got == want or abs(got - want) < 1e-6  # a JSON double, read as a decimal
+            got, number = float(self.value), float(other)
+            return got == number or abs(got - number) < 1e-6  # a JSON double read as a decimal
         return False
 
     __hash__ = None  # type: ignore[assignment]
