@@ -144,7 +144,8 @@ _RAW_LOGICAL = ("date", "time-millis", "timestamp-millis")
 def raw_temporals(parsed: Any) -> Any:
     """A parsed writer schema whose `date`, `time-millis` and `timestamp-millis` read as the
     plain ints the engine keeps (days, ms of the day, epoch ms): no Python date made and
-    undone per value, and days past Python's year 9999 (a DATE of -2147483647) still read."""
+    undone per value, and days past Python's year 9999 (a DATE of -2147483647) still read. A
+    decimal without `precision` reads with Connect's default of 64."""
 
     def strip(node: Any) -> Any:
         if isinstance(node, list):
@@ -154,6 +155,8 @@ def raw_temporals(parsed: Any) -> Any:
         out = {k: strip(v) for k, v in node.items() if not k.startswith("__")}
         if out.get("logicalType") in _RAW_LOGICAL:
             del out["logicalType"]
+        if out.get("logicalType") == "decimal":  # Connect writes some without a precision
+            out.setdefault("precision", 64)
         return out
 
     return fastavro.parse_schema(strip(parsed))
