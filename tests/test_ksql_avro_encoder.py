@@ -71,14 +71,15 @@ def _schema_and_value(draw: st.DrawFn, depth: int = 3) -> tuple[Any, Any]:
     if choice == "decimal":
         precision = draw(st.integers(1, 30))
         scale = draw(st.integers(0, precision))
-        schema = {"type": "bytes", "logicalType": "decimal", "precision": precision}
+        decimal: dict[str, Any] = {"type": "bytes", "logicalType": "decimal"}
+        decimal["precision"] = precision
         if draw(st.booleans()):
-            schema["scale"] = scale
+            decimal["scale"] = scale
         else:
             scale = 0
         if draw(st.booleans()):  # a fixed decimal wide enough for the precision
-            schema = {**schema, "type": "fixed", "name": f"F{next(_names)}", "size": 16}
-        return schema, draw(_decimals(precision, scale))
+            decimal = {**decimal, "type": "fixed", "name": f"F{next(_names)}", "size": 16}
+        return decimal, draw(_decimals(precision, scale))
     if choice == "enum":
         symbols = draw(st.lists(st.sampled_from(string.ascii_uppercase), min_size=1, unique=True))
         return {"type": "enum", "name": f"E{next(_names)}", "symbols": symbols}, draw(
@@ -92,9 +93,9 @@ def _schema_and_value(draw: st.DrawFn, depth: int = 3) -> tuple[Any, Any]:
     if choice == "array":
         items = draw(st.lists(_schema_and_value(depth - 1), max_size=1))
         item_schema = items[0][0] if items else "long"
-        values = [items[0][1]] if items else []
-        more = draw(st.lists(st.just(values[0]), max_size=3)) if values else []
-        return {"type": "array", "items": item_schema}, values + more
+        first: list[Any] = [items[0][1]] if items else []
+        more = draw(st.lists(st.just(first[0]), max_size=3)) if first else []
+        return {"type": "array", "items": item_schema}, first + more
     if choice == "map":
         item_schema, item = draw(_schema_and_value(depth - 1))
         keys = draw(st.lists(st.text(max_size=5), max_size=3, unique=True))
@@ -102,12 +103,12 @@ def _schema_and_value(draw: st.DrawFn, depth: int = 3) -> tuple[Any, Any]:
     if choice == "union":
         return draw(_union(depth))
     fields = draw(st.lists(_schema_and_value(depth - 1), max_size=5))
-    schema = {
+    record: dict[str, Any] = {
         "type": "record",
         "name": f"R{next(_names)}",
         "fields": [{"name": f"f{i}", "type": s} for i, (s, _) in enumerate(fields)],
     }
-    return schema, {f"f{i}": v for i, (_, v) in enumerate(fields)}
+    return record, {f"f{i}": v for i, (_, v) in enumerate(fields)}
 
 
 @st.composite
