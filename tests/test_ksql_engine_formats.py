@@ -13,7 +13,7 @@ import pytest
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats import make_deserializer, make_serializer, validate_format
-from services.ksql_server.formats.avro import _fast_encoder, sink_schema, sql_type_of
+from services.ksql_server.formats.avro import sink_encoder, sink_schema, sql_type_of
 from services.ksql_server.formats.base import SerdeError, deserialize_batch
 from services.ksql_server.formats.info import FormatInfo
 
@@ -106,7 +106,7 @@ def test_ksql_sink_schema_shape() -> None:
 def test_generated_avro_encoder_matches_fastavro(row: tuple[object, ...]) -> None:
     cols = COLS + [("OK", T.BOOLEAN), ("N", T.INTEGER)] + [(f"V{i}", T.DOUBLE) for i in range(4)]
     full = (*row, True, 3, 1.0, None, 3.0, 4.0)
-    encode = _fast_encoder(cols, b"")
+    encode = sink_encoder(cols, True, sink_schema(cols, True), b"")
     parsed = fastavro.parse_schema(sink_schema(cols, True))
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, parsed, dict(zip([n for n, _ in cols], full, strict=True)))

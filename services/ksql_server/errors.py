@@ -78,6 +78,14 @@ class LocatedError(KsqlError):
         return KsqlError(f"{self.prefix}Line: {line}, Col: {col}: {self.detail}", code=self.code)
 
 
+class KsqlFunctionException(KsqlServiceError):
+    """A function fails in a way that stops the query, not just the record (ksqlDB's
+    KsqlFunctionException inside Kafka Streams, "Exception caught in process"): a DECIMAL sum
+    past its precision. The query ends in the ERROR state with this message."""
+
+    default_code = "function_failed"
+
+
 class UnsupportedError(KsqlError):
     """The statement is valid ksqlDB but uses a feature this server does not implement.
 

@@ -7,6 +7,7 @@ upper-case, optional (null-first union, default null) fields, registered under
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from services.common.avro.wire import WireFormatError, header_of, split_header
 from services.common.errors import ServiceUnavailable
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
+from services.ksql_server.formats.avro_encoder import compile_encoder
 from services.ksql_server.formats.base import Deserializer, SerdeError, Serializer, coercer
 from services.ksql_server.formats.columnar import avro_columns_encoder
 from services.ksql_server.formats.info import FormatInfo
@@ -115,7 +117,8 @@ def sql_type_of(schema: Any) -> SqlType:
     t = schema.get("type")
     logical = schema.get("logicalType")
     if logical == "decimal":
-        return T.decimal(int(schema.get("precision", 10)), int(schema.get("scale", 0)))
+        # Connect's default when the schema names none (ksqlDB shows such a key as 64 digits)
+        return T.decimal(int(schema.get("precision", 64)), int(schema.get("scale", 0)))
     if logical == "timestamp-millis":
         return T.TIMESTAMP
     if logical == "date":
@@ -130,18 +133,47 @@ def sql_type_of(schema: Any) -> SqlType:
         return T.struct([(f["name"].upper(), sql_type_of(f["type"])) for f in schema["fields"]])
     if t == "enum":
         return T.STRING
+    if t == "fixed":
+        return T.BYTES
     return sql_type_of(t)
+
+
+_RAW_LOGICAL = ("date", "time-millis", "timestamp-millis")
+
+
+def raw_temporals(parsed: Any) -> Any:
+    """A parsed writer schema whose `date`, `time-millis` and `timestamp-millis` read as the
+    plain ints the engine keeps (days, ms of the day, epoch ms): no Python date made and
+    undone per value, and days past Python's year 9999 (a DATE of -2147483647) still read. A
+    decimal without `precision` reads with Connect's default of 64."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, list):
+            return [strip(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: strip(v) for k, v in node.items() if not k.startswith("__")}
+        if out.get("logicalType") in _RAW_LOGICAL:
+            del out["logicalType"]
+        if out.get("logicalType") == "decimal":  # Connect writes some without a precision
+            out.setdefault("precision", 64)
+        return out
+
+    return fastavro.parse_schema(strip(parsed))
 
 
 def avro_deserializer(columns: Sequence[ColumnDef], wrap: bool, registry: Any) -> Deserializer:
     if registry is None:
         raise KsqlError("AVRO requires a Schema Registry (ksql.schema.registry.url)")
     schemas = WriterSchemas(registry, retries=0)  # a record at a time: no waiting per record
+    raw: dict[int, Any] = {}
 
     def decode(data: bytes) -> Any:
         """Any Avro value (records, and the primitives of keys and unwrapped values)."""
         schema_id, body = split_header(data)
-        parsed = schemas.get(schema_id).parsed
+        parsed = raw.get(schema_id)
+        if parsed is None:
+            parsed = raw[schema_id] = raw_temporals(schemas.get(schema_id).parsed)
         try:
             return fastavro.schemaless_reader(io.BytesIO(body), parsed, None)  # type: ignore[call-arg]
         except Exception as exc:
@@ -168,98 +200,6 @@ def avro_deserializer(columns: Sequence[ColumnDef], wrap: bool, registry: Any) -
     return deser
 
 
-def _to_avro(value: Any, typ: SqlType) -> Any:
-    if value is None:
-        return None
-    base = typ.base
-    if base == "ARRAY":
-        return [_to_avro(v, typ.item or T.STRING) for v in value]
-    if base == "MAP":
-        return {str(k): _to_avro(v, typ.item or T.STRING) for k, v in value.items()}
-    if base == "STRUCT":
-        ft = dict(typ.fields)
-        return {k: _to_avro(v, ft[k]) for k, v in value.items() if k in ft}
-    if base == "DECIMAL" and not isinstance(value, Decimal):
-        return Decimal(value)
-    return value
-
-
-def _varint(z: int) -> bytes:
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-_TABLE = [_varint(z) for z in range(1 << 15)]
-
-
-def _zigzag(n: int) -> bytes:
-    """Avro's long encoding: zig-zag then base-128 varint (table lookup for small values)."""
-    z = (n << 1) ^ (n >> 63)
-    return _TABLE[z] if z < 32768 else _varint(z)
-
-
-def _fast_encoder(columns: Sequence[ColumnDef], header: bytes) -> Any:
-    """A generated encoder for flat records of nullable primitives (the pipeline's sinks): one
-    struct.pack for each run of doubles, no dict and no schema walk per record."""
-    import struct
-
-    simple = ("BOOLEAN", "INTEGER", "BIGINT", "DOUBLE", "STRING")
-    if not columns or any(t.base not in simple for _, t in columns):
-        return None
-    ns: dict[str, Any] = {"_z": _zigzag, "_H": header}
-    lines = ["def _enc(v):", "    o = [_H]", "    a = o.append"]
-    i = 0
-    n = len(columns)
-    while i < n:
-        base = columns[i][1].base
-        if base == "DOUBLE":
-            j = i
-            while j < n and columns[j][1].base == "DOUBLE":
-                j += 1
-            if j - i > 1:
-                packer = struct.Struct("<" + "Bd" * (j - i))
-                ns[f"_S{i}"] = packer
-                args = ", ".join(f"2, v[{k}]" for k in range(i, j))
-                run = ", ".join(f"v[{k}]" for k in range(i, j))
-                lines.append(f"    if None not in ({run},):")
-                lines.append(f"        a(_S{i}.pack({args}))")
-                lines.append("    else:")
-                for k in range(i, j):
-                    lines.append(
-                        f"        a(b'\\x00' if v[{k}] is None else b'\\x02' + _D.pack(v[{k}]))"
-                    )
-                i = j
-                continue
-        k = i
-        if base == "DOUBLE":
-            lines.append(f"    a(b'\\x00' if v[{k}] is None else b'\\x02' + _D.pack(v[{k}]))")
-        elif base in ("INTEGER", "BIGINT"):
-            lines.append(f"    a(b'\\x00' if v[{k}] is None else b'\\x02' + _z(v[{k}]))")
-        elif base == "BOOLEAN":
-            lines.append(
-                f"    a(b'\\x00' if v[{k}] is None else "
-                f"(b'\\x02\\x01' if v[{k}] else b'\\x02\\x00'))"
-            )
-        else:
-            lines += [
-                f"    x = v[{k}]",
-                "    if x is None:",
-                "        a(b'\\x00')",
-                "    else:",
-                "        b = x.encode()",
-                "        a(b'\\x02' + _z(len(b)) + b)",
-            ]
-        i += 1
-    lines.append("    return b''.join(o)")
-    ns["_D"] = struct.Struct("<d")
-    exec(compile("\n".join(lines), "<avro-encoder>", "exec"), ns)
-    return ns["_enc"]
-
-
 def avro_serializer(
     columns: Sequence[ColumnDef], wrap: bool, registry: Any, subject: str, fmt: FormatInfo
 ) -> Serializer:
@@ -272,41 +212,37 @@ def avro_serializer(
         schema_id = registry.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
     except Exception as exc:
         raise KsqlError(f"Could not register schema for subject {subject}: {exc}") from exc
-    parsed = fastavro.parse_schema(schema)
-    header = header_of(schema_id)
-    names = [n for n, _ in columns]
-    types = [t for _, t in columns]
-    plain = all(t.is_primitive for t in types)
-    fast = _fast_encoder(columns, header) if wrap else None
-    if fast is not None:
-        # whole batches held column-wise (the runtime's column-wise path): see columnar.py
-        fast.encode_columns = avro_columns_encoder(types, header)
-        return fast  # type: ignore[no-any-return]
+    return sink_encoder(columns, wrap, schema, header_of(schema_id))
 
-    def ser(row: Sequence[Any]) -> bytes:
-        buf = io.BytesIO()
-        buf.write(header)
-        if not wrap:
-            fastavro.schemaless_writer(buf, parsed, _to_avro(row[0], types[0]))
-        elif plain:
-            fastavro.schemaless_writer(buf, parsed, dict(zip(names, row, strict=True)))
-        else:
-            fastavro.schemaless_writer(
-                buf, parsed, {n: _to_avro(v, t) for n, v, t in zip(names, row, types, strict=True)}
-            )
-        return buf.getvalue()
 
-    return ser
+def sink_encoder(
+    columns: Sequence[ColumnDef], wrap: bool, schema: Any, header: bytes
+) -> Serializer:
+    """The sink's one encoder (`avro_encoder.compile_encoder`): a row → a framed record, or
+    the single column of an unwrapped value; with `encode_columns`, the column-wise form for
+    batches of primitive columns (None when a column is not one)."""
+    if not wrap:
+        encode_value = compile_encoder(schema, header)
+        return lambda row: encode_value(row[0])
+    encode = compile_encoder(schema, header, row=True)
+    encode.encode_columns = avro_columns_encoder(  # type: ignore[attr-defined]
+        [t for _, t in columns], header
+    )
+    return encode
 
 
 def encode_with_schema(value: Any, schema: Any, schema_id: int) -> bytes:
     """A JSON-ish value written with a given Avro writer schema (as JSON), Confluent-framed: for
     records whose schema was registered elsewhere (a QTT case's declared topic schema), where
     `avro_serializer` derives the schema from columns. Names match case-insensitively."""
-    buf = io.BytesIO()
-    buf.write(header_of(schema_id))
-    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), _avro_ready(value, schema))
-    return buf.getvalue()
+    return _schema_encoder(json.dumps(schema, sort_keys=True), schema_id)(
+        _avro_ready(value, schema)
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _schema_encoder(schema_text: str, schema_id: int) -> Any:
+    return compile_encoder(json.loads(schema_text), header_of(schema_id))
 
 
 def _avro_ready(value: Any, schema: Any) -> Any:

@@ -123,6 +123,6 @@ def infer_columns(
     schema = json.loads(found.text)
     if is_key:  # an AVRO key is one column, a record key a STRUCT
         return [("ROWKEY", sql_type_of(schema))]
-    if isinstance(schema, dict) and schema.get("type") == "record":
+    if isinstance(schema, dict) and schema.get("type") == "record" and fmt.wrap_single is not False:
         return [(f["name"].upper(), sql_type_of(f["type"])) for f in schema["fields"]]
     return [("ROWVAL", sql_type_of(schema))]

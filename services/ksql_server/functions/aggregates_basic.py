@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.ksql_server import types as T
-from services.ksql_server.errors import KsqlError
+from services.ksql_server.errors import KsqlError, KsqlFunctionException
 from services.ksql_server.functions.aggregates import (
     AggregateFunction,
     AggregateSpec,
@@ -68,6 +68,8 @@ class Sum(AggregateFunction):
             raise KsqlError(f"Function 'SUM' does not accept parameters ({shown}).")
         self._type = typ
         self._decimal = typ.base == "DECIMAL"
+        self._limit = 10 ** (typ.precision - typ.scale) if self._decimal else 0
+        """ksqlDB's DecimalSumKudaf: a sum whose integer digits pass the type's stops the query"""
 
     @property
     def return_type(self) -> SqlType:
@@ -92,6 +94,8 @@ class Sum(AggregateFunction):
             return (v + 2**31) % 2**32 - 2**31
         if base == "BIGINT":
             return (v + 2**63) % 2**64 - 2**63
+        if self._decimal and abs(v) >= self._limit:
+            raise KsqlFunctionException("Numeric field overflow")
         return v
 
     def result(self, acc: Any) -> Any:
@@ -104,6 +108,32 @@ class Sum(AggregateFunction):
 
     def from_state(self, state: Any) -> Any:
         return Decimal(state) if self._decimal else state
+
+
+class SumList(Sum):
+    """SUM_LIST(ARRAY<INT | BIGINT | DOUBLE>): the sum of every element of every row's list,
+    in the element type (null lists and null elements count as absent), as ksqlDB's
+    ListSumUdaf."""
+
+    name = "SUM_LIST"
+
+    def __init__(self, arg_types: Sequence[SqlType | None], literals: Sequence[Any]) -> None:
+        typ = arg_types[0] if arg_types else None
+        item = typ.item if typ is not None and typ.base == "ARRAY" else None
+        if item is None or item.base not in ("INTEGER", "BIGINT", "DOUBLE"):
+            shown = "null" if typ is None else str(typ)
+            raise KsqlError(f"Function 'SUM_LIST' does not accept parameters ({shown}).")
+        super().__init__([item], literals)
+
+    def add(self, acc: Any, args: tuple[Any, ...]) -> Any:
+        return super().add(acc, (_list_sum(args[0]),))
+
+    def undo(self, acc: Any, args: tuple[Any, ...]) -> Any:
+        return super().undo(acc, (_list_sum(args[0]),))
+
+
+def _list_sum(values: list[Any] | None) -> Any:
+    return None if values is None else sum(v for v in values if v is not None)
 
 
 class _Extreme(AggregateFunction):
@@ -170,6 +200,7 @@ class Max(_Extreme):
 
 register_aggregate(AggregateSpec("COUNT", Count, 0, 1, star=True))
 register_aggregate(AggregateSpec("SUM", Sum, 1, 1))
+register_aggregate(AggregateSpec("SUM_LIST", SumList, 1, 1))
 register_aggregate(AggregateSpec("MIN", Min, 1, 1))
 register_aggregate(AggregateSpec("MAX", Max, 1, 1))
 

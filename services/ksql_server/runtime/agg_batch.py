@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Message
 
+from services.ksql_server.errors import KsqlFunctionException
 from services.ksql_server.runtime.processor import (
     BatchProcessor,
     _kafka_string_key,
@@ -116,6 +117,8 @@ def fold_many(
         for pre in rows:
             try:
                 acc = add(acc, get(pre))
+            except KsqlFunctionException:  # the query stops, as in the per-record `_fold`
+                raise
             except Exception as exc:  # a bad value: the row does not count, as in ksqlDB
                 log(None, f.name, exc)
         accs[i] = acc

@@ -28,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from services.ksql_server.errors import KsqlFunctionException
 from services.ksql_server.planner.aggregate import AggregationPlan
 from services.ksql_server.planner.table import SOURCE_STORE
 from services.ksql_server.runtime.agg_batch import (
@@ -195,6 +196,8 @@ class AggregateOperator:
             args = tuple(pre[s] for s in slots)
             try:
                 accs[i] = f.undo(accs[i], args) if undo else f.add(accs[i], args)
+            except KsqlFunctionException:  # the query stops, as ksqlDB's stream thread does
+                raise
             except Exception as exc:  # a bad value: the row does not count, as in ksqlDB
                 self._log(None, f.name, exc)
         return accs
