@@ -224,7 +224,7 @@ def test_cli_prints_one_line_and_fails(
     def broken() -> None:
         raise ServiceUnavailable("broker at x:1\nis not reachable", code="service_unavailable")
 
-    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.setattr(cli, "build_app", lambda argv=None: broken)
     with pytest.raises(SystemExit) as exited:
         cli.main()
     assert exited.value.code == 1
