@@ -14,13 +14,20 @@ p50/p95/p99/max of each stage at 2,000 and 20,000 records/s, a histogram plot, a
   `latency p99 scorer=X ms end_to_end=Y ms at 2000/s; end_to_end=Z ms at 20000/s`
 With several rounds the printed figures are each stage's median over the rounds (and the spread).
 
+`--commit-path N` measures instead what one transactional stage's commit costs: N back-to-back
+one-record transactions per `retry.backoff.ms` (librdkafka's 100 against the project's
+`TXN_RETRY_BACKOFF_MS`, alternated in one run), with the time of `send_offsets_to_transaction`
+and `commit_transaction` and how often the coordinator answered CONCURRENT_TRANSACTIONS (the next
+transaction started while the last one's commit markers were still being written).
+
 Usage: .venv/bin/python bench/bench_latency.py [--seconds 10] [--rounds 1]
-       [--rates 2000,20000] [--plot docs/latency.png]
+       [--rates 2000,20000] [--plot docs/latency.png] [--commit-path 40]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import statistics
@@ -45,6 +52,10 @@ for path in (ROOT, ROOT / "bench"):
 from bench_ksql import drop_streams, source_values  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
+from services.common.checkpoint import (  # noqa: E402
+    TXN_RETRY_BACKOFF_MS,
+    transactional_producer,
+)
 from services.common.kafka import (  # noqa: E402
     consume_available,
     consumer_config,
@@ -321,6 +332,75 @@ def plot(results: dict[int, list[Timings]], path: Path) -> None:
     print(f"histogram: {path}")
 
 
+class _RetryCounter(logging.Handler):
+    """Counts librdkafka's debug lines about a coordinator that refused a transactional call
+    while the previous transaction was still completing."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "CONCURRENT_TRANSACTIONS" in record.getMessage():
+            self.count += 1
+
+
+def commit_path(transactions: int, backoffs: list[int], rounds: int) -> None:
+    """Back-to-back one-record transactions per retry backoff, alternated over `rounds`."""
+    tag = uuid.uuid4().hex[:8]
+    topic = f"lat_{tag}_commit"
+    ensure_topic(topic)
+    consumer = Consumer(consumer_config(f"bench-latency-commit-{tag}", None))
+    print(f"{transactions} back-to-back one-record transactions per run (ms)")
+    print(
+        f"{'retry.backoff.ms':>16}  {'send_offsets p50 p90 max':>26}  "
+        f"{'commit p50 p90':>15}  refused"
+    )
+    try:
+        for n in range(rounds):
+            for backoff in backoffs:
+                sends, commits, refused = _transactions(
+                    topic, consumer, transactions, backoff, f"{tag}-{n}-{backoff}"
+                )
+                s50, s90 = np.percentile(sends, [50, 90])
+                c50, c90 = np.percentile(commits, [50, 90])
+                print(
+                    f"{backoff:>16}  {s50:>8.1f} {s90:>8.1f} {max(sends):>8.1f}  "
+                    f"{c50:>7.1f} {c90:>7.1f}  {refused:>7}"
+                )
+    finally:
+        consumer.close()
+        delete_topics([topic])
+
+
+def _transactions(
+    topic: str, consumer: Consumer, count: int, backoff: int, tag: str
+) -> tuple[list[float], list[float], int]:
+    """`count` one-record transactions: the ms of each send_offsets and commit, and how many
+    times the coordinator refused a call (CONCURRENT_TRANSACTIONS)."""
+    counter = _RetryCounter()
+    logger = logging.getLogger(f"fraudstream.bench.rdkafka.{tag}")
+    logger.addHandler(counter)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    conf = producer_config(None, **{"linger.ms": 5, "retry.backoff.ms": backoff})
+    conf.update({"debug": "eos", "logger": logger})
+    producer = transactional_producer(conf, f"bench-latency-commit-{tag}")
+    metadata = consumer.consumer_group_metadata()
+    sends, commits = [], []
+    for i in range(count):
+        producer.begin_transaction()
+        producer.produce(topic, b"x", b"k")
+        started = time.perf_counter()
+        producer.send_offsets_to_transaction([TopicPartition(topic, 0, i + 1)], metadata, 10)
+        sent = time.perf_counter()
+        producer.commit_transaction(10)
+        sends.append((sent - started) * 1000)
+        commits.append((time.perf_counter() - sent) * 1000)
+    producer.flush(10)
+    return sends, commits, counter.count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per rate and round")
@@ -333,7 +413,17 @@ def main() -> None:
         default=ROOT,
         help="run the scorer from another checkout (an A/B against an older tree)",
     )
+    parser.add_argument(
+        "--commit-path",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure the transaction commit path instead: N transactions per retry backoff",
+    )
     args = parser.parse_args()
+    if args.commit_path > 0:
+        commit_path(args.commit_path, [100, TXN_RETRY_BACKOFF_MS], args.rounds)
+        return
     rates = [int(r) for r in args.rates.split(",")]
     if any(r <= 0 for r in rates) or args.seconds <= 0 or args.rounds <= 0:
         raise SystemExit("rates, seconds and rounds must be positive")

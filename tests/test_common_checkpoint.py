@@ -5,6 +5,8 @@ abort that gives exactly the uncommitted records again, when a checkpoint is due
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from test_batch_offsets import Msg
 from test_scorer_support import read_all
 
 from services.common.checkpoint import (
+    TXN_RETRY_BACKOFF_MS,
     BatchOffsets,
     Checkpoint,
     TransactionAborted,
@@ -255,3 +258,46 @@ def test_a_queue_that_stays_full_is_a_clear_error() -> None:
     with pytest.raises(ProducerStuck):
         produce(producer, "t", b"b", limit_s=0.3)
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.slow
+def test_a_refused_next_transaction_is_retried_after_a_few_ms_not_100(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Back-to-back transactions: the coordinator refuses the next one's AddOffsetsToTxn while
+    the last one's markers are written (CONCURRENT_TRANSACTIONS), and librdkafka's retry waits
+    `retry.backoff.ms`; the project's transactional producers wait TXN_RETRY_BACKOFF_MS, not
+    librdkafka's 100 ms (docs/latency.md, third pass)."""
+    topic = f"t-ckpt-retry-{unique}"
+    ensure_topic(topic, bootstrap=kafka_bootstrap)
+    delays: list[int] = []
+
+    class Retries(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found = re.search(r"Retrying AddOffsetsToTxnRequest .* in (\d+)ms", record.getMessage())
+            if found:
+                delays.append(int(found.group(1)))
+
+    logger = logging.getLogger(f"t-ckpt-rdkafka-{unique}")
+    logger.addHandler(Retries(logging.DEBUG))
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    config = {**producer_config(kafka_bootstrap), "debug": "eos,protocol", "logger": logger}
+    producer = transactional_producer(config, f"t-ckpt-retry-{unique}")
+    consumer = make_consumer(f"t-ckpt-retry-{unique}", kafka_bootstrap)
+    try:
+        metadata = consumer.consumer_group_metadata()
+        for i in range(15):
+            producer.begin_transaction()
+            producer.produce(topic, b"x")
+            producer.send_offsets_to_transaction([TopicPartition(topic, 0, i + 1)], metadata, 10)
+            producer.commit_transaction(10)
+            producer.poll(0)  # serves the log queue
+        producer.flush(10)
+    finally:
+        consumer.close()
+        delete_topics([topic], bootstrap=kafka_bootstrap)
+    if not delays:
+        pytest.skip("the coordinator refused no transaction: nothing to retry")
+    # librdkafka doubles the backoff per retry of the same request, with jitter
+    assert min(delays) <= 2 * TXN_RETRY_BACKOFF_MS, delays
