@@ -30,6 +30,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from services.common.schemas.protobuf import zigzag_varint
+from services.ksql_server.errors import UnsupportedError
+
 Encoder = Callable[[Any], bytes]
 
 _DOUBLE = struct.Struct("<d")
@@ -41,26 +44,18 @@ default, as ksqlDB reads such a schema."""
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
-class UnsupportedSchema(ValueError):
+class UnsupportedSchema(UnsupportedError):
     """A schema the generator cannot compile (a recursive named type, an unknown type)."""
 
 
-def _varint(z: int) -> bytes:
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-_TABLE = [_varint(z) for z in range(1 << 15)]
+# the encodings of the zig-zagged values 0…32767, i.e. of the ints -16384…16383
+_TABLE = [zigzag_varint((z >> 1) ^ -(z & 1)) for z in range(1 << 15)]
 
 
 def zigzag(n: int) -> bytes:
     """Avro's int/long: zig-zag then base-128 varint (a table lookup for small values)."""
     z = (n << 1) ^ (n >> 63)
-    return _TABLE[z] if 0 <= z < 32768 else _varint(z)
+    return _TABLE[z] if 0 <= z < 32768 else zigzag_varint(n)
 
 
 def _decimal_unscaled(value: Any, scale: int, precision: int) -> int:
