@@ -95,9 +95,14 @@ SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET", "WINDOWSTART", "WINDOW
 def check_reserved_select(select: A.Select) -> None:
     """ksqlDB's analyzer (before any join, GROUP BY or window rule): a persistent query's
     projection may not produce a column named like a system column, whether by alias
-    (`l.ROWTIME AS ROWTIME`) or by selecting it bare (`SELECT ROWTIME`, `WINDOWSTART`)."""
+    (`l.ROWTIME AS ROWTIME`) or by selecting it bare (`SELECT ROWTIME`, `WINDOWSTART`). In a
+    join an unaliased qualified column is named `<source>_<column>` (`S.ROWTIME` → `S_ROWTIME`),
+    which is no system column."""
     for item in select.items:
         if item.expr is None:
+            continue
+        qualified = isinstance(item.expr, A.ColumnRef) and item.expr.source is not None
+        if select.joins and qualified and item.alias is None:
             continue
         name = item.alias or natural_name(item.expr)
         if name is not None and name.upper() in SYSTEM_COLUMNS:
