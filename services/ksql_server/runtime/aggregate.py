@@ -79,6 +79,8 @@ class AggregateOperator:
         self.batch_wise = self.table is None and not spec.has_having
         self.columnar_pre = ColumnarPre.build(spec.pre, processor) if self.batch_wise else None
         self.getters = arg_getters(self.slots)
+        self._batch_old: dict[Any, bool] | None = None
+        """under the record cache, per group: whether its value before the batch passed HAVING"""
 
     # ------------------------------------------------------------------ per consumed batch
     def process_messages(self, messages: list[Message]) -> list[OutRecord]:
@@ -87,8 +89,7 @@ class AggregateOperator:
         if not self.cached:
             return self.process(self.processor.rows(messages))
         if not self.batch_wise:
-            updates = last_per_key(self.updates(self.processor.rows(messages)), _group_of)
-            return self._records(updates)
+            return self._records(self._cached_updates(self.processor.rows(messages)))
         pre = self.pre_batch(messages)
         return self._records(self.batch_updates(*pre))
 
@@ -116,6 +117,16 @@ class AggregateOperator:
             fold_many(self.functions, self.getters, accs, [pres[i] for i in indexes], self._log)
             self._update(group, before, accs, max(stamps[i] for i in indexes), out)
         return out
+
+    def _cached_updates(self, rows: list[list[Any]]) -> list[Update]:
+        """The last update per group, forwarded as the cache flushes it: its old value is the
+        one before the batch, so a group fails HAVING with a tombstone only if that one passed."""
+        self._batch_old = {}
+        try:
+            updates = last_per_key(self.updates(rows), _group_of)
+        finally:
+            batch_old, self._batch_old = self._batch_old, None
+        return [u for u in updates if forwarded(u[1], batch_old[u[0]])]
 
     def _records(self, updates: list[Update]) -> list[OutRecord]:
         records = (self._record(group, values, ts) for group, values, ts in updates)
@@ -215,9 +226,13 @@ class AggregateOperator:
             group, [*(f.to_state(a) for f, a in zip(self.functions, accs, strict=True)), ts]
         )
         values = self._result(group, accs)
-        if values is None and (before is None or self._result(group, before[0]) is None):
-            return  # neither before nor after in the table: nothing to retract
-        out.append((group, values, ts))
+        old_passed = lambda: before is not None and self._result(group, before[0]) is not None  # noqa: E731
+        if self._batch_old is not None:  # under the cache: judged at the flush, on the batch's old
+            if group not in self._batch_old:
+                self._batch_old[group] = old_passed()
+            out.append((group, values, ts))
+        elif forwarded(values, old_passed):
+            out.append((group, values, ts))
 
     def _result(self, group: Any, accs: Accumulators) -> tuple[Any, ...] | None:
         """The projected row of a group (None: HAVING drops it)."""
@@ -296,10 +311,19 @@ class AggregateOperator:
         )
 
 
+def forwarded(values: tuple[Any, ...] | None, old_passed: bool | Callable[[], bool]) -> bool:
+    """ksqlDB's table filter with old values (HAVING): a row that fails it (None) goes out, as
+    a tombstone, only when the key's old value had passed (a callable: judged only then); else
+    neither value is in the table."""
+    if values is not None:
+        return True
+    return old_passed() if callable(old_passed) else old_passed
+
+
 def _group_of(update: Update) -> Any:
     return update[0]
 
 
 register_operator(AggregationPlan, AggregateOperator)
 
-__all__ = ["AggregateOperator"]
+__all__ = ["AggregateOperator", "forwarded"]

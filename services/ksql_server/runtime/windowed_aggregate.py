@@ -30,7 +30,12 @@ from services.ksql_server.planner.aggregate import WINDOW_COLUMNS, AggregationPl
 from services.ksql_server.planner.windowing import window_info
 from services.ksql_server.runtime.agg_batch import last_per_key
 from services.ksql_server.runtime.agg_window_batch import window_changes
-from services.ksql_server.runtime.aggregate import Accumulators, AggregateOperator, Update
+from services.ksql_server.runtime.aggregate import (
+    Accumulators,
+    AggregateOperator,
+    Update,
+    forwarded,
+)
 from services.ksql_server.runtime.processor import BatchProcessor, OutRecord, ProcessingLog
 from services.ksql_server.runtime.stateful import register_operator
 from services.ksql_server.runtime.table import TableView
@@ -66,6 +71,7 @@ class WindowedAggregateOperator(AggregateOperator):
             encode=lambda accs: [f.to_state(a) for f, a in zip(self.functions, accs, strict=True)],
             decode=lambda st: [f.from_state(s) for f, s in zip(self.functions, st, strict=True)],
             properties=processor.properties,
+            passes=self._passes if spec.has_having else None,
         )
 
         self.batch_wise = self.batch_wise and not (self.window.is_session or self.window.emit_final)
@@ -76,7 +82,9 @@ class WindowedAggregateOperator(AggregateOperator):
         if self.batch_wise:
             changes = window_changes(self, *self.pre_batch(messages))
         else:
-            changes = last_per_key(self._changes(self.processor.rows(messages)), _window_of)
+            changes = last_per_key(
+                _batch_old(self._changes(self.processor.rows(messages))), _window_of
+            )
         self.machine.expire()
         records = (self._change_record(c) for c in changes)
         return [r for r in records if r is not None]
@@ -97,7 +105,11 @@ class WindowedAggregateOperator(AggregateOperator):
     def updates(self, rows: list[list[Any]]) -> list[Update]:
         """(group key, projected row or None, timestamp) per change (push queries): the
         projection sees the change's WINDOWSTART/WINDOWEND."""
-        out = [(c.group, self._values(c), c.timestamp) for c in self._changes(rows)]
+        out: list[Update] = []
+        for c in self._changes(rows):
+            values = self._values(c)
+            if forwarded(values, c.old_passed):
+                out.append((c.group, values, c.timestamp))
         self.machine.expire()
         return out
 
@@ -133,8 +145,14 @@ class WindowedAggregateOperator(AggregateOperator):
             return None
         return self._windowed_result(change.group, change.accs, change.start, change.end)
 
+    def _passes(self, key: tuple[Any, ...], accs: Accumulators) -> bool:
+        """Whether a window's value passes HAVING (the state machine asks of old values)."""
+        return self._windowed_result(key[:-2], accs, key[-2], key[-1]) is not None
+
     def _change_record(self, change: Change) -> OutRecord | None:
         values = self._values(change)
+        if not forwarded(values, change.old_passed):
+            return None  # HAVING dropped a window that was not in the table
         return self._record(
             change.group,
             values,
@@ -160,6 +178,15 @@ class WindowedAggregateOperator(AggregateOperator):
 
 def _window_of(change: Change) -> tuple[Any, ...]:
     return (change.group, change.start, change.end)
+
+
+def _batch_old(changes: Iterator[Change]) -> Iterator[Change]:
+    """Changes as a record cache flushes them: a window's old value is the one before the
+    batch, so each change carries the `old_passed` of its window's first change."""
+    first: dict[tuple[Any, ...], bool] = {}
+    for change in changes:
+        change.old_passed = first.setdefault(_window_of(change), change.old_passed)
+        yield change
 
 
 def _factory(

@@ -117,13 +117,17 @@ class WindowDef:
 
 @dataclass
 class Change:
-    """One output of the windowed aggregation: a window's new accumulators, or None (retract)."""
+    """One output of the windowed aggregation: a window's new accumulators, or None (retract).
+
+    `old_passed`: whether the window's previous value passed the caller's `passes` (HAVING);
+    ksqlDB's table filter forwards a filtered-out value as a tombstone only then."""
 
     group: tuple[Any, ...]
     start: int
     end: int
     accs: Any
     timestamp: int
+    old_passed: bool = True
 
 
 @dataclass
@@ -145,6 +149,9 @@ class WindowedAggregation:
     encode: Callable[[Any], Any] = lambda accs: accs
     decode: Callable[[Any], Any] = lambda state: state
     properties: Mapping[str, Any] = field(default_factory=dict)
+    # (window key, accumulators) -> the value passes HAVING; judged on a window's old value
+    # before a record folds into it (a fold may change accumulators in place)
+    passes: Callable[[tuple[Any, ...], Any], bool] | None = None
     clock: Callable[[], float] = time.monotonic
     _meta: _Meta | None = None
     _next_emit: float = 0.0
@@ -166,6 +173,12 @@ class WindowedAggregation:
         if stored is None:
             return None
         return self.decode(stored[0]), stored[1]
+
+    def _passed(self, key: tuple[Any, ...], old: tuple[Any, int] | None) -> bool:
+        """Whether a window's old value (None: it had none) passed `passes`."""
+        if old is None:
+            return False
+        return self.passes is None or self.passes(key, old[0])
 
     def _put(self, key: tuple[Any, ...], accs: Any, ts: int) -> None:
         self.store.put(key, [self.encode(accs), ts], timestamp=key[-2])
@@ -203,11 +216,12 @@ class WindowedAggregation:
                 continue  # late: the window closed (grace passed)
             key = (*group, start, end)
             old = self._load(key)
+            old_passed = self._passed(key, old)
             accs = self.fold(self.initial() if old is None else old[0], args)
             new_ts = ts if old is None else max(ts, old[1])
             self._put(key, accs, new_ts)
             self.meta.last_start_put = max(self.meta.last_start_put, start)
-            changes.append(Change(group, start, end, accs, new_ts))
+            changes.append(Change(group, start, end, accs, new_ts, old_passed))
         return changes
 
     def _sessions(self, group: tuple[Any, ...]) -> list[tuple[int, int, Any]]:
@@ -231,19 +245,23 @@ class WindowedAggregation:
         horizon = self.meta.stream_time - self.window.retention_ms + 1
         for s_end, s_start, stored in self._sessions(group):
             if s_end >= max(ts - gap, horizon) and s_start <= ts + gap:
-                merged.append((s_start, s_end, stored))
-                accs = self.merge(accs, self.decode(stored[0]))
+                old = self.decode(stored[0])
+                merged.append((s_start, s_end, self._passed((*group, s_start, s_end), (old, 0))))
+                accs = self.merge(accs, old)
                 start, end = min(start, s_start), max(end, s_end)
         if end < close:
             return []  # late: the merged session already closed
         changes = []
         if (start, end) != (ts, ts):
-            for s_start, s_end, _stored in merged:
+            for s_start, s_end, passed in merged:
                 self.store.delete((*group, s_start, s_end))
-                changes.append(Change(group, s_start, s_end, None, s_end))
+                changes.append(Change(group, s_start, s_end, None, s_end, passed))
         accs = self.fold(accs, args)
         self.store.put((*group, start, end), [self.encode(accs), end], timestamp=end)
-        changes.append(Change(group, start, end, accs, end))
+        # a merged session is a new key (no old value; the merged ones were retracted above);
+        # a record at an existing one-point session's time updates it in place
+        old_passed = (start, end) == (ts, ts) and any(m[2] for m in merged)
+        changes.append(Change(group, start, end, accs, end, old_passed))
         return changes
 
     # ------------------------------------------------------------------ EMIT FINAL
