@@ -300,6 +300,9 @@ def test_alter_parses_and_source_tables_refuse_it() -> None:
 def test_a_qualified_system_column_in_a_join_is_named_after_its_source() -> None:
     """`S.ROWTIME` in a join's projection becomes `S_ROWTIME`: no reserved name (joins.json)."""
     store = _store(_source("L"), _source("R", values=("F1",)))
-    sql = "CREATE STREAM O AS SELECT *, l.ROWTIME, r.ROWTIME FROM L l JOIN R r WITHIN 1 SECONDS ON l.K = r.K;"
+    sql = (
+        "CREATE STREAM O AS SELECT *, l.ROWTIME, r.ROWTIME FROM L l JOIN R r "
+        "WITHIN 1 SECONDS ON l.K = r.K;"
+    )
     plan = plan_select(_select(sql), store, persistent=True)
     assert {"L_ROWTIME", "R_ROWTIME"} <= {name for name, _type in plan.value_columns}
