@@ -27,7 +27,11 @@ from test_scorer_explanations import save_model_with_stats
 from test_scorer_support import feature_matrix, make_records, produce_records, read_all
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = Path(os.environ.get("FRAUDSTREAM_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="console-"))
+# a path only: made on the first screenshot, not on every collection of this module
+SHOTS = Path(
+    os.environ.get("FRAUDSTREAM_SCREENSHOT_DIR")
+    or Path(tempfile.gettempdir()) / "fraudstream-console-screenshots"
+)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 APPEAR_S = 2.0
