@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from confluent_kafka import TopicPartition
 from test_scorer_support import read_all
 
 from services.common.kafka import make_consumer, make_producer, produce
-from services.common.process import ManagedProcess, free_port_pair
+from services.common.process import ManagedProcess, free_port, free_port_pair
 from services.common.settings import Settings, get_settings
 from services.stack.components import BrokerComponent, Component, stack_components
 
@@ -34,13 +33,6 @@ SCORING = "creditcardfraud_scoring_avro"
 RECORDS = int(os.environ.get("FRAUDSTREAM_CHAOS_RECORDS", "9000"))
 RATE = 1500  # records/s: the stream lasts ~8 s, so a kill lands in the middle of it
 V_COLUMNS = [f"V{i}" for i in range(1, 29)]
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -19,6 +18,7 @@ import httpx
 from hypercorn.asyncio import serve
 
 from services.common.http import hypercorn_config
+from services.common.process import free_port
 from services.ksql_server.engine_api import KsqlStatementError, PushQuery
 from services.ksql_server.rest import create_app
 
@@ -198,16 +198,10 @@ class FakeEngine:
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RunningServer:
     def __init__(self, engine: FakeEngine, keepalive_s: float) -> None:
         self.engine = engine
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(engine, keepalive_s=keepalive_s)
         self._stop: asyncio.Event | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,18 +24,13 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from services.broker.tls import make_tls_files
 from services.common.http.clients import ksql_api_kwargs, registry_client_conf
 from services.common.kafka import delete_topics
+from services.common.process import free_port
 from services.common.settings import Settings, get_settings
 from services.stack.components import HttpServerComponent
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "analyst-pw"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SecureStack:
@@ -68,8 +62,8 @@ def _secure_stack(
     users = tmp_path / "users.properties"
     md5 = hashlib.md5(b"stack-pw").hexdigest()
     users.write_text(f"analyst: {PASSWORD},ksql-user\nstack: MD5:{md5},admin\n")
-    registry_url = f"https://127.0.0.1:{_free_port()}"
-    ksql_url = f"https://localhost:{_free_port()}"
+    registry_url = f"https://127.0.0.1:{free_port()}"
+    ksql_url = f"https://localhost:{free_port()}"
     for name, value in {
         "SCHEMA_REGISTRY_URL": registry_url,
         "KSQL_URL": ksql_url,

@@ -38,7 +38,7 @@ from services.common.kafka import (
     make_producer,
     produce_many,
 )
-from services.common.process import rss_of
+from services.common.process import free_port, rss_of
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +46,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE_ROWS = 60_000
 PAYLOAD = "x" * 200
 MB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _threads(pid: int) -> int:
@@ -118,7 +112,7 @@ def source_topic() -> Iterator[str]:
 @contextlib.contextmanager
 def ksql_server(source_topic: str, *properties: str) -> Iterator[Server]:
     """A KSQL server of its own on a free port, with the stream PQ_SRC over `source_topic`."""
-    port = _free_port()
+    port = free_port()
     service_id = f"pushlim_{uuid.uuid4().hex[:8]}_"
     log = Path(os.environ.get("FRAUDSTREAM_HOME", ".fraudstream")) / f"logs/{service_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)

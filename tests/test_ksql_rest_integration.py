@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from services.common.kafka import (
     make_consumer,
     make_producer,
 )
+from services.common.process import free_port
 from services.common.settings import get_settings
 
 pytestmark = pytest.mark.slow
@@ -403,17 +403,11 @@ def test_examples_masking_and_ifnull(
 # -- kill -9 and restart -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class ServerProcess:
     """A KSQL server of its own (own port, own service id, so its own command topic)."""
 
     def __init__(self, service_id: str, log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.service_id = service_id
         self.log = log

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.process import free_port
 from services.common.topics import ALERTS_TOPIC, SOURCE_TOPIC
 from services.pipeline.labels import LabelCounts, count_labels
 from services.pipeline.offsets import TopicMark, mark
@@ -61,6 +62,8 @@ def test_run_end_to_end(ksql_url: str, tmp_path: Path) -> None:
         **os.environ,
         "FRAUDSTREAM_HOME": str(tmp_path / "home"),
         "MODELS_DIR": str(tmp_path / "models"),
+        # not the default 9464: the own-stack tests run a pipeline beside this one
+        "FRAUDSTREAM_METRICS_PORT": str(free_port()),
     }
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "run", "--rows", "50000", "--exit", "--epochs", "5"],

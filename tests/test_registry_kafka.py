@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from services.common.kafka import delete_topics
+from services.common.process import free_port
 from services.schema_registry.errors import RegistryError
 from services.schema_registry.kafka_log import KafkaLog
 from services.schema_registry.state import RegistryState, SchemaVersion, schema_key, schema_value
@@ -148,12 +148,6 @@ def delete_subject_everywhere(client: SchemaRegistryClient, subject: str) -> Non
 
 
 # -- private instances on a fresh storage topic ------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Instance:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,11 @@ import pytest
 
 from services.broker.launcher import KafkaBroker
 from services.common.config_file import CONFIG_ENV, client_setting_names
-from services.common.process import free_port_pair
+from services.common.process import free_port, free_port_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_stack]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -80,10 +73,12 @@ def secured_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredS
         {
             "PYTHONPATH": str(ROOT),
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port_pair()}",
-            "SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{_free_port()}",
-            "KSQL_URL": f"http://127.0.0.1:{_free_port()}",
+            "SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{free_port()}",
+            "KSQL_URL": f"http://127.0.0.1:{free_port()}",
             "FRAUDSTREAM_HOME": str(home),
             "MODELS_DIR": str(home / "models"),
+            # not the default 9464: the shared-stack tests run a pipeline beside this one
+            "FRAUDSTREAM_METRICS_PORT": str(free_port()),
         }
     )
     stack = SecuredStack(home, env)

@@ -152,6 +152,16 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, picked by the OS (bind to 0): for anything a test or tool starts
+    beside the stack's own fixed ports."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def free_port_pair(host: str = "127.0.0.1", attempts: int = 50) -> int:
     """A port p such that p and p + 1 are both free now (the embedded broker's controller
     listens on p + 1): for tests and tools that start a broker beside the stack's own."""

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from services.scorer.metrics import DEFAULT_METRICS_PORT, METRICS_PORT_ENV, check_metrics_port
+
 RUN_HELP = (
     "Run the whole pipeline end to end on the embedded stack.\n\n"
     "Starts the stack, applies ksql/, replays transactions, trains on the earliest 70 % and "
@@ -35,6 +37,12 @@ def register(app: typer.Typer) -> None:
         summary_json: Path = typer.Option(
             None, "--summary-json", help="also write the summary's figures to this JSON file"
         ),
+        metrics_port: int = typer.Option(
+            DEFAULT_METRICS_PORT,
+            "--metrics-port",
+            envvar=METRICS_PORT_ENV,
+            help="the scorer's Prometheus /metrics port (0: off)",
+        ),
     ) -> None:
         from services.pipeline.run import RunOptions, RunState, run_pipeline, shutdown
 
@@ -43,7 +51,10 @@ def register(app: typer.Typer) -> None:
 
         if rows <= 0:
             raise typer.BadParameter("--rows must be positive")
-        options = RunOptions(rows=rows, csv=csv, seed=seed, speedup=speedup, epochs=epochs)
+        check_metrics_port(None, metrics_port)
+        options = RunOptions(
+            rows=rows, csv=csv, seed=seed, speedup=speedup, epochs=epochs, metrics_port=metrics_port
+        )
         state = RunState()
         try:
             summary = run_pipeline(options, say, state)

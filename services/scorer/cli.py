@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from services.scorer.metrics import DEFAULT_METRICS_PORT, METRICS_HOST_ENV, METRICS_PORT_ENV
+from services.scorer.metrics import (
+    DEFAULT_METRICS_PORT,
+    METRICS_HOST_ENV,
+    METRICS_PORT_ENV,
+    check_metrics_port,
+)
 
 if TYPE_CHECKING:
     from services.scorer.scorer import ScorerConfig, ScoreResult
@@ -104,7 +109,7 @@ def register(app: typer.Typer) -> None:
             instance_id=instance_id,
             max_records=max_records,
         )
-        _check_port(metrics_host, metrics_port)
+        check_metrics_port(metrics_host, metrics_port)
         result = _run_with_progress(config)
         versions = ", ".join(f"{v}: {n}" for v, n in result.versions.items()) or "none"
         typer.echo(
@@ -112,19 +117,6 @@ def register(app: typer.Typer) -> None:
             f"aborted {result.aborted}, records per model: {versions}"
         )
         typer.echo(f"scored {result.scored} alerts {result.alerts} ({result.rate:.0f} ev/s)")
-
-
-def _check_port(host: str | None, port: int) -> None:
-    from services.common.errors import FraudstreamError
-    from services.common.process import port_in_use
-    from services.scorer.metrics import metrics_host
-
-    bound = metrics_host(host)
-    probe = "127.0.0.1" if bound in ("0.0.0.0", "") else bound
-    if port > 0 and port_in_use(probe, port):
-        raise FraudstreamError(
-            f"metrics port {bound}:{port} is in use (another scorer?); pass --metrics-port N or 0"
-        )
 
 
 def _run_with_progress(config: ScorerConfig) -> ScoreResult:

@@ -112,3 +112,17 @@ class ScorerMetrics:
 def metrics_host(explicit: str | None = None) -> str:
     """The address /metrics binds: `explicit`, else FRAUDSTREAM_METRICS_HOST, else 127.0.0.1."""
     return explicit or os.environ.get(METRICS_HOST_ENV, "").strip() or DEFAULT_METRICS_HOST
+
+
+def check_metrics_port(host: str | None, port: int) -> None:
+    """Refuse a busy /metrics port before any work starts, with the way out, instead of a
+    scorer that dies with `Address already in use` after the stack is up."""
+    from services.common.errors import FraudstreamError
+    from services.common.process import port_in_use
+
+    bound = metrics_host(host)
+    probe = "127.0.0.1" if bound in ("0.0.0.0", "") else bound
+    if port > 0 and port_in_use(probe, port):
+        raise FraudstreamError(
+            f"metrics port {bound}:{port} is in use (another scorer?); pass --metrics-port N or 0"
+        )
