@@ -18,6 +18,7 @@ from test_batch_offsets import Msg
 from test_scorer_support import read_all
 
 from services.common.checkpoint import (
+    TXN_RETRY_BACKOFF_MAX_MS,
     TXN_RETRY_BACKOFF_MS,
     BatchOffsets,
     Checkpoint,
@@ -301,3 +302,5 @@ def test_a_refused_next_transaction_is_retried_after_a_few_ms_not_100(
         pytest.skip("the coordinator refused no transaction: nothing to retry")
     # librdkafka doubles the backoff per retry of the same request, with jitter
     assert min(delays) <= 2 * TXN_RETRY_BACKOFF_MS, delays
+    # and the doubling stops at the ceiling (plus librdkafka's 20 % jitter)
+    assert max(delays) <= 1.2 * TXN_RETRY_BACKOFF_MAX_MS + 1, delays

@@ -48,14 +48,18 @@ TXN_CALL_TIMEOUT_S = 10.0
 TXN_CALL_ATTEMPTS = 3
 TRANSACTION_TIMEOUT_MS = 60_000
 FLUSH_TIMEOUT_S = 60.0
-TXN_RETRY_BACKOFF_MS = 5
+TXN_RETRY_BACKOFF_MS = 2
 """A transactional producer's first retry backoff (librdkafka: 100 ms, doubling up to
 `retry.backoff.max.ms`, 1 s). A loop that begins its next transaction as soon as the last one
 committed sends `AddOffsetsToTxn` while the coordinator still writes the last one's commit
 markers; the coordinator answers CONCURRENT_TRANSACTIONS and librdkafka retries after the
 backoff, so with 100 ms nearly every transaction of a busy loop waited 100 ms (docs/latency.md).
-The markers take a few ms on a quiet broker: 5 ms retries catch them, and the doubling still
-bounds the retries against a broker in trouble."""
+The markers take a few ms on a quiet broker: 2 ms retries catch them (a transaction's
+`send_offsets_to_transaction` p50 7.5 ms with 5, 4 ms with 2, docs/latency.md fourth pass)."""
+TXN_RETRY_BACKOFF_MAX_MS = 10
+"""The ceiling of the doubling (librdkafka: 1 s). Left at 1 s, a commit whose markers were slow
+went 5, 10, 20, 40, 80 ms between retries and one transaction waited up to 240 ms; with a 10 ms
+ceiling a retry comes every 10 ms at worst, a few more cheap requests to a broker in trouble."""
 
 Partition = tuple[str, int]
 """(topic, partition)"""
@@ -148,10 +152,11 @@ def transactional_producer(
 ) -> Producer:
     """A producer with this transactional id, initialised: `init_transactions` fences any
     earlier producer with the id and aborts whatever it left open. Its retry backoff is short
-    (`TXN_RETRY_BACKOFF_MS`) unless `config` sets one."""
+    (`TXN_RETRY_BACKOFF_MS`, at most `TXN_RETRY_BACKOFF_MAX_MS`) unless `config` sets one."""
     producer = Producer(
         {
             "retry.backoff.ms": TXN_RETRY_BACKOFF_MS,
+            "retry.backoff.max.ms": TXN_RETRY_BACKOFF_MAX_MS,
             **config,
             "transactional.id": transactional_id,
             "transaction.timeout.ms": transaction_timeout_ms,
@@ -387,6 +392,7 @@ __all__ = [
     "TRANSACTION_TIMEOUT_MS",
     "TXN_CALL_ATTEMPTS",
     "TXN_CALL_TIMEOUT_S",
+    "TXN_RETRY_BACKOFF_MAX_MS",
     "TXN_RETRY_BACKOFF_MS",
     "BatchOffsets",
     "Checkpoint",
