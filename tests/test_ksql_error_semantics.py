@@ -7,6 +7,7 @@ Fast: parser, planner and metastore only, no broker."""
 from __future__ import annotations
 
 import pytest
+from ksql_planner_support import metastore_of, select_of
 
 from services.ksql_conformance.qtt import as_script
 from services.ksql_conformance.udfs import bad_udf, register_test_functions
@@ -14,7 +15,7 @@ from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError, LocatedError, UnsupportedError, line_col
 from services.ksql_server.formats.base import validate_format
 from services.ksql_server.formats.info import FormatInfo
-from services.ksql_server.metastore import DataSource, MetaStore
+from services.ksql_server.metastore import DataSource
 from services.ksql_server.parser import ParseError, parse, split_statements_at
 from services.ksql_server.parser import ast as A
 from services.ksql_server.planner.plan import plan_select
@@ -31,19 +32,6 @@ def _source(name: str, kind: str = "STREAM", values: tuple[str, ...] = ("F0",)) 
         FormatInfo("JSON"),
         "",
     )
-
-
-def _store(*sources: DataSource) -> MetaStore:
-    store = MetaStore()
-    for s in sources:
-        store.put(s)
-    return store
-
-
-def _select(sql: str) -> A.Select:
-    stmt = parse(sql)
-    assert isinstance(stmt, A.CreateSource) and stmt.query is not None
-    return stmt.query
 
 
 # ----------------------------------------------------------------------------- locations
@@ -77,20 +65,20 @@ def test_parse_errors_count_lines_in_the_request() -> None:
 
 
 def test_column_references_remember_where_they_start_without_changing_equality() -> None:
-    select = _select("CREATE STREAM O AS SELECT I1.K, F0 FROM I1;")
+    select = select_of("CREATE STREAM O AS SELECT I1.K, F0 FROM I1;")
     refs = [item.expr for item in select.items]
     assert [r.pos for r in refs if isinstance(r, A.ColumnRef)] == [26, 32]
     assert refs[1] == A.ColumnRef("F0")
 
 
 def test_join_errors_point_at_the_column() -> None:
-    store = _store(_source("INPUT_1"), _source("INPUT_2"))
+    store = metastore_of(_source("INPUT_1"), _source("INPUT_2"))
     text = (
         "CREATE STREAM OUTPUT as SELECT I1.K, F0 FROM INPUT_1 i1 JOIN INPUT_2 i2 "
         "WITHIN 10 SECONDS ON i1.K = i2.K;"
     )
     with pytest.raises(LocatedError) as info:
-        plan_select(_select(text), store, persistent=True)
+        plan_select(select_of(text), store, persistent=True)
     assert str(info.value.located(text, 3)) == (
         "Exception while preparing statement: Line: 3, Col: 38: Column 'F0' is ambiguous. "
         "Could be I1.F0 or I2.F0."
@@ -100,7 +88,7 @@ def test_join_errors_point_at_the_column() -> None:
         "ON T.IID = TT.K;"
     )
     with pytest.raises(LocatedError) as info:
-        plan_select(_select(bad_on), store, persistent=True)
+        plan_select(select_of(bad_on), store, persistent=True)
     assert str(info.value.located(bad_on)) == (
         f"Line: 1, Col: {bad_on.index('T.IID') + 1}: JOIN ON column 'T.IID' cannot be resolved."
     )
@@ -129,28 +117,28 @@ def test_qtt_script_puts_each_statement_on_its_line() -> None:
     ],
 )
 def test_a_persistent_projection_may_not_name_a_system_column(sql: str, name: str) -> None:
-    store = _store(_source("L"), _source("R", values=("F1",)))
+    store = metastore_of(_source("L"), _source("R", values=("F1",)))
     with pytest.raises(KsqlError, match=f"^Reserved column name in select: `{name}`. Please"):
-        plan_select(_select(sql), store, persistent=True)
+        plan_select(select_of(sql), store, persistent=True)
 
 
 def test_a_transient_query_may_select_rowtime() -> None:
     select = parse("SELECT K, ROWTIME FROM L EMIT CHANGES;")
     assert isinstance(select, A.Query)
-    plan_select(select.select, _store(_source("L")), persistent=False)
+    plan_select(select.select, metastore_of(_source("L")), persistent=False)
 
 
 @pytest.mark.parametrize("clause", ["GROUP BY", "PARTITION BY"])
 def test_group_and_partition_by_take_value_expressions(clause: str) -> None:
     with pytest.raises(ParseError, match="Syntax Error"):
         parse(f"CREATE TABLE O AS SELECT COUNT(*) FROM T {clause} A AND B;")
-    select = _select(f"CREATE TABLE O AS SELECT COUNT(*) FROM T {clause} (A + B) * 2, C || 'x';")
+    select = select_of(f"CREATE TABLE O AS SELECT COUNT(*) FROM T {clause} (A + B) * 2, C || 'x';")
     exprs = select.group_by if clause == "GROUP BY" else select.partition_by
     assert len(exprs) == 2
 
 
 def test_a_window_may_carry_a_name() -> None:
-    select = _select(
+    select = select_of(
         "CREATE TABLE O AS SELECT ID, COUNT(*) FROM I WINDOW w SESSION (1 SECONDS) GROUP BY ID;"
     )
     assert select.window is not None and select.window.kind == "SESSION"
@@ -174,17 +162,17 @@ def test_undo_free_aggregates_are_named_in_query_order() -> None:
     with pytest.raises(
         KsqlError, match=r"^The aggregation functions LATEST_BY_OFFSET, MIN and MAX cannot"
     ):
-        plan_select(_select(sql), _store(table), persistent=True)
+        plan_select(select_of(sql), metastore_of(table), persistent=True)
     one = "CREATE TABLE O AS SELECT ID, MIN(F1) FROM INPUT GROUP BY ID;"
     with pytest.raises(KsqlError, match=r"^The aggregation function MIN cannot"):
-        plan_select(_select(one), _store(table), persistent=True)
+        plan_select(select_of(one), metastore_of(table), persistent=True)
 
 
 # ----------------------------------------------------------------------------- wordings
 
 
 def test_unknown_source_hints_at_the_other_case() -> None:
-    store = _store(_source("input"), _source("OTHER"))
+    store = metastore_of(_source("input"), _source("OTHER"))
     assert store.alternatives("INPUT") == (
         '\nDid you mean "input"? Hint: wrap the source name in double quotes to make it '
         "case-sensitive."
@@ -299,10 +287,10 @@ def test_alter_parses_and_source_tables_refuse_it() -> None:
 
 def test_a_qualified_system_column_in_a_join_is_named_after_its_source() -> None:
     """`S.ROWTIME` in a join's projection becomes `S_ROWTIME`: no reserved name (joins.json)."""
-    store = _store(_source("L"), _source("R", values=("F1",)))
+    store = metastore_of(_source("L"), _source("R", values=("F1",)))
     sql = (
         "CREATE STREAM O AS SELECT *, l.ROWTIME, r.ROWTIME FROM L l JOIN R r "
         "WITHIN 1 SECONDS ON l.K = r.K;"
     )
-    plan = plan_select(_select(sql), store, persistent=True)
+    plan = plan_select(select_of(sql), store, persistent=True)
     assert {"L_ROWTIME", "R_ROWTIME"} <= {name for name, _type in plan.value_columns}

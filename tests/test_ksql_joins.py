@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from ksql_planner_support import metastore_of, select_of
 
 from services.ksql_server import types as T
 from services.ksql_server.errors import KsqlError
 from services.ksql_server.formats.info import FormatInfo
-from services.ksql_server.metastore import DataSource, MetaStore
-from services.ksql_server.parser import ast as A
-from services.ksql_server.parser import parse
+from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.join import STREAM_STREAM, STREAM_TABLE, plan_join
 from services.ksql_server.runtime.join import (
     LEFT,
@@ -39,20 +38,7 @@ def _source(name: str, kind: str, key: str, values: list[str], fmt: str = "JSON"
     )
 
 
-def _store(*sources: DataSource) -> MetaStore:
-    store = MetaStore()
-    for s in sources:
-        store.put(s)
-    return store
-
-
-def _select(sql: str) -> A.Select:
-    stmt = parse(sql)
-    assert isinstance(stmt, A.CreateSource) and stmt.query is not None
-    return stmt.query
-
-
-STREAMS = _store(
+STREAMS = metastore_of(
     _source("L", "STREAM", "A", ["B", "C"]),
     _source("R", "STREAM", "A", ["B", "C"]),
     _source("T", "TABLE", "A", ["D"]),
@@ -61,7 +47,7 @@ STREAMS = _store(
 
 
 def _plan(sql: str) -> Any:
-    return plan_join(_select(sql), STREAMS, persistent=True, sink_name="OUTPUT")
+    return plan_join(select_of(sql), STREAMS, persistent=True, sink_name="OUTPUT")
 
 
 # ------------------------------------------------------------------ planner
@@ -365,13 +351,15 @@ def test_group_by_repartitions_a_stream_grouped_by_another_key() -> None:
 
     source = STREAMS.get("L")
     assert source is not None
-    by_key = _select("CREATE TABLE O AS SELECT A, COUNT(*) FROM L GROUP BY A;")
-    by_value = _select("CREATE TABLE O AS SELECT B, COUNT(*) FROM L GROUP BY B;")
+    by_key = select_of("CREATE TABLE O AS SELECT A, COUNT(*) FROM L GROUP BY A;")
+    by_value = select_of("CREATE TABLE O AS SELECT B, COUNT(*) FROM L GROUP BY B;")
     assert repartition_name(by_key, source) is None
     assert repartition_name(by_value, source) == "Aggregate-GroupBy"
     table = STREAMS.get("T")
     assert table is not None
     assert (
-        repartition_name(_select("CREATE TABLE O AS SELECT D, COUNT(*) FROM T GROUP BY D;"), table)
+        repartition_name(
+            select_of("CREATE TABLE O AS SELECT D, COUNT(*) FROM T GROUP BY D;"), table
+        )
         is None
     )

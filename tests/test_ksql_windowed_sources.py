@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Message
+from ksql_planner_support import metastore_of
 
 from services.ksql_server import types as T
 from services.ksql_server.ddl import build_source
@@ -48,13 +49,6 @@ def _source(name: str, window: WindowInfo | None, topic: str | None = None) -> D
         "",
         window=window,
     )
-
-
-def _metastore(*sources: DataSource) -> MetaStore:
-    store = MetaStore()
-    for s in sources:
-        store.put(s)
-    return store
 
 
 def _plan(sql: str, metastore: MetaStore, persistent: bool) -> QueryPlan:
@@ -116,7 +110,7 @@ def test_flat_key_deserializer_appends_the_window() -> None:
 
 
 def test_push_query_star_shows_window_bounds_after_the_key() -> None:
-    metastore = _metastore(_source("S", WindowInfo("SESSION")))
+    metastore = metastore_of(_source("S", WindowInfo("SESSION")))
     plan = _plan("SELECT * FROM S EMIT CHANGES;", metastore, persistent=False)
     assert [n for n, _ in plan.output] == ["K", "WINDOWSTART", "WINDOWEND", "ID"]
     proc = _processor(plan)
@@ -128,7 +122,7 @@ def test_push_query_star_shows_window_bounds_after_the_key() -> None:
 def test_projection_of_a_windowed_stream_writes_a_windowed_sink() -> None:
     """tumbling-windows.json 'import tumbling stream' and session-windows.json 'session start
     stream': the sink keeps the window in its key, and WHERE can read the bounds."""
-    metastore = _metastore(_source("S", TUMBLING_1S))
+    metastore = metastore_of(_source("S", TUMBLING_1S))
     plan = _plan("CREATE STREAM OUT AS SELECT * FROM S WHERE WINDOWSTART >= 1000;", metastore, True)
     assert [n for n, _ in plan.output] == ["K", "ID"]
     assert window_info(plan) == TUMBLING_1S
@@ -155,14 +149,14 @@ def test_projection_of_a_windowed_stream_writes_a_windowed_sink() -> None:
 
 
 def test_partition_by_of_a_windowed_stream_is_not_windowed() -> None:
-    metastore = _metastore(_source("S", TUMBLING_1S))
+    metastore = metastore_of(_source("S", TUMBLING_1S))
     plan = _plan("CREATE STREAM OUT AS SELECT * FROM S PARTITION BY ID;", metastore, True)
     assert window_info(plan) is None
 
 
 # ---------------------------------------------------------------------- push over windows
 def _updates(sql: str, messages: list[Message]) -> list[tuple[Any, ...] | None]:
-    metastore = _metastore(_source("S", None))
+    metastore = metastore_of(_source("S", None))
     plan = _plan(sql, metastore, persistent=False)
     proc = _processor(plan)
     operator: Any = build_operator(plan.stateful, proc, QueryStores("svc", "Q"), proc.plog, "Q")
@@ -182,7 +176,7 @@ def test_push_query_over_a_windowed_aggregation_sees_the_window() -> None:
 
 
 def test_window_bounds_in_where_of_a_windowed_aggregation() -> None:
-    metastore = _metastore(_source("S", None))
+    metastore = metastore_of(_source("S", None))
     with pytest.raises(KsqlError, match=r"Error in WHERE expression: Unknown column WINDOWSTART\."):
         _plan(
             "SELECT COUNT(1) FROM S WINDOW TUMBLING (SIZE 1 SECOND) WHERE WINDOWSTART > 1000 "
@@ -193,7 +187,7 @@ def test_window_bounds_in_where_of_a_windowed_aggregation() -> None:
 
 
 def test_window_bounds_selected_into_a_sink_must_be_aliased() -> None:
-    metastore = _metastore(_source("S", None))
+    metastore = metastore_of(_source("S", None))
     with pytest.raises(KsqlError, match="Reserved column name in select: `WINDOWSTART`"):
         _plan(
             "CREATE TABLE OUT AS SELECT K, WINDOWSTART, COUNT(*) AS C FROM S GROUP BY WINDOWSTART;",
@@ -215,7 +209,7 @@ def test_window_bounds_selected_into_a_sink_must_be_aliased() -> None:
 def test_windowed_join_refusals(
     left: WindowInfo, right: WindowInfo | None, on: str, error: str
 ) -> None:
-    metastore = _metastore(_source("L", left), _source("R", right))
+    metastore = metastore_of(_source("L", left), _source("R", right))
     with pytest.raises(KsqlError, match=error):
         _plan(
             f"CREATE STREAM OUT AS SELECT * FROM L JOIN R WITHIN 1 MINUTE ON {on};",
@@ -225,7 +219,9 @@ def test_windowed_join_refusals(
 
 
 def test_matching_windowed_join_is_reported_unsupported() -> None:
-    metastore = _metastore(_source("L", WindowInfo("SESSION")), _source("R", WindowInfo("SESSION")))
+    metastore = metastore_of(
+        _source("L", WindowInfo("SESSION")), _source("R", WindowInfo("SESSION"))
+    )
     with pytest.raises(UnsupportedError):
         _plan(
             "CREATE STREAM OUT AS SELECT * FROM L JOIN R WITHIN 1 MINUTE ON L.K = R.K;",
@@ -249,6 +245,6 @@ def test_foreign_key_join_of_windowed_tables_is_refused() -> None:
     with pytest.raises(KsqlError, match="Foreign-key table-table joins are not supported"):
         _plan(
             "SELECT * FROM L JOIN R ON L.ID = R.ID EMIT CHANGES;",
-            _metastore(left, right),
+            metastore_of(left, right),
             persistent=False,
         )
