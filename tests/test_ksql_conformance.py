@@ -78,3 +78,32 @@ def test_a_failing_case_is_reported_failed_not_passed(kafka_bootstrap: str) -> N
     spec["outputs"] = [{"topic": "O", "key": "a", "value": {"X": 2}}]
     [good] = runner.run([Case("synthetic.json", "right expectation", spec)])
     assert good.status == "passed", good.reason
+
+
+@pytest.mark.slow
+def test_the_topics_a_case_creates_keep_their_1970_records(kafka_bootstrap: str) -> None:
+    """Cases date records near 1970: the sink a case's CSAS creates must keep them forever like
+    its inputs, or the broker's five-minute retention check can empty it before it is read (a
+    CI failure: project-filter "Filter on long literal" read 0 of 1 records)."""
+    from confluent_kafka.admin import ConfigResource
+
+    spec = {
+        "statements": [
+            "CREATE STREAM T (K STRING KEY, ID BIGINT) "
+            "WITH (kafka_topic='t', value_format='JSON');",
+            "CREATE STREAM O AS SELECT * FROM T;",
+        ]
+    }
+    runner = Runner(kafka_bootstrap, None, workers=1)
+    prefix = "retention_check_"
+    runner._create_topics(spec, prefix)
+    engine = runner._engine(Case("synthetic.json", "retention", spec), prefix)
+    try:
+        for text in spec["statements"]:
+            engine.execute(text)
+        resource = ConfigResource("topic", prefix + "O")
+        configs = runner.admin.describe_configs([resource])[resource].result(20)
+        assert configs["retention.ms"].value == "-1"
+    finally:
+        engine.close()
+        runner._cleanup(prefix)

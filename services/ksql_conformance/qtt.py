@@ -330,7 +330,7 @@ class Runner:
         props = {"auto.offset.reset": "earliest"}
         for k, v in (spec.get("properties") or {}).items():
             props[k] = v
-        return Engine(
+        engine = Engine(
             self.bootstrap,
             self.registry_url if self.registry() else None,
             service_id=prefix,
@@ -341,6 +341,10 @@ class Runner:
             fast=True,
             processing_log=False,
         )
+        # the sinks, repartition and changelog topics the case's statements create hold 1970
+        # records too: kept like the inputs, or the broker's retention check may delete them
+        engine.ctx.topic_defaults = dict(_KEEP_FOREVER)
+        return engine
 
     def _run(self, case: Case, engine: Engine, prefix: str) -> tuple[str, str]:
         spec = case.spec

@@ -29,6 +29,10 @@ class KafkaContext:
         self._producer: Producer | None = None
         self._registry: Any = None
         self._lock = threading.Lock()
+        self.topic_defaults: dict[str, str] = {}
+        """Configs every topic this context creates starts from (a statement's own win). The
+        conformance runner keeps records forever here: its cases date them near 1970, and the
+        broker's periodic retention check would delete a sink's records before they are read."""
 
     def physical(self, topic: str) -> str:
         """The real Kafka topic of a logical topic name (a prefix isolates conformance cases)."""
@@ -102,7 +106,7 @@ class KafkaContext:
                     topic,
                     num_partitions=partitions,
                     replication_factor=replicas,
-                    config=config or {},
+                    config={**self.topic_defaults, **(config or {})},
                 )
             ],
             operation_timeout=10,
