@@ -68,7 +68,7 @@ from services.ksql_server.runtime.join_query import JoinQuery, TransientJoinQuer
 from services.ksql_server.runtime.kafka_context import KafkaContext
 from services.ksql_server.runtime.processor import ProcessingLog
 from services.ksql_server.runtime.pull import table_pull_query
-from services.ksql_server.runtime.query import PersistentQuery, TransientQuery
+from services.ksql_server.runtime.query import PersistentQuery, QuerySetup, TransientQuery
 from services.ksql_server.runtime.repartition import RepartitionedQuery
 from services.ksql_server.runtime.rows import json_row, values_row, write_row
 from services.ksql_server.runtime.transient import TransientQueries, max_push_queries
@@ -399,7 +399,9 @@ class Engine:
         runtime = PersistentQuery if plan.join is None else JoinQuery
         if plan.join is None and getattr(plan.stateful, "repartition", None):  # re-grouped
             runtime = RepartitionedQuery
-        query = runtime(query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props)
+        query = runtime(
+            QuerySetup(query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props)
+        )
         self.queries[query_id] = query
         query.start()
 

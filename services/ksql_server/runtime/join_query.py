@@ -31,7 +31,7 @@ import time
 from collections import deque
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from services.common.checkpoint import Checkpoint, TransactionAborted
 from services.common.kafka import ProducerStuck, consume_available, produce
@@ -60,8 +60,8 @@ from services.ksql_server.runtime.join import (
     join_key,
     key_value,
 )
-from services.ksql_server.runtime.kafka_context import KafkaContext
-from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
+from services.ksql_server.runtime.positions import partitions_of, start_positions
+from services.ksql_server.runtime.processor import BatchProcessor
 from services.ksql_server.runtime.query import (
     BATCH,
     COMMIT_INTERVAL_S,
@@ -69,6 +69,7 @@ from services.ksql_server.runtime.query import (
     STOP_CHECK_S,
     TRANSIENT_BATCH_ROWS,
     PersistentQuery,
+    QuerySetup,
     TransientQuery,
     transient_consumer_overrides,
 )
@@ -253,18 +254,10 @@ class JoinChain:
 class JoinQuery(JoinChain, PersistentQuery):
     """CSAS / CTAS over a join (see the module docstring)."""
 
-    def __init__(
-        self,
-        query_id: str,
-        sql: str,
-        plan: QueryPlan,
-        sink: DataSource,
-        ctx: KafkaContext,
-        plog: ProcessingLog,
-        service_id: str,
-        properties: dict[str, Any],
-    ) -> None:
-        super().__init__(query_id, sql, plan, sink, ctx, plog, service_id, properties)
+    def __init__(self, setup: QuerySetup) -> None:
+        super().__init__(setup)
+        query_id, plan, ctx, plog = setup.query_id, setup.plan, setup.ctx, setup.plog
+        properties = setup.properties
         join: JoinPlan = plan.join
         self.join = self.join_plan = join
         self.topics = [ctx.physical(s.source.topic) for s in join.sides]
@@ -290,7 +283,7 @@ class JoinQuery(JoinChain, PersistentQuery):
         self.repartitions = {
             i: Repartition(
                 name,
-                ctx.physical(repartition_topic(service_id, query_id, name)),
+                ctx.physical(repartition_topic(setup.service_id, query_id, name)),
                 self.topics[i],
                 ctx.topic_partitions(self.topics[i]) or 1,
             )
@@ -341,29 +334,17 @@ class JoinQuery(JoinChain, PersistentQuery):
     def _assign_all(self, consumer: Consumer) -> int:
         """Every partition of both inputs from the committed offsets (or, without any, from
         `auto.offset.reset`); returns the first input's partition count (its changelogs')."""
-        deadline = time.monotonic() + 15
         tps: list[TopicPartition] = []
         counts: list[int] = []
         for rp in self.repartitions.values():
             rp.create(self.ctx.ensure_topic)
         for topic in dict.fromkeys(self.topics + self.read_topics):
-            while True:
-                meta = consumer.list_topics(timeout=10).topics.get(topic)
-                if meta is not None and meta.error is None and meta.partitions:
-                    break
-                if time.monotonic() > deadline:
-                    raise KafkaException(f"topic {topic} does not exist")
-                time.sleep(0.1)
-            tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-            counts.append(len(meta.partitions))
-        assigned: list[TopicPartition] = []
-        for tp in consumer.committed(tps, timeout=10):
-            at = tp.offset
-            if at < 0:
-                lo, hi = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-                at = lo if self.reset == "earliest" else hi
-            self._tp_positions[(tp.topic, tp.partition)] = at
-            assigned.append(TopicPartition(tp.topic, tp.partition, at))
+            partitions = partitions_of(consumer, topic)
+            tps += partitions
+            counts.append(len(partitions))
+        assigned = start_positions(consumer, tps, self.reset, use_committed=True, resolve=True)
+        for tp in assigned:
+            self._tp_positions[(tp.topic, tp.partition)] = tp.offset
         consumer.assign(assigned)
         self._assigned = len(assigned)
         return counts[0]
@@ -553,14 +534,10 @@ class TransientJoinQuery(JoinChain, TransientQuery):
             self.ctx.consumer_conf(self.group, **transient_consumer_overrides(self.reset))
         )
         try:
-            start = OFFSET_BEGINNING if self.reset == "earliest" else OFFSET_END
-            tps: list[TopicPartition] = []
-            for topic in dict.fromkeys(self.topics):
-                meta = consumer.list_topics(timeout=10).topics.get(topic)
-                if meta is None or meta.error is not None:
-                    raise KafkaException(f"topic {topic} does not exist")
-                tps += [TopicPartition(topic, p, start) for p in sorted(meta.partitions)]
-            consumer.assign(tps)
+            tps = [
+                tp for name in dict.fromkeys(self.topics) for tp in partitions_of(consumer, name)
+            ]
+            consumer.assign(start_positions(consumer, tps, self.reset, use_committed=False))
             while not self._stop.is_set():
                 messages = consume_available(consumer, TRANSIENT_BATCH_ROWS, STOP_CHECK_S)
                 messages = [m for m in messages if m.error() is None]

@@ -28,10 +28,10 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     OFFSET_END,
     Consumer,
     KafkaException,
@@ -52,6 +52,7 @@ from services.common.process import release_free_heap
 from services.ksql_server.metastore import DataSource
 from services.ksql_server.planner.plan import QueryPlan
 from services.ksql_server.runtime.kafka_context import KafkaContext
+from services.ksql_server.runtime.positions import partitions_of, start_positions
 from services.ksql_server.runtime.processor import BatchProcessor, ProcessingLog
 from services.ksql_server.runtime.stateful import run_operator
 from services.ksql_server.state import QueryStores
@@ -72,44 +73,35 @@ def _assign(
     consumer: Consumer, topic: str, reset: str, use_committed: bool
 ) -> list[TopicPartition]:
     """Assign every partition of `topic`, from the group's committed offsets when there are any."""
-    deadline = time.monotonic() + 15
-    while True:
-        meta = consumer.list_topics(timeout=10).topics.get(topic)  # by name would auto-create
-        if meta is not None and meta.error is None and meta.partitions:
-            break
-        if time.monotonic() > deadline:
-            raise KafkaException(f"topic {topic} does not exist")
-        time.sleep(0.1)
-    tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-    start = OFFSET_BEGINNING if reset == "earliest" else OFFSET_END
-    if use_committed:
-        committed = consumer.committed(tps, timeout=10)
-        assigned = [
-            TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else start)
-            for tp in committed
-        ]
-    else:
-        assigned = [TopicPartition(topic, tp.partition, start) for tp in tps]
-    consumer.assign(assigned)
+    tps = partitions_of(consumer, topic)
+    consumer.assign(start_positions(consumer, tps, reset, use_committed))
     return tps
+
+
+@dataclass(frozen=True)
+class QuerySetup:
+    """What a persistent query is made from: its statement, plan and sink, and the engine's
+    Kafka context, processing log, service id and the statement's properties. One argument, so
+    each kind of query (plain, re-grouped, join) takes the same and adds only what is its own."""
+
+    query_id: str
+    sql: str
+    plan: QueryPlan
+    sink: DataSource
+    ctx: KafkaContext
+    plog: ProcessingLog
+    service_id: str
+    properties: dict[str, Any]
 
 
 class PersistentQuery:
     """CSAS / INSERT INTO … SELECT: a thread that consumes, transforms and produces in batches."""
 
-    def __init__(
-        self,
-        query_id: str,
-        sql: str,
-        plan: QueryPlan,
-        sink: DataSource,
-        ctx: KafkaContext,
-        plog: ProcessingLog,
-        service_id: str,
-        properties: dict[str, Any],
-    ) -> None:
+    def __init__(self, setup: QuerySetup) -> None:
+        query_id, plan, sink, ctx = setup.query_id, setup.plan, setup.sink, setup.ctx
+        plog, service_id, properties = setup.plog, setup.service_id, setup.properties
         self.query_id = query_id
-        self.sql = sql
+        self.sql = setup.sql
         self.plan = plan
         self.sink = sink
         self.ctx = ctx
@@ -688,4 +680,4 @@ class TransientQuery:
             self.stop()
 
 
-__all__ = ["PersistentQuery", "TransientQuery", "time"]
+__all__ = ["PersistentQuery", "QuerySetup", "TransientQuery", "time"]

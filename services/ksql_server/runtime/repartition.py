@@ -25,11 +25,8 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from services.common.checkpoint import Checkpoint
-from services.ksql_server.metastore import DataSource
-from services.ksql_server.planner.plan import QueryPlan
-from services.ksql_server.runtime.kafka_context import KafkaContext
-from services.ksql_server.runtime.processor import ProcessingLog
-from services.ksql_server.runtime.query import PersistentQuery
+from services.ksql_server.runtime.positions import start_positions
+from services.ksql_server.runtime.query import PersistentQuery, QuerySetup
 from services.ksql_server.state import encode
 
 SOURCE_KEY_HEADER = "ksql.source.key"
@@ -116,21 +113,11 @@ class RepartitionedQuery(PersistentQuery):
     (`AggregationPlan.repartition`): source records go to the repartition topic keyed by their
     group, and the aggregation reads them from there (`read_topic`)."""
 
-    def __init__(
-        self,
-        query_id: str,
-        sql: str,
-        plan: QueryPlan,
-        sink: DataSource,
-        ctx: KafkaContext,
-        plog: ProcessingLog,
-        service_id: str,
-        properties: dict[str, Any],
-    ) -> None:
-        super().__init__(query_id, sql, plan, sink, ctx, plog, service_id, properties)
-        name = plan.stateful.repartition
-        physical = ctx.physical(repartition_topic(service_id, query_id, name))
-        partitions = ctx.topic_partitions(self.source_topic) or 1
+    def __init__(self, setup: QuerySetup) -> None:
+        super().__init__(setup)
+        name = setup.plan.stateful.repartition
+        physical = self.ctx.physical(repartition_topic(setup.service_id, self.query_id, name))
+        partitions = self.ctx.topic_partitions(self.source_topic) or 1
         self.repartition = Repartition(name, physical, self.source_topic, partitions)
         self.read_topic = physical
         self._internal: list[TopicPartition] = []
@@ -140,12 +127,8 @@ class RepartitionedQuery(PersistentQuery):
         rp = self.repartition
         rp.create(self.ctx.ensure_topic)
         tps = [TopicPartition(rp.topic, p) for p in range(rp.partitions)]
-        start = []
-        for tp in consumer.committed(tps, timeout=10):
-            at = tp.offset
-            if at < 0:  # nothing committed: all of it (it only holds what this query wrote)
-                at = consumer.get_watermark_offsets(tp, timeout=10, cached=False)[0]
-            start.append(TopicPartition(rp.topic, tp.partition, at))
+        # nothing committed: all of it (it only holds what this query wrote)
+        start = start_positions(consumer, tps, "earliest", use_committed=True, resolve=True)
         consumer.incremental_assign(start)
         self._internal = tps
 
