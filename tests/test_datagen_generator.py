@@ -18,7 +18,9 @@ from services.common.synthetic_transactions import (
     CHUNK_ROWS,
     SECONDS,
     V_VARIANCES,
+    _structure,
     generate_chunks,
+    reference_whitening,
 )
 from services.common.topics import EXTENDED_COLUMNS, KAGGLE_COLUMNS, V_COLUMNS
 from services.producer.datagen import write_csv
@@ -65,6 +67,19 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     write_csv(c, 2000, seed=4)
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
+
+
+def test_the_stored_whitening_is_the_reference_rows_whitening() -> None:
+    """datagen starts from the stored mean and whitening (`synthetic_whitening`); recomputed
+    from the 400k reference rows they must agree: to the bit on the machine that wrote them,
+    within float rounding on another BLAS (eigh's last bits may differ)."""
+    mean, whitening = reference_whitening()
+    stored = _structure()
+    np.testing.assert_allclose(stored.mean, mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(stored.whitening, whitening, rtol=1e-10, atol=1e-12)
+    # and it still whitens: the reference rows' signals come out uncorrelated, unit variance
+    traits = np.random.default_rng(7).standard_normal((200_000, 3))
+    assert np.allclose(np.cov(stored.signals(traits), rowvar=False), np.eye(len(mean)), atol=0.02)
 
 
 def test_rows_are_made_chunk_by_chunk() -> None:

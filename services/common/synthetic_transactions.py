@@ -115,7 +115,16 @@ def _raw_signals(traits: np.ndarray, directions: np.ndarray, offsets: np.ndarray
 
 @functools.cache
 def _structure() -> _Structure:
-    """Built once per process from a fixed seed, so every seed shares the same surface."""
+    """Built once per process from a fixed seed, so every seed shares the same surface; the
+    whitening is the stored estimate (`synthetic_whitening`), not re-estimated at each start."""
+    from services.common.synthetic_whitening import MEAN, WHITENING
+
+    directions, offsets, mixing = _surface()
+    return _Structure(directions, offsets, np.array(MEAN), np.array(WHITENING), mixing)
+
+
+def _surface() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hinge directions, hinge offsets, mixing) drawn from _STRUCTURE_SEED."""
     rng = np.random.default_rng(_STRUCTURE_SEED)
     directions = rng.standard_normal((TRAITS, SIGNALS - TRAITS))
     directions /= np.linalg.norm(directions, axis=0)
@@ -125,15 +134,20 @@ def _structure() -> _Structure:
     for j in range(SIGNALS):
         mixing[j, 2 * j], mixing[j, 2 * j + 1] = half, -half
         mixing[SIGNALS + j, 2 * j], mixing[SIGNALS + j, 2 * j + 1] = half, half
-    mixing = mixing[:, rng.permutation(N_V)]
+    return directions, offsets, mixing[:, rng.permutation(N_V)]
+
+
+def reference_whitening() -> tuple[np.ndarray, np.ndarray]:
+    """(mean [SIGNALS], ZCA whitening [SIGNALS, SIGNALS]) of the raw structured signals of
+    _REFERENCE_ROWS rows: what `synthetic_whitening` stores (about 0.2 s of CPU to compute)."""
+    directions, offsets, _ = _surface()
     reference = _raw_signals(
         np.random.default_rng(_STRUCTURE_SEED + 1).standard_normal((_REFERENCE_ROWS, TRAITS)),
         directions,
         offsets,
     )
     values, vectors = np.linalg.eigh(np.cov(reference, rowvar=False))
-    whitening = vectors @ np.diag(values**-0.5) @ vectors.T
-    return _Structure(directions, offsets, reference.mean(axis=0), whitening, mixing)
+    return reference.mean(axis=0), vectors @ np.diag(values**-0.5) @ vectors.T
 
 
 def _day_night_cdf() -> tuple[np.ndarray, np.ndarray]:

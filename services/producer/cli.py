@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -17,6 +18,15 @@ if TYPE_CHECKING:
 
 SHOWN_BAD_LINES = 20
 """Refused lines printed one by one; beyond that only their count (all go to the DLQ)."""
+
+
+def _one_blas_thread() -> None:
+    """Start numpy with one OpenBLAS thread: these commands multiply 14-wide matrices at most,
+    and starting OpenBLAS's pool of threads costs about 0.1 s of CPU, a third of `datagen
+    --rows 1` (`bench/bench_producer.py`, start-up). Only before numpy's first import: later
+    it changes nothing, and a process that has numpy already keeps its environment."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def datagen(
@@ -56,6 +66,7 @@ def datagen(
     go to a second file beside --out, <name>_users.csv: USERID, CITY (about a quarter in a
     "Premium …" city), LEVEL and SIGNUP_DATE, the same for a seed whatever --rows is.
     """
+    _one_blas_thread()
     from services.common.synthetic_families import FAMILIES
     from services.producer.datagen import write_csv
 
@@ -143,6 +154,7 @@ def produce(
     transactions, keyed by USERID with the row as a JSON value: the USERS table of
     ksql/examples/30_per_user_join.sql. Either option alone is enough.
     """
+    _one_blas_thread()
     from services.producer.csv_source import BadLine
     from services.producer.formats import default_topic, value_encoder
     from services.producer.replay import produce_csv
