@@ -414,6 +414,12 @@ def main() -> None:
         help="run the scorer from another checkout (an A/B against an older tree)",
     )
     parser.add_argument(
+        "--dump",
+        type=Path,
+        help="also save every record's produce / sink / alert times (numpy .npz, seconds since "
+        "the epoch, `r<rate>_<round>_<field>`), to look for when the slow records came",
+    )
+    parser.add_argument(
         "--commit-path",
         type=int,
         default=0,
@@ -458,7 +464,21 @@ def main() -> None:
             pipeline.close()
     medians = {rate: report(rate, runs) for rate, runs in results.items()}
     plot(results, args.plot)
+    if args.dump is not None:
+        dump(results, args.dump)
     print(summary_line(medians))
+
+
+def dump(results: dict[int, list[Timings]], path: Path) -> None:
+    """Every record's times, per rate and round, for a look at the tail's timing."""
+    arrays = {
+        f"r{rate}_{n}_{field}": getattr(run, field)
+        for rate, runs in results.items()
+        for n, run in enumerate(runs, 1)
+        for field in ("produced", "sink", "alert")
+    }
+    np.savez_compressed(path, **arrays)
+    print(f"record times: {path}")
 
 
 def summary_line(medians: dict[int, list[tuple[float, float, float, float]]]) -> str:
