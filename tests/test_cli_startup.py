@@ -57,16 +57,18 @@ def _heavy_after(commands: list[list[str]], tmp_path: Path, preamble: str = "") 
 def _run(
     commands: list[list[str]], tmp_path: Path, preamble: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), FRAUDSTREAM_HOME=str(tmp_path / "home"))
+    code = _RUN.format(preamble=preamble)
+    return _python(code, [json.dumps(commands), json.dumps(HEAVY)], tmp_path)
+
+
+def _python(code: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter with `args`, away from any service and from the caller's
+    OpenBLAS setting."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env.update(PYTHONPATH=str(ROOT), FRAUDSTREAM_HOME=str(tmp_path / "home"))
     env.update(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", KSQL_URL="http://127.0.0.1:1")
     return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _RUN.format(preamble=preamble),
-            json.dumps(commands),
-            json.dumps(HEAVY),
-        ],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -109,18 +111,8 @@ def test_datagen_starts_openblas_with_one_thread(tmp_path: Path) -> None:
         "print(json.dumps([p['num_threads'] for p in threadpool_info()"
         " if p['internal_api'] == 'openblas']))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    env.update(PYTHONPATH=str(ROOT), FRAUDSTREAM_HOME=str(tmp_path / "home"))
     args = ["datagen", "--rows", "1", "--out", str(tmp_path / "rows.csv")]
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-        check=True,
-    )
+    out = _python(code, [json.dumps(args)], tmp_path)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [1]
 
 
