@@ -120,6 +120,9 @@ def test_dlq_each_bad_record_kind_in_the_transaction(
     )
     assert dlq_total == len(bad)
     assert metric("fraudstream_scorer_model_info", {"version": version}) == 1
+    commits = metric("fraudstream_scorer_commit_seconds_count")
+    assert commits is not None and 1 <= commits <= result.batches  # a commit may span batches
+    assert (metric("fraudstream_scorer_commit_seconds_sum") or 0) > 0
     letters = read_all(n["dlq_topic"], kafka_bootstrap)
     by_key = {dlq_key(m): m for m in letters}
     assert sorted(by_key) == sorted(k for k, _ in bad)

@@ -22,7 +22,8 @@ _LATENCIES = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 
 
 class ScorerMetrics:
-    """Records in, alerts out, dead letters, batch size and latency, model version, lag, and
+    """Records in, alerts out, dead letters, batch size and latency, commit time, model version,
+    lag, and
     the model announcements ignored (with why)."""
 
     def __init__(self) -> None:
@@ -56,6 +57,13 @@ class ScorerMetrics:
         self.batch_latency = Histogram(
             "fraudstream_scorer_batch_seconds",
             "Decode + score + produce + commit time of one micro-batch",
+            buckets=_LATENCIES,
+            registry=r,
+        )
+        self.commit_latency = Histogram(
+            "fraudstream_scorer_commit_seconds",
+            "One commit: send_offsets_to_transaction + commit_transaction (exactly-once), or "
+            "flush + offset commit (at-least-once); its tail is most of the scorer's latency tail",
             buckets=_LATENCIES,
             registry=r,
         )

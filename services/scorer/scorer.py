@@ -309,7 +309,11 @@ class Scorer:
 
     def _commit(self, checkpoint: Checkpoint, skip: set[tuple[str, int]] | None = None) -> None:
         """Commit what is open (its batches are counted by their `after_commit` callbacks)."""
-        if checkpoint.commit(skip or ()) is not None and self._on_batch is not None:
+        started = time.perf_counter()
+        if checkpoint.commit(skip or ()) is None:
+            return
+        self.metrics.commit_latency.observe(time.perf_counter() - started)
+        if self._on_batch is not None:
             self._on_batch(self.result)
 
     def _aborted(self, aborted: TransactionAborted) -> None:
