@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,7 @@ from services.common.kafka import (  # noqa: E402
     producer_config,
     topic_partitions,
 )
+from services.common.process import free_port  # noqa: E402
 from services.common.settings import get_settings  # noqa: E402
 from services.ksql_server.rest.client import KsqlClient  # noqa: E402
 
@@ -150,6 +153,7 @@ class Pipeline:
         self._apply_ksql()
         self.version = save_alert_everything_model(workdir / "models")
         self.log = workdir / "scorer.log"
+        self.metrics_port = free_port()
         ensure_topic(self.alerts)
         self.scorer = self._start_scorer(tag, scorer_tree)
 
@@ -171,9 +175,32 @@ class Pipeline:
         env = {**os.environ, "MODELS_DIR": str(self.workdir / "models"), "PYTHONPATH": str(tree)}
         command = [sys.executable, "-m", "services.cli", "score", "--model", self.version]
         command += ["--topic", self.scoring, "--alerts-topic", self.alerts]
-        command += ["--group", f"bench-latency-{tag}", "--from-beginning", "--metrics-port", "0"]
+        command += ["--group", f"bench-latency-{tag}", "--from-beginning"]
+        command += ["--metrics-port", str(self.metrics_port)]
         with self.log.open("wb") as log:
             return subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=tree)
+
+    def commit_summary(self) -> str:
+        """How long the scorer's commits took over the whole run (its /metrics histogram)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError as exc:
+            return f"scorer commits: no metrics ({exc})"
+        buckets = [
+            (float(le), float(count))
+            for le, count in re.findall(
+                r'^fraudstream_scorer_commit_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M
+            )
+        ]
+        if not buckets or buckets[-1][1] == 0:
+            return "scorer commits: none measured (a scorer without the commit histogram?)"
+        total = buckets[-1][1]
+        shares = ", ".join(
+            f"<= {le * 1000:g} ms {count / total:.1%}" for le, count in buckets if le <= 0.1
+        )
+        return f"scorer commits: {total:,.0f} over the run; {shares}"
 
     def scorer_failed(self) -> str | None:
         if self.scorer.poll() is None:
@@ -458,6 +485,7 @@ def main() -> None:
                         f"round {n}, {rate:,}/s: end-to-end p50 {e2e[0]:.1f} ms, "
                         f"p99 {e2e[2]:.1f} ms"
                     )
+            print(pipeline.commit_summary())
         finally:
             for watcher in watchers:
                 watcher.close()
