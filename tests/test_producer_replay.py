@@ -188,6 +188,18 @@ def test_bench_producer_smoke(capsys: pytest.CaptureFixture[str], kafka_bootstra
     assert ratio > 0 and re.search(r"^producer: ratio \d+\.\d\d ", out, re.MULTILINE), out
 
 
+def test_bench_producer_startup_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """The start-up part runs the light commands in fresh interpreters (no broker needed with
+    `with_broker=False`) and prints one line a command and its verdict."""
+    import runpy
+
+    bench = runpy.run_path(str(ROOT / "bench" / "bench_producer.py"))
+    worst = bench["startup"](runs=1, with_broker=False)
+    out = capsys.readouterr().out
+    assert worst > 0 and "datagen --rows 1" in out and "produce --limit 1" not in out, out
+    assert re.search(r"^start-up: light commands at most \d+\.\d\d s CPU", out, re.M), out
+
+
 def test_long_lines_go_to_the_dlq_cut_short_and_the_replay_goes_on(
     tmp_path: Path, topics: tuple[str, str], unique: str
 ) -> None:
