@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -53,6 +52,7 @@ for path in (ROOT, ROOT / "bench"):
 
 from bench_ksql import drop_streams, source_values  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from services.common.checkpoint import (  # noqa: E402
     TXN_RETRY_BACKOFF_MS,
@@ -189,10 +189,11 @@ class Pipeline:
         except OSError as exc:
             return f"scorer commits: no metrics ({exc})"
         buckets = [
-            (float(le), float(count))
-            for le, count in re.findall(
-                r'^fraudstream_scorer_commit_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M
-            )
+            (float(sample.labels["le"]), sample.value)
+            for family in text_string_to_metric_families(text)
+            if family.name == "fraudstream_scorer_commit_seconds"
+            for sample in family.samples
+            if sample.name.endswith("_bucket")
         ]
         if not buckets or buckets[-1][1] == 0:
             return "scorer commits: none measured (a scorer without the commit histogram?)"

@@ -21,9 +21,9 @@ import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.common.checkpoint import TXN_RETRY_BACKOFF_MAX_MS, TXN_RETRY_BACKOFF_MS
+from services.common.kafka import delete_topics, ensure_topic
 
 BOOT = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
 EXTRA_P: dict[str, Any] = json.loads(os.environ.get("EXTRA_P", "{}"))
@@ -117,9 +117,8 @@ def main() -> None:
     rate, seconds = int(sys.argv[1]), float(sys.argv[2])
     partitions = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     a, b = f"floor-a-{uuid.uuid4().hex[:6]}", f"floor-b-{uuid.uuid4().hex[:6]}"
-    admin = AdminClient({"bootstrap.servers": BOOT})
-    for future in admin.create_topics([NewTopic(t, partitions, 1) for t in (a, b)]).values():
-        future.result()
+    for topic in (a, b):
+        ensure_topic(topic, partitions, BOOT)
     n = int(rate * seconds)
     out: Any = mp.Queue()
     committed: Any = mp.Queue()
@@ -153,7 +152,7 @@ def main() -> None:
     )
     for w in workers:
         w.join()
-    admin.delete_topics([a, b])
+    delete_topics([a, b], BOOT)
 
 
 if __name__ == "__main__":

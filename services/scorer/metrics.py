@@ -23,8 +23,7 @@ _LATENCIES = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 
 class ScorerMetrics:
     """Records in, alerts out, dead letters, batch size and latency, commit time, model version,
-    lag, and
-    the model announcements ignored (with why)."""
+    lag, and the model announcements ignored (with why)."""
 
     def __init__(self) -> None:
         # prometheus_client is imported here, not at the top: `fraudstream --help` and every
