@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -163,6 +164,30 @@ def test_records_the_broker_refuses_are_counted_and_fail_the_command(
     assert result.output.strip().splitlines()[-1].startswith("produced 0 records")
     assert "10 records and 0 dead letters were refused" in result.output
     assert "MSG_SIZE_TOO_LARGE" in result.output
+
+
+def test_an_existing_topic_costs_no_second_admin_client(
+    tmp_path: Path, topics: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up: the reachability probe's own metadata answers the topic check, so `produce`
+    into an existing topic starts one admin client, not two (and leaves the topic as it is)."""
+    from services.common import kafka
+
+    topic, dlq = topics
+    ensure_topic(topic, 2)
+    built: list[bool] = []
+    real = kafka.make_admin
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(bool(kwargs.get("quiet")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kafka, "make_admin", counted)
+    path = tmp_path / "one.csv"
+    write_csv(path, 3, seed=1)
+    assert produce_csv(path, topic, dlq_topic=dlq, limit=1).records == 1
+    assert built == [True]  # the quiet probe only
+    assert len(make_admin().list_topics(topic, timeout=10).topics[topic].partitions) == 2
 
 
 def test_records_refused_before_sending_are_counted(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import (
@@ -21,7 +21,13 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import (
+    AdminClient,
+    ClusterMetadata,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from services.common.errors import FraudstreamError, ServiceUnavailable, kafka_error_code
 from services.common.settings import get_settings
@@ -120,8 +126,9 @@ class _AuthenticationErrors:
             self.last = error
 
 
-def _probe(bootstrap: str | None, timeout: float, overrides: Mapping[str, Any]) -> None:
-    """One metadata request; raises KafkaAuthenticationFailed as soon as the broker refuses the
+def _probe(bootstrap: str | None, timeout: float, overrides: Mapping[str, Any]) -> ClusterMetadata:
+    """One metadata request (all topics), returned so a caller can check its topics without a
+    client of its own; raises KafkaAuthenticationFailed as soon as the broker refuses the
     credentials, KafkaException when it does not answer within `timeout`."""
     errors = _AuthenticationErrors()
     admin = make_admin(bootstrap, quiet=True, error_cb=errors, **overrides)
@@ -129,8 +136,7 @@ def _probe(bootstrap: str | None, timeout: float, overrides: Mapping[str, Any]) 
     while True:
         step = min(0.5, max(0.05, deadline - time.monotonic()))
         try:
-            admin.list_topics(timeout=step)
-            return
+            return admin.list_topics(timeout=step)
         except KafkaException:
             admin.poll(0)  # serves the error callback
             if errors.last is not None:
@@ -179,16 +185,36 @@ def broker_reachable(bootstrap: str | None = None, timeout: float = 3.0, **overr
         return False
 
 
+def broker_topics(bootstrap: str | None = None, timeout: float = 3.0) -> set[str]:
+    """The broker's topic names, from the reachability probe's own metadata request: a command
+    that probes and then checks its topic (`produce`) passes them to `ensure_topic` instead of
+    starting a second admin client (threads, connection, round trip) for the same answer.
+    Raises ServiceUnavailable when the broker does not answer, KafkaAuthenticationFailed (from
+    `_probe`) when it refuses the credentials."""
+    try:
+        return set(_probe(bootstrap, timeout, {}).topics)
+    except KafkaException:
+        where = bootstrap or get_settings().bootstrap_servers
+        raise ServiceUnavailable(f"Kafka broker at {where} is not reachable") from None
+
+
 def ensure_topic(
     name: str,
     partitions: int = 1,
     bootstrap: str | None = None,
     config: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    *,
+    known: Collection[str] | None = None,
 ) -> bool:
-    """Create the topic if it does not exist; returns True when this call created it."""
+    """Create the topic if it does not exist; returns True when this call created it. `known`:
+    the topic names the caller has just listed (`broker_topics`), so an existing topic costs
+    no client and no round trip, and a missing one is created without listing again (a topic
+    made meanwhile by someone else is still answered False)."""
+    if known is not None and name in known:
+        return False
     admin = make_admin(bootstrap)
-    if name in admin.list_topics(timeout=timeout).topics:
+    if known is None and name in admin.list_topics(timeout=timeout).topics:
         return False
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))]

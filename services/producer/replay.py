@@ -21,15 +21,13 @@ import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from services.common.dlq import DLQ_MAX_RECORD_BYTES, DeadLetter, send_to_dlq
-from services.common.errors import ServiceUnavailable
 from services.common.kafka import (
-    broker_reachable,
+    broker_topics,
     ensure_topic,
     make_producer,
     produce_many,
     topic_max_message_bytes,
 )
-from services.common.settings import get_settings
 from services.common.topics import DLQ_TOPIC, SOURCE_TOPIC
 from services.producer.csv_source import BadLine, Batch, CsvSource
 from services.producer.errors import ProducerError
@@ -172,10 +170,8 @@ def produce_csv(
     if limit is not None and limit < 0:
         raise ProducerError("--limit must be >= 0", code="bad_option")
     source = CsvSource(Path(path), max_line_bytes=max_line_bytes)
-    where = bootstrap or get_settings().bootstrap_servers
-    if not broker_reachable(bootstrap):
-        raise ServiceUnavailable(f"Kafka broker at {where} is not reachable")
-    ensure_topic(topic, partitions, bootstrap)
+    # one metadata request both probes the broker and answers the topic check
+    ensure_topic(topic, partitions, bootstrap, known=broker_topics(bootstrap))
     errors = _DeliveryErrors(topic)
     overrides = {"delivery.report.only.error": True, "on_delivery": errors}
     producer = make_producer(bootstrap, **overrides, **(producer_overrides or {}))

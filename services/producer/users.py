@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.errors import ServiceUnavailable
-from services.common.settings import get_settings
 from services.common.topics import USERS_TOPIC
 from services.producer.errors import ProducerError
 from services.producer.layout import USERS
@@ -136,13 +134,10 @@ def produce_users(
     """Replay a users CSV into `topic` (created with one partition if missing), keyed by
     USERID; the whole file is checked before the first record is sent."""
     # the Kafka client is loaded here, not at import: `datagen` writes the CSV without it
-    from services.common.kafka import broker_reachable, ensure_topic, make_producer
+    from services.common.kafka import broker_topics, ensure_topic, make_producer
 
     rows = list(read_users_csv(path))
-    if not broker_reachable(bootstrap):
-        where = bootstrap or get_settings().bootstrap_servers
-        raise ServiceUnavailable(f"Kafka broker at {where} is not reachable")
-    ensure_topic(topic, USERS_PARTITIONS, bootstrap)
+    ensure_topic(topic, USERS_PARTITIONS, bootstrap, known=broker_topics(bootstrap))
     started = time.monotonic()
     failed: list[str] = []
 
