@@ -15,7 +15,7 @@ PIP_LOCKED := $(BIN)/pip install -q --disable-pip-version-check --require-hashes
 
 .PHONY: setup browser lock run summary notebook test test-fast test-slow bench up down lint format clean
 
-$(STAMP): pyproject.toml $(LOCK) requirements/build.txt
+$(STAMP): pyproject.toml setup.py services/producer/_kaggle_records.c $(LOCK) requirements/build.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_LOCKED) -r requirements/build.txt
@@ -106,3 +106,4 @@ format: setup
 
 clean: down
 	rm -rf $(VENV) $(FRAUDSTREAM_HOME)
+	rm -f services/producer/_kaggle_records.*.so

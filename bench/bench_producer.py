@@ -1,12 +1,15 @@
 """Benchmark: `fraudstream produce` against a bare confluent-kafka loop, same run, same broker.
 
-Both sides send the same 200k DELIMITED values (generated rows, Kaggle layout, so `produce` also
+Both sides send the same 500k DELIMITED values (generated rows, Kaggle layout, so `produce` also
 builds Id/Timestamp/User) to fresh 3-partition topics with the same producer settings
 (`services.common.kafka.make_producer`). The bare loop gets its keys and values pre-encoded in
 memory; `produce` reads, checks and converts the CSV as it goes. Rounds alternate and the best
 of each side is kept, so a noisy neighbour on the machine hurts both alike; every round's ratio
 is printed too, for the spread, with the CPU time a record of each side (all threads of this
 process: the client's, librdkafka's, the reader's; not the broker's), steadier than rates.
+500k rows, not 200k: at 200k a side lasts under a second and the bare loop's rate swung
+threefold between rounds. `--numpy-reader` measures `produce` without its compiled fast path
+(`services/producer/_kaggle_records.c`), as a tree built without a C compiler runs it.
 
 Then start-up: the CPU time (user + system) of whole light commands (the help pages of
 `produce`, `alerts`, `ksql`, `stack`; `datagen --rows 1`, the lightest command that does work;
@@ -15,8 +18,8 @@ interleaved runs, best / median / worst of each (`--startup-runs`); `--startup-b
 runs the same commands from another checkout in the same rounds (before/after). The target is
 under 0.3 s for the commands that neither train nor score.
 
-    .venv/bin/python bench/bench_producer.py [--rows N] [--rounds R] [--startup-only]
-        [--startup-baseline DIR]
+    .venv/bin/python bench/bench_producer.py [--rows N] [--rounds R] [--numpy-reader]
+        [--startup-only] [--startup-baseline DIR]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.common.kafka import delete_topics, ensure_topic, make_producer, produce_many
+from services.producer import csv_source
 from services.producer.csv_source import CsvSource
 from services.producer.datagen import write_csv
 from services.producer.replay import produce_csv
@@ -63,6 +67,12 @@ def _ours(path: Path, topic: str, expected: int) -> float:
     return result.rate
 
 
+def _reader() -> str:
+    if csv_source._kaggle_records is not None:
+        return "compiled fast path (services/producer/_kaggle_records.c)"
+    return "numpy path (the compiled fast path is not built or is switched off)"
+
+
 def _timed(side: Callable[[], float], records: int) -> tuple[float, float]:
     """(records/s, CPU µs a record of this whole process) of one side's run."""
     cpu = time.process_time()
@@ -80,6 +90,7 @@ def run(rows: int, rounds: int) -> float:
             keys += batch.keys
             values += batch.values
         print(f"rows: {gen.rows} ({path.stat().st_size / 2**20:.0f} MiB, Kaggle layout)")
+        print(f"reader: {_reader()}")
         best_bare = best_ours = 0.0
         ratios: list[float] = []
         topics: list[str] = []
@@ -209,8 +220,13 @@ def _children_cpu_s() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--numpy-reader",
+        action="store_true",
+        help="produce without its compiled fast path (as a tree built without a C compiler)",
+    )
     parser.add_argument("--startup-runs", type=int, default=5)
     parser.add_argument(
         "--startup-baseline",
@@ -219,6 +235,8 @@ def main() -> None:
     )
     parser.add_argument("--startup-only", action="store_true", help="skip the Kafka part")
     args = parser.parse_args()
+    if args.numpy_reader:
+        csv_source._kaggle_records = None  # type: ignore[assignment]
     if not args.startup_only:
         run(args.rows, args.rounds)
     startup(args.startup_runs, args.startup_baseline, with_broker=not args.startup_only)

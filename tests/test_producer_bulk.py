@@ -5,7 +5,9 @@ check may only hand lines on, never accept one the rule refuses)."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -218,26 +220,7 @@ def test_records_are_the_same_with_and_without_the_whole_block_check(
     Times and refused lines (with their reasons) whether or not the whole-block check runs."""
     path = tmp_path / "k.csv"
     write_csv(path, 6000, seed=seed)
-    rng = random.Random(seed)
-    head, body = path.read_bytes().split(b"\n", 1)
-    lines = body.split(b"\n")
-    lines[3000:] = [
-        _mangle(line, rng) if line and rng.random() < 0.05 else line for line in lines[3000:]
-    ]
-    path.write_bytes(head + b"\n" + b"\n".join(lines))
-
-    def read() -> tuple[list[bytes], list[bytes], list[float], list[tuple[int, str]]]:
-        keys: list[bytes] = []
-        values: list[bytes] = []
-        times: list[float] = []
-        bad: list[tuple[int, str]] = []
-        for batch in CsvSource(path, block_bytes=64 * 1024).batches():
-            keys += batch.keys
-            values += batch.values
-            times += batch.times.tolist()
-            bad += [(line.line, line.reason) for line in batch.bad]
-        return keys, values, times, bad
-
+    _mangle_second_half(path, seed)
     calls: list[bool] = []
     real = csv_source.plain_block_times
 
@@ -246,9 +229,189 @@ def test_records_are_the_same_with_and_without_the_whole_block_check(
         calls.append(answer is not None)
         return answer
 
+    monkeypatch.setattr(csv_source, "_kaggle_records", None)  # tested below
     monkeypatch.setattr(csv_source, "plain_block_times", counted)
-    fast = read()
+    fast = _read_all(path)
     assert any(calls) and not all(calls), "clean blocks take it, mangled ones do not"
     monkeypatch.setattr(csv_source, "plain_block_times", lambda *_args: None)
-    assert read() == fast
-    assert fast[3]  # the mangled lines were refused
+    assert _read_all(path) == fast
+    assert fast.bad  # the mangled lines were refused
+
+
+class _Replayed(NamedTuple):
+    keys: list[bytes]
+    values: list[bytes]
+    times: bytes
+    """Every record's Time, as bytes: -0.0 and 0.0 differ."""
+    bad: list[tuple[int, str]]
+
+
+def _read_all(path: Path) -> _Replayed:
+    """Everything `CsvSource` makes of a file, in 64 KiB blocks."""
+    out = _Replayed([], [], b"", [])
+    times = []
+    for batch in CsvSource(path, block_bytes=64 * 1024).batches():
+        out.keys.extend(batch.keys)
+        out.values.extend(batch.values)
+        times.append(batch.times.tobytes())
+        out.bad.extend((line.line, line.reason) for line in batch.bad)
+    return out._replace(times=b"".join(times))
+
+
+def _mangle_second_half(path: Path, seed: int) -> None:
+    """Damage one line in twenty of the second half of a generated Kaggle file."""
+    rng = random.Random(seed)
+    head, body = path.read_bytes().split(b"\n", 1)
+    lines = body.split(b"\n")
+    lines[3000:] = [_mangle(x, rng) if x and rng.random() < 0.05 else x for x in lines[3000:]]
+    path.write_bytes(head + b"\n" + b"\n".join(lines))
+
+
+# The compiled fast path (services/producer/_kaggle_records.c) against the numpy path: whatever
+# it returns, the numpy path returns too, record for record, with no line refused.
+
+_COMPILED_PIECES = [
+    *_PIECES, b"e-05", b"E+1", b"e999", b"e123", b"-0", b"\r", b"\0", b"9" * 39, b"1e", b"e-",
+]  # fmt: skip
+
+
+def _source(tmp_path: Path, max_line_bytes: int = 1_000_000) -> CsvSource:
+    path = tmp_path / "one.csv"
+    path.write_bytes(b'"Time","V1"' + b',"V"' * 27 + b',"Amount","Class"\n' + _ROWS[0] + b"\n")
+    return CsvSource(path, max_line_bytes=max_line_bytes)
+
+
+def _same_records(compiled: csv_source.Batch, numpy_path: csv_source.Batch) -> None:
+    assert not numpy_path.bad, "the compiled path passed a line the numpy path refuses"
+    assert compiled.keys == numpy_path.keys
+    assert compiled.values == numpy_path.values
+    assert compiled.times.tobytes() == numpy_path.times.tobytes()  # -0.0 too
+    assert compiled.last_line == numpy_path.last_line
+    assert compiled.line_numbers is None and numpy_path.line_numbers is None
+
+
+@pytest.fixture(scope="module")
+def kaggle_source(tmp_path_factory: pytest.TempPathFactory) -> CsvSource:
+    return _source(tmp_path_factory.mktemp("kaggle"))
+
+
+def test_the_compiled_path_is_built() -> None:
+    """`make setup` builds it (setup.py); without it `produce` is correct but slower."""
+    assert csv_source._kaggle_records is not None, "run `make setup` (needs a C compiler)"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_ROWS), st.integers(0, 2), st.sampled_from(_COMPILED_PIECES)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(1, 10**6),
+)
+def test_the_compiled_path_gives_what_the_numpy_path_gives(
+    kaggle_source: CsvSource,
+    damage: list[tuple[bytes, int, bytes]],
+    first_line: int,
+) -> None:
+    """Rows damaged at a field's start, middle or end with pieces that are or are not plain
+    (exponents, signs, quotes, `\\r`, NUL, long numbers): the compiled path answers exactly
+    when every row is plain by its rule, and then the numpy path accepts every row too, with
+    the same keys, values and Times."""
+    rows = []
+    for row, where, piece in damage:
+        fields = row.split(b",")
+        k = first_line % len(fields)
+        fields[k] = (piece + fields[k], fields[k][:1] + piece, fields[k] + piece)[where]
+        rows.append(b",".join(fields))
+    data = b"\n".join(rows) + b"\n"
+    compiled = kaggle_source._compiled_batch(data, first_line)
+    if compiled is not None:
+        _same_records(compiled, kaggle_source._split_batch(data, None, first_line))
+    assert (compiled is not None) is all(map(_plain_by_spec, rows))
+
+
+def _plain_by_spec(row: bytes) -> bool:
+    """The compiled path's rule, as its C file states it."""
+    fields = row.split(b",")
+    return (
+        len(fields) == 31
+        and re.fullmatch(rb"-?[0-9]{1,9}", fields[0]) is not None
+        and all(len(f) <= 40 and _PLAIN_NUMBER.fullmatch(f) for f in fields[1:30])
+        and fields[30] in (b"", b"0", b"1", b'""', b'"0"', b'"1"')
+    )
+
+
+_PLAIN_NUMBER = re.compile(rb"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?")
+
+
+@pytest.mark.parametrize(
+    ("row", "passes"),
+    [
+        (_ROWS[0], True),
+        (_ROWS[1], True),
+        (_ROWS[0].replace(b",0.5,", b",-2.68638196892377e-05,"), True),  # as the real set has
+        (_ROWS[0].replace(b",0.5,", b",1E+05,"), True),
+        (_ROWS[0].replace(b",0.5,", b",1e999,"), False),  # not finite: left to the line rule
+        (_ROWS[0].replace(b",0.5,", b",1e,"), False),
+        (_ROWS[0].replace(b",0.5,", b",0.5.1,"), False),
+        (_ROWS[0].replace(b",0.5,", b",1" + b"7" * 40 + b","), False),  # over 40 bytes
+        (b"-0" + _ROWS[0][1:], True),
+        (b"123456789" + _ROWS[0][1:], True),
+        (b"1234567890" + _ROWS[0][1:], False),  # 10 digits: left to the numpy path
+        (b"12.5" + _ROWS[0][1:], False),  # a Time with a fraction: likewise
+        (_ROWS[0].replace(b",0.5,", b",,"), False),
+        (_ROWS[0].replace(b",0.5,", b',"0.5",'), False),
+        (_ROWS[0][:-3] + b'""', True),
+        (_ROWS[0][:-3], True),  # empty Class
+        (_ROWS[0][:-3] + b'"2"', False),
+        (_ROWS[0] + b"\r", False),
+        (b"", False),  # a blank line
+    ],
+)
+def test_compiled_path_cases(tmp_path: Path, row: bytes, passes: bool) -> None:
+    data = b"\n".join([_ROWS[1], row, _ROWS[0]]) + b"\n"
+    source = _source(tmp_path)
+    compiled = source._compiled_batch(data, 7)
+    assert (compiled is not None) is passes
+    if compiled is not None:
+        _same_records(compiled, source._split_batch(data, None, 7))
+
+
+def test_compiled_path_leaves_long_lines_and_open_ends_to_the_numpy_path(tmp_path: Path) -> None:
+    data = _ROWS[0] + b"\n"
+    assert _source(tmp_path, max_line_bytes=len(_ROWS[0]))._compiled_batch(data, 2) is not None
+    assert _source(tmp_path, max_line_bytes=len(_ROWS[0]) - 1)._compiled_batch(data, 2) is None
+    assert _source(tmp_path)._compiled_batch(_ROWS[0], 2) is None  # no newline at the end
+
+
+@pytest.mark.parametrize("name", ["creditcard_small.csv", "generated"])
+def test_whole_files_give_the_same_records_with_and_without_the_compiled_path(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through `CsvSource.batches`, clean, mangled and real rows (the shared sample: a few
+    values with an exponent, quoted Class): the same records, Times and refused lines, and the
+    compiled path takes the clean blocks."""
+    path = SHARED_DATA / name
+    if name == "generated":
+        path = tmp_path / "k.csv"
+        write_csv(path, 6000, seed=11)
+        _mangle_second_half(path, 11)
+    elif not path.exists():
+        pytest.skip(f"{path} not present")
+
+    taken: list[bool] = []
+    real = CsvSource._compiled_batch
+
+    def counted(self: CsvSource, data: bytes, first_line: int) -> csv_source.Batch | None:
+        answer = real(self, data, first_line)
+        taken.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(CsvSource, "_compiled_batch", counted)
+    compiled = _read_all(path)
+    assert any(taken), "clean blocks take the compiled path"
+    if name == "generated":
+        assert not all(taken) and compiled.bad, "mangled blocks do not, and are refused"
+    monkeypatch.setattr(csv_source, "_kaggle_records", None)
+    assert _read_all(path) == compiled

@@ -211,6 +211,7 @@ def test_bench_producer_smoke(capsys: pytest.CaptureFixture[str], kafka_bootstra
     ratio = bench["run"](2000, 1)
     out = capsys.readouterr().out
     assert ratio > 0 and re.search(r"^producer: ratio \d+\.\d\d ", out, re.MULTILINE), out
+    assert "reader: compiled fast path" in out, out  # what `make setup` builds is what it times
 
 
 def test_bench_producer_startup_smoke(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,8 @@ BASE_TIME = datetime(2013, 9, 1, tzinfo=UTC)
 """`Time` = 0 of a Kaggle-layout file is this instant. The real data set covers two days of
 September 2013; its exact start is not published, so the first of the month at midnight UTC
 stands in for it (a file's `Time` 3600 becomes `2013-09-01T01:00:00Z`)."""
-_BASE_SECONDS = int(BASE_TIME.timestamp())
+BASE_SECONDS = int(BASE_TIME.timestamp())
+"""BASE_TIME in seconds since the epoch."""
 
 KAGGLE_FIELDS = len(KAGGLE_COLUMNS)  # 31
 EXTENDED_FIELDS = len(EXTENDED_COLUMNS)  # 34
@@ -53,11 +54,11 @@ def user_for_ids(ids: np.ndarray) -> np.ndarray:
 
 def iso_timestamps(seconds: np.ndarray) -> np.ndarray:
     """ISO-8601 UTC strings (`2013-09-01T00:00:00Z`) for seconds since BASE_TIME, vectorised."""
-    instants = (seconds.astype(np.int64) + _BASE_SECONDS).astype("datetime64[s]")
+    instants = (seconds.astype(np.int64) + BASE_SECONDS).astype("datetime64[s]")
     return np.char.add(instants.astype("U19"), "Z")
 
 
 def iso_seconds_bytes(seconds: np.ndarray) -> list[bytes]:
     """`2013-09-01T00:00:00` (no zone letter) as bytes per value: the producer's fast path."""
-    instants = (seconds.astype(np.int64) + _BASE_SECONDS).astype("datetime64[s]")
+    instants = (seconds.astype(np.int64) + BASE_SECONDS).astype("datetime64[s]")
     return instants.astype("S19").tolist()  # type: ignore[no-any-return]
