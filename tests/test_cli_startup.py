@@ -1,11 +1,12 @@
 """Start-up of the commands that neither train nor score: they must not load the heavy modules
 (pandas, TensorFlow/Keras, scikit-learn, matplotlib, numba), which cost about a second before
 the first record, nor those a command does not use itself: pydantic (typer's option coercion,
-replaced by `services.cli_coercion` for plain options), numpy (only the commands that make or
-read rows), confluent-kafka (only those that talk to Kafka), nor rich (typer's help panels: the
-help pages are click's plain text). A command loads only the service that owns it. Checked on
-`sys.modules` in a fresh interpreter, not by timing (`fraudstream bench producer` reports the
-time: under 0.3 s of CPU for these)."""
+replaced by `services.cli_coercion` for plain options), numpy (only the commands that make
+rows, and `produce` for the blocks its compiled path does not take), confluent-kafka (only those
+that talk to Kafka), nor rich (typer's help panels: the help pages are click's plain text).
+A command loads only the service that owns it. Checked on `sys.modules` in a fresh
+interpreter, not by timing (`fraudstream bench producer` reports the time: under 0.3 s of CPU
+for these)."""
 
 from __future__ import annotations
 
@@ -116,9 +117,36 @@ def test_datagen_starts_openblas_with_one_thread(tmp_path: Path) -> None:
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [1]
 
 
-def test_produce_imports_only_numpy_and_kafka(tmp_path: Path) -> None:
+def test_produce_imports_only_kafka(tmp_path: Path) -> None:
     commands = [["produce", "--csv", str(tmp_path / "missing.csv")]]  # imports the replay, refuses
-    assert _heavy_after(commands, tmp_path) == ["confluent_kafka", "numpy"]
+    assert _heavy_after(commands, tmp_path) == ["confluent_kafka"]
+
+
+@pytest.mark.parametrize(("extended", "loads_numpy"), [(False, False), (True, True)])
+def test_the_replay_loads_numpy_only_for_blocks_the_compiled_path_leaves(
+    tmp_path: Path, extended: bool, loads_numpy: bool
+) -> None:
+    """A Kaggle file of plain rows (one with an exponent, as the real data set writes a few)
+    is read by the compiled path alone, so `produce` starts without numpy (0.08 s of CPU); a
+    file it does not take (the extended layout) loads the numpy path, and reads the same."""
+    from services.producer.datagen import write_csv
+
+    path = tmp_path / "rows.csv"
+    write_csv(path, 3000, seed=5, extended=extended)
+    lines = path.read_bytes().split(b"\n")
+    fields = lines[1].split(b",")
+    fields[-5] = b"-2.68638196892377e-05"  # V27
+    lines[1] = b",".join(fields)
+    path.write_bytes(b"\n".join(lines))
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from services.producer.csv_source import CsvSource\n"
+        "records = sum(len(batch) for batch in CsvSource(Path(sys.argv[1])).batches())\n"
+        "print(records, 'numpy' in sys.modules)\n"
+    )
+    out = _python(code, [str(path)], tmp_path)
+    assert out.stdout.split() == ["3000", str(loads_numpy)]
 
 
 def test_the_alerts_viewer_loads_no_compiled_codecs(tmp_path: Path) -> None:

@@ -14,10 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.producer import csv_source
+from services.producer import csv_source, layout, numpy_rows
 from services.producer.block_check import plain_block_times
-from services.producer.csv_source import CsvSource, Layout, _plain_block, _plain_rows, check_line
+from services.producer.csv_source import CsvSource
 from services.producer.datagen import write_csv
+from services.producer.numpy_rows import _plain_block, _plain_rows
+from services.producer.rows import Batch, Layout, check_line
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 MANGLES = [
@@ -222,7 +224,7 @@ def test_records_are_the_same_with_and_without_the_whole_block_check(
     write_csv(path, 6000, seed=seed)
     _mangle_second_half(path, seed)
     calls: list[bool] = []
-    real = csv_source.plain_block_times
+    real = numpy_rows.plain_block_times
 
     def counted(*args: object) -> np.ndarray | None:
         answer = real(*args)  # type: ignore[arg-type]
@@ -230,10 +232,10 @@ def test_records_are_the_same_with_and_without_the_whole_block_check(
         return answer
 
     monkeypatch.setattr(csv_source, "_kaggle_records", None)  # tested below
-    monkeypatch.setattr(csv_source, "plain_block_times", counted)
+    monkeypatch.setattr(numpy_rows, "plain_block_times", counted)
     fast = _read_all(path)
     assert any(calls) and not all(calls), "clean blocks take it, mangled ones do not"
-    monkeypatch.setattr(csv_source, "plain_block_times", lambda *_args: None)
+    monkeypatch.setattr(numpy_rows, "plain_block_times", lambda *_args: None)
     assert _read_all(path) == fast
     assert fast.bad  # the mangled lines were refused
 
@@ -281,7 +283,7 @@ def _source(tmp_path: Path, max_line_bytes: int = 1_000_000) -> CsvSource:
     return CsvSource(path, max_line_bytes=max_line_bytes)
 
 
-def _same_records(compiled: csv_source.Batch, numpy_path: csv_source.Batch) -> None:
+def _same_records(compiled: Batch, numpy_path: Batch) -> None:
     assert not numpy_path.bad, "the compiled path passed a line the numpy path refuses"
     assert compiled.keys == numpy_path.keys
     assert compiled.values == numpy_path.values
@@ -293,6 +295,14 @@ def _same_records(compiled: csv_source.Batch, numpy_path: csv_source.Batch) -> N
 @pytest.fixture(scope="module")
 def kaggle_source(tmp_path_factory: pytest.TempPathFactory) -> CsvSource:
     return _source(tmp_path_factory.mktemp("kaggle"))
+
+
+def test_user_steps_are_user_of_shares_over_every_share() -> None:
+    """The compiled path's users (steps, no numpy) are `user_indices`' (numpy's powers)."""
+    shares = np.arange(layout.USER_SHARES, dtype=np.uint64)
+    stepped = np.searchsorted(np.asarray(layout.USER_STEPS), shares, side="right")
+    assert (stepped == layout.user_of_shares(shares)).all()
+    assert len(layout.USER_STEPS) == len(layout.USERS) - 1
 
 
 def test_the_compiled_path_is_built() -> None:
@@ -307,7 +317,7 @@ def test_the_compiled_path_is_built() -> None:
         min_size=1,
         max_size=6,
     ),
-    st.integers(1, 10**6),
+    st.integers(1, 2**62),  # the Ids' hash wraps around 2**64 in both paths
 )
 def test_the_compiled_path_gives_what_the_numpy_path_gives(
     kaggle_source: CsvSource,
@@ -403,7 +413,7 @@ def test_whole_files_give_the_same_records_with_and_without_the_compiled_path(
     taken: list[bool] = []
     real = CsvSource._compiled_batch
 
-    def counted(self: CsvSource, data: bytes, first_line: int) -> csv_source.Batch | None:
+    def counted(self: CsvSource, data: bytes, first_line: int) -> Batch | None:
         answer = real(self, data, first_line)
         taken.append(answer is not None)
         return answer

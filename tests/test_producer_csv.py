@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.common.errors import FraudstreamError
-from services.producer.csv_source import BadLine, CsvSource, Layout, check_line
+from services.producer.csv_source import CsvSource
 from services.producer.datagen import write_csv
 from services.producer.layout import BASE_TIME, USERS
 from services.producer.replay import produce_csv
+from services.producer.rows import BadLine, Layout, check_line
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SMALL = SHARED_DATA / "creditcard_small.csv"

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.common.dlq import fit_dead_letter, read_dlq_headers
 from services.common.errors import FraudstreamError
-from services.producer.csv_source import CsvSource, Layout, check_line
+from services.producer.csv_source import CsvSource
 from services.producer.datagen import write_csv
 from services.producer.limits import LONG_LINE_KEEP_BYTES
+from services.producer.rows import Layout, check_line
 
 
 def _rows(tmp_path: Path, rows: int = 20, seed: int = 3) -> list[bytes]:

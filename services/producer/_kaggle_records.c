@@ -29,6 +29,8 @@
 #define MAX_TIME_DIGITS 9
 #define STAMP_BYTES 19 /* 2013-09-01T00:00:00 */
 #define KEY_BYTES 21   /* an int64 in decimal, with its sign */
+#define MAX_USERS 256
+#define USER_SHARES (UINT32_C(1) << 20)
 
 /* Past the digits from p on (at most up to end). */
 static const unsigned char *skip_digits(const unsigned char *p, const unsigned char *end) {
@@ -147,7 +149,7 @@ static int format_key(long long id, char *out) {
     return size;
 }
 
-/* The value `Id,"Timestamp","User",<row>`, as csv_source's `_KAGGLE_VALUE` writes it. */
+/* The value `Id,"Timestamp","User",<row>`, as numpy_rows' `_KAGGLE_VALUE` writes it. */
 static PyObject *build_value(const char *key, Py_ssize_t key_size, const char *stamp,
                              PyObject *user, const unsigned char *row, Py_ssize_t row_size) {
     Py_ssize_t user_size = PyBytes_GET_SIZE(user);
@@ -165,18 +167,38 @@ static PyObject *build_value(const char *key, Py_ssize_t key_size, const char *s
     return value;
 }
 
+/* The users of the rows: `services.producer.layout.user_indices` as steps over its hash shares
+   (`USER_STEPS`): a row's user is how many steps its share reaches. */
+typedef struct {
+    uint32_t steps[MAX_USERS];
+    int count; /* of steps: one fewer than the users */
+} UserSteps;
+
+static int user_of(const UserSteps *users, long long id) {
+    uint64_t mixed = ((uint64_t)id * UINT64_C(2654435761)) >> 7; /* wraps as numpy's uint64 */
+    uint32_t share = (uint32_t)(mixed % USER_SHARES);
+    int lo = 0, hi = users->count; /* the first step above share, by bisection */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (users->steps[mid] <= share) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 /* Keys and values of the checked rows, into two new lists. */
 static int build_records(const unsigned char *data, Py_ssize_t rows, const Py_ssize_t *ends,
-                         const double *times, const unsigned char *user_of_row,
-                         PyObject *users, long long first_id, long long base_seconds,
-                         PyObject *keys, PyObject *values) {
+                         const double *times, const UserSteps *steps, PyObject *users,
+                         long long first_id, long long base_seconds, PyObject *keys,
+                         PyObject *values) {
     char key[KEY_BYTES], stamp[STAMP_BYTES];
     Py_ssize_t start = 0;
     for (Py_ssize_t row = 0; row < rows; row++) {
-        int key_size = format_key(first_id + (long long)row, key);
+        long long id = first_id + (long long)row;
+        int key_size = format_key(id, key);
         /* |Time| < 10**9: its floor fits an int64, and so does the sum */
         format_stamp((int64_t)floor(times[row]) + base_seconds, stamp);
-        PyObject *user = PyTuple_GET_ITEM(users, user_of_row[row]);
+        PyObject *user = PyTuple_GET_ITEM(users, user_of(steps, id));
         PyObject *k = PyBytes_FromStringAndSize(key, key_size);
         PyObject *v = k ? build_value(key, key_size, stamp, user, data + start,
                                       ends[row] - start)
@@ -192,90 +214,105 @@ static int build_records(const unsigned char *data, Py_ssize_t rows, const Py_ss
     return 1;
 }
 
-/* Are the arguments what `records` needs? Sets a Python error when not. */
-static int arguments_fine(Py_ssize_t rows, const Py_buffer *user_of_row, PyObject *users,
-                          const Py_buffer *times) {
-    if (rows < 0 || user_of_row->len != rows || times->len != rows * (Py_ssize_t)sizeof(double)) {
-        PyErr_SetString(PyExc_ValueError, "user_of_row and times must have one entry a row");
+/* Users (a tuple of bytes) and their steps (a tuple of one fewer rising ints below
+   USER_SHARES) into `out`; sets a Python error when they are not that. */
+static int read_users(PyObject *users, PyObject *steps, UserSteps *out) {
+    Py_ssize_t count = PyTuple_GET_SIZE(steps);
+    if (count + 1 != PyTuple_GET_SIZE(users) || count + 1 > MAX_USERS) {
+        PyErr_SetString(PyExc_ValueError, "users must be one more than user_steps, at most 256");
         return 0;
     }
-    Py_ssize_t count = PyTuple_GET_SIZE(users);
-    const unsigned char *index = user_of_row->buf;
-    for (Py_ssize_t row = 0; row < rows; row++) {
-        if (index[row] >= count) {
-            PyErr_SetString(PyExc_ValueError, "a user index is past the end of users");
-            return 0;
-        }
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
+    for (Py_ssize_t i = 0; i <= count; i++) {
         if (!PyBytes_Check(PyTuple_GET_ITEM(users, i))) {
             PyErr_SetString(PyExc_TypeError, "users must be a tuple of bytes");
             return 0;
         }
     }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        long step = PyLong_AsLong(PyTuple_GET_ITEM(steps, i));
+        if (step == -1 && PyErr_Occurred()) return 0;
+        if (step < 0 || step >= (long)USER_SHARES || (i > 0 && step < (long)out->steps[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "user_steps must rise, within the shares");
+            return 0;
+        }
+        out->steps[i] = (uint32_t)step;
+    }
+    out->count = (int)count;
     return 1;
 }
 
-static PyObject *records(PyObject *Py_UNUSED(module), PyObject *args) {
-    Py_buffer data, user_of_row, times;
-    PyObject *users, *result = NULL;
-    Py_ssize_t rows, max_line;
-    long long first_id, base_seconds;
-    if (!PyArg_ParseTuple(args, "y*nO!y*LLnw*:records", &data, &rows, &PyTuple_Type, &users,
-                          &user_of_row, &first_id, &base_seconds, &max_line, &times))
-        return NULL;
-    Py_ssize_t *ends = NULL;
-    if (!arguments_fine(rows, &user_of_row, users, &times)) goto done;
-    ends = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(rows > 0 ? rows : 1));
-    if (ends == NULL) {
+/* The rows of `data`: its newlines (memchr: a few times bytes.count's speed). */
+static Py_ssize_t count_rows(const char *p, Py_ssize_t size) {
+    const char *stop = p + size;
+    Py_ssize_t rows = 0;
+    while ((p = memchr(p, '\n', (size_t)(stop - p))) != NULL) rows++, p++;
+    return rows;
+}
+
+/* Checks every row without the GIL; then (keys, values, times as float64 bytes) or None. */
+static PyObject *checked_records(const Py_buffer *data, PyObject *users, const UserSteps *steps,
+                                 long long first_id, long long base_seconds,
+                                 Py_ssize_t max_line) {
+    Py_ssize_t rows;
+    Py_BEGIN_ALLOW_THREADS
+    rows = count_rows(data->buf, data->len);
+    Py_END_ALLOW_THREADS
+    if (rows == 0) Py_RETURN_NONE;
+    Py_ssize_t *ends = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)rows);
+    double *times = PyMem_Malloc(sizeof(double) * (size_t)rows);
+    PyObject *result = NULL, *keys = NULL, *values = NULL, *times_bytes = NULL;
+    if (ends == NULL || times == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     int plain;
     Py_BEGIN_ALLOW_THREADS
-    plain = rows > 0 && check_rows(data.buf, data.len, rows, max_line, ends, times.buf);
+    plain = check_rows(data->buf, data->len, rows, max_line, ends, times);
     Py_END_ALLOW_THREADS
     if (!plain) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *keys = PyList_New(rows), *values = PyList_New(rows);
-    if (keys && values &&
-        build_records(data.buf, rows, ends, times.buf, user_of_row.buf, users, first_id,
-                      base_seconds, keys, values))
-        result = PyTuple_Pack(2, keys, values);
+    keys = PyList_New(rows);
+    values = PyList_New(rows);
+    times_bytes = PyBytes_FromStringAndSize((const char *)times, rows * (Py_ssize_t)sizeof(double));
+    if (keys && values && times_bytes &&
+        build_records(data->buf, rows, ends, times, steps, users, first_id, base_seconds, keys,
+                      values))
+        result = PyTuple_Pack(3, keys, values, times_bytes);
+done:
     Py_XDECREF(keys);
     Py_XDECREF(values);
-done:
+    Py_XDECREF(times_bytes);
     PyMem_Free(ends);
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&user_of_row);
-    PyBuffer_Release(&times);
+    PyMem_Free(times);
     return result;
 }
 
-static PyObject *count_rows(PyObject *Py_UNUSED(module), PyObject *arg) {
+static PyObject *records(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer data;
-    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) return NULL;
-    Py_ssize_t rows = 0;
-    const char *p = data.buf, *stop = p + data.len;
-    Py_BEGIN_ALLOW_THREADS
-    while ((p = memchr(p, '\n', (size_t)(stop - p))) != NULL) rows++, p++;
-    Py_END_ALLOW_THREADS
+    PyObject *users, *steps, *result = NULL;
+    Py_ssize_t max_line;
+    long long first_id, base_seconds;
+    if (!PyArg_ParseTuple(args, "y*O!O!LLn:records", &data, &PyTuple_Type, &users, &PyTuple_Type,
+                          &steps, &first_id, &base_seconds, &max_line))
+        return NULL;
+    UserSteps user_steps;
+    if (read_users(users, steps, &user_steps))
+        result = checked_records(&data, users, &user_steps, first_id, base_seconds, max_line);
     PyBuffer_Release(&data);
-    return PyLong_FromSsize_t(rows);
+    return result;
 }
 
 static PyMethodDef methods[] = {
-    {"count_rows", count_rows, METH_O,
-     "count_rows(data)\n--\n\nThe newlines in `data` (memchr: a few times bytes.count's speed)."},
     {"records", records, METH_VARARGS,
-     "records(data, rows, users, user_of_row, first_id, base_seconds, max_line_bytes, times)\n"
+     "records(data, users, user_steps, first_id, base_seconds, max_line_bytes)\n"
      "--\n\n"
-     "(keys, values) of a Kaggle-layout block whose `rows` rows (each ended by a newline) are\n"
-     "all plain, their Times written into `times` (float64, one a row); None when any row is\n"
-     "not. Keys are the Ids first_id, first_id + 1, ...; values `Id,\"Timestamp\",\"User\",row`\n"
-     "with Timestamp = base_seconds + floor(Time) and User = users[user_of_row[row]]."},
+     "(keys, values, times) of a Kaggle-layout block whose rows (each ended by a newline) are\n"
+     "all plain; None when any row is not. Keys are the Ids first_id, first_id + 1, ...;\n"
+     "values `Id,\"Timestamp\",\"User\",row` with Timestamp = base_seconds + floor(Time) and\n"
+     "User from users by user_steps (services.producer.layout.USER_STEPS); times the rows'\n"
+     "Time as float64 bytes."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -155,9 +155,9 @@ def produce(
     ksql/examples/30_per_user_join.sql. Either option alone is enough.
     """
     _one_blas_thread()
-    from services.producer.csv_source import BadLine
     from services.producer.formats import default_topic, value_encoder
     from services.producer.replay import produce_csv
+    from services.producer.rows import BadLine
 
     if csv is None and users is None:
         raise ProducerError("give --csv, --users or both", code="bad_option")

@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from services.common.dlq import DLQ_MAX_RECORD_BYTES, DeadLetter, send_to_dlq
@@ -29,9 +28,13 @@ from services.common.kafka import (
     topic_max_message_bytes,
 )
 from services.common.topics import DLQ_TOPIC, SOURCE_TOPIC
-from services.producer.csv_source import BadLine, Batch, CsvSource
+from services.producer.csv_source import CsvSource
 from services.producer.errors import ProducerError
 from services.producer.limits import DEFAULT_MAX_LINE_BYTES
+from services.producer.rows import BadLine, Batch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SOURCE_PARTITIONS = 3
 KEEP_BAD_LINES = 1000
@@ -78,12 +81,15 @@ class _Pace:
         return bool(self.rate) or bool(self.speedup)
 
     def due(self, batch: Batch, sent_before: int) -> np.ndarray:
+        """Seconds after the start at which each record of the batch is due, never falling."""
+        import numpy as np  # only a paced replay needs it
+
         if self.rate:
             return (sent_before + np.arange(len(batch), dtype=np.float64)) / self.rate
         assert self.speedup
         if self.first_time is None and len(batch):
             self.first_time = float(batch.times[0])
-        due = (batch.times - (self.first_time or 0.0)) / self.speedup
+        due = (np.asarray(batch.times) - (self.first_time or 0.0)) / self.speedup
         return np.maximum.accumulate(np.maximum(due, 0.0)) if len(due) else due
 
 
@@ -274,7 +280,7 @@ class _Replay:
         done = 0
         while done < len(batch) and not self.stop.requested:
             elapsed = time.monotonic() - self.started
-            upto = int(np.searchsorted(due, elapsed, side="right"))
+            upto = int(due.searchsorted(elapsed, side="right"))
             if upto > done:
                 self._send(batch.keys[done:upto], batch.values[done:upto])
                 done = upto
