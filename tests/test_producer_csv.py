@@ -225,3 +225,13 @@ def test_produce_refuses_bad_options_and_unreachable_broker(
 ) -> None:
     with pytest.raises(FraudstreamError, match=message):
         produce_csv(SMALL, "unused_topic", **options)  # type: ignore[arg-type]
+
+
+def test_an_unreachable_broker_is_reported_once(capfd: pytest.CaptureFixture[str]) -> None:
+    """The replay's producer is made before the probe (so its producer id is ready by the first
+    record); its connection errors are held back until the probe has answered, so a broker that
+    does not answer gives the probe's one error, not also a log line per producer retry."""
+    with pytest.raises(FraudstreamError, match="not reachable"):
+        produce_csv(SMALL, "unused_topic", bootstrap="127.0.0.1:1")
+    err = capfd.readouterr().err
+    assert "Connect to" not in err and "FAIL" not in err, err

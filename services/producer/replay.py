@@ -7,6 +7,7 @@ reports are asked for on errors only, so a healthy run pays no per-record callba
 
 from __future__ import annotations
 
+import logging
 import queue
 import signal
 import threading
@@ -93,6 +94,25 @@ class _Pace:
         return np.maximum.accumulate(np.maximum(due, 0.0)) if len(due) else due
 
 
+class _HeldLog:
+    """The replay producer's librdkafka log, held back until the broker has answered the probe.
+
+    The producer is made before the probe, so that its connection and producer id are ready
+    by the first record: made after it, the first record waited 0.5 s for the id in most runs
+    here (librdkafka tries again on a timer when its first connection is the bootstrap one,
+    confluentinc/librdkafka#5032). Until the probe passes, the producer's connection errors
+    say nothing the probe's own error does not, so they are dropped, not printed twice."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self._log = logging.getLogger("fraudstream.producer.librdkafka")
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        """What librdkafka calls for each line of its log (confluent-kafka's `logger`)."""
+        if self.open:
+            self._log.log(level, message, *args)
+
+
 class _StopRequest:
     """Ctrl-C during a replay: finish the current block, flush, report (a second one aborts).
 
@@ -176,11 +196,14 @@ def produce_csv(
     if limit is not None and limit < 0:
         raise ProducerError("--limit must be >= 0", code="bad_option")
     source = CsvSource(Path(path), max_line_bytes=max_line_bytes)
+    errors = _DeliveryErrors(topic)
+    held_log = _HeldLog()
+    overrides = {"delivery.report.only.error": True, "on_delivery": errors, "logger": held_log}
+    # made before the probe: see _HeldLog
+    producer = make_producer(bootstrap, **{**overrides, **(producer_overrides or {})})
     # one metadata request both probes the broker and answers the topic check
     ensure_topic(topic, partitions, bootstrap, known=broker_topics(bootstrap))
-    errors = _DeliveryErrors(topic)
-    overrides = {"delivery.report.only.error": True, "on_delivery": errors}
-    producer = make_producer(bootstrap, **overrides, **(producer_overrides or {}))
+    held_log.open = True
     result = ProduceResult(topic=topic)
     stop = _StopRequest()
     pace = _Pace(rate, speedup)
