@@ -8,9 +8,11 @@
    writes each key and value straight into its bytes object.
 
    It answers only "every row is plain" (then the records) or "no" (None): any other block,
-   and any block of a tree built without a compiler, takes the numpy path in csv_source.py,
-   which stays the authority (tests/test_producer_compiled.py: whatever this returns, that path
-   returns the same keys, values and Times, with no line refused).
+   and any block of a tree built without a compiler, takes the numpy path (numpy_rows.py),
+   which stays the authority with `rows.check_line` (tests/test_producer_bulk.py: this answers
+   exactly when every row is plain as stated below, and then that path returns the same keys,
+   values and Times, with no line refused). Without numpy here, `produce` of a plain Kaggle
+   file never loads it: the rows' users come from `layout.USER_STEPS`.
 
    A row is plain when it has 31 fields: `Time` an integer of at most 9 digits with an optional
    `-`; V1..V28 and `Amount` plain numbers `-?D+(.D+)?`, with an optional two-digit exponent,
