@@ -1,9 +1,10 @@
 """The floor of one exactly-once stage on this broker: what no scorer or KSQL query can beat.
 
 A paced producer writes to topic A; a copy loop in its own process consumes A read_committed and
-copies each batch to B in one transaction (begin, produce, send_offsets, commit: the loop every
-stage here runs, with no decoding, model or query in it); a read_committed reader of B notes when
-each record shows. Prints the copy loop's transaction timings, commit returned -> visible, and
+copies each batch to B in one transaction (begin, send_offsets, produce, commit: the loop every
+stage here runs, with no decoding, model or query in it; PRODUCE_FIRST=1 produces before
+send_offsets, the order before docs/latency.md's sixth pass); a read_committed reader of B notes
+when each record shows. Prints the copy loop's transaction timings, commit returned -> visible, and
 produce -> visible p50/p95/p99/max. `EXTRA_P` / `EXTRA_C` (JSON) add producer / consumer
 settings for an A/B, e.g. EXTRA_P='{"retry.backoff.max.ms": 1000}'.
 
@@ -28,6 +29,7 @@ from services.common.kafka import delete_topics, ensure_topic
 BOOT = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
 EXTRA_P: dict[str, Any] = json.loads(os.environ.get("EXTRA_P", "{}"))
 EXTRA_C: dict[str, Any] = json.loads(os.environ.get("EXTRA_C", "{}"))
+PRODUCE_FIRST = os.environ.get("PRODUCE_FIRST") == "1"
 
 
 def quantiles(values: list[float]) -> str:
@@ -81,12 +83,16 @@ def copy_stage(a: str, b: str, stop_at: float, ready: Any, committed: Any) -> No
         msgs += consumer.consume(999, 0)
         good = [m for m in msgs if not m.error()]
         producer.begin_transaction()
-        for m in good:
-            producer.produce(b, m.value(), m.key())
+        if PRODUCE_FIRST:
+            for m in good:
+                producer.produce(b, m.value(), m.key())
         t0 = time.perf_counter()
         metadata = consumer.consumer_group_metadata()
         producer.send_offsets_to_transaction(consumer.position(consumer.assignment()), metadata)
         t1 = time.perf_counter()
+        if not PRODUCE_FIRST:  # the checkpoint's order (services/common/checkpoint.py)
+            for m in good:
+                producer.produce(b, m.value(), m.key())
         producer.commit_transaction()
         offsets_s.append(t1 - t0)
         commit_s.append(time.perf_counter() - t1)

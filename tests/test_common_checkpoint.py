@@ -1,6 +1,7 @@
 """services/common/checkpoint.py: which Kafka errors are retried or aborted, the bounded call,
 the offsets a checkpoint commits and rewinds to; and, on the real broker, a commit, an
-abort that gives exactly the uncommitted records again, when a checkpoint is due, and the one
+abort that gives exactly the uncommitted records again, when a checkpoint is due, a transaction's
+offsets sent before its outputs (so back-to-back transactions are not held 20 ms), and the one
 `produce` helper's backpressure (services/common/kafka.py)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -110,6 +111,7 @@ def test_batch_offsets_commit_the_next_offsets_and_rewind_to_the_first() -> None
 
 # ---------------------------------------------------------------------- on the real broker
 RECORDS = 30
+SPREAD = 12
 
 
 @pytest.fixture
@@ -261,6 +263,22 @@ def test_a_queue_that_stays_full_is_a_clear_error() -> None:
     assert time.monotonic() - started < 5
 
 
+def _logged_producer(bootstrap: str, name: str, on_line: Callable[[str], None]) -> Producer:
+    """A transactional producer `name` whose librdkafka debug lines (eos, protocol) go to
+    `on_line`, as they are served by its poll() calls."""
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            on_line(record.getMessage())
+
+    logger = logging.getLogger(name)
+    logger.addHandler(Lines(logging.DEBUG))
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    config = {**producer_config(bootstrap), "debug": "eos,protocol", "logger": logger}
+    return transactional_producer(config, name)
+
+
 @pytest.mark.slow
 def test_a_refused_next_transaction_is_retried_after_a_few_ms_not_100(
     kafka_bootstrap: str, unique: str
@@ -268,29 +286,24 @@ def test_a_refused_next_transaction_is_retried_after_a_few_ms_not_100(
     """Back-to-back transactions: the coordinator refuses the next one's AddOffsetsToTxn while
     the last one's markers are written (CONCURRENT_TRANSACTIONS), and librdkafka's retry waits
     `retry.backoff.ms`; the project's transactional producers wait TXN_RETRY_BACKOFF_MS, not
-    librdkafka's 100 ms (docs/latency.md, third pass)."""
+    librdkafka's 100 ms (docs/latency.md, third pass). Each transaction writes to SPREAD
+    partitions, so that its markers take long enough for the next one to be refused."""
     topic = f"t-ckpt-retry-{unique}"
-    ensure_topic(topic, bootstrap=kafka_bootstrap)
+    ensure_topic(topic, partitions=SPREAD, bootstrap=kafka_bootstrap)
     delays: list[int] = []
 
-    class Retries(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            found = re.search(r"Retrying AddOffsetsToTxnRequest .* in (\d+)ms", record.getMessage())
-            if found:
-                delays.append(int(found.group(1)))
+    def retries(line: str) -> None:
+        if found := re.search(r"Retrying AddOffsetsToTxnRequest .* in (\d+)ms", line):
+            delays.append(int(found.group(1)))
 
-    logger = logging.getLogger(f"t-ckpt-rdkafka-{unique}")
-    logger.addHandler(Retries(logging.DEBUG))
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    config = {**producer_config(kafka_bootstrap), "debug": "eos,protocol", "logger": logger}
-    producer = transactional_producer(config, f"t-ckpt-retry-{unique}")
+    producer = _logged_producer(kafka_bootstrap, f"t-ckpt-retry-{unique}", retries)
     consumer = make_consumer(f"t-ckpt-retry-{unique}", kafka_bootstrap)
     try:
         metadata = consumer.consumer_group_metadata()
-        for i in range(15):
+        for i in range(RECORDS):
             producer.begin_transaction()
-            producer.produce(topic, b"x")
+            for partition in range(SPREAD):
+                producer.produce(topic, b"x", partition=partition)
             producer.send_offsets_to_transaction([TopicPartition(topic, 0, i + 1)], metadata, 10)
             producer.commit_transaction(10)
             producer.poll(0)  # serves the log queue
@@ -304,3 +317,98 @@ def test_a_refused_next_transaction_is_retried_after_a_few_ms_not_100(
     assert min(delays) <= 2 * TXN_RETRY_BACKOFF_MS, delays
     # and the doubling stops at the ceiling (plus librdkafka's 20 % jitter)
     assert max(delays) <= 1.2 * TXN_RETRY_BACKOFF_MAX_MS + 1, delays
+
+
+class _Noted:
+    """A producer that notes, in order, the calls a transaction is made of."""
+
+    NOTED = ("begin_transaction", "send_offsets_to_transaction", "produce", "commit_transaction")
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._producer, name)
+        if name not in self.NOTED:
+            return attr
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            if not self.calls or self.calls[-1] != name:  # a run of produces is one entry
+                self.calls.append(name)
+            return attr(*args, **kwargs)
+
+        return noted
+
+
+@pytest.mark.slow
+def test_a_transaction_holds_its_offsets_before_its_outputs(
+    kafka_bootstrap: str, topics: tuple[str, str], clients: tuple[Consumer, Producer]
+) -> None:
+    """The first batch's offsets go into the transaction as it begins, before its outputs; the
+    commit sends them again only when more batches joined (docs/latency.md, sixth pass)."""
+    (source, sink), (consumer, producer) = topics, clients
+    noted = _Noted(producer)
+    checkpoint = Checkpoint(consumer, cast(Producer, noted))
+    read = _consume(consumer, 5)
+    _through(checkpoint, read, source, sink)
+    checkpoint.commit()
+    begin, send, produce_, commit = _Noted.NOTED
+    assert noted.calls == [begin, send, produce_, commit]
+    noted.calls.clear()
+    for size in (4, 6):  # two batches, one transaction
+        batch = _consume(consumer, size)
+        _through(checkpoint, batch, source, sink)
+        read += batch
+    done = checkpoint.commit()
+    assert noted.calls == [begin, send, produce_, send, commit]
+    assert done is not None and done.records == 10
+    group = consumer.committed([TopicPartition(source, p) for p in (0, 1)], timeout=10)
+    assert {tp.partition: tp.offset for tp in group if tp.offset >= 0} == {
+        p: o for (_t, p), o in done.next.items()
+    }
+    assert _ids(read_all(sink, kafka_bootstrap)) == _ids(read)
+
+
+@pytest.mark.slow
+def test_back_to_back_transactions_register_their_partitions_at_the_first_try(
+    kafka_bootstrap: str, topics: tuple[str, str], unique: str
+) -> None:
+    """A transaction begun while the last one's commit markers are written is refused
+    (CONCURRENT_TRANSACTIONS), and librdkafka retries a refused AddPartitionsToTxn after a fixed
+    20 ms. With the offsets sent first, their 2 ms retries wait the markers out and the
+    partitions register at once. Each transaction here writes to SPREAD partitions, so its
+    markers take long enough for the next one to come while they are written."""
+    source = topics[0]
+    sink = f"t_ckpt_spread_{unique}"
+    ensure_topic(sink, partitions=SPREAD, bootstrap=kafka_bootstrap)
+    refused: list[str] = []
+    retried: list[str] = []
+
+    def refusals(line: str) -> None:
+        if "AddPartitionsToTxn response" in line and "concurrent" in line:
+            refused.append(line)
+        if "Retrying AddOffsetsToTxnRequest" in line:
+            retried.append(line)
+
+    producer = _logged_producer(kafka_bootstrap, f"t-ckpt-addparts-{unique}", refusals)
+    consumer = make_consumer(f"t-ckpt-addparts-{unique}", kafka_bootstrap)
+    consumer.assign([TopicPartition(source, p, 0) for p in (0, 1)])
+    try:
+        checkpoint = Checkpoint(consumer, producer)
+        for _ in range(RECORDS):
+            batch = _consume(consumer, 1)
+            checkpoint.add(batch, source, 2)
+            with checkpoint.aborting():
+                for partition in range(SPREAD):
+                    producer.produce(sink, batch[0].value(), partition=partition)
+            checkpoint.commit()
+            producer.poll(0)  # serves the log queue
+        producer.flush(10)
+        assert len(read_all(sink, kafka_bootstrap)) == RECORDS * SPREAD
+    finally:
+        consumer.close()
+        delete_topics([sink], bootstrap=kafka_bootstrap)
+    if not retried:
+        pytest.skip("the coordinator refused no transaction: nothing was concurrent")
+    assert refused == [], f"{len(refused)} of {RECORDS} transactions waited 20 ms"

@@ -1,9 +1,16 @@
 """One checkpoint for every consume-transform-produce loop: the scorer and each KSQL query.
 
-A loop under exactly-once follows confluent-kafka-python's `examples/eos_transactions.py`:
-begin a transaction, produce the outputs of what was consumed, then
-`send_offsets_to_transaction(next offsets, group metadata)` and `commit_transaction`, so the
-outputs and the input offsets become visible together or not at all. Like quix-streams'
+A loop under exactly-once follows confluent-kafka-python's `examples/eos_transactions.py`
+(begin a transaction, produce the outputs of what was consumed, send the next offsets with
+`send_offsets_to_transaction`, `commit_transaction`), so the outputs and the input offsets become
+visible together or not at all, with one change of order: the offsets of a transaction's first
+batch are sent as it begins, *before* its outputs, and the commit sends them again only if more
+batches joined. A transaction that begins while the coordinator still writes the last one's
+commit markers is refused (CONCURRENT_TRANSACTIONS); librdkafka retries a refused
+`AddOffsetsToTxn` after `retry.backoff.ms` (2 ms here) but a refused `AddPartitionsToTxn`, which
+the first produce triggers, after a fixed 20 ms. Sending the offsets first lets the short retry
+wait out the markers, so the partitions register at the first try: one transaction in six paid
+the 20 ms before (docs/latency.md, sixth pass). Like quix-streams'
 `Checkpoint`, one object owns what that needs, so the loops only consume, transform and ask:
 
 - the open transaction and the offsets it covers (`BatchOffsets`: the first offset of each
@@ -226,13 +233,16 @@ class Checkpoint:
         self._after_commit: list[Callable[[], None]] = []
         self._opened_at = 0.0
         self._in_transaction = False
+        self._sent: list[tuple[str, int, int]] = []
+        """the offsets the open transaction holds (topic, partition, next offset)"""
         self.commits = 0
         self.aborts = 0
 
     # ------------------------------------------------------------------ the open transaction
     def add(self, messages: Sequence[Message], topic: str, partitions: int) -> None:
         """A consumed batch joins, before its outputs are produced (so an abort rewinds it
-        too); under exactly-once this begins a transaction if none is open."""
+        too); under exactly-once this begins a transaction if none is open and sends the
+        batch's offsets into it before anything is produced (the module docstring says why)."""
         if not messages:
             return
         if not self.offsets:
@@ -241,7 +251,8 @@ class Checkpoint:
         if self.exactly_once and not self._in_transaction:
             with self.aborting():
                 self.producer.begin_transaction()
-            self._in_transaction = True
+                self._in_transaction = True
+                self._send_offsets()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once what is open now is committed (dropped if it aborts)."""
@@ -305,9 +316,20 @@ class Checkpoint:
         return aborted
 
     def _commit_transaction(self) -> None:
-        """`send_offsets_to_transaction` on a helper thread (`within`), then
-        `commit_transaction`, each retried a few times while retriable."""
+        """The offsets, unless the transaction already holds these (one batch), then
+        `commit_transaction`, retried a few times while retriable."""
+        self._send_offsets()
+        retry_retriable(
+            lambda: self.producer.commit_transaction(TXN_CALL_TIMEOUT_S), TXN_CALL_ATTEMPTS
+        )
+
+    def _send_offsets(self) -> None:
+        """`send_offsets_to_transaction` of the offsets open now, on a helper thread (`within`),
+        retried a few times while retriable; nothing when these were the last ones sent."""
         offsets = self.offsets.offsets()
+        sent = [(tp.topic, tp.partition, tp.offset) for tp in offsets]
+        if sent == self._sent:
+            return
         metadata = self.consumer.consumer_group_metadata()
         send = self.producer.send_offsets_to_transaction
         retry_retriable(
@@ -318,9 +340,7 @@ class Checkpoint:
             ),
             TXN_CALL_ATTEMPTS,
         )
-        retry_retriable(
-            lambda: self.producer.commit_transaction(TXN_CALL_TIMEOUT_S), TXN_CALL_ATTEMPTS
-        )
+        self._sent = sent
 
     def _commit_at_least_once(self) -> None:
         remaining = self.producer.flush(FLUSH_TIMEOUT_S)
@@ -366,6 +386,7 @@ class Checkpoint:
         self.offsets = BatchOffsets()
         self._after_commit = []
         self._in_transaction = False
+        self._sent = []
 
 
 class _Aborting:
