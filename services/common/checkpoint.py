@@ -233,8 +233,8 @@ class Checkpoint:
         self._after_commit: list[Callable[[], None]] = []
         self._opened_at = 0.0
         self._in_transaction = False
-        self._sent: list[tuple[str, int, int]] = []
-        """the offsets the open transaction holds (topic, partition, next offset)"""
+        self._sent: dict[Partition, int] = {}
+        """the offsets the open transaction holds (a copy of `offsets.next` when last sent)"""
         self.commits = 0
         self.aborts = 0
 
@@ -326,10 +326,9 @@ class Checkpoint:
     def _send_offsets(self) -> None:
         """`send_offsets_to_transaction` of the offsets open now, on a helper thread (`within`),
         retried a few times while retriable; nothing when these were the last ones sent."""
-        offsets = self.offsets.offsets()
-        sent = [(tp.topic, tp.partition, tp.offset) for tp in offsets]
-        if sent == self._sent:
+        if self.offsets.next == self._sent:
             return
+        offsets = self.offsets.offsets()
         metadata = self.consumer.consumer_group_metadata()
         send = self.producer.send_offsets_to_transaction
         retry_retriable(
@@ -340,7 +339,7 @@ class Checkpoint:
             ),
             TXN_CALL_ATTEMPTS,
         )
-        self._sent = sent
+        self._sent = dict(self.offsets.next)
 
     def _commit_at_least_once(self) -> None:
         remaining = self.producer.flush(FLUSH_TIMEOUT_S)
@@ -386,7 +385,7 @@ class Checkpoint:
         self.offsets = BatchOffsets()
         self._after_commit = []
         self._in_transaction = False
-        self._sent = []
+        self._sent = {}
 
 
 class _Aborting:

@@ -61,8 +61,9 @@ class ScorerMetrics:
         )
         self.commit_latency = Histogram(
             "fraudstream_scorer_commit_seconds",
-            "One commit: send_offsets_to_transaction + commit_transaction (exactly-once), or "
-            "flush + offset commit (at-least-once); its tail is most of the scorer's latency tail",
+            "One commit: commit_transaction, after send_offsets_to_transaction when several "
+            "batches joined (a one-batch transaction sent its offsets as it began; exactly-once), "
+            "or flush + offset commit (at-least-once); its tail is much of the latency tail",
             buckets=_LATENCIES,
             registry=r,
         )

@@ -5,8 +5,9 @@ collect what the consumer has fetched, up to B records (intake.py: the batch clo
 the consumer has nothing more, so a caught-up scorer never waits out a timeout), decode, one
 model call, build alerts and dead letters; the batch joins the shared `Checkpoint`
 (services/common/checkpoint.py, as the KSQL queries do), which begins a transaction if none is
-open; produce; when the batch was not full (caught up: latency first) or the checkpoint is due,
-commit (`send_offsets_to_transaction` → `commit_transaction`).
+open and sends the batch's offsets into it (`send_offsets_to_transaction`); produce; when the
+batch was not full (caught up: latency first) or the checkpoint is due, commit
+(`commit_transaction`, after the offsets again if more batches joined).
 While the scorer is behind, one transaction spans several batches (a commit costs two broker
 round trips), as Kafka Streams' commit.interval.ms does. Alerts, dead letters and input offsets
 become visible together or not at all, so a crash at any point (SIGKILL included) re-reads
