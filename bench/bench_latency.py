@@ -21,7 +21,7 @@ and `commit_transaction` and how often the coordinator answered CONCURRENT_TRANS
 transaction started while the last one's commit markers were still being written).
 
 Usage: .venv/bin/python bench/bench_latency.py [--seconds 10] [--rounds 1]
-       [--rates 2000,20000] [--plot docs/latency.png] [--commit-path 40]
+       [--rates 2000,20000] [--plot docs/latency.png] [--source-linger-ms 1] [--commit-path 40]
 """
 
 from __future__ import annotations
@@ -244,10 +244,10 @@ def save_alert_everything_model(models_dir: Path) -> str:
 class Source:
     """CSV lines (extended layout) re-numbered from a base Id, produced at a fixed rate."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, linger_ms: float = SOURCE_LINGER_MS) -> None:
         self.topic = topic
         self.lines = [v.split(b",", 1)[1] for v in source_values(5000)]
-        self.producer = Producer(producer_config(None, **{"linger.ms": SOURCE_LINGER_MS}))
+        self.producer = Producer(producer_config(None, **{"linger.ms": linger_ms}))
         self.next_id = 1_000_000_000
 
     def run(self, rate: int, count: int, timings: Timings) -> None:
@@ -442,6 +442,13 @@ def main() -> None:
         help="run the scorer from another checkout (an A/B against an older tree)",
     )
     parser.add_argument(
+        "--source-linger-ms",
+        type=float,
+        default=SOURCE_LINGER_MS,
+        help="the source producer's linger.ms (an A/B: fewer, larger produce requests cost the "
+        "broker less CPU, but every record waits up to this before it is sent)",
+    )
+    parser.add_argument(
         "--dump",
         type=Path,
         help="also save every record's produce / sink / alert times (numpy .npz, seconds since "
@@ -475,7 +482,7 @@ def main() -> None:
                 Watcher(pipeline.scoring, "sink", f"bench-latency-sink-{tag}"),
                 Watcher(pipeline.alerts, "alert", f"bench-latency-alert-{tag}"),
             ]
-            source = Source(pipeline.source)
+            source = Source(pipeline.source, args.source_linger_ms)
             warm_up(pipeline, source, watchers)
             for n in range(1, args.rounds + 1):
                 for rate in rates:

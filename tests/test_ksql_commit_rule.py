@@ -3,6 +3,7 @@ queue commits in the same step, without waiting for the commit interval or for a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -62,3 +63,27 @@ def test_a_batch_that_drained_the_queue_commits_in_its_own_step(
     assert q.commits >= 1
     # every step that processed records committed them before it returned
     assert left_open and all(pending == 0 for pending in left_open)
+
+
+def test_an_idle_query_looks_at_its_end_offsets_only_while_asked(
+    engine: Engine, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each look costs a ListOffsets request per partition; unasked, an idle server sent them
+    five times a second per query and partition (most of its requests to the broker)."""
+    monkeypatch.setattr(query, "CAUGHT_UP_INTEREST_S", 0.5)
+    engine.execute(
+        "CREATE STREAM src (K STRING KEY, ID BIGINT) "
+        "WITH (kafka_topic='src', value_format='DELIMITED', partitions=2);"
+        "CREATE STREAM out AS SELECT K, ID FROM src;"
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(engine.ctx.physical("src"), b"1", b"k")
+    producer.flush(10)
+    assert engine.wait_until_caught_up(30)
+    [q] = engine.queries.values()
+    time.sleep(0.8)  # the question's interest runs out
+    looked_at = q._caught[0]
+    time.sleep(1.5)  # several idle looks (0.2 s each), nobody asking
+    assert q._caught[0] == looked_at
+    assert engine.wait_until_caught_up(10)  # asking starts the looks again
+    assert q._caught[0] > looked_at

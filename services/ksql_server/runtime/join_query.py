@@ -489,8 +489,7 @@ class JoinQuery(JoinChain, PersistentQuery):
         self.commits += 1
 
     def _check_caught_up(self, consumer: Consumer) -> None:
-        now = time.monotonic()
-        if now - self._caught[0] < 0.03:
+        if (now := self._caught_up_check_due()) is None:
             return
         caught = True
         for (topic, p), pos in list(self._tp_positions.items()):

@@ -67,6 +67,11 @@ COMMIT_INTERVAL_S = 0.5
 COMMIT_RECORDS = 50_000
 RESTART_BACKOFF_S = 0.5
 RESTART_BACKOFF_MAX_S = 10.0
+CAUGHT_UP_INTEREST_S = 2.0
+"""How long after a `caught_up` question an idle loop keeps checking its end offsets. Only the
+conformance runner and tests ask; an unasked check cost a ListOffsets request per partition at
+every idle look (five a second per partition and query), most of what an idle server sent."""
+CAUGHT_UP_RECHECK_S = 0.03
 
 
 def _assign(
@@ -148,6 +153,8 @@ class PersistentQuery:
         self._consumer: Consumer | None = None
         self._caught: tuple[float, bool] = (0.0, False)
         """(when the loop thread last looked, whether every partition was consumed to its end)"""
+        self._caught_asked = float("-inf")
+        """when `caught_up` was last called (time.monotonic)"""
 
     def start(self) -> None:
         self._thread.start()
@@ -165,15 +172,23 @@ class PersistentQuery:
     def caught_up(self, since: float) -> bool:
         """True when the loop thread, at a moment after `since` (time.monotonic), found every
         source partition consumed to its end. The check runs on the loop thread itself (a
-        consumer is not shared across threads)."""
+        consumer is not shared across threads), and only while somebody asks."""
+        self._caught_asked = time.monotonic()
         if self.error is not None or self._stop.is_set():
             return True
         checked_at, caught = self._caught
         return checked_at > since and caught
 
-    def _check_caught_up(self, consumer: Consumer) -> None:
+    def _caught_up_check_due(self) -> float | None:
+        """The time now when an idle loop should look at its end offsets: `caught_up` was
+        asked lately and the last look is older than CAUGHT_UP_RECHECK_S; else None."""
         now = time.monotonic()
-        if now - self._caught[0] < 0.03:
+        if now - self._caught_asked > CAUGHT_UP_INTEREST_S:
+            return None
+        return None if now - self._caught[0] < CAUGHT_UP_RECHECK_S else now
+
+    def _check_caught_up(self, consumer: Consumer) -> None:
+        if (now := self._caught_up_check_due()) is None:
             return
         caught = True
         for p, pos in list(self._positions.items()):

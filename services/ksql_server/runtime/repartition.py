@@ -181,9 +181,10 @@ class RepartitionedQuery(PersistentQuery):
         )
 
     def _check_caught_up(self, consumer: Consumer) -> None:
+        before = self._caught[0]
         super()._check_caught_up(consumer)
         checked_at, caught = self._caught
-        if not caught:
+        if checked_at == before or not caught:  # not looked at now, or the source is behind
             return
         for tp in consumer.position(self._internal):
             _lo, hi = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
