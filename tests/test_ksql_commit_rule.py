@@ -69,7 +69,7 @@ def test_an_idle_query_looks_at_its_end_offsets_only_while_asked(
     engine: Engine, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each look costs a ListOffsets request per partition; unasked, an idle server sent them
-    five times a second per query and partition (most of its requests to the broker)."""
+    five times a second per query and partition."""
     monkeypatch.setattr(query, "CAUGHT_UP_INTEREST_S", 0.5)
     engine.execute(
         "CREATE STREAM src (K STRING KEY, ID BIGINT) "

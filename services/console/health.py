@@ -137,8 +137,8 @@ class HealthSampler:
         return sample
 
     def _ends(self, admin: AdminClient, consumer: Any) -> dict[str, int]:
-        """topic -> sum of its partitions' end offsets, in one ListOffsets request: a request
-        per partition every `interval_s` was most of what an idle stack asked its broker."""
+        """topic -> sum of its partitions' end offsets, in one ListOffsets request (not one
+        per partition every `interval_s`: the console should cost an idle broker little)."""
         meta = consumer.list_topics(timeout=5).topics
         partitions = [
             TopicPartition(topic, p)

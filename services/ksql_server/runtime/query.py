@@ -70,7 +70,7 @@ RESTART_BACKOFF_MAX_S = 10.0
 CAUGHT_UP_INTEREST_S = 2.0
 """How long after a `caught_up` question an idle loop keeps checking its end offsets. Only the
 conformance runner and tests ask; an unasked check cost a ListOffsets request per partition at
-every idle look (five a second per partition and query), most of what an idle server sent."""
+every idle look (five a second per partition and query), as many as its idle fetches."""
 CAUGHT_UP_RECHECK_S = 0.03
 
 
