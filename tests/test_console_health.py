@@ -41,7 +41,7 @@ def test_end_offsets_are_summed_per_topic_over_every_partition(
     admin = make_admin(kafka_bootstrap, quiet=True)
     consumer = make_consumer(f"health-{unique}", kafka_bootstrap, **quiet_logging())
     try:
-        ends = sampler._ends(admin, consumer)
+        ends = sampler._ends(admin)
         per_partition = {p: high for p, (_low, high) in watermarks(consumer, busy).items()}
     finally:
         consumer.close()

@@ -28,7 +28,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from services.common.errors import FraudstreamError
-from services.common.kafka import make_admin, make_consumer, quiet_logging
+from services.common.kafka import make_admin
 from services.console.config import ConsoleConfig
 
 log = logging.getLogger("fraudstream.console.health")
@@ -102,30 +102,26 @@ class HealthSampler:
 
     def _run(self) -> None:
         admin = make_admin(quiet=True)
-        consumer = make_consumer("fraudstream-console-health", **quiet_logging())
-        try:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    self.sample_once(admin, consumer)
-                    self.error = None
-                except (KafkaException, FraudstreamError) as exc:
-                    self.error = str(exc)[:300]
-                    log.warning("health sample failed: %s", self.error)
-                spent = time.monotonic() - started
-                self._stop.wait(max(0.2, self.config.health_interval_s - spent))
-        finally:
-            consumer.close()
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.sample_once(admin)
+                self.error = None
+            except (KafkaException, FraudstreamError) as exc:
+                self.error = str(exc)[:300]
+                log.warning("health sample failed: %s", self.error)
+            spent = time.monotonic() - started
+            self._stop.wait(max(0.2, self.config.health_interval_s - spent))
 
     # ---------------------------------------------------------------- sampling
-    def sample_once(self, admin: AdminClient, consumer: Any) -> Sample:
+    def sample_once(self, admin: AdminClient) -> Sample:
         now = time.monotonic()
         try:
             queries = self.ksql_queries()
         except FraudstreamError as exc:
             queries = []
             self.error = f"KSQL: {exc}"[:300]
-        ends = self._ends(admin, consumer)
+        ends = self._ends(admin)
         if now - self._groups_at >= GROUP_LIST_EVERY_S or not self._groups:
             self._groups = self._classify(admin, queries)
             self._groups_at = now
@@ -136,10 +132,10 @@ class HealthSampler:
             self._queries = queries
         return sample
 
-    def _ends(self, admin: AdminClient, consumer: Any) -> dict[str, int]:
+    def _ends(self, admin: AdminClient) -> dict[str, int]:
         """topic -> sum of its partitions' end offsets, in one ListOffsets request (not one
         per partition every `interval_s`: the console should cost an idle broker little)."""
-        meta = consumer.list_topics(timeout=5).topics
+        meta = admin.list_topics(timeout=5).topics
         partitions = [
             TopicPartition(topic, p)
             for topic in self.topics
