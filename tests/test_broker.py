@@ -6,8 +6,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
+from services.broker.coordinator_logs import SEGMENT_BYTES
+from services.broker.coordinator_logs import TOPICS as COORDINATOR_TOPICS
 from services.broker.launcher import (
     KafkaBroker,
     _cluster_id,
@@ -15,7 +18,7 @@ from services.broker.launcher import (
     _split_bootstrap,
 )
 from services.common.errors import FraudstreamError
-from services.common.kafka import ensure_topic, make_producer
+from services.common.kafka import ensure_topic, make_admin, make_producer
 from services.common.process import free_port_pair
 from services.common.settings import Settings
 
@@ -100,6 +103,69 @@ def test_restart_keeps_topics_and_records(tmp_path: Path, kafka_bootstrap: str) 
         assert sorted(values) == sorted(f"v{i}" for i in range(100))
     finally:
         broker.stop()
+
+
+@pytest.mark.slow
+def test_coordinator_logs_get_small_segments_fresh_and_after_a_restart(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """A fresh broker creates its coordinator topics with 4 MiB segments; one whose topics were
+    made with Kafka's 100 MB default (an older data directory) has them set at its next start,
+    so the log cleaner compacts what a restart replays."""
+    broker = _broker(tmp_path, free_port_pair())
+    broker.root.mkdir(parents=True)
+    broker.libs.symlink_to(KafkaBroker.from_env().libs, target_is_directory=True)
+    try:
+        broker.start()
+        _use_both_coordinators(broker.address)
+        assert _segment_bytes(broker.address) == {t: SEGMENT_BYTES for t in COORDINATOR_TOPICS}
+        _set_segment_bytes(broker.address, 100 * 2**20)
+        assert set(_segment_bytes(broker.address).values()) == {100 * 2**20}
+        assert broker.stop()
+
+        broker.start()
+        assert _segment_bytes(broker.address) == {t: SEGMENT_BYTES for t in COORDINATOR_TOPICS}
+    finally:
+        broker.stop()
+
+
+def test_server_properties_create_small_coordinator_segments(tmp_path: Path) -> None:
+    props = _server_properties(9092, tmp_path)
+    assert f"offsets.topic.segment.bytes={SEGMENT_BYTES}" in props
+    assert f"transaction.state.log.segment.bytes={SEGMENT_BYTES}" in props
+
+
+def _use_both_coordinators(bootstrap: str) -> None:
+    """Creates `__consumer_offsets` (an offset commit) and `__transaction_state` (a transaction)."""
+    ensure_topic("coordinator_probe", bootstrap=bootstrap)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "coordinator-probe"})
+    consumer.commit(offsets=[TopicPartition("coordinator_probe", 0, 0)], asynchronous=False)
+    consumer.close()
+    producer = make_producer(bootstrap, **{"transactional.id": "coordinator-probe"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce("coordinator_probe", b"x")
+    producer.commit_transaction(30)
+
+
+def _segment_bytes(bootstrap: str) -> dict[str, int]:
+    admin = make_admin(bootstrap)
+    resources = [ConfigResource(ResourceType.TOPIC, topic) for topic in COORDINATOR_TOPICS]
+    return {
+        resource.name: int(future.result()["segment.bytes"].value)
+        for resource, future in admin.describe_configs(resources).items()
+    }
+
+
+def _set_segment_bytes(bootstrap: str, size: int) -> None:
+    entry = ConfigEntry("segment.bytes", str(size), incremental_operation=AlterConfigOpType.SET)
+    resources = [
+        ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+        for topic in COORDINATOR_TOPICS
+    ]
+    admin = make_admin(bootstrap)  # kept: a collected client cancels its requests
+    for future in admin.incremental_alter_configs(resources).values():
+        future.result()
 
 
 def _consume_all(bootstrap: str, topic: str, expected: int) -> list[str]:

@@ -22,10 +22,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.broker import coordinator_logs
 from services.broker.sasl import ADMIN_USER, SaslUsers, sasl_server_properties
 from services.broker.tls import BrokerTls
 from services.common.errors import FraudstreamError
-from services.common.kafka import broker_reachable, wait_for_broker
+from services.common.kafka import broker_reachable, make_admin, wait_for_broker
 from services.common.process import ManagedProcess, port_in_use
 from services.common.settings import BROKER_SASL_ENV, Settings, get_settings
 
@@ -279,6 +280,7 @@ class KafkaBroker:
             self.healthy, timeout, lambda: _last_error(proc.log_tail(40)), interval=0.5
         )
         wait_for_broker(self.address, timeout=10, **self.admin_config())
+        coordinator_logs.shrink_segments(make_admin(self.address, False, **self.admin_config()))
 
     def stop(self, timeout: float = 30.0) -> bool:
         return self.process.stop(timeout)
@@ -360,6 +362,8 @@ log.segment.bytes=268435456
 # 16 MB holds ~600k keys a pass, far more than the compacted topics here; the old size made
 # the broker's RSS 150 MB larger and its full collections more frequent
 log.cleaner.dedupe.buffer.size=16777216
+# small coordinator segments, so the cleaner compacts them (services/broker/coordinator_logs.py)
+{coordinator_logs.server_properties().rstrip()}
 """
 
 
