@@ -36,7 +36,10 @@ log = logging.getLogger("fraudstream.console.health")
 RATE_WINDOW_S = 10.0
 GROUP_LIST_EVERY_S = 10.0
 MAX_GROUPS = 200
-"""Consumer groups looked at (a shared test broker can hold thousands)."""
+"""Consumer groups looked at per listing (a shared test broker can hold thousands)."""
+UNRELATED_FORGET_S = 600.0
+"""How long a group found reading only other topics is not asked again (one FindCoordinator and
+one OffsetFetch per group per listing: 25 requests a second on a broker with 127 groups)."""
 KSQL_GROUP_PREFIX = "_confluent-ksql-"
 
 
@@ -81,6 +84,9 @@ class HealthSampler:
     _groups: dict[str, set[str]] = field(default_factory=dict)
     """group -> pipeline topics it reads (groups reading none are left out)"""
     _groups_at: float = 0.0
+    _unrelated: set[str] = field(default_factory=set)
+    """groups with committed offsets on other topics only, not asked again for a while"""
+    _unrelated_since: float = 0.0
     _queries: list[dict[str, Any]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -153,19 +159,37 @@ class HealthSampler:
         return ends
 
     def _classify(self, admin: AdminClient, queries: list[dict[str, Any]]) -> dict[str, set[str]]:
-        """Which groups read pipeline topics (the KSQL queries' groups always count)."""
+        """Which groups read pipeline topics; the running KSQL queries' groups always count.
+
+        Asking a group costs a FindCoordinator and an OffsetFetch, and samples ask every group
+        kept here, so groups the view never shows are not kept: another KSQL query's group (a
+        stopped query's, another service id's), and a group whose committed offsets are all on
+        other topics (a test's, another application's), which is also not asked again for
+        `UNRELATED_FORGET_S` (a group id rarely changes what it reads). A group with no offsets
+        yet is asked again: it may be a scorer starting."""
+        now = time.monotonic()
+        if now - self._unrelated_since >= UNRELATED_FORGET_S:
+            self._unrelated.clear()
+            self._unrelated_since = now
         wanted = set(self.topics)
-        found: dict[str, set[str]] = {}
-        names = [q["group"] for q in queries if q.get("group")]
+        query_groups = [q["group"] for q in queries if q.get("group")]
         listed = admin.list_consumer_groups(request_timeout=5).result(10)
-        names += sorted(g.group_id for g in listed.valid)
-        for group in names[:MAX_GROUPS]:
+        others = sorted(
+            g.group_id
+            for g in listed.valid
+            if g.group_id not in self._unrelated and not g.group_id.startswith(KSQL_GROUP_PREFIX)
+        )
+        found: dict[str, set[str]] = {}
+        for group in list(dict.fromkeys(query_groups + others))[:MAX_GROUPS]:
             try:
-                topics = set(_committed(admin, group, None)) & wanted
+                committed = _committed(admin, group, None)
             except KafkaException:
                 continue
-            if topics or group.startswith(KSQL_GROUP_PREFIX):
+            topics = set(committed) & wanted
+            if topics or group in query_groups:
                 found[group] = topics
+            elif committed:
+                self._unrelated.add(group)
         return found
 
     # ---------------------------------------------------------------- reporting
