@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, Producer
 
 from services.ksql_server.engine import Engine
 from services.ksql_server.engine_api import KsqlStatementError
+from services.ksql_server.runtime.query import PersistentQuery
 
 pytestmark = pytest.mark.slow
 
@@ -215,6 +216,55 @@ def test_command_topic_replay_resumes_exactly_once(kafka_bootstrap: str, unique:
         second.execute("DROP STREAM o DELETE TOPIC; DROP STREAM s DELETE TOPIC;")
     finally:
         second.close()
+        _delete_prefixed(kafka_bootstrap, f"_confluent-ksql-{service}_command_topic")
+
+
+def test_replay_starts_only_the_queries_still_running_at_its_end(
+    kafka_bootstrap: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query that a later TERMINATE or DROP ended is never started by a replay: starting it
+    joined its group and fenced its transactional id only to stop it again, most of a used
+    stack's start-up. The one still running starts once the replay is done."""
+    service, prefix = f"q{unique}_", f"rq_{unique}_"
+    props = {"auto.offset.reset": "earliest", "processing.guarantee": "exactly_once_v2"}
+
+    def engine() -> Engine:
+        return Engine(
+            kafka_bootstrap, None, service_id=service, topic_prefix=prefix, properties=props
+        )
+
+    def create(name: str) -> str:
+        entity = first.execute(f"CREATE STREAM {name} AS SELECT ID, V FROM s;")[0]
+        return str(entity["commandStatus"]["queryId"])
+
+    first = engine()
+    try:
+        first.execute(
+            "CREATE STREAM s (ID BIGINT KEY, V INT) WITH (kafka_topic='src', "
+            "value_format='JSON', partitions=1);"
+        )
+        terminated, dropped = create("a"), create("b")
+        first.execute(f"TERMINATE {terminated}; TERMINATE {dropped}; DROP STREAM b;")
+        running = create("c")
+    finally:
+        first.close()
+    started: list[str] = []
+    start = PersistentQuery.start
+
+    def recording_start(query: PersistentQuery) -> None:
+        started.append(query.query_id)
+        start(query)
+
+    monkeypatch.setattr(PersistentQuery, "start", recording_start)
+    second = engine()
+    try:
+        assert second.replay_errors == []
+        assert started == [running]
+        assert list(second.queries) == [running]
+        assert second.wait_until_caught_up(30)
+    finally:
+        second.close()
+        _delete_prefixed(kafka_bootstrap, prefix)
         _delete_prefixed(kafka_bootstrap, f"_confluent-ksql-{service}_command_topic")
 
 

@@ -131,24 +131,38 @@ class Engine:
         self._plog_ready = False
         self._commands: CommandTopic | None = None
         self.replay_errors: list[str] = []
+        self._replaying = False
         if command_topic:
             self._commands = CommandTopic(self.ctx, self.service_id)
             self._replay()
 
     # ------------------------------------------------------------------ lifecycle
     def _replay(self) -> None:
+        """Rebuild the metastore and the queries from the command topic, then start the queries
+        still there at its end. As in ksqlDB, none starts during the replay: a query a later
+        TERMINATE or DROP ends would join its group, fence its transactional id and process
+        records only to be stopped again (on a used stack, 40 of 47 s of start-up)."""
         assert self._commands is not None
         commands = self._commands.read_all()
-        for cmd in commands:
-            self._seq = cmd.seq
-            try:
-                stmt = parse(cmd.statement)
-                self._execute_statement(
-                    stmt, cmd.statement, normalize_properties(cmd.properties), replay_seq=cmd.seq
-                )
-            except Exception as exc:
-                LOG.warning("replay of %r failed: %s", redact(cmd.statement), exc)
-                self.replay_errors.append(f"{cmd.statement}: {exc}")
+        self._replaying = True
+        try:
+            for cmd in commands:
+                self._seq = cmd.seq
+                try:
+                    stmt = parse(cmd.statement)
+                    self._execute_statement(
+                        stmt,
+                        cmd.statement,
+                        normalize_properties(cmd.properties),
+                        replay_seq=cmd.seq,
+                    )
+                except Exception as exc:
+                    LOG.warning("replay of %r failed: %s", redact(cmd.statement), exc)
+                    self.replay_errors.append(f"{cmd.statement}: {exc}")
+        finally:
+            self._replaying = False
+        for query in self.queries.values():
+            query.start()
         self._seq = self._commands.end_offset()
         if commands:
             LOG.info("replayed %d commands, %d queries running", len(commands), len(self.queries))
@@ -403,7 +417,8 @@ class Engine:
             QuerySetup(query_id, text, plan, sink, self.ctx, self.plog, self.service_id, props)
         )
         self.queries[query_id] = query
-        query.start()
+        if not self._replaying:  # a replayed query starts when the replay is done
+            query.start()
 
     def _insert_select(self, stmt: A.InsertSelect, text: str, props: dict[str, Any]) -> _Prepared:
         target = self.metastore.get(stmt.target)
