@@ -19,15 +19,18 @@ themselves after every start.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
-    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     ResourceType,
 )
+
+from services.common.kafka import make_admin
 
 log = logging.getLogger("fraudstream.broker")
 
@@ -44,12 +47,16 @@ def server_properties() -> str:
     return "".join(f"{prop}={SEGMENT_BYTES}\n" for prop in TOPICS.values())
 
 
-def shrink_segments(admin: AdminClient, timeout: float = 10.0) -> list[str]:
-    """Set `segment.bytes` on the coordinator topics that exist; returns the ones set.
+def shrink_segments(
+    bootstrap: str, admin_config: Mapping[str, Any], timeout: float = 10.0
+) -> list[str]:
+    """Set `segment.bytes` on the coordinator topics that exist, as the broker's admin
+    (`admin_config`: empty for PLAINTEXT); returns the ones set.
 
     A topic not created yet (a fresh broker: the coordinators create theirs on first use, with
     the broker property) is skipped. Setting an equal value again is harmless, so this is not
     conditional on what the topic has now."""
+    admin = make_admin(bootstrap, **admin_config)
     present = set(admin.list_topics(timeout=timeout).topics)
     resources = [
         ConfigResource(

@@ -26,7 +26,7 @@ from services.broker import coordinator_logs
 from services.broker.sasl import ADMIN_USER, SaslUsers, sasl_server_properties
 from services.broker.tls import BrokerTls
 from services.common.errors import FraudstreamError
-from services.common.kafka import broker_reachable, make_admin, wait_for_broker
+from services.common.kafka import broker_reachable, wait_for_broker
 from services.common.process import ManagedProcess, port_in_use
 from services.common.settings import BROKER_SASL_ENV, Settings, get_settings
 
@@ -280,7 +280,7 @@ class KafkaBroker:
             self.healthy, timeout, lambda: _last_error(proc.log_tail(40)), interval=0.5
         )
         wait_for_broker(self.address, timeout=10, **self.admin_config())
-        coordinator_logs.shrink_segments(make_admin(self.address, False, **self.admin_config()))
+        coordinator_logs.shrink_segments(self.address, self.admin_config())
 
     def stop(self, timeout: float = 30.0) -> bool:
         return self.process.stop(timeout)
