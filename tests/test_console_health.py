@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from services.common.kafka import (
     delete_topics,
@@ -75,9 +76,9 @@ def test_a_group_reading_other_topics_is_asked_once_not_at_every_listing(
     asked: list[str] = []
     real = health._committed
 
-    def counting(admin: object, group: str, topics: set[str] | None) -> dict[str, int]:
+    def counting(admin: AdminClient, group: str, topics: set[str] | None) -> dict[str, int]:
         asked.append(group)
-        return real(admin, group, topics)  # type: ignore[arg-type]
+        return real(admin, group, topics)
 
     monkeypatch.setattr(health, "_committed", counting)
     monkeypatch.setattr(health, "MAX_GROUPS", 100_000)  # a shared broker holds many groups
