@@ -125,6 +125,22 @@ def test_speedup_replays_by_time_column(topics: tuple[str, str]) -> None:
     assert 0.65 <= elapsed < 15  # Time spans 0..7 s: 0.7 s at 10x
 
 
+def test_a_paced_replay_waits_instead_of_spinning(tmp_path: Path, topics: tuple[str, str]) -> None:
+    """At 2,000 records/s a record is due every 0.5 ms, below librdkafka's millisecond poll:
+    waiting for each one with a shorter poll spun a core (CPU time = wall time); the replay now
+    waits at least a millisecond and sends what fell due together."""
+    topic, _dlq = topics
+    path = tmp_path / "gen.csv"
+    write_csv(path, 3000, seed=5, extended=True)
+    started, cpu_started = time.monotonic(), time.process_time()
+    result = produce_csv(path, topic, rate=2000.0)
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
+    assert result.records == 3000
+    assert elapsed >= 1.4  # the last record is due after 1.5 s
+    assert cpu < 0.5 * elapsed, f"{cpu:.2f} s of CPU in {elapsed:.2f} s"
+    assert count_records(topic) == 3000
+
+
 def test_ctrl_c_flushes_and_reports(tmp_path: Path, topics: tuple[str, str]) -> None:
     topic, _dlq = topics
     path = tmp_path / "gen.csv"
