@@ -143,7 +143,7 @@ def main() -> None:
     started = time.perf_counter()
     for i in range(n):  # paced by sleeping, not spinning: a spin would take a core
         if (wait := started + i / rate - time.perf_counter()) > 0:
-            time.sleep(wait)
+            time.sleep(max(wait, 0.001))  # one wake a millisecond, not one a record
         producer.produce(a, repr(time.time()).encode(), str(i).encode())
         producer.poll(0)
     producer.flush()
