@@ -52,6 +52,7 @@ from services.model_registry.api import (
     validate_version,
     version_dir,
 )
+from services.model_registry.dense_forward import DenseChain
 from services.model_registry.errors import (
     BadLatest,
     IntegrityError,
@@ -162,9 +163,11 @@ def _json_default(value: Any) -> Any:
 class KerasLoadedModel:
     """A registered version ready to score (implements `api.LoadedModel`).
 
-    `score` runs preprocessing in numpy and then ONE traced TensorFlow call per batch (model
-    forward pass plus per-row error), with a `[None, 30]` signature so batches of any size reuse
-    the same graph instead of retracing.
+    `score` runs preprocessing in numpy and then ONE model call per batch (forward pass plus
+    per-row error): in numpy when the model is a plain chain of Dense layers, as the trainer's
+    autoencoder is (`dense_forward`: a traced TensorFlow call costs more than the whole forward
+    pass of a small batch), otherwise one traced TensorFlow call with a `[None, 30]` signature,
+    so batches of any size reuse the same graph instead of retracing.
 
     The error is the mean squared residual, each feature's squared residual capped at
     `error_clip`² when the version says so (threshold.json `error`): with heavy-tailed features
@@ -200,6 +203,7 @@ class KerasLoadedModel:
         self._explained = tf.function(
             self._errors_and_parts, input_signature=signature, reduce_retracing=True
         )
+        self.dense_chain = DenseChain.from_keras(model)
 
     def _reconstruction_errors(self, x: Any) -> Any:
         return self._errors_and_parts(x)[0]
@@ -217,6 +221,8 @@ class KerasLoadedModel:
         """Reconstruction error of rows that are already preprocessed (one model call)."""
         if len(x) == 0:
             return np.empty(0, dtype=np.float32)
+        if self.dense_chain is not None:
+            return self._dense_errors_and_parts(x)[0]
         errors = self._errors(np.ascontiguousarray(x, dtype=np.float32))
         return np.asarray(errors.numpy())
 
@@ -224,8 +230,23 @@ class KerasLoadedModel:
         """The errors and each feature's part of them [n, 30] (one model call)."""
         if len(x) == 0:
             return np.empty(0, dtype=np.float32), np.empty((0, N_FEATURES), dtype=np.float32)
+        if self.dense_chain is not None:
+            return self._dense_errors_and_parts(x)
         errors, parts = self._explained(np.ascontiguousarray(x, dtype=np.float32))
         return np.asarray(errors.numpy()), np.asarray(parts.numpy())
+
+    def errors_and_parts_traced(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The same through the traced TensorFlow call, whatever the model: the exact slow path
+        the numpy chain is tested against."""
+        errors, parts = self._explained(np.ascontiguousarray(x, dtype=np.float32))
+        return np.asarray(errors.numpy()), np.asarray(parts.numpy())
+
+    def _dense_errors_and_parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.dense_chain is not None
+        rows = np.ascontiguousarray(x, dtype=np.float32)
+        parts = np.square(rows - self.dense_chain(rows))
+        np.minimum(parts, np.float32(self._cap), out=parts)
+        return parts.mean(axis=1, dtype=np.float32), parts
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Reconstruction error per row of raw features float32 [n, 30]."""
