@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from services.common.avro.codec import AvroEncoder  # noqa: E402
 from services.common.avro.schemas import ksql_record_schema, registry_client  # noqa: E402
 from services.common.kafka import (  # noqa: E402
     consumer_config,
+    delete_topics,
     ensure_topic,
     make_consumer,
     make_producer,
@@ -157,14 +159,18 @@ def consume_only(topic: str, n: int) -> float:
 
 
 def run_worker(args: list[str]) -> dict[str, Any]:
-    """The scorer in a subprocess (own RSS); it prints one JSON line with its timings."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+    """The scorer in a subprocess (own RSS); it prints one JSON line with its timings. Its
+    alerts topic (`args[1]`) and dead-letter topic are deleted after it."""
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=ROOT,
+        )
+    finally:
+        delete_topics([args[1], f"{args[1]}_dlq"])
     if out.returncode != 0:
         raise SystemExit(f"scorer worker failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -331,6 +337,7 @@ def latency(
     reader.join()
     scorer.stop()
     thread.join(60)
+    delete_topics([topic, alerts, f"{alerts}_dlq"])
     lat = np.array([arrived[i] - produced[i] for i in arrived if i in produced]) * 1000
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), len(lat)
 
@@ -363,6 +370,15 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     topic = f"bench_score_in_{tag}"
     models_dir = Path(tempfile.mkdtemp(prefix="bench-scorer-models-"))
+    try:
+        run_all(topic, tag, models_dir, args)
+    finally:  # the input topic and the models (run_worker deletes each alerts topic)
+        delete_topics([topic])
+        shutil.rmtree(models_dir, ignore_errors=True)
+
+
+def run_all(topic: str, tag: str, models_dir: Path, args: argparse.Namespace) -> None:
+    """Every comparison of the bench on one input topic."""
     version = save_model(models_dir)
     ensemble_version = save_model(models_dir, ensemble=True)
     ensure_topic(topic, partitions=PARTITIONS)

@@ -35,10 +35,17 @@ def _start(only: str) -> None:
         up(only)
 
 
+_handed_out: list[str] = []
+"""The topic names and suffixes this test process gave its tests (`topic_name`, `unique`)."""
+_broker_used = False
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """A real broker: the one at KAFKA_BOOTSTRAP_SERVERS, or the embedded one started now."""
+    global _broker_used
     _start("kafka")
+    _broker_used = True
     return get_settings().bootstrap_servers
 
 
@@ -58,13 +65,38 @@ def ksql_url(schema_registry_url: str) -> str:
 def topic_name(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh topic name for this test (the topic itself is created by the code under test)."""
     base = re.sub(r"[^A-Za-z0-9]+", "_", request.node.name)[:60]
-    yield f"t_{base}_{uuid.uuid4().hex[:8]}"
+    name = f"t_{base}_{uuid.uuid4().hex[:8]}"
+    _handed_out.append(name)
+    yield name
 
 
 @pytest.fixture
 def unique() -> str:
     """A short random suffix for consumer groups, subjects and other per-test names."""
-    return uuid.uuid4().hex[:10]
+    suffix = uuid.uuid4().hex[:10]
+    _handed_out.append(suffix)
+    return suffix
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete the `t_…` topics this process's tests left on the shared broker.
+
+    The stack outlives the tests (it is the developer's `make run` stack too), and every
+    partition left behind stays in the broker's heap and start-up for good (docs/latency.md,
+    seventh pass). Only names built from this process's own `topic_name` / `unique` values go,
+    so a test process running beside this one (the own-stack tests of `make test`) loses none."""
+    if not (_broker_used and _handed_out):
+        return
+    from confluent_kafka import KafkaException
+
+    from services.common.kafka import delete_topics, make_admin
+
+    try:
+        topics = make_admin(quiet=True).list_topics(timeout=10).topics
+        left = [t for t in topics if t.startswith("t_") and any(h in t for h in _handed_out)]
+        delete_topics(left)
+    except KafkaException as exc:  # the broker went away: nothing to tidy
+        print(f"\nnote: the tests' topics were not deleted: {exc}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
