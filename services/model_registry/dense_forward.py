@@ -9,8 +9,8 @@ its versions score this way; any other model (another layer, another activation,
 non-float32 policy) has no `DenseChain` and keeps the TensorFlow call, which is also the exact
 slow path the tests compare this one with.
 
-A chain is taken only when its output on a probe batch matches the Keras model's: a layer list
-that reads as a chain but is wired otherwise can never score differently from its model.
+A chain is taken only when its output on a probe batch matches the Keras model's, so a layer
+list that reads as a chain but is wired otherwise is refused rather than scored wrongly.
 """
 
 from __future__ import annotations
