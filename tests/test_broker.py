@@ -188,3 +188,15 @@ def _consume_all(bootstrap: str, topic: str, expected: int) -> list[str]:
     finally:
         consumer.close()
     return values
+
+
+def test_a_side_brokers_ports_lie_below_the_ephemeral_range() -> None:
+    """A restarted side broker keeps its pair; no outgoing connection or bind(0) may take p + 1
+    in between, so the pair comes from below the range the kernel hands those out from."""
+    start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(20):
+        port = free_port_pair()
+        assert port + 1 < start
+        for taken in (port, port + 1):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", taken))

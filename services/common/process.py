@@ -162,21 +162,53 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def free_port_pair(host: str = "127.0.0.1", attempts: int = 50) -> int:
-    """A port p such that p and p + 1 are both free now (the embedded broker's controller
-    listens on p + 1): for tests and tools that start a broker beside the stack's own."""
+_PAIR_PORTS_FROM = 10_000
+"""The lowest port `free_port_pair` picks (above the stack's fixed ports)."""
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
     import socket
 
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_pair(host: str = "127.0.0.1", attempts: int = 50) -> int:
+    """A port p such that p and p + 1 are both free now (the embedded broker's controller
+    listens on p + 1): for tests and tools that start a broker beside the stack's own.
+
+    Picked at random below the kernel's ephemeral range, not by binding port 0: that range is
+    where the kernel takes the local port of every other bind(0) and of every outgoing
+    connection, the broker's own among them (it dials its controller on p + 1 before that
+    listens, and a dial given p + 1 as its local port connects to itself). A broker restarted
+    on its pair (the restart and chaos tests) then failed with `Address already in use` on the
+    controller port, in one CI run of two here. The stack's fixed ports sit below that range
+    too. Where the range starts too low to leave room, bind(0) as before."""
+    import random
+    import socket
+
+    below = _ephemeral_ports_start() - 2
+    pick = random.SystemRandom()
     for _ in range(attempts):
-        with socket.socket() as first:
-            first.bind((host, 0))
-            port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind((host, port + 1))
-                except OSError:
-                    continue
-        return port
+        if below > _PAIR_PORTS_FROM:
+            port = pick.randrange(_PAIR_PORTS_FROM, below)
+        else:
+            with socket.socket() as probe:
+                probe.bind((host, 0))
+                port = int(probe.getsockname()[1])
+        if _bindable(host, port) and _bindable(host, port + 1):
+            return port
     raise FraudstreamError(f"no two consecutive free ports on {host}", code="no_free_port")
 
 
