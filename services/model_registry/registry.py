@@ -232,8 +232,7 @@ class KerasLoadedModel:
             return np.empty(0, dtype=np.float32), np.empty((0, N_FEATURES), dtype=np.float32)
         if self.dense_chain is not None:
             return self._dense_errors_and_parts(x)
-        errors, parts = self._explained(np.ascontiguousarray(x, dtype=np.float32))
-        return np.asarray(errors.numpy()), np.asarray(parts.numpy())
+        return self.errors_and_parts_traced(x)
 
     def errors_and_parts_traced(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The same through the traced TensorFlow call, whatever the model: the exact slow path
